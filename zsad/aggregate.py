@@ -1,0 +1,81 @@
+"""Sample score and the whole cheap aggregation of one image (seed, "Prediction aggregation")."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import AggregateConfig
+from .pixelmaps import paste_tiles, tile_pixel_maps
+from .scoring import tile_scores
+
+
+def top_fraction_count(n: int, fraction: float) -> int:
+    """How many of ``n`` components make the top ``fraction``: ``max(1, ceil(fraction * n))``.
+
+    Example:
+        >>> [top_fraction_count(n, 0.25) for n in (1, 3, 4, 9)]
+        [1, 1, 1, 3]
+    """
+    if n <= 0:
+        raise ValueError(f"need at least one component, got {n}")
+    return max(1, math.ceil(fraction * n - 1e-9))
+
+
+def component_means(tile_scores_t: np.ndarray, component_t: np.ndarray) -> np.ndarray:
+    """Mean tile score per component, in increasing component id order: (T,) -> (C,)."""
+    ids, inverse = np.unique(component_t, return_inverse=True)
+    sums = np.bincount(inverse, weights=np.asarray(tile_scores_t, np.float64), minlength=ids.size)
+    return sums / np.bincount(inverse, minlength=ids.size)
+
+
+def sample_score(tile_scores_t: np.ndarray, component_t: np.ndarray, fraction: float = 0.25) -> float:
+    """Seed step 6: mean tile score per component, then the mean of the top ``fraction``.
+
+    Example:
+        >>> sample_score(np.array([0.2, 0.4, 0.9, 0.1]), np.array([1, 1, 2, 3]), 0.25)  # means .3 .9 .1
+        0.9
+    """
+    means = np.sort(component_means(tile_scores_t, component_t))[::-1]
+    return float(means[: top_fraction_count(means.size, fraction)].mean())
+
+
+@dataclass(frozen=True)
+class Aggregated:
+    """Outputs of aggregation for one image.
+
+    Attributes:
+        tile_scores_t: (T,) float64 anomalous probability per tile.
+        pixel_map_hw: (H, W) float32 anomaly map.
+        sample_score: float in [0, 1].
+    """
+
+    tile_scores_t: np.ndarray
+    pixel_map_hw: np.ndarray
+    sample_score: float
+
+
+def aggregate_image(image_emb_td: np.ndarray, text_emb_pd: np.ndarray, anomalous_p: np.ndarray,
+                    seed_extension_p: np.ndarray, logit_scale: float, maps_tlhw: np.ndarray,
+                    boxes_xyxy: np.ndarray, component_t: np.ndarray, image_hw: tuple[int, int],
+                    cfg: AggregateConfig) -> Aggregated:
+    """Everything after the models: tile scores, pixel map, sample score.
+
+    The one-call scorer and the cached ``aggregate`` flow both call this, so they agree exactly.
+
+    Args:
+        image_emb_td: (T, D) CLIP tile embeddings.
+        text_emb_pd: (P, D) CLIP prompt embeddings; ``anomalous_p``/``seed_extension_p`` (P,) bool.
+        logit_scale: CLIP logit scale.
+        maps_tlhw: (T, L, h, w) CLIPSeg probabilities (any float dtype).
+        boxes_xyxy: (T, 4) tile boxes; component_t: (T,) component ids.
+        image_hw: (H, W) of the image.
+        cfg: fusion, top fraction, scaling and prompt-set choice.
+    """
+    use = np.ones(len(anomalous_p), bool) if cfg.seed_states else ~np.asarray(seed_extension_p, bool)
+    scores = tile_scores(image_emb_td, text_emb_pd[use], np.asarray(anomalous_p, bool)[use], logit_scale)
+    maps = tile_pixel_maps(maps_tlhw, scores, cfg.fusion, cfg.scale_by_tile_score)
+    pixel = paste_tiles(maps, boxes_xyxy, image_hw)
+    return Aggregated(scores, pixel, sample_score(scores, component_t, cfg.top_fraction))

@@ -1,0 +1,230 @@
+"""Frozen configuration dataclasses and the stage hash.
+
+Every parameter that changes a stage's output lives in one of these dataclasses, so that
+``stage_hash`` over (stage name, code version, config, weights sha256, input hashes) names a
+cache entry that can never be stale.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+# Bump a stage's version whenever its code changes its output.
+STAGE_VERSIONS: dict[str, int] = {
+    "image": 1,
+    "isnet": 1,
+    "sam": 1,
+    "foreground": 1,
+    "tiles": 1,
+    "clip_image": 1,
+    "clip_text": 1,
+    "clipseg": 1,
+    "aggregate": 1,
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which network to build.
+
+    Attributes:
+        family: ``"clip"``, ``"clipseg"``, ``"sam"`` or ``"isnet"``.
+        arch: architecture name inside the family (``"ViT-B-16-plus-240"``, ``"vit_h"``,
+            ``"rd64-refined"``, ``"isnet"`` or ``"tiny"``).
+        pretrained: weights tag (``"laion400m_e32"``, ``"general-use"``) or ``"random"``.
+        weights: explicit local path of the weights (file or Hugging Face snapshot folder);
+            ``None`` means "look in the default places" unless ``pretrained == "random"``.
+    """
+
+    family: str
+    arch: str
+    pretrained: str = "random"
+    weights: str | None = None
+
+    @property
+    def is_random(self) -> bool:
+        return self.pretrained == "random"
+
+
+@dataclass(frozen=True)
+class SamGeneratorConfig:
+    """``segment_anything.SamAutomaticMaskGenerator`` arguments (its defaults)."""
+
+    points_per_side: int = 32
+    points_per_batch: int = 64
+    pred_iou_thresh: float = 0.88
+    stability_score_thresh: float = 0.95
+    box_nms_thresh: float = 0.7
+    min_mask_region_area: int = 0
+
+
+@dataclass(frozen=True)
+class ForegroundConfig:
+    """Foreground = union of SAM masks lying mostly inside the thresholded IS-Net map.
+
+    Attributes:
+        isnet_threshold: IS-Net probability (after min-max normalisation, as IS-Net's own
+            inference script does) above which a pixel is foreground.
+        min_coverage: fraction of a SAM mask that must be IS-Net foreground to keep it (seed: 0.8).
+        connectivity: 1 = 4-connected, 2 = 8-connected components.
+    """
+
+    isnet_threshold: float = 0.5
+    min_coverage: float = 0.8
+    connectivity: int = 2
+
+
+@dataclass(frozen=True)
+class TilingConfig:
+    """Tile geometry (seed: 352 px minimum, aspect > 1.5 and > 20 SAM parts = elongated)."""
+
+    min_tile: int = 352
+    elongated_aspect: float = 1.5
+    elongated_min_parts: int = 20
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    """Prompt lists. ``object_name`` overrides the name derived from the class folder."""
+
+    object_name: str | None = None
+    localising: tuple[str, ...] | None = None  # None = the seed's list
+
+
+@dataclass(frozen=True)
+class AggregateConfig:
+    """The cheap, re-runnable part: how cached model outputs become scores and maps.
+
+    Attributes:
+        fusion: how per-prompt CLIPSeg maps are combined: ``"harmonic"`` (seed),
+            ``"arithmetic"`` or ``"geometric"`` mean.
+        top_fraction: fraction of foreground components averaged for the sample score (seed 0.25).
+        scale_by_tile_score: multiply each tile's pixel map by its tile score (seed: True).
+        seed_states: include the seed's extra normal/anomalous states (seed: True); False is
+            plain WinCLIP's compositional ensemble.
+    """
+
+    fusion: str = "harmonic"
+    top_fraction: float = 0.25
+    scale_by_tile_score: bool = True
+    seed_states: bool = True
+
+    def __post_init__(self) -> None:
+        if self.fusion not in ("harmonic", "arithmetic", "geometric"):
+            raise ValueError(
+                f"AggregateConfig.fusion must be 'harmonic', 'arithmetic' or 'geometric', got {self.fusion!r}"
+            )
+        if not 0.0 < self.top_fraction <= 1.0:
+            raise ValueError(f"AggregateConfig.top_fraction must be in (0, 1], got {self.top_fraction!r}")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything the method needs. ``paper()`` is the seed's setup, ``tiny()`` the CPU demo."""
+
+    clip: ModelSpec = ModelSpec("clip", "ViT-B-16-plus-240", "laion400m_e32")
+    clipseg: ModelSpec = ModelSpec("clipseg", "rd64-refined", "CIDAS")
+    sam: ModelSpec = ModelSpec("sam", "vit_h", "sa-1b")
+    isnet: ModelSpec = ModelSpec("isnet", "isnet", "general-use")
+    sam_generator: SamGeneratorConfig = SamGeneratorConfig()
+    foreground: ForegroundConfig = ForegroundConfig()
+    tiling: TilingConfig = TilingConfig()
+    prompts: PromptConfig = PromptConfig()
+    aggregate: AggregateConfig = AggregateConfig()
+    map_dtype: str = "float16"
+    device: str = "cpu"
+    batch_size: int = 16
+
+    @classmethod
+    def paper(cls, **overrides: Any) -> "PipelineConfig":
+        return dataclasses.replace(cls(), **overrides)
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> "PipelineConfig":
+        """Random-weight tiny models: seconds on a CPU. Scores are meaningless, shapes are real.
+
+        The SAM generator's quality thresholds are opened up so that random masks survive and
+        every code path (filtering, components, tiling) is exercised; the tile minimum is
+        lowered to suit the small synthetic images.
+        """
+        base = cls(
+            clip=ModelSpec("clip", "tiny"),
+            clipseg=ModelSpec("clipseg", "tiny"),
+            sam=ModelSpec("sam", "tiny"),
+            isnet=ModelSpec("isnet", "tiny"),
+            sam_generator=SamGeneratorConfig(
+                points_per_side=6, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=0.7
+            ),
+            tiling=TilingConfig(min_tile=96),
+        )
+        return dataclasses.replace(base, **overrides)
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Dataclasses/tuples/dicts -> plain JSON types (stable for hashing)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in sorted(obj.items())}
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    raise TypeError(f"cannot put a {type(obj).__name__} into a stage hash: {obj!r}")
+
+
+def stage_hash(stage: str, config: Any, weights_sha256: str | None = None,
+               inputs: tuple[str, ...] | list[str] = ()) -> str:
+    """16-hex-digit hash naming one stage's cache entry.
+
+    Args:
+        stage: stage name, a key of ``STAGE_VERSIONS``.
+        config: the stage's config (a dataclass or plain JSON data).
+        weights_sha256: sha256 of the model weights used (``"random:<seed>"`` for random ones).
+        inputs: hashes of the stages this one reads.
+
+    Example:
+        >>> stage_hash("tiles", {"min_tile": 352}) == stage_hash("tiles", {"min_tile": 352})
+        True
+        >>> stage_hash("tiles", {"min_tile": 352}) == stage_hash("tiles", {"min_tile": 353})
+        False
+    """
+    if stage not in STAGE_VERSIONS:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {sorted(STAGE_VERSIONS)}")
+    payload = {
+        "stage": stage,
+        "version": STAGE_VERSIONS[stage],
+        "config": to_jsonable(config),
+        "weights": weights_sha256,
+        "inputs": list(inputs),
+    }
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def config_from_dict(cls: type, data: dict[str, Any]) -> Any:
+    """Rebuild a (nested) frozen config dataclass from ``to_jsonable`` output."""
+    kwargs = {}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key, value in data.items():
+        if key not in fields:
+            raise ValueError(f"{cls.__name__} has no field {key!r}; known fields: {sorted(fields)}")
+        ftype = fields[key].type
+        sub = _DATACLASSES.get(ftype if isinstance(ftype, str) else getattr(ftype, "__name__", ""))
+        if sub is not None and isinstance(value, dict):
+            value = config_from_dict(sub, value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+_DATACLASSES = {c.__name__: c for c in (ModelSpec, SamGeneratorConfig, ForegroundConfig, TilingConfig,
+                                         PromptConfig, AggregateConfig, PipelineConfig)}
+__all__ = ["ModelSpec", "SamGeneratorConfig", "ForegroundConfig", "TilingConfig", "PromptConfig",
+           "AggregateConfig", "PipelineConfig", "stage_hash", "to_jsonable", "config_from_dict",
+           "STAGE_VERSIONS"]

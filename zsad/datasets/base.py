@@ -1,0 +1,94 @@
+"""Samples, image/mask loading with clear errors."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".JPG", ".JPEG", ".PNG")
+
+
+class DatasetError(ValueError):
+    """A data set folder or file is not in the expected layout or cannot be read."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One test image.
+
+    Attributes:
+        path: image file.
+        class_name: object class (folder name: ``pcb1``, ``bottle``...).
+        split: ``"test"`` or ``"train"``.
+        label: 0 normal, 1 anomalous, -1 unknown (plain folders).
+        mask_path: ground-truth mask for anomalous images, else None.
+        image_id: identifier unique within (dataset, class, split), safe as a path component.
+        defect: defect type folder (``"good"`` for normal), or "" when unknown.
+    """
+
+    path: str
+    class_name: str
+    split: str
+    label: int
+    mask_path: str | None
+    image_id: str
+    defect: str = ""
+
+
+def safe_id(text: str) -> str:
+    """A store-key-safe identifier: letters, digits, ``-`` and ``_`` only.
+
+    Example:
+        >>> safe_id("test/broken_large/000.png")
+        'test_broken_large_000'
+    """
+    stem = re.sub(r"\.[A-Za-z0-9]+$", "", text)
+    out = re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_")
+    if not out:
+        raise DatasetError(f"cannot make an image id from {text!r}")
+    return out
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 RGB; a clear error names the file otherwise."""
+    p = Path(path)
+    if not p.is_file():
+        raise DatasetError(f"{p}: image file does not exist")
+    try:
+        with Image.open(p) as im:
+            im.load()
+            arr = np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise DatasetError(f"{p}: not a readable image ({exc})") from None
+    if arr.shape[0] < 2 or arr.shape[1] < 2:
+        raise DatasetError(f"{p}: image is {arr.shape[1]}x{arr.shape[0]} px; at least 2x2 expected")
+    return arr
+
+
+def load_mask(path: str | Path, shape_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a ground-truth mask as (H, W) bool (any non-zero pixel is anomalous)."""
+    p = Path(path)
+    if not p.is_file():
+        raise DatasetError(f"{p}: mask file does not exist")
+    try:
+        with Image.open(p) as im:
+            arr = np.asarray(im.convert("L")) > 0
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise DatasetError(f"{p}: not a readable mask image ({exc})") from None
+    if shape_hw is not None and arr.shape != tuple(shape_hw):
+        raise DatasetError(f"{p}: mask is {arr.shape[1]}x{arr.shape[0]} px but its image is "
+                           f"{shape_hw[1]}x{shape_hw[0]} px")
+    return arr
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,84 @@
+"""CLIP image/text encoders via open_clip (default ViT-B-16-plus-240, laion400m_e32)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import open_clip
+import torch
+from PIL import Image
+
+from ..config import ModelSpec
+from ..weights import WeightsError, load_checked, safe_load_state_dict
+from ._common import batches, quiet_logging, resize_batch, seeded
+
+TINY_CONFIG = Path(__file__).parent / "configs" / "zsad-tiny-clip.json"
+CLIP_ARCHS = {"tiny": "zsad-tiny-clip"}  # anything else is an open_clip model name
+
+
+class ClipEncoder:
+    """Normalised CLIP embeddings of tiles and prompts.
+
+    Tiles are resized straight to the model's square input (bicubic, as open_clip's
+    preprocessing; tiles are square so its centre crop would be a no-op) and normalised with
+    the model's mean/std.
+    """
+
+    def __init__(self, model: torch.nn.Module, device: str = "cpu", batch_size: int = 16):
+        self.model = model.eval().to(device)
+        self.device = device
+        self.batch_size = batch_size
+        cfg = model.visual.preprocess_cfg if hasattr(model.visual, "preprocess_cfg") else {}
+        self.mean = cfg.get("mean", open_clip.OPENAI_DATASET_MEAN)
+        self.std = cfg.get("std", open_clip.OPENAI_DATASET_STD)
+        size = model.visual.image_size
+        self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
+        self.tokenizer = open_clip.tokenizer.tokenize
+        self.weights_sha256 = "random"
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.model.logit_scale.exp().item())
+
+    @torch.inference_mode()
+    def encode_images(self, tiles: Sequence[np.ndarray]) -> np.ndarray:
+        """(h, w, 3) uint8 crops -> (T, D) float32 unit-norm embeddings."""
+        out = []
+        for sl in batches(len(tiles), self.batch_size):
+            x = resize_batch(tiles[sl], self.image_size, Image.BICUBIC, self.mean, self.std).to(self.device)
+            out.append(torch.nn.functional.normalize(self.model.encode_image(x).float(), dim=-1).cpu())
+        return torch.cat(out).numpy() if out else np.zeros((0, self.embed_dim), np.float32)
+
+    @torch.inference_mode()
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Prompts -> (P, D) float32 unit-norm embeddings."""
+        out = []
+        for sl in batches(len(texts), 256):
+            tokens = self.tokenizer(list(texts[sl])).to(self.device)
+            out.append(torch.nn.functional.normalize(self.model.encode_text(tokens).float(), dim=-1).cpu())
+        return torch.cat(out).numpy()
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.model.text_projection.shape[1])
+
+
+def build_clip(spec: ModelSpec, weights_path: Path | None = None, device: str = "cpu",
+               batch_size: int = 16) -> ClipEncoder:
+    """Build an open_clip model for ``spec.arch``; random weights when ``weights_path`` is None."""
+    if spec.arch == "tiny" and "zsad-tiny-clip" not in open_clip.list_models():
+        open_clip.add_model_config(TINY_CONFIG)
+    name = CLIP_ARCHS.get(spec.arch, spec.arch)
+    if name not in open_clip.list_models():
+        raise ValueError(f"unknown CLIP architecture {spec.arch!r}; use 'tiny' or an open_clip model name "
+                         f"such as 'ViT-B-16-plus-240'")
+    with seeded(0), quiet_logging():  # open_clip warns that no weights were loaded: we load them below
+        model = open_clip.create_model(name, pretrained=None, device="cpu")
+    if weights_path is not None:
+        sd = safe_load_state_dict(Path(weights_path))
+        if "positional_embedding" not in sd:
+            raise WeightsError(f"{weights_path}: not an open_clip CLIP state dict (no 'positional_embedding')")
+        load_checked(model, sd, Path(weights_path))
+    return ClipEncoder(model, device, batch_size)

@@ -1,0 +1,95 @@
+"""SAM via segment-anything: ``sam_model_registry`` architectures plus a tiny one, and the
+automatic mask generator with its published defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from segment_anything import SamAutomaticMaskGenerator
+from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+
+from ..config import ModelSpec, SamGeneratorConfig
+from ..weights import load_checked, safe_load_state_dict
+from ._common import check_image, seeded
+
+# encoder dim, depth, heads, global attention blocks, image size, prompt dim, window
+SAM_ARCHS: dict[str, tuple] = {
+    "vit_h": (1280, 32, 16, (7, 15, 23, 31), 1024, 256, 14),
+    "vit_l": (1024, 24, 16, (5, 11, 17, 23), 1024, 256, 14),
+    "vit_b": (768, 12, 12, (2, 5, 8, 11), 1024, 256, 14),
+    "tiny": (32, 2, 2, (1,), 128, 32, 4),
+}
+
+
+def make_sam(arch: str) -> Sam:
+    """A ``Sam`` module with segment-anything's own classes (state-dict keys as published)."""
+    if arch not in SAM_ARCHS:
+        raise ValueError(f"unknown SAM architecture {arch!r}; known: {sorted(SAM_ARCHS)}")
+    dim, depth, heads, global_idx, size, prompt_dim, window = SAM_ARCHS[arch]
+    grid = size // 16
+    return Sam(
+        image_encoder=ImageEncoderViT(
+            depth=depth, embed_dim=dim, img_size=size, mlp_ratio=4,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), num_heads=heads, patch_size=16, qkv_bias=True,
+            use_rel_pos=True, global_attn_indexes=global_idx, window_size=window, out_chans=prompt_dim),
+        prompt_encoder=PromptEncoder(embed_dim=prompt_dim, image_embedding_size=(grid, grid),
+                                     input_image_size=(size, size), mask_in_chans=16),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(depth=2, embedding_dim=prompt_dim, mlp_dim=max(64, 8 * prompt_dim),
+                                          num_heads=8 if prompt_dim >= 256 else 2),
+            transformer_dim=prompt_dim, iou_head_depth=3, iou_head_hidden_dim=prompt_dim),
+        pixel_mean=[123.675, 116.28, 103.53], pixel_std=[58.395, 57.12, 57.375],
+    )
+
+
+@dataclass(frozen=True)
+class SamMasks:
+    """SAM's automatic masks for one image.
+
+    Attributes:
+        masks_nhw: (N, H, W) bool.
+        scores_n: (N,) float32 predicted IoU.
+        boxes_xyxy: (N, 4) int32, exclusive ends.
+    """
+
+    masks_nhw: np.ndarray
+    scores_n: np.ndarray
+    boxes_xyxy: np.ndarray
+
+
+class SamSegmenter:
+    """SAM automatic mask generation for whole images."""
+
+    def __init__(self, sam: Sam, generator: SamGeneratorConfig = SamGeneratorConfig(), device: str = "cpu"):
+        self.sam = sam.eval().to(device)
+        self.generator = SamAutomaticMaskGenerator(
+            sam, points_per_side=generator.points_per_side, points_per_batch=generator.points_per_batch,
+            pred_iou_thresh=generator.pred_iou_thresh, stability_score_thresh=generator.stability_score_thresh,
+            box_nms_thresh=generator.box_nms_thresh, min_mask_region_area=generator.min_mask_region_area)
+        self.weights_sha256 = "random"
+
+    @torch.inference_mode()
+    def generate(self, image_hw3: np.ndarray) -> SamMasks:
+        """(H, W, 3) uint8 RGB -> masks sorted by decreasing area."""
+        h, w = check_image(image_hw3).shape[:2]
+        records = sorted(self.generator.generate(image_hw3), key=lambda r: -r["area"])
+        if not records:
+            return SamMasks(np.zeros((0, h, w), bool), np.zeros(0, np.float32), np.zeros((0, 4), np.int32))
+        masks = np.stack([r["segmentation"] for r in records]).astype(bool)
+        boxes = np.array([[x, y, x + bw, y + bh] for x, y, bw, bh in (r["bbox"] for r in records)], np.int32)
+        return SamMasks(masks, np.array([r["predicted_iou"] for r in records], np.float32), boxes)
+
+
+def build_sam(spec: ModelSpec, weights_path: Path | None = None, device: str = "cpu",
+              generator: SamGeneratorConfig = SamGeneratorConfig()) -> SamSegmenter:
+    """Build SAM for ``spec.arch``; random weights when ``weights_path`` is None."""
+    with seeded(0):
+        sam = make_sam(spec.arch)
+    if weights_path is not None:
+        load_checked(sam, safe_load_state_dict(Path(weights_path)), Path(weights_path))
+    return SamSegmenter(sam, generator, device)

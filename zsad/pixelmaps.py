@@ -1,0 +1,90 @@
+"""Pixel-level maps: fusion over prompts, scaling by tile score, pasting (seed, "Pixel-level
+predictor" and "Prediction aggregation")."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def fuse_prompt_maps(maps_lhw: np.ndarray, method: str = "harmonic") -> np.ndarray:
+    """Combine L per-prompt probability maps into one.
+
+    ``harmonic``: ``L / sum(1 / p_l)``, defined as 0 wherever any ``p_l`` is 0 (its limit);
+    ``arithmetic``: mean; ``geometric``: ``exp(mean(log p_l))``, 0 where any is 0.
+
+    Args:
+        maps_lhw: (L, h, w) or (T, L, h, w) probabilities in [0, 1] (any float dtype).
+        method: ``"harmonic"``, ``"arithmetic"`` or ``"geometric"``.
+
+    Returns:
+        float32 array without the L axis.
+
+    Example:
+        >>> fuse_prompt_maps(np.array([[[0.5]], [[0.25]]])).item()   # 2 / (2 + 4)
+        0.3333333432674408
+        >>> fuse_prompt_maps(np.array([[[0.0]], [[0.9]]])).item()
+        0.0
+    """
+    p = np.asarray(maps_lhw, np.float64)
+    axis = p.ndim - 3
+    if p.ndim not in (3, 4):
+        raise ValueError(f"expected (L,h,w) or (T,L,h,w) maps, got shape {p.shape}")
+    if method == "arithmetic":
+        out = p.mean(axis=axis)
+    elif method in ("harmonic", "geometric"):
+        zero = (p <= 0).any(axis=axis)
+        safe = np.where(p > 0, p, 1.0)
+        if method == "harmonic":
+            out = p.shape[axis] / (1.0 / safe).sum(axis=axis)
+        else:
+            out = np.exp(np.log(safe).mean(axis=axis))
+        out = np.where(zero, 0.0, out)
+    else:
+        raise ValueError(f"fusion must be 'harmonic', 'arithmetic' or 'geometric', got {method!r}")
+    return out.astype(np.float32)
+
+
+def resize_map(map_hw: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize (half-pixel centres, as ``F.interpolate(align_corners=False)``), float32."""
+    if tuple(map_hw.shape) == tuple(size_hw):
+        return np.asarray(map_hw, np.float32)
+    t = torch.from_numpy(np.ascontiguousarray(map_hw, np.float32))[None, None]
+    return F.interpolate(t, size=tuple(size_hw), mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
+def paste_tiles(tile_maps: list[np.ndarray] | np.ndarray, boxes_xyxy: np.ndarray,
+                image_hw: tuple[int, int]) -> np.ndarray:
+    """Put tile maps back into image space; overlapping pixels are averaged, uncovered are 0.
+
+    Args:
+        tile_maps: T maps, each resized to its box.
+        boxes_xyxy: (T, 4) int boxes, exclusive ends.
+        image_hw: (H, W).
+
+    Returns:
+        (H, W) float32.
+
+    Example:
+        >>> m = paste_tiles([np.ones((1, 2)), np.zeros((1, 2))], np.array([[0, 0, 2, 1], [1, 0, 3, 1]]), (1, 4))
+        >>> m.tolist()
+        [[1.0, 0.5, 0.0, 0.0]]
+    """
+    h, w = image_hw
+    total = np.zeros((h, w), np.float64)
+    count = np.zeros((h, w), np.int32)
+    for m, (x0, y0, x1, y1) in zip(tile_maps, np.asarray(boxes_xyxy).tolist()):
+        total[y0:y1, x0:x1] += resize_map(np.asarray(m), (y1 - y0, x1 - x0))
+        count[y0:y1, x0:x1] += 1
+    out = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+    return out.astype(np.float32)
+
+
+def tile_pixel_maps(maps_tlhw: np.ndarray, tile_scores_t: np.ndarray, fusion: str = "harmonic",
+                    scale_by_tile_score: bool = True) -> np.ndarray:
+    """Fused CLIPSeg map per tile, optionally times its tile score: (T, L, h, w) -> (T, h, w)."""
+    fused = fuse_prompt_maps(maps_tlhw, fusion)
+    if scale_by_tile_score:
+        fused = fused * np.asarray(tile_scores_t, np.float32)[:, None, None]
+    return fused
