@@ -127,7 +127,7 @@ class IsNetSegmenter:
     def predict(self, image_hw3: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 -> (H, W) uint8 min-max normalised foreground probability."""
         h, w = check_image(image_hw3).shape[:2]
-        x = torch.from_numpy(np.ascontiguousarray(image_hw3)).permute(2, 0, 1)[None].float().to(self.device)
+        x = torch.from_numpy(np.array(image_hw3)).permute(2, 0, 1)[None].float().to(self.device)
         x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
         x = x.to(torch.uint8).float() / 255.0 - 0.5  # the authors' script: uint8 round trip, mean .5, std 1
         d1 = F.interpolate(self.net(x)[0], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
