@@ -141,6 +141,12 @@ class PixelAccumulator:
         fp = np.concatenate([[0], np.cumsum(self.neg[::-1])])
         return tp, fp
 
+    def pr_curve(self) -> tuple[np.ndarray, np.ndarray]:
+        """(precision, recall) at every bin edge, highest threshold first."""
+        tp, fp = self._curves()
+        recall = tp / max(tp[-1], 1)
+        return np.divide(tp, tp + fp, out=np.ones_like(recall), where=(tp + fp) > 0), recall
+
     def result(self) -> dict[str, float]:
         tp, fp = self._curves()
         p, n = tp[-1], fp[-1]

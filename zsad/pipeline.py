@@ -16,6 +16,7 @@ from .config import PipelineConfig
 from .foreground import Foreground, extract_foreground
 from .models import load_model
 from .models._common import check_image
+from .pixelmaps import load_maps, store_maps
 from .prompts import PromptSet, build_prompt_set, localising_prompts, object_name_for
 from .tiling import Tiles, crop_tiles, tile_image
 
@@ -46,20 +47,6 @@ class TextEmbeddings:
     prompts: PromptSet
     emb_pd: np.ndarray
     logit_scale: float
-
-
-def store_maps(maps: np.ndarray, dtype: str) -> np.ndarray:
-    """Cast CLIPSeg probabilities to the storage dtype (``float16``, ``float32`` or ``uint8``)."""
-    if dtype == "uint8":
-        return np.clip(np.rint(maps * 255.0), 0, 255).astype(np.uint8)
-    if dtype in ("float16", "float32"):
-        return maps.astype(dtype)
-    raise ValueError(f"map_dtype must be 'float16', 'float32' or 'uint8', got {dtype!r}")
-
-
-def load_maps(maps: np.ndarray) -> np.ndarray:
-    """Inverse of ``store_maps``: float32 probabilities."""
-    return maps.astype(np.float32) / 255.0 if maps.dtype == np.uint8 else maps.astype(np.float32)
 
 
 def class_object_name(class_name: str, cfg: PipelineConfig) -> str:

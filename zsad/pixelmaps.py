@@ -88,3 +88,17 @@ def tile_pixel_maps(maps_tlhw: np.ndarray, tile_scores_t: np.ndarray, fusion: st
     if scale_by_tile_score:
         fused = fused * np.asarray(tile_scores_t, np.float32)[:, None, None]
     return fused
+
+
+def store_maps(maps: np.ndarray, dtype: str) -> np.ndarray:
+    """Cast CLIPSeg probabilities to the storage dtype (``float16``, ``float32`` or ``uint8``)."""
+    if dtype == "uint8":
+        return np.clip(np.rint(maps * 255.0), 0, 255).astype(np.uint8)
+    if dtype in ("float16", "float32"):
+        return maps.astype(dtype)
+    raise ValueError(f"map_dtype must be 'float16', 'float32' or 'uint8', got {dtype!r}")
+
+
+def load_maps(maps: np.ndarray) -> np.ndarray:
+    """Inverse of ``store_maps``: float32 probabilities."""
+    return maps.astype(np.float32) / 255.0 if maps.dtype == np.uint8 else maps.astype(np.float32)

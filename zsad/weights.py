@@ -191,3 +191,15 @@ def load_checked(model: torch.nn.Module, sd: dict[str, torch.Tensor], path: Path
         raise WeightsError(f"{path}: does not fit {type(model).__name__}: missing keys {missing[:5]}"
                            f"{'...' if len(missing) > 5 else ''}, unexpected keys {unexpected[:5]}"
                            f"{'...' if len(unexpected) > 5 else ''}. Is it the right architecture's file?")
+
+
+def weights_key(spec) -> str:
+    """``family/arch/pretrained`` of a ``ModelSpec``."""
+    return f"{spec.family}/{spec.arch}/{spec.pretrained}"
+
+
+def locate_weights(spec) -> tuple[Path | None, str]:
+    """(path, sha256) of a ``ModelSpec``'s weights; (None, "random:<family>/<arch>") for random ones."""
+    if spec.is_random:
+        return None, f"random:{spec.family}/{spec.arch}"
+    return resolve_weights(weights_key(spec), spec.weights)

@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable
 
 from ..config import ModelSpec
-from ..weights import resolve_weights
+from ..weights import locate_weights, weights_key
 from .clip import build_clip
 from .clipseg import build_clipseg
 from .isnet import build_isnet
@@ -19,17 +18,6 @@ MODEL_REGISTRY: dict[str, Callable[..., Any]] = {
     "sam": build_sam,
     "isnet": build_isnet,
 }
-
-
-def weights_key(spec: ModelSpec) -> str:
-    return f"{spec.family}/{spec.arch}/{spec.pretrained}"
-
-
-def locate_weights(spec: ModelSpec) -> tuple[Path | None, str]:
-    """(path, sha256) of the spec's weights; (None, "random:<family>/<arch>") for random ones."""
-    if spec.is_random:
-        return None, f"random:{spec.family}/{spec.arch}"
-    return resolve_weights(weights_key(spec), spec.weights)
 
 
 def load_model(spec: ModelSpec, **kwargs: Any) -> Any:

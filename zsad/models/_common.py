@@ -61,3 +61,4 @@ def batches(n: int, size: int) -> Iterator[slice]:
         raise ValueError(f"batch size must be >= 1, got {size}")
     for start in range(0, n, size):
         yield slice(start, min(n, start + size))
+

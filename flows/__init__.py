@@ -1,0 +1,1 @@
+"""Prefect flows (precompute, aggregate, evaluate, demo) and the ``zsad`` command line."""

@@ -1,0 +1,64 @@
+"""Flow ``aggregate``: cached arrays -> scores and maps for one or many variants, with Dask.
+
+Reads only the store and never imports a model. Each variant is written under its own hash.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dask
+from prefect import flow
+
+from tasks.aggregate import aggregate_units
+from tasks.plan import plan_stages
+from tasks.runtime import open_store
+from zsad.config import to_jsonable
+
+from .configs import load_pipeline_config, variant_grid, variant_label
+
+
+def _client(address: str):
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise ValueError("--dask-address needs dask.distributed: pip install 'dask[distributed]'") from None
+    return Client(address)
+
+
+def run_variants(store: str, dataset: str, config: str = "tiny", variants: str | None = "seed",
+                 classes: list[str] | None = None, scheduler: str = "threads", dask_address: str | None = None,
+                 chunk: int = 8, overwrite: bool = False) -> dict[str, Any]:
+    """The work of the ``aggregate`` flow, callable without Prefect (benchmarks, notebooks)."""
+    plan = plan_stages(load_pipeline_config(config))
+    st = open_store(store)
+    units = [u.path for u in st.list_units("image", plan.hashes["image"], dataset, classes)]
+    if not units:
+        raise ValueError(f"{store}: no images of data set {dataset!r} (classes {classes or 'all'}) are cached "
+                         f"for this config; run `zsad precompute` first")
+    jobs, meta = [], {}
+    for agg in variant_grid(variants) if isinstance(variants, (str, type(None))) else variants:
+        vh = plan.aggregate_hash(agg)
+        st.ensure_stage("aggregate", vh, to_jsonable(agg), plan.aggregate_inputs())
+        meta[vh] = {"label": variant_label(agg), "config": to_jsonable(agg)}
+        for i in range(0, len(units), chunk):
+            jobs.append((vh, dask.delayed(aggregate_units)(store, plan.hashes, vh, to_jsonable(agg),
+                                                           units[i: i + chunk], overwrite)))
+    if dask_address:
+        client = _client(dask_address)
+        results = client.gather(client.compute([d for _, d in jobs]))
+    else:
+        results = dask.compute(*[d for _, d in jobs], scheduler=scheduler)
+    for (vh, _), rows in zip(jobs, results):
+        m = meta[vh]
+        m["n_images"] = m.get("n_images", 0) + len(rows)
+        m["written"] = m.get("written", 0) + sum(r["written"] for r in rows)
+    return meta
+
+
+@flow(name="zsad-aggregate")
+def aggregate(store: str = "zsad-store.zarr", dataset: str = "synthetic", config: str = "tiny",
+              variants: str | None = "seed", classes: list[str] | None = None, scheduler: str = "threads",
+              dask_address: str | None = None, chunk: int = 8, overwrite: bool = False) -> dict[str, Any]:
+    """Score cached images for the variants (``seed``, ``grid`` or ``field=a,b;field=c``)."""
+    return run_variants(store, dataset, config, variants, classes, scheduler, dask_address, chunk, overwrite)

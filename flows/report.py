@@ -1,0 +1,145 @@
+"""``zsad report``: one self-contained HTML file (plus the PNGs beside it) per run.
+
+Sections: per-class tables in the seed's layout and all metrics, precision-recall curves,
+score histograms (normal vs anomalous), and for each class the highest-scoring anomalous
+image (best), the lowest-scoring anomalous image (missed) and the highest-scoring normal image
+(false alarm), each shown as image, ground truth, heatmap overlay, foreground and tile boxes.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections import defaultdict
+from html import escape
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from sklearn.metrics import precision_recall_curve
+
+from stores import unit_key
+from tasks.plan import plan_stages
+from tasks.runtime import open_store
+from zsad.config import AggregateConfig
+from zsad.datasets import load_image, load_mask
+from zsad.evaluation import ClassEvaluator, seed_table, with_mean
+from zsad.svg import histogram, line_chart
+from zsad.visualize import draw_boxes, outline, overlay, panel
+
+from .aggregate import run_variants
+from .configs import load_pipeline_config, variant_label
+
+METRICS = ("sample_f1_max", "sample_auroc", "sample_ap", "pixel_f1_max", "pixel_auroc", "pixel_ap", "pixel_aupro")
+CSS = ("body{font-family:system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;margin:8px 0}"
+       "td,th{border:1px solid #ccc;padding:3px 7px;font-size:13px;text-align:right}th{background:#eee}"
+       "figure{display:inline-block;margin:6px}figcaption{font-size:12px}img{max-width:100%}.chart{margin:4px}")
+
+
+def _png(arr: np.ndarray, path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    path.write_bytes(buf.getvalue())
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _metrics_table(results: dict[str, dict[str, float]]) -> str:
+    head = "<tr><th>class</th>" + "".join(f"<th>{m}</th>" for m in METRICS) + "<th>images</th></tr>"
+    rows = []
+    for cls, m in results.items():
+        cells = "".join("<td>-</td>" if math.isnan(m.get(k, math.nan)) else f"<td>{100 * m[k]:.1f}</td>"
+                        for k in METRICS)
+        rows.append(f"<tr><th>{escape(cls)}</th>{cells}<td>{m.get('n_images', '')}</td></tr>")
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _md_table_html(md: str) -> str:
+    lines = [line.strip("|").split("|") for line in md.splitlines() if not line.startswith("|---")]
+    head = "".join(f"<th>{escape(c.strip())}</th>" for c in lines[0])
+    body = "".join("<tr>" + "".join(f"<td>{escape(c.strip())}</td>" for c in row) + "</tr>" for row in lines[1:])
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _examples(st, hashes, vh, rows) -> list[tuple[str, dict]]:
+    anomalous = sorted((r for r in rows if r["label"] == 1), key=lambda r: r["score"])
+    normal = sorted((r for r in rows if r["label"] == 0), key=lambda r: r["score"])
+    picks = []
+    if anomalous:
+        picks += [("best: highest-scoring anomalous", anomalous[-1]), ("missed: lowest-scoring anomalous", anomalous[0])]
+    if normal:
+        picks.append(("false alarm: highest-scoring normal", normal[-1]))
+    return picks
+
+
+def _example_panel(st, hashes, vh, row, out: Path, caption: str) -> str:
+    unit, image = row["unit"], row["image"]
+    img = load_image(image["path"])
+    mask = load_mask(image["mask_path"], img.shape[:2]) if image["mask_path"] else np.zeros(img.shape[:2], bool)
+    pixel = st.read_array(unit_key("aggregate", vh, unit), "pixel_map_hw")
+    fg = st.read_array(unit_key("foreground", hashes["foreground"], unit), "mask_hw")
+    boxes = st.read_array(unit_key("tiles", hashes["tiles"], unit), "boxes_xyxy")
+    fg_img = np.where(fg[..., None], img, (img * 0.25).astype(np.uint8))
+    pic = panel([img, outline(img, mask), overlay(img, pixel, vmax=1.0), fg_img, draw_boxes(img, boxes)])
+    src = _png(pic, out / "examples" / unit.class_name / f"{unit.image_id}.png")
+    return (f'<figure><img src="{src}" alt="{escape(unit.image_id)}"><figcaption>{escape(caption)} — '
+            f'{escape(unit.image_id)}, score {row["score"]:.3f}; image | ground truth | heatmap | foreground | tiles'
+            f'</figcaption></figure>')
+
+
+def build_report(store: str, dataset: str, config: str = "tiny", out: str = "zsad-report",
+                 agg: AggregateConfig = AggregateConfig()) -> Path:
+    """Write ``out/report.html`` (self-contained) and its PNGs; returns the HTML path."""
+    out_dir = Path(out)
+    plan = plan_stages(load_pipeline_config(config))
+    run_variants(store, dataset, config, [agg])
+    st, vh, hashes = open_store(store), plan.aggregate_hash(agg), plan.hashes
+    rows_by_class: dict[str, list] = defaultdict(list)
+    evaluators: dict[str, ClassEvaluator] = {}
+    for unit in st.list_units("aggregate", vh, dataset):
+        image = st.read_attrs(unit_key("image", hashes["image"], unit))
+        if image["label"] < 0:
+            continue
+        arrays, attrs = st.read_unit(unit_key("aggregate", vh, unit))
+        pixel = arrays["pixel_map_hw"]
+        mask = load_mask(image["mask_path"], pixel.shape) if image["mask_path"] else np.zeros(pixel.shape, bool)
+        evaluators.setdefault(unit.class_name, ClassEvaluator()).update(image["label"], attrs["sample_score"], mask,
+                                                                        pixel)
+        rows_by_class[unit.class_name].append({"unit": unit, "image": image, "label": image["label"],
+                                               "score": attrs["sample_score"]})
+    if not evaluators:
+        raise ValueError(f"{store}: no labelled images of {dataset!r} to report on; run `zsad precompute` first")
+    results = with_mean({c: e.result() for c, e in sorted(evaluators.items())})
+    parts = [f"<h1>zsad report — {escape(dataset)}</h1>",
+             f"<p>variant <b>{escape(variant_label(agg))}</b> ({vh}); config <b>{escape(config)}</b>; "
+             f"stage hashes {escape(str(hashes))}</p>",
+             "<h2>F1-max in the seed's layout (%)</h2>",
+             "<h3>Sample level</h3>" + _md_table_html(seed_table(results, "sample")),
+             "<h3>Pixel level</h3>" + _md_table_html(seed_table(results, "pixel")),
+             "<h2>All metrics (%)</h2>", _metrics_table(results), "<h2>Precision-recall curves</h2>"]
+    sample_pr, pixel_pr = {}, {}
+    for cls, rows in sorted(rows_by_class.items()):
+        labels = np.array([r["label"] for r in rows])
+        if labels.any():
+            p, r, _ = precision_recall_curve(labels, np.array([r_["score"] for r_ in rows]))
+            sample_pr[cls] = (r[::-1], p[::-1])
+        if evaluators[cls].pixels is not None and evaluators[cls].pixels.pos.sum():
+            p, r = evaluators[cls].pixels.pr_curve()
+            pixel_pr[cls] = (r, p)
+    parts += [line_chart(sample_pr, "sample level", "recall", "precision"),
+              line_chart(pixel_pr, "pixel level", "recall", "precision"), "<h2>Score histograms</h2>"]
+    for cls, rows in sorted(rows_by_class.items()):
+        parts.append(histogram({"normal": np.array([r["score"] for r in rows if r["label"] == 0]),
+                                "anomalous": np.array([r["score"] for r in rows if r["label"] == 1])}, cls))
+    parts.append("<h2>Best and worst images</h2>")
+    for cls, rows in sorted(rows_by_class.items()):
+        parts.append(f"<h3>{escape(cls)}</h3>")
+        parts += [_example_panel(st, hashes, vh, row, out_dir, caption) for caption, row in _examples(st, hashes, vh,
+                                                                                                         rows)]
+    html = (f"<!doctype html><html><head><meta charset='utf-8'><title>zsad report — {escape(dataset)}</title>"
+            f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "report.html"
+    path.write_text(html)
+    return path

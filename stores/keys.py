@@ -1,0 +1,57 @@
+"""Key grammar: ``{stage}/{stage_hash}/{dataset}/{class}/{split}/{image_id}``.
+
+Per-class stages (``clip_text``) stop at ``{class}``. Every component is checked to be a
+plain name (letters, digits, ``-``, ``_``, ``.``), so a key can never escape its stage.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from zsad.config import STAGE_VERSIONS
+
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def check_component(value: str, what: str) -> str:
+    if not isinstance(value, str) or not _NAME.match(value) or value in (".", ".."):
+        raise ValueError(f"{what} {value!r} is not a valid store key component: use letters, digits, '-', '_' "
+                         "and '.' only")
+    return value
+
+
+@dataclass(frozen=True, order=True)
+class Unit:
+    """One image's place in the store (the unit of work and of completeness)."""
+
+    dataset: str
+    class_name: str
+    split: str
+    image_id: str
+
+    def __post_init__(self) -> None:
+        for value, what in ((self.dataset, "dataset"), (self.class_name, "class"), (self.split, "split"),
+                            (self.image_id, "image id")):
+            check_component(value, what)
+
+    @property
+    def path(self) -> str:
+        return f"{self.dataset}/{self.class_name}/{self.split}/{self.image_id}"
+
+
+def stage_root(stage: str, stage_hash: str) -> str:
+    if stage not in STAGE_VERSIONS:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {sorted(STAGE_VERSIONS)}")
+    return f"{stage}/{check_component(stage_hash, 'stage hash')}"
+
+
+def unit_key(stage: str, stage_hash: str, unit: Unit) -> str:
+    """Example: ``unit_key("tiles", "ab12", Unit("visa", "pcb1", "test", "000"))`` is
+    ``"tiles/ab12/visa/pcb1/test/000"``."""
+    return f"{stage_root(stage, stage_hash)}/{unit.path}"
+
+
+def class_key(stage: str, stage_hash: str, dataset: str, class_name: str) -> str:
+    return f"{stage_root(stage, stage_hash)}/{check_component(dataset, 'dataset')}/" \
+           f"{check_component(class_name, 'class')}"

@@ -1,0 +1,197 @@
+"""Zarr v3 stage store. The store, not Prefect, decides what is done.
+
+A *unit* (one image of one stage, or one class for ``clip_text``) is a group holding its
+arrays and, written last, the attribute ``complete`` (with the sha256 of its source image).
+A unit without it is never read and is recomputed. On a local disk a unit is written into a
+hidden sibling folder and renamed into place, so readers and concurrent runs never see half
+a unit; on other fsspec stores (object storage) it is written in place, marker last, and
+concurrent runs must work on disjoint units (Zarr 3 has no locks). Arrays are not sharded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import zarr
+from zarr.storage import LocalStore
+
+from .keys import Unit, check_component, stage_root
+
+COMPLETE = "complete"
+
+
+class StoreError(ValueError):
+    """A key is missing or incomplete, or the store location is unusable."""
+
+
+def library_versions() -> dict[str, str]:
+    import importlib.metadata as md
+    out = {}
+    for pkg in ("zsad", "torch", "open_clip_torch", "transformers", "segment-anything", "zarr", "numpy"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = "absent"
+    return out
+
+
+class StageStore:
+    """A Zarr v3 hierarchy at ``url`` (a local path or any fsspec URL).
+
+    Attributes:
+        writes: number of units written by this object (tests count them).
+    """
+
+    def __init__(self, url: str | os.PathLike, storage_options: dict[str, Any] | None = None):
+        self.url = str(url)
+        self.storage_options = storage_options
+        self.local = "://" not in self.url or self.url.startswith("file://")
+        self.path = Path(self.url.removeprefix("file://")) if self.local else None
+        try:
+            self.root = zarr.open_group(self.url, mode="a", zarr_format=3, storage_options=storage_options)
+        except Exception as exc:  # noqa: BLE001 - any backend error becomes one clear message
+            raise StoreError(f"cannot open the Zarr store at {self.url}: {exc}") from None
+        self.writes = 0
+        self._lock = threading.Lock()
+
+    # ---- stage groups -------------------------------------------------------------------------
+    def ensure_stage(self, stage: str, stage_hash: str, config: Any, inputs: dict[str, str] | None = None,
+                     weights_sha256: str | None = None) -> None:
+        """Create the stage group with its full config, inputs and library versions (once)."""
+        root = stage_root(stage, stage_hash)
+        with self._lock:
+            group = self.root.require_group(root)
+            if "config" not in group.attrs:
+                group.attrs.update({"stage": stage, "stage_hash": stage_hash, "config": config,
+                                    "inputs": inputs or {}, "weights_sha256": weights_sha256,
+                                    "versions": library_versions(), "created": time.time()})
+
+    def stage_attrs(self, stage: str, stage_hash: str) -> dict[str, Any]:
+        try:
+            return dict(self.root[stage_root(stage, stage_hash)].attrs)
+        except KeyError:
+            raise StoreError(f"{self.url}: no stage group {stage_root(stage, stage_hash)}") from None
+
+    # ---- units ---------------------------------------------------------------------------------
+    def is_complete(self, key: str, source: str | None = None) -> bool:
+        """True when the unit exists, has its marker, and (if given) was made from ``source``."""
+        try:
+            attrs = self.root[key].attrs
+            return bool(attrs.get(COMPLETE)) and (source is None or attrs.get("source") == source)
+        except Exception:  # noqa: BLE001 - absent or half-written metadata both mean "not done"
+            return False
+
+    def write_unit(self, key: str, arrays: dict[str, tuple[np.ndarray, tuple[str, ...]]],
+                   attrs: dict[str, Any] | None = None, source: str | None = None) -> str:
+        """Write a unit: ``arrays`` maps name -> (data, dimension names); marker last."""
+        parent, name = key.rsplit("/", 1)
+        check_component(name, "unit name")
+        with self._lock:
+            self.root.require_group(parent)
+        meta = dict(attrs or {}, source=source)
+        if self.local:
+            self._write_local(parent, name, arrays, meta)
+        else:
+            group = self.root.create_group(key, overwrite=True)
+            self._fill(group, arrays, meta)
+        with self._lock:
+            self.writes += 1
+        return key
+
+    @staticmethod
+    def _fill(group: zarr.Group, arrays: dict[str, tuple[np.ndarray, tuple[str, ...]]],
+              meta: dict[str, Any]) -> None:
+        for aname, (data, dims) in arrays.items():
+            data = np.asarray(data)
+            if data.ndim != len(dims):
+                raise ValueError(f"array {aname}: {data.ndim} dimensions but names {dims}")
+            chunks = tuple(max(1, s) for s in data.shape)
+            if data.ndim == 4:  # (tile, prompt, y, x): one chunk per tile
+                chunks = (1,) + chunks[1:]
+            group.create_array(aname, shape=data.shape, dtype=data.dtype, chunks=chunks, dimension_names=dims,
+                               fill_value=0, overwrite=True)[...] = data
+        group.attrs.update(meta)
+        group.attrs[COMPLETE] = True  # last
+
+    def _write_local(self, parent: str, name: str, arrays, meta) -> None:
+        final = self.path / parent / name
+        tmp = self.path / parent / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
+        try:
+            group = zarr.open_group(LocalStore(tmp), mode="w", zarr_format=3)
+            self._fill(group, arrays, meta)
+            if final.exists():
+                shutil.rmtree(final, ignore_errors=True)
+            try:
+                os.rename(tmp, final)
+            except OSError:
+                if not self.is_complete(f"{parent}/{name}"):  # lost a race to a complete unit: fine
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def read_unit(self, key: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """All arrays (as numpy) and attributes of a complete unit."""
+        if not self.is_complete(key):
+            raise StoreError(f"{self.url}: {key} is missing or incomplete; run `zsad precompute` first")
+        group = self.root[key]
+        return {name: arr[...] for name, arr in group.arrays()}, dict(group.attrs)
+
+    def read_array(self, key: str, name: str) -> np.ndarray:
+        if not self.is_complete(key):
+            raise StoreError(f"{self.url}: {key} is missing or incomplete; run `zsad precompute` first")
+        return self.root[key][name][...]
+
+    def read_attrs(self, key: str) -> dict[str, Any]:
+        if not self.is_complete(key):
+            raise StoreError(f"{self.url}: {key} is missing or incomplete")
+        return dict(self.root[key].attrs)
+
+    # ---- listing and maintenance --------------------------------------------------------------
+    def children(self, key: str) -> list[str]:
+        try:
+            return sorted(n for n, _ in self.root[key].groups() if not n.startswith("."))
+        except KeyError:
+            return []
+
+    def list_units(self, stage: str, stage_hash: str, dataset: str, classes: list[str] | None = None,
+                   split: str | None = None) -> list[Unit]:
+        """Complete units of one stage and data set, sorted."""
+        base = f"{stage_root(stage, stage_hash)}/{check_component(dataset, 'dataset')}"
+        out = []
+        for cls in classes or self.children(base):
+            for sp in ([split] if split else self.children(f"{base}/{cls}")):
+                for image_id in self.children(f"{base}/{cls}/{sp}"):
+                    unit = Unit(dataset, cls, sp, image_id)
+                    if self.is_complete(f"{base}/{unit.class_name}/{sp}/{image_id}"):
+                        out.append(unit)
+        return sorted(out)
+
+    def stages(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        """(stage, stage_hash, attrs) of every stage group in the store."""
+        for stage in self.children(""):
+            for h in self.children(stage):
+                yield stage, h, dict(self.root[f"{stage}/{h}"].attrs)
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            if self.local:
+                shutil.rmtree(self.path / key, ignore_errors=True)
+            elif key in self.root:
+                del self.root[key]
+
+    def size_bytes(self, key: str = "") -> int:
+        if not self.local:
+            raise StoreError("size is only measured for local stores")
+        base = self.path / key
+        return sum(f.stat().st_size for f in base.rglob("*") if f.is_file())
+
+    def describe(self) -> str:
+        return json.dumps({"url": self.url, "stages": [(s, h) for s, h, _ in self.stages()]})

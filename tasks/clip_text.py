@@ -1,0 +1,26 @@
+"""Stage ``clip_text``: CLIP embeddings of one class's prompt ensemble, shared by its images."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stores import class_key
+
+from .common import zsad_task
+from .runtime import decode_config, get_model, open_store
+
+
+@zsad_task("clip_text")
+def clip_text(store_url: str, hashes: dict[str, str], dataset: str, class_name: str, cfg: dict[str, Any]) -> str:
+    pc = decode_config(cfg)
+    store = open_store(store_url)
+    key = class_key("clip_text", hashes["clip_text"], dataset, class_name)
+    if store.is_complete(key):
+        return key
+    from zsad.pipeline import embed_prompts  # model code only when there is work
+    text = embed_prompts(get_model(pc.clip, device=pc.device, batch_size=pc.batch_size), class_name, pc)
+    return store.write_unit(key, {
+        "emb_pd": (text.emb_pd, ("prompt", "embed")),
+        "anomalous_p": (text.prompts.anomalous_p, ("prompt",)),
+        "seed_extension_p": (text.prompts.seed_extension_p, ("prompt",)),
+    }, {"texts": list(text.prompts.texts), "logit_scale": text.logit_scale})

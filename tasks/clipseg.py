@@ -1,0 +1,29 @@
+"""Stage ``clipseg``: CLIPSeg map per tile and localising prompt, (T, L, s, s) in the storage dtype."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stores import unit_key
+from zsad.pixelmaps import store_maps
+from zsad.prompts import localising_prompts
+
+from .common import zsad_task
+from .crops import image_crops
+from .runtime import decode_config, get_model, run_stage
+
+
+@zsad_task("clipseg")
+def clipseg_maps(store_url: str, hashes: dict[str, str], units: list[str], cfg: dict[str, Any]) -> list[str]:
+    pc = decode_config(cfg)
+    prompts = localising_prompts(pc.prompts.localising)
+
+    def compute(store, todo):
+        model = get_model(pc.clipseg, device=pc.device, batch_size=pc.batch_size)
+        for unit, sha, attrs in todo:
+            crops = image_crops(store, hashes["tiles"], unit, attrs["path"])
+            m = store_maps(model.predict(crops, prompts), pc.map_dtype)
+            store.write_unit(unit_key("clipseg", hashes["clipseg"], unit),
+                             {"maps_tlhw": (m, ("tile", "prompt", "y", "x"))}, {"prompts": list(prompts)}, source=sha)
+
+    return run_stage(store_url, "clipseg", hashes, units, compute)

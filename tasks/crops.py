@@ -1,0 +1,19 @@
+"""Tile crops of one image, read from the tiles stage.
+
+Encoders run per image (batches start at the image's first tile), exactly as the one-call
+scorer does: GEMM results depend on a row's position in its batch, so batching tiles across
+images would make cached and one-call results differ in the last bits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from stores import StageStore, Unit, unit_key
+from zsad.datasets import load_image
+from zsad.tiling import crop_tiles
+
+
+def image_crops(store: StageStore, tiles_hash: str, unit: Unit, image_path: str) -> list[np.ndarray]:
+    boxes = store.read_array(unit_key("tiles", tiles_hash, unit), "boxes_xyxy")
+    return crop_tiles(load_image(image_path), boxes)

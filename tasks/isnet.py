@@ -1,0 +1,24 @@
+"""Stage ``isnet``: IS-Net foreground probability (uint8) per image."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stores import unit_key
+from zsad.datasets import load_image
+
+from .common import zsad_task
+from .runtime import decode_config, get_model, run_stage
+
+
+@zsad_task("isnet")
+def isnet_maps(store_url: str, hashes: dict[str, str], units: list[str], cfg: dict[str, Any]) -> list[str]:
+    pc = decode_config(cfg)
+
+    def compute(store, todo):
+        model = get_model(pc.isnet, device=pc.device)
+        for unit, sha, attrs in todo:
+            prob = model.predict(load_image(attrs["path"]))
+            store.write_unit(unit_key("isnet", hashes["isnet"], unit), {"prob_hw": (prob, ("y", "x"))}, source=sha)
+
+    return run_stage(store_url, "isnet", hashes, units, compute)

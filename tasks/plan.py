@@ -1,0 +1,64 @@
+"""Stage hashes for a pipeline config: which store groups a run reads and writes.
+
+Each stage's hash covers its own config, its code version (``STAGE_VERSIONS``), the sha256 of
+its weights and the hashes of the stages it reads, so a change anywhere recomputes exactly
+what depends on it. No model is imported here (hashing the weight files is enough).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from zsad.config import AggregateConfig, ModelSpec, PipelineConfig, stage_hash, to_jsonable
+from zsad.prompts import localising_prompts
+from zsad.weights import locate_weights
+
+PRECOMPUTE_STAGES = ("image", "isnet", "sam", "foreground", "tiles", "clip_image", "clip_text", "clipseg")
+
+
+def _spec(spec: ModelSpec) -> dict[str, Any]:
+    """A model spec without its local path (the weights' sha256 stands for the file)."""
+    return to_jsonable(dataclasses.replace(spec, weights=None))
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """Hashes, configs, inputs and weight digests of the precompute stages."""
+
+    hashes: dict[str, str]
+    configs: dict[str, Any]
+    inputs: dict[str, dict[str, str]]
+    weights: dict[str, str | None]
+
+    def aggregate_hash(self, agg: AggregateConfig) -> str:
+        return stage_hash("aggregate", agg, None, tuple(self.aggregate_inputs().values()))
+
+    def aggregate_inputs(self) -> dict[str, str]:
+        return {s: self.hashes[s] for s in ("tiles", "clip_image", "clip_text", "clipseg")}
+
+
+def plan_stages(cfg: PipelineConfig) -> StagePlan:
+    weights = {fam: locate_weights(getattr(cfg, fam))[1] for fam in ("isnet", "sam", "clip", "clipseg")}
+    configs: dict[str, Any] = {
+        "image": {},
+        "isnet": {"model": _spec(cfg.isnet)},
+        "sam": {"model": _spec(cfg.sam), "generator": to_jsonable(cfg.sam_generator)},
+        "foreground": to_jsonable(cfg.foreground),
+        "tiles": to_jsonable(cfg.tiling),
+        "clip_image": {"model": _spec(cfg.clip)},
+        "clip_text": {"model": _spec(cfg.clip), "object_name": cfg.prompts.object_name},
+        "clipseg": {"model": _spec(cfg.clipseg), "prompts": list(localising_prompts(cfg.prompts.localising)),
+                    "map_dtype": cfg.map_dtype},
+    }
+    deps = {"image": (), "isnet": ("image",), "sam": ("image",), "foreground": ("isnet", "sam"),
+            "tiles": ("foreground",), "clip_image": ("tiles",), "clip_text": (), "clipseg": ("tiles",)}
+    model_of = {"isnet": "isnet", "sam": "sam", "clip_image": "clip", "clip_text": "clip", "clipseg": "clipseg"}
+    hashes: dict[str, str] = {}
+    inputs: dict[str, dict[str, str]] = {}
+    for stage in PRECOMPUTE_STAGES:
+        inputs[stage] = {d: hashes[d] for d in deps[stage]}
+        w = weights.get(model_of.get(stage, ""), None)
+        hashes[stage] = stage_hash(stage, configs[stage], w, tuple(inputs[stage].values()))
+    return StagePlan(hashes, configs, inputs, {s: weights.get(model_of.get(s, "")) for s in hashes})

@@ -1,0 +1,74 @@
+"""Per-process state shared by the tasks: open stores, loaded models, counters for tests."""
+
+from __future__ import annotations
+
+import collections
+import threading
+from typing import Any, Callable, Iterable
+
+from stores import StageStore, Unit, unit_key
+from zsad.config import ModelSpec, PipelineConfig, config_from_dict
+
+_STORES: dict[str, StageStore] = {}
+_MODELS: dict[tuple, Any] = {}
+_LOCK = threading.Lock()
+MODEL_LOADS: collections.Counter = collections.Counter()  # family -> number of loads in this process
+
+
+def open_store(url: str) -> StageStore:
+    with _LOCK:
+        if url not in _STORES:
+            _STORES[url] = StageStore(url)
+        return _STORES[url]
+
+
+def forget_stores() -> None:
+    with _LOCK:
+        _STORES.clear()
+
+
+def get_model(spec: ModelSpec, **kwargs: Any) -> Any:
+    """The model for ``spec``, loaded on first use in this process and kept."""
+    key = (spec, tuple(sorted(kwargs.items())))
+    with _LOCK:
+        if key not in _MODELS:
+            from zsad.models import load_model  # imported lazily: aggregate never gets here
+            _MODELS[key] = load_model(spec, **kwargs)
+            MODEL_LOADS[spec.family] += 1
+        return _MODELS[key]
+
+
+def decode_config(cfg: dict[str, Any]) -> PipelineConfig:
+    return config_from_dict(PipelineConfig, cfg)
+
+
+def parse_units(units: Iterable[str]) -> list[Unit]:
+    return [Unit(*u.split("/")) for u in units]
+
+
+def image_source(store: StageStore, image_hash: str, unit: Unit) -> tuple[str, dict[str, Any]]:
+    """(sha256, attrs) of a registered image."""
+    attrs = store.read_attrs(unit_key("image", image_hash, unit))
+    return attrs["sha256"], attrs
+
+
+def pending(store: StageStore, stage: str, stage_hash: str, image_hash: str, units: list[Unit]
+            ) -> list[tuple[Unit, str, dict[str, Any]]]:
+    """Units whose ``stage`` output is missing, incomplete or made from another image version."""
+    out = []
+    for unit in units:
+        sha, attrs = image_source(store, image_hash, unit)
+        if not store.is_complete(unit_key(stage, stage_hash, unit), sha):
+            out.append((unit, sha, attrs))
+    return out
+
+
+def run_stage(store_url: str, stage: str, plan_hashes: dict[str, str], units: list[str],
+              compute: Callable[[StageStore, list[tuple[Unit, str, dict]]], None]) -> list[str]:
+    """Skip complete units, hand the rest to ``compute`` (which writes them), return all keys."""
+    store = open_store(store_url)
+    parsed = parse_units(units)
+    todo = pending(store, stage, plan_hashes[stage], plan_hashes["image"], parsed)
+    if todo:
+        compute(store, todo)
+    return [unit_key(stage, plan_hashes[stage], u) for u in parsed]

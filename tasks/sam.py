@@ -1,0 +1,38 @@
+"""Stage ``sam``: SAM automatic masks, bit-packed: (N, ceil(H*W/8)) uint8."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from stores import unit_key
+from zsad.datasets import load_image
+
+from .common import zsad_task
+from .runtime import decode_config, get_model, run_stage
+
+
+def pack_masks(masks_nhw: np.ndarray) -> np.ndarray:
+    return np.packbits(masks_nhw.reshape(masks_nhw.shape[0], -1), axis=1)
+
+
+def unpack_masks(packed: np.ndarray, h: int, w: int) -> np.ndarray:
+    return np.unpackbits(packed, axis=1, count=h * w).reshape(-1, h, w).astype(bool)
+
+
+@zsad_task("sam")
+def sam_masks(store_url: str, hashes: dict[str, str], units: list[str], cfg: dict[str, Any]) -> list[str]:
+    pc = decode_config(cfg)
+
+    def compute(store, todo):
+        model = get_model(pc.sam, device=pc.device, generator=pc.sam_generator)
+        for unit, sha, attrs in todo:
+            out = model.generate(load_image(attrs["path"]))
+            store.write_unit(unit_key("sam", hashes["sam"], unit), {
+                "masks_packed": (pack_masks(out.masks_nhw), ("mask", "packed_byte")),
+                "scores_n": (out.scores_n, ("mask",)),
+                "boxes_xyxy": (out.boxes_xyxy, ("mask", "corner")),
+            }, {"height": attrs["height"], "width": attrs["width"]}, source=sha)
+
+    return run_stage(store_url, "sam", hashes, units, compute)

@@ -1,0 +1,172 @@
+"""The cached DAG: resumability, invalidation, exactness against the core, xarray views,
+prefect.yaml. One Prefect test harness for the whole session."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from stores import StageStore, Unit, unit_key
+from tasks import runtime
+from tasks.plan import plan_stages
+from zsad.config import AggregateConfig, PipelineConfig, PromptConfig, to_jsonable
+from zsad.datasets import load_image
+from zsad.pipeline import score_image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    from prefect.testing.utilities import prefect_test_harness
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+@pytest.fixture()
+def store_url(tmp_path):
+    runtime.forget_stores()
+    return str(tmp_path / "store.zarr")
+
+
+def _precompute(root, store, cfg="tiny"):
+    from flows.precompute import precompute
+    return precompute(dataset="synthetic", root=str(root), store=store, config=cfg, progress=False)
+
+
+def _config_file(tmp_path, cfg: PipelineConfig) -> str:
+    path = tmp_path / f"cfg-{abs(hash(str(cfg)))}.json"
+    path.write_text(json.dumps(to_jsonable(cfg)))
+    return str(path)
+
+
+def test_second_precompute_loads_no_model_and_writes_nothing(prefect_harness, synthetic_root, store_url):
+    first = _precompute(synthetic_root, store_url)
+    assert first["units_written"] == 8 * 7 + 2  # 8 images x 7 per-image stages + 2 classes of prompts
+    loads = sum(runtime.MODEL_LOADS.values())
+    second = _precompute(synthetic_root, store_url)
+    assert second["units_written"] == 0 and second["models_loaded"] == 0
+    assert sum(runtime.MODEL_LOADS.values()) == loads
+
+
+def test_changing_prompts_recomputes_only_clipseg_and_dependents(prefect_harness, synthetic_root, store_url,
+                                                                  tmp_path):
+    _precompute(synthetic_root, store_url)
+    base = PipelineConfig.tiny()
+    changed = dataclasses.replace(base, prompts=PromptConfig(localising=("a scratch", "a dent")))
+    out = _precompute(synthetic_root, store_url, _config_file(tmp_path, changed))
+    assert out["units_written"] == 8  # clipseg only
+    a, b = plan_stages(base), plan_stages(changed)
+    assert [s for s in a.hashes if a.hashes[s] != b.hashes[s]] == ["clipseg"]
+    assert a.aggregate_hash(AggregateConfig()) != b.aggregate_hash(AggregateConfig())
+
+
+def test_changing_aggregation_touches_no_model(prefect_harness, synthetic_root, store_url):
+    from flows.aggregate import aggregate
+    _precompute(synthetic_root, store_url)
+    loads = sum(runtime.MODEL_LOADS.values())
+    out = aggregate(store=store_url, dataset="synthetic", config="tiny", variants="fusion=geometric,arithmetic")
+    assert len(out) == 2 and all(v["written"] == 8 for v in out.values())
+    assert sum(runtime.MODEL_LOADS.values()) == loads
+    again = aggregate(store=store_url, dataset="synthetic", config="tiny", variants="fusion=geometric,arithmetic")
+    assert all(v["written"] == 0 for v in again.values())
+
+
+def test_aggregate_equals_one_call_scorer(prefect_harness, synthetic_root, synthetic_samples, store_url,
+                                          tiny_models, tiny_cfg):
+    from flows.aggregate import aggregate
+    _precompute(synthetic_root, store_url)
+    aggregate(store=store_url, dataset="synthetic", config="tiny", variants="seed")
+    plan = plan_stages(tiny_cfg)
+    vh = plan.aggregate_hash(AggregateConfig())
+    st = StageStore(store_url)
+    for s in synthetic_samples:
+        unit = Unit("synthetic", s.class_name, s.split, s.image_id)
+        arrays, attrs = st.read_unit(unit_key("aggregate", vh, unit))
+        ref = score_image(load_image(s.path), s.class_name, tiny_models, tiny_cfg)
+        assert attrs["sample_score"] == ref.sample_score
+        assert np.array_equal(arrays["pixel_map_hw"], ref.pixel_map_hw)
+        assert np.array_equal(arrays["tile_scores_t"], ref.tile_scores_t)
+
+
+def test_unit_without_marker_is_recomputed_not_read(prefect_harness, synthetic_root, synthetic_samples, store_url):
+    _precompute(synthetic_root, store_url)
+    plan = plan_stages(PipelineConfig.tiny())
+    s = synthetic_samples[0]
+    key = unit_key("tiles", plan.hashes["tiles"], Unit("synthetic", s.class_name, s.split, s.image_id))
+    st = StageStore(store_url)
+    group = st.root[key]
+    group.attrs["complete"] = False  # what a crash between arrays and marker leaves behind
+    group["boxes_xyxy"][...] = -1   # garbage that must never be read
+    assert not st.is_complete(key)
+    with pytest.raises(ValueError, match="incomplete"):
+        st.read_array(key, "boxes_xyxy")
+    runtime.forget_stores()
+    out = _precompute(synthetic_root, store_url)
+    assert out["units_written"] == 1
+    assert (StageStore(store_url).read_array(key, "boxes_xyxy") >= 0).all()
+
+
+def test_changed_image_file_is_recomputed(prefect_harness, synthetic_root, synthetic_samples, tmp_path):
+    import shutil
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root, root)
+    store = str(tmp_path / "s.zarr")
+    runtime.forget_stores()
+    _precompute(root, store)
+    path = root / "pill" / "test" / "good" / "000.png"
+    from PIL import Image
+    img = np.asarray(Image.open(path)).copy()
+    img[:10, :10] = 0
+    Image.fromarray(img).save(path)
+    out = _precompute(root, store)
+    assert out["units_written"] == 7  # image record + 6 per-image stages of that one image
+
+
+def test_xarray_view_has_named_dimensions(prefect_harness, synthetic_root, synthetic_samples, store_url):
+    from stores.views import open_unit, stage_table
+    _precompute(synthetic_root, store_url)
+    plan = plan_stages(PipelineConfig.tiny())
+    s = synthetic_samples[0]
+    unit = Unit("synthetic", s.class_name, s.split, s.image_id)
+    ds = open_unit(store_url, unit_key("clipseg", plan.hashes["clipseg"], unit))
+    assert ds["maps_tlhw"].dims == ("tile", "prompt", "y", "x")
+    n_tiles = StageStore(store_url).read_array(unit_key("tiles", plan.hashes["tiles"], unit), "boxes_xyxy").shape[0]
+    assert ds["maps_tlhw"].shape == (n_tiles, 19, 64, 64)
+    assert list(ds["prompt"].values) == list(ds.attrs["prompts"])
+    isn = open_unit(store_url, unit_key("isnet", plan.hashes["isnet"], unit))
+    assert isn["prob_hw"].dims == ("y", "x") and isn["prob_hw"].shape == (128, 128)
+    from flows.aggregate import aggregate
+    aggregate(store=store_url, dataset="synthetic", config="tiny")
+    table = stage_table(store_url, "synthetic", plan.aggregate_hash(AggregateConfig()), plan.hashes["image"])
+    assert table["sample_score"].dims == ("image",) and table.sizes["image"] == 8
+    assert set(table["label"].values.tolist()) == {0, 1}
+
+
+def test_prefect_yaml_entrypoints_resolve_to_flows():
+    from prefect import Flow
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    names = [d["name"] for d in spec["deployments"]]
+    assert any(d.get("schedules") for d in spec["deployments"]), "a scheduled deployment is expected"
+    assert len(names) >= 2
+    for dep in spec["deployments"]:
+        path, func = dep["entrypoint"].split(":")
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        assert isinstance(getattr(module, func), Flow), dep["entrypoint"]
+        params = set(dep.get("parameters", {}))
+        assert params <= set(getattr(module, func).parameters.properties), dep["name"]
+
+
+def test_aggregate_flow_never_imports_a_model(synthetic_root, tmp_path):
+    code = ("import sys; import flows.aggregate, tasks.aggregate; "
+            "bad = [m for m in ('zsad.models', 'open_clip', 'segment_anything', 'transformers') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
