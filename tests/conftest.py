@@ -41,3 +41,11 @@ def synthetic_root(tmp_path_factory):
 @pytest.fixture(scope="session")
 def synthetic_samples(synthetic_root):
     return read_dataset("synthetic", synthetic_root)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One ephemeral Prefect API for the whole session (8-17 s to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+    with prefect_test_harness(server_startup_timeout=60):
+        yield

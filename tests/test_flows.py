@@ -24,13 +24,6 @@ from zsad.pipeline import score_image
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="session")
-def prefect_harness():
-    from prefect.testing.utilities import prefect_test_harness
-    with prefect_test_harness(server_startup_timeout=60):
-        yield
-
-
 @pytest.fixture()
 def store_url(tmp_path):
     runtime.forget_stores()

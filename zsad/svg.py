@@ -38,18 +38,24 @@ def line_chart(series: dict[str, tuple[np.ndarray, np.ndarray]], title: str, xla
 
 
 def histogram(groups: dict[str, np.ndarray], title: str, bins: int = 20, w: int = 320, h: int = 240) -> str:
-    """Overlaid normalised histograms of values in [0, 1]."""
+    """Overlaid normalised histograms over the values' own range (its ends are labelled)."""
     pw, ph = w - 60, h - 60
-    edges = np.linspace(0, 1, bins + 1)
-    counts = {k: np.histogram(np.clip(v, 0, 1), edges)[0] / max(len(v), 1) for k, v in groups.items()}
+    values = np.concatenate([np.asarray(v, float) for v in groups.values()] + [np.zeros(0)])
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+    pad = max(hi - lo, 1e-6) * 0.05
+    lo, hi = lo - pad, hi + pad
+    edges = np.linspace(lo, hi, bins + 1)
+    counts = {k: np.histogram(v, edges)[0] / max(len(v), 1) for k, v in groups.items()}
     top = max([c.max() for c in counts.values() if c.size] + [1e-9])
     body = []
     for i, (name, c) in enumerate(counts.items()):
         colour = PALETTE[i % len(PALETTE)]
         for j, v in enumerate(c):
             bh = v / top * ph
-            body.append(f'<rect x="{40 + edges[j] * pw:.1f}" y="{20 + ph - bh:.1f}" width="{pw / bins:.1f}" '
+            body.append(f'<rect x="{40 + (edges[j] - lo) / (hi - lo) * pw:.1f}" y="{20 + ph - bh:.1f}" width="{pw / bins:.1f}" '
                         f'height="{bh:.1f}" fill="{colour}" fill-opacity="0.45"/>')
         body.append(f'<text x="{w - 25}" y="{34 + 12 * i}" font-size="10" text-anchor="end" fill="{colour}">'
                     f'{escape(name)} (n={len(groups[name])})</text>')
-    return _frame(w, h, title, "score", "fraction of images", "".join(body))
+    body.append(f'<text x="40" y="{h - 28}" font-size="9">{lo:.3g}</text>'
+                f'<text x="{w - 20}" y="{h - 28}" font-size="9" text-anchor="end">{hi:.3g}</text>')
+    return _frame(w, h, title, "score", "fraction of images (tallest bar = 1)", "".join(body))

@@ -1,0 +1,89 @@
+"""Report sections, CLI commands (cache, weights, errors)."""
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from flows.cli import main
+from tasks import runtime
+
+
+@pytest.fixture(scope="module")
+def cached_run(tmp_path_factory, synthetic_root, prefect_harness):
+    from flows.precompute import precompute
+    runtime.forget_stores()
+    store = str(tmp_path_factory.mktemp("run") / "store.zarr")
+    precompute(dataset="synthetic", root=str(synthetic_root), store=store, config="tiny", progress=False)
+    return store
+
+
+def test_report_has_every_section(cached_run, tmp_path):
+    from flows.report import build_report
+    path = build_report(cached_run, "synthetic", "tiny", str(tmp_path / "rep"))
+    html = path.read_text()
+    for needle in ("Sample level", "Pixel level", "All metrics", "Precision-recall curves", "Score histograms",
+                   "Best and worst images", "best: highest-scoring anomalous", "missed: lowest-scoring anomalous",
+                   "false alarm: highest-scoring normal", "data:image/png;base64,", "<svg"):
+        assert needle in html, needle
+    assert html.count("<figure>") == 2 * 3
+    assert len(list((tmp_path / "rep" / "examples").rglob("*.png"))) == 6
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
+def test_report_renders_in_headless_chromium(cached_run, tmp_path):
+    from flows.report import build_report
+    path = build_report(cached_run, "synthetic", "tiny", str(tmp_path / "rep"))
+    shot = tmp_path / "shot.png"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run",
+                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,2400",
+                    path.as_uri()], check=True, capture_output=True, timeout=120)
+    from PIL import Image
+    import numpy as np
+    img = np.asarray(Image.open(shot).convert("RGB"))
+    assert img.shape[:2] == (2400, 1200) and img.std() > 10  # something was drawn, not a blank page
+
+
+def test_cli_cache_list_size_prune(cached_run, capsys, tmp_path):
+    assert main(["cache", "list", "--store", cached_run]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["stage"] for r in rows} >= {"isnet", "sam", "clipseg", "clip_text"}
+    assert all(r["units"] > 0 for r in rows if r["stage"] != "image") and all(r["bytes"] > 0 for r in rows)
+    cfg = tmp_path / "other.json"
+    from zsad.config import PipelineConfig, TilingConfig, to_jsonable
+    import dataclasses
+    cfg.write_text(json.dumps(to_jsonable(dataclasses.replace(PipelineConfig.tiny(), tiling=TilingConfig(min_tile=64)))))
+    assert main(["cache", "prune", "--store", cached_run, "--keep", str(cfg), "--dry-run"]) == 0
+    doomed = json.loads(capsys.readouterr().out)["would_delete"]
+    stages = [p.split("/")[0] for p in doomed]
+    # the stages downstream of tiling, plus any aggregate variant that read them
+    assert sorted(s for s in stages if s != "aggregate") == ["clip_image", "clipseg", "tiles"]
+    assert main(["cache", "prune", "--store", cached_run, "--keep", "tiny"]) == 0
+    assert json.loads(capsys.readouterr().out)["deleted"] == []
+    assert main(["cache", "prune", "--store", cached_run]) == 2  # no --keep: refuses
+    assert "refusing to delete everything" in capsys.readouterr().err
+
+
+def test_cli_weights_list_and_bad_config(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("ZSAD_WEIGHTS_DIR", str(tmp_path))
+    assert main(["weights", "list"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["file"] for r in rows} >= {"sam_vit_h_4b8939.pth", "isnet-general-use.pth",
+                                          "vit_b_16_plus_240-laion400m_e32-699c4b84.pt"}
+    assert all(str(tmp_path) in r["looked_in"] for r in rows)
+    assert main(["aggregate", "--store", str(tmp_path / "s.zarr"), "--config", "nope.json"]) == 2
+    assert "neither 'paper', 'tiny' nor an existing JSON file" in capsys.readouterr().err
+
+
+def test_weights_fetch_checks_sha256(tmp_path, monkeypatch):
+    from flows import weights_cmd
+    from zsad import weights
+    src = tmp_path / "src.pth"
+    src.write_bytes(b"not the published bytes")
+    wf = weights.WeightsFile("sam/test/x", "sam_test_ffffff.pth", None, "ffffff", src.as_uri())
+    monkeypatch.setitem(weights.KNOWN_WEIGHTS, wf.key, wf)
+    with pytest.raises(weights.WeightsError, match="does not start with ffffff"):
+        weights_cmd.fetch(wf.key, str(tmp_path / "dest"))
+    assert not list((tmp_path / "dest").iterdir())  # nothing half-written is left
