@@ -39,6 +39,9 @@ CLIPSEG_ARCHS: dict[str, dict] = {
         decoder_intermediate_size=32,
     ),
 }
+# "tiny-352": the tiny network at CLIPSeg's real input size, for benchmarks with real-size maps
+CLIPSEG_ARCHS["tiny-352"] = {**CLIPSEG_ARCHS["tiny"], "vision_config": {**CLIPSEG_ARCHS["tiny"]["vision_config"],
+                                                                        "image_size": 352}}
 INPUT_SIZE = {"tiny": 64}  # others: 352
 
 
