@@ -36,23 +36,22 @@ def run_variants(store: str, dataset: str, config: str = "tiny", variants: str |
     if not units:
         raise ValueError(f"{store}: no images of data set {dataset!r} (classes {classes or 'all'}) are cached "
                          f"for this config; run `zsad precompute` first")
-    jobs, meta = [], {}
+    meta, variant_list = {}, []
     for agg in variant_grid(variants) if isinstance(variants, (str, type(None))) else variants:
         vh = plan.aggregate_hash(agg)
         st.ensure_stage("aggregate", vh, to_jsonable(agg), plan.aggregate_inputs())
-        meta[vh] = {"label": variant_label(agg), "config": to_jsonable(agg)}
-        for i in range(0, len(units), chunk):
-            jobs.append((vh, dask.delayed(aggregate_units)(store, plan.hashes, vh, to_jsonable(agg),
-                                                           units[i: i + chunk], overwrite)))
+        meta[vh] = {"label": variant_label(agg), "config": to_jsonable(agg), "n_images": 0, "written": 0}
+        variant_list.append((vh, to_jsonable(agg)))
+    jobs = [dask.delayed(aggregate_units)(store, plan.hashes, variant_list, units[i: i + chunk], overwrite)
+            for i in range(0, len(units), chunk)]
     if dask_address:
         client = _client(dask_address)
-        results = client.gather(client.compute([d for _, d in jobs]))
+        results = client.gather(client.compute(jobs))
     else:
-        results = dask.compute(*[d for _, d in jobs], scheduler=scheduler)
-    for (vh, _), rows in zip(jobs, results):
-        m = meta[vh]
-        m["n_images"] = m.get("n_images", 0) + len(rows)
-        m["written"] = m.get("written", 0) + sum(r["written"] for r in rows)
+        results = dask.compute(*jobs, scheduler=scheduler)
+    for row in (r for rows in results for r in rows):
+        meta[row["variant"]]["n_images"] += 1
+        meta[row["variant"]]["written"] += int(row["written"])
     return meta
 
 

@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from zsad.aggregate import component_means, sample_score, top_fraction_count
+from zsad.aggregate import aggregate_image, aggregate_variants, component_means, sample_score, top_fraction_count
 from zsad.config import AggregateConfig
-from zsad.pixelmaps import fuse_prompt_maps, paste_tiles, tile_pixel_maps
+from zsad.pixelmaps import fuse_prompt_maps, paste_tiles
 from zsad.prompts import (SEED_LOCALISING_PROMPTS, build_prompt_set, localising_prompts, object_name_for)
 from zsad.scoring import tile_scores
 
@@ -55,11 +55,36 @@ def test_paste_resizes_tile_map_to_box():
     assert np.allclose(out[1:4, 2:7], 1.0) and out.sum() == pytest.approx(15)
 
 
-def test_scaling_by_tile_score():
+def _agg_inputs():
+    img = np.array([[1.0, 0.0], [0.0, 1.0]])                       # tile 0 and tile 1
+    text = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
+    anomalous = np.array([False, False, True, True])
+    ext = np.array([False, True, False, True])                     # WinCLIP-only: prompts 0 and 2
     maps = np.full((2, 3, 4, 4), 0.5)
-    scaled = tile_pixel_maps(maps, np.array([0.2, 1.0]), "harmonic", True)
-    assert np.allclose(scaled[0], 0.1) and np.allclose(scaled[1], 0.5)
-    assert np.allclose(tile_pixel_maps(maps, np.array([0.2, 1.0]), "harmonic", False), 0.5)
+    boxes = np.array([[0, 0, 4, 4], [4, 0, 8, 4]])
+    return img, text, anomalous, ext, 10.0, maps, boxes, np.array([1, 2]), (4, 8)
+
+
+def test_scaling_by_tile_score_and_prompt_subset():
+    inputs = _agg_inputs()
+    s_win = 1 / (1 + np.exp(-10 * np.array([0 - 1, 1 - 0])))        # tile 0 normal-like, tile 1 anomalous
+    scaled = aggregate_image(*inputs, AggregateConfig(seed_states=False))
+    assert np.allclose(scaled.tile_scores_t, s_win)
+    assert np.allclose(scaled.pixel_map_hw[:, :4], 0.5 * s_win[0]) and np.allclose(scaled.pixel_map_hw[:, 4:],
+                                                                                    0.5 * s_win[1])
+    plain = aggregate_image(*inputs, AggregateConfig(seed_states=False, scale_by_tile_score=False))
+    assert np.allclose(plain.pixel_map_hw, 0.5)
+    both = aggregate_image(*inputs, AggregateConfig())              # all prompts: both tiles tie at 0.5
+    assert np.allclose(both.tile_scores_t, 0.5)
+
+
+def test_variants_at_once_equal_one_by_one():
+    inputs = _agg_inputs()
+    cfgs = [AggregateConfig(fusion=f, top_fraction=t, scale_by_tile_score=s, seed_states=e)
+            for f in ("harmonic", "geometric") for t in (0.25, 1.0) for s in (True, False) for e in (True, False)]
+    for cfg, got in zip(cfgs, aggregate_variants(*inputs, cfgs)):
+        want = aggregate_image(*inputs, cfg)
+        assert got.sample_score == want.sample_score and np.array_equal(got.pixel_map_hw, want.pixel_map_hw)
 
 
 @pytest.mark.parametrize("n, k", [(1, 1), (3, 1), (4, 1), (9, 3)])

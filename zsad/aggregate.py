@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import AggregateConfig
-from .pixelmaps import paste_tiles, tile_pixel_maps
+from .pixelmaps import fuse_prompt_maps, paste_tiles
 from .scoring import tile_scores
 
 
@@ -57,13 +57,15 @@ class Aggregated:
     sample_score: float
 
 
-def aggregate_image(image_emb_td: np.ndarray, text_emb_pd: np.ndarray, anomalous_p: np.ndarray,
-                    seed_extension_p: np.ndarray, logit_scale: float, maps_tlhw: np.ndarray,
-                    boxes_xyxy: np.ndarray, component_t: np.ndarray, image_hw: tuple[int, int],
-                    cfg: AggregateConfig) -> Aggregated:
-    """Everything after the models: tile scores, pixel map, sample score.
+def aggregate_variants(image_emb_td: np.ndarray, text_emb_pd: np.ndarray, anomalous_p: np.ndarray,
+                       seed_extension_p: np.ndarray, logit_scale: float, maps_tlhw: np.ndarray,
+                       boxes_xyxy: np.ndarray, component_t: np.ndarray, image_hw: tuple[int, int],
+                       cfgs: list[AggregateConfig]) -> list[Aggregated]:
+    """Everything after the models, for several variants of one image at once.
 
-    The one-call scorer and the cached ``aggregate`` flow both call this, so they agree exactly.
+    Fusion is computed once per fusion method and tile scores once per prompt set, so a grid
+    of variants costs little more than its distinct fusions. The one-call scorer and the
+    cached ``aggregate`` flow both come here, so they agree exactly.
 
     Args:
         image_emb_td: (T, D) CLIP tile embeddings.
@@ -72,10 +74,30 @@ def aggregate_image(image_emb_td: np.ndarray, text_emb_pd: np.ndarray, anomalous
         maps_tlhw: (T, L, h, w) CLIPSeg probabilities (any float dtype).
         boxes_xyxy: (T, 4) tile boxes; component_t: (T,) component ids.
         image_hw: (H, W) of the image.
-        cfg: fusion, top fraction, scaling and prompt-set choice.
+        cfgs: the variants (fusion, top fraction, scaling, prompt set).
     """
-    use = np.ones(len(anomalous_p), bool) if cfg.seed_states else ~np.asarray(seed_extension_p, bool)
-    scores = tile_scores(image_emb_td, text_emb_pd[use], np.asarray(anomalous_p, bool)[use], logit_scale)
-    maps = tile_pixel_maps(maps_tlhw, scores, cfg.fusion, cfg.scale_by_tile_score)
-    pixel = paste_tiles(maps, boxes_xyxy, image_hw)
-    return Aggregated(scores, pixel, sample_score(scores, component_t, cfg.top_fraction))
+    anomalous_p, ext_p = np.asarray(anomalous_p, bool), np.asarray(seed_extension_p, bool)
+    scores: dict[bool, np.ndarray] = {}
+    fused: dict[str, np.ndarray] = {}
+    out = []
+    for cfg in cfgs:
+        if cfg.seed_states not in scores:
+            use = np.ones(len(anomalous_p), bool) if cfg.seed_states else ~ext_p
+            scores[cfg.seed_states] = tile_scores(image_emb_td, text_emb_pd[use], anomalous_p[use], logit_scale)
+        if cfg.fusion not in fused:
+            fused[cfg.fusion] = fuse_prompt_maps(maps_tlhw, cfg.fusion)
+        s = scores[cfg.seed_states]
+        maps = fused[cfg.fusion] * s.astype(np.float32)[:, None, None] if cfg.scale_by_tile_score \
+            else fused[cfg.fusion]
+        out.append(Aggregated(s, paste_tiles(maps, boxes_xyxy, image_hw),
+                              sample_score(s, component_t, cfg.top_fraction)))
+    return out
+
+
+def aggregate_image(image_emb_td: np.ndarray, text_emb_pd: np.ndarray, anomalous_p: np.ndarray,
+                    seed_extension_p: np.ndarray, logit_scale: float, maps_tlhw: np.ndarray,
+                    boxes_xyxy: np.ndarray, component_t: np.ndarray, image_hw: tuple[int, int],
+                    cfg: AggregateConfig) -> Aggregated:
+    """``aggregate_variants`` for a single variant."""
+    return aggregate_variants(image_emb_td, text_emb_pd, anomalous_p, seed_extension_p, logit_scale, maps_tlhw,
+                              boxes_xyxy, component_t, image_hw, [cfg])[0]

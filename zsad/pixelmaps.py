@@ -22,28 +22,27 @@ def fuse_prompt_maps(maps_lhw: np.ndarray, method: str = "harmonic") -> np.ndarr
         float32 array without the L axis.
 
     Example:
-        >>> fuse_prompt_maps(np.array([[[0.5]], [[0.25]]])).item()   # 2 / (2 + 4)
-        0.3333333432674408
+        >>> round(fuse_prompt_maps(np.array([[[0.5]], [[0.25]]])).item(), 6)   # 2 / (2 + 4)
+        0.333333
         >>> fuse_prompt_maps(np.array([[[0.0]], [[0.9]]])).item()
         0.0
     """
-    p = np.asarray(maps_lhw, np.float64)
-    axis = p.ndim - 3
+    p = np.asarray(maps_lhw, np.float32)
     if p.ndim not in (3, 4):
         raise ValueError(f"expected (L,h,w) or (T,L,h,w) maps, got shape {p.shape}")
+    axis = p.ndim - 3
     if method == "arithmetic":
-        out = p.mean(axis=axis)
-    elif method in ("harmonic", "geometric"):
-        zero = (p <= 0).any(axis=axis)
-        safe = np.where(p > 0, p, 1.0)
-        if method == "harmonic":
-            out = p.shape[axis] / (1.0 / safe).sum(axis=axis)
-        else:
-            out = np.exp(np.log(safe).mean(axis=axis))
-        out = np.where(zero, 0.0, out)
-    else:
+        return p.mean(axis=axis, dtype=np.float32)
+    if method not in ("harmonic", "geometric"):
         raise ValueError(f"fusion must be 'harmonic', 'arithmetic' or 'geometric', got {method!r}")
-    return out.astype(np.float32)
+    zero = (p <= 0).any(axis=axis)
+    safe = np.where(p > 0, p, np.float32(1.0))
+    if method == "harmonic":
+        out = np.float32(p.shape[axis]) / np.reciprocal(safe).sum(axis=axis, dtype=np.float32)
+    else:
+        out = np.exp(np.log(safe).mean(axis=axis, dtype=np.float32))
+    out[zero] = 0.0
+    return out.astype(np.float32, copy=False)
 
 
 def resize_map(map_hw: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
@@ -79,15 +78,6 @@ def paste_tiles(tile_maps: list[np.ndarray] | np.ndarray, boxes_xyxy: np.ndarray
         count[y0:y1, x0:x1] += 1
     out = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
     return out.astype(np.float32)
-
-
-def tile_pixel_maps(maps_tlhw: np.ndarray, tile_scores_t: np.ndarray, fusion: str = "harmonic",
-                    scale_by_tile_score: bool = True) -> np.ndarray:
-    """Fused CLIPSeg map per tile, optionally times its tile score: (T, L, h, w) -> (T, h, w)."""
-    fused = fuse_prompt_maps(maps_tlhw, fusion)
-    if scale_by_tile_score:
-        fused = fused * np.asarray(tile_scores_t, np.float32)[:, None, None]
-    return fused
 
 
 def store_maps(maps: np.ndarray, dtype: str) -> np.ndarray:
