@@ -137,6 +137,7 @@ class _Evil:
         return (os.system, ("touch " + os.environ.get("ZSAD_EVIL_MARK", "/tmp/zsad-evil-mark"),))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_pickle_that_runs_code_is_refused(tmp_path, monkeypatch):
     mark = tmp_path / "ran"
     monkeypatch.setenv("ZSAD_EVIL_MARK", str(mark))
