@@ -87,3 +87,22 @@ def test_weights_fetch_checks_sha256(tmp_path, monkeypatch):
     with pytest.raises(weights.WeightsError, match="does not start with ffffff"):
         weights_cmd.fetch(wf.key, str(tmp_path / "dest"))
     assert not list((tmp_path / "dest").iterdir())  # nothing half-written is left
+
+
+def test_corrupt_image_is_named_and_store_keeps_finished_units(prefect_harness, synthetic_root, tmp_path, capsys):
+    import shutil as sh
+    from stores import StageStore
+    root = tmp_path / "data"
+    sh.copytree(synthetic_root, root)
+    (root / "washer" / "test" / "good" / "001.png").write_bytes(b"\x89PNG broken")
+    store = str(tmp_path / "s.zarr")
+    runtime.forget_stores()
+    code = main(["precompute", "--dataset", "synthetic", "--root", str(root), "--store", store, "--config", "tiny"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "washer/test/good/001.png: not a readable image" in err
+    st = StageStore(store)
+    from tasks.plan import plan_stages
+    from zsad.config import PipelineConfig
+    hashes = plan_stages(PipelineConfig.tiny()).hashes
+    assert len(st.list_units("clipseg", hashes["clipseg"], "synthetic", ["pill"])) == 4  # the class before it

@@ -1,0 +1,49 @@
+"""The stage store: key grammar, crash safety of unit writes, listing."""
+
+import numpy as np
+import pytest
+
+from stores import StageStore, Unit, unit_key
+from stores.keys import class_key
+
+
+def test_key_grammar_and_validation():
+    u = Unit("visa", "pcb1", "test", "0001")
+    assert unit_key("tiles", "ab12", u) == "tiles/ab12/visa/pcb1/test/0001"
+    assert class_key("clip_text", "cd34", "visa", "pcb1") == "clip_text/cd34/visa/pcb1"
+    for bad in ("../x", "a/b", "", ".."):
+        with pytest.raises(ValueError, match="not a valid store key component"):
+            Unit("visa", bad, "test", "1")
+    with pytest.raises(ValueError, match="unknown stage"):
+        unit_key("nope", "ab", u)
+
+
+def test_crash_mid_write_leaves_nothing_that_looks_finished(tmp_path, monkeypatch):
+    st = StageStore(tmp_path / "s.zarr")
+    key = unit_key("isnet", "h1", Unit("d", "c", "test", "img"))
+    st.write_unit(key, {"prob_hw": (np.ones((4, 4), np.uint8), ("y", "x"))}, source="sha")
+    original = StageStore._fill
+
+    def crash(group, arrays, meta):
+        group.create_array("prob_hw", data=np.zeros((4, 4), np.uint8), dimension_names=("y", "x"))
+        raise KeyboardInterrupt  # Ctrl-C after the arrays, before the marker
+
+    monkeypatch.setattr(StageStore, "_fill", staticmethod(crash))
+    with pytest.raises(KeyboardInterrupt):
+        st.write_unit(key, {"prob_hw": (np.zeros((4, 4), np.uint8), ("y", "x"))}, source="sha2")
+    monkeypatch.setattr(StageStore, "_fill", staticmethod(original))
+    assert st.is_complete(key, "sha")  # the finished unit is still there and readable
+    assert (st.read_array(key, "prob_hw") == 1).all()
+    assert not [p for p in (tmp_path / "s.zarr").rglob(".tmp-*")]  # no debris
+    other = unit_key("isnet", "h1", Unit("d", "c", "test", "new"))
+    monkeypatch.setattr(StageStore, "_fill", staticmethod(crash))
+    with pytest.raises(KeyboardInterrupt):
+        st.write_unit(other, {"prob_hw": (np.zeros((4, 4), np.uint8), ("y", "x"))}, source="sha")
+    assert not st.is_complete(other)
+    assert st.list_units("isnet", "h1", "d") == [Unit("d", "c", "test", "img")]
+
+
+def test_read_of_missing_unit_is_a_clear_error(tmp_path):
+    st = StageStore(tmp_path / "s.zarr")
+    with pytest.raises(ValueError, match="missing or incomplete; run `zsad precompute` first"):
+        st.read_unit("tiles/h/d/c/test/x")
