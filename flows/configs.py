@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from zsad.config import AggregateConfig, PipelineConfig, config_from_dict, to_jsonable
+from zsad.config import AggregateConfig, PipelineConfig, config_from_dict
 
 
 def load_pipeline_config(name_or_path: str, **overrides: Any) -> PipelineConfig:
@@ -68,7 +68,3 @@ def _parse(v: str) -> Any:
 def variant_label(agg: AggregateConfig) -> str:
     return f"{agg.fusion}/top{agg.top_fraction:g}/{'scaled' if agg.scale_by_tile_score else 'unscaled'}/" \
            f"{'seed' if agg.seed_states else 'winclip'}-prompts"
-
-
-def as_dict(obj: Any) -> Any:
-    return to_jsonable(obj)

@@ -10,7 +10,6 @@ concurrent runs must work on disjoint units (Zarr 3 has no locks). Arrays are no
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import threading
@@ -192,6 +191,3 @@ class StageStore:
             raise StoreError("size is only measured for local stores")
         base = self.path / key
         return sum(f.stat().st_size for f in base.rglob("*") if f.is_file())
-
-    def describe(self) -> str:
-        return json.dumps({"url": self.url, "stages": [(s, h) for s, h, _ in self.stages()]})
