@@ -21,10 +21,14 @@ from .aggregate import run_variants
 from .configs import load_pipeline_config, variant_grid
 
 
-def evaluate_variant(store: str, dataset: str, hashes: dict[str, str], variant_hash: str,
-                     classes: list[str] | None, pixel_size: int | None) -> dict[str, dict[str, float]]:
+def collect_variant(store: str, dataset: str, hashes: dict[str, str], variant_hash: str,
+                    classes: list[str] | None = None, pixel_size: int | None = None
+                    ) -> tuple[dict[str, ClassEvaluator], dict[str, list[dict[str, Any]]]]:
+    """Stream one variant's labelled images into per-class evaluators; also the per-image rows
+    (unit, image record, label, sample score) that the report ranks."""
     st = open_store(store)
-    per_class: dict[str, ClassEvaluator] = {}
+    evaluators: dict[str, ClassEvaluator] = {}
+    rows: dict[str, list[dict[str, Any]]] = {}
     for unit in st.list_units("image", hashes["image"], dataset, classes):
         image = st.read_attrs(unit_key("image", hashes["image"], unit))
         if image["label"] < 0:
@@ -32,11 +36,19 @@ def evaluate_variant(store: str, dataset: str, hashes: dict[str, str], variant_h
         arrays, attrs = st.read_unit(unit_key("aggregate", variant_hash, unit))
         pixel = arrays["pixel_map_hw"]
         mask = load_mask(image["mask_path"], pixel.shape) if image["mask_path"] else np.zeros(pixel.shape, bool)
-        ev = per_class.setdefault(unit.class_name, ClassEvaluator(pixel_size=pixel_size))
-        ev.update(image["label"], attrs["sample_score"], mask, pixel)
-    if not per_class:
-        raise ValueError(f"{store}: no labelled images of {dataset!r} to evaluate")
-    return with_mean({cls: ev.result() for cls, ev in sorted(per_class.items())})
+        evaluators.setdefault(unit.class_name, ClassEvaluator(pixel_size=pixel_size)).update(
+            image["label"], attrs["sample_score"], mask, pixel)
+        rows.setdefault(unit.class_name, []).append({"unit": unit, "image": image, "label": image["label"],
+                                                     "score": attrs["sample_score"]})
+    if not evaluators:
+        raise ValueError(f"{store}: no labelled images of {dataset!r} to evaluate; run `zsad precompute` first")
+    return evaluators, rows
+
+
+def evaluate_variant(store: str, dataset: str, hashes: dict[str, str], variant_hash: str,
+                     classes: list[str] | None, pixel_size: int | None) -> dict[str, dict[str, float]]:
+    evaluators, _ = collect_variant(store, dataset, hashes, variant_hash, classes, pixel_size)
+    return with_mean({cls: ev.result() for cls, ev in sorted(evaluators.items())})
 
 
 def write_results(out_dir: Path, results: dict[str, Any]) -> list[Path]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import io
 import math
-from collections import defaultdict
 from html import escape
 from pathlib import Path
 
@@ -24,11 +23,12 @@ from tasks.plan import plan_stages
 from tasks.runtime import open_store
 from zsad.config import AggregateConfig
 from zsad.datasets import load_image, load_mask
-from zsad.evaluation import ClassEvaluator, seed_table, with_mean
+from zsad.evaluation import seed_table, with_mean
 from zsad.svg import histogram, line_chart
 from zsad.visualize import draw_boxes, outline, overlay, panel
 
 from .aggregate import run_variants
+from .evaluate import collect_variant
 from .configs import load_pipeline_config, variant_label
 
 METRICS = ("sample_f1_max", "sample_auroc", "sample_ap", "pixel_f1_max", "pixel_auroc", "pixel_ap", "pixel_aupro")
@@ -95,21 +95,7 @@ def build_report(store: str, dataset: str, config: str = "tiny", out: str = "zsa
     plan = plan_stages(load_pipeline_config(config))
     run_variants(store, dataset, config, [agg])
     st, vh, hashes = open_store(store), plan.aggregate_hash(agg), plan.hashes
-    rows_by_class: dict[str, list] = defaultdict(list)
-    evaluators: dict[str, ClassEvaluator] = {}
-    for unit in st.list_units("aggregate", vh, dataset):
-        image = st.read_attrs(unit_key("image", hashes["image"], unit))
-        if image["label"] < 0:
-            continue
-        arrays, attrs = st.read_unit(unit_key("aggregate", vh, unit))
-        pixel = arrays["pixel_map_hw"]
-        mask = load_mask(image["mask_path"], pixel.shape) if image["mask_path"] else np.zeros(pixel.shape, bool)
-        evaluators.setdefault(unit.class_name, ClassEvaluator()).update(image["label"], attrs["sample_score"], mask,
-                                                                        pixel)
-        rows_by_class[unit.class_name].append({"unit": unit, "image": image, "label": image["label"],
-                                               "score": attrs["sample_score"]})
-    if not evaluators:
-        raise ValueError(f"{store}: no labelled images of {dataset!r} to report on; run `zsad precompute` first")
+    evaluators, rows_by_class = collect_variant(store, dataset, hashes, vh)
     results = with_mean({c: e.result() for c, e in sorted(evaluators.items())})
     parts = [f"<h1>zsad report — {escape(dataset)}</h1>",
              f"<p>variant <b>{escape(variant_label(agg))}</b> ({vh}); config <b>{escape(config)}</b>; "
