@@ -6,14 +6,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PIL import Image
 
 from stores import unit_key
 from tasks.plan import plan_stages
 from tasks.runtime import open_store
 from zsad.config import AggregateConfig
-from zsad.datasets import SyntheticSpec, load_image, load_mask, write_synthetic
+from zsad.datasets import SyntheticSpec, ground_truth, load_image, write_synthetic
 from zsad.visualize import outline, overlay, panel
 
 from .configs import load_pipeline_config
@@ -31,7 +30,7 @@ def write_heatmaps(store: str, dataset: str, config: str, out_dir: Path, agg: Ag
         image = st.read_attrs(unit_key("image", plan.hashes["image"], unit))
         pixel = st.read_array(unit_key("aggregate", vh, unit), "pixel_map_hw")
         img = load_image(image["path"])
-        mask = load_mask(image["mask_path"], img.shape[:2]) if image["mask_path"] else np.zeros(img.shape[:2], bool)
+        mask = ground_truth(image["mask_path"], img.shape[:2])
         path = out_dir / unit.class_name / f"{unit.image_id}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(panel([img, outline(img, mask), overlay(img, pixel, vmax=1.0)])).save(path)

@@ -8,13 +8,12 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from prefect import flow
 
 from stores import unit_key
 from tasks.plan import plan_stages
 from tasks.runtime import open_store
-from zsad.datasets import load_mask
+from zsad.datasets import ground_truth
 from zsad.evaluation import ClassEvaluator, seed_table, with_mean
 
 from .aggregate import run_variants
@@ -35,7 +34,7 @@ def collect_variant(store: str, dataset: str, hashes: dict[str, str], variant_ha
             continue  # unlabelled folder images are scored, not evaluated
         arrays, attrs = st.read_unit(unit_key("aggregate", variant_hash, unit))
         pixel = arrays["pixel_map_hw"]
-        mask = load_mask(image["mask_path"], pixel.shape) if image["mask_path"] else np.zeros(pixel.shape, bool)
+        mask = ground_truth(image["mask_path"], pixel.shape)
         evaluators.setdefault(unit.class_name, ClassEvaluator(pixel_size=pixel_size)).update(
             image["label"], attrs["sample_score"], mask, pixel)
         rows.setdefault(unit.class_name, []).append({"unit": unit, "image": image, "label": image["label"],

@@ -22,7 +22,7 @@ from stores import unit_key
 from tasks.plan import plan_stages
 from tasks.runtime import open_store
 from zsad.config import AggregateConfig
-from zsad.datasets import load_image, load_mask
+from zsad.datasets import ground_truth, load_image
 from zsad.evaluation import seed_table, with_mean
 from zsad.svg import histogram, line_chart
 from zsad.visualize import draw_boxes, outline, overlay, panel
@@ -62,7 +62,7 @@ def _md_table_html(md: str) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _examples(st, hashes, vh, rows) -> list[tuple[str, dict]]:
+def _examples(rows: list[dict]) -> list[tuple[str, dict]]:
     anomalous = sorted((r for r in rows if r["label"] == 1), key=lambda r: r["score"])
     normal = sorted((r for r in rows if r["label"] == 0), key=lambda r: r["score"])
     picks = []
@@ -76,7 +76,7 @@ def _examples(st, hashes, vh, rows) -> list[tuple[str, dict]]:
 def _example_panel(st, hashes, vh, row, out: Path, caption: str) -> str:
     unit, image = row["unit"], row["image"]
     img = load_image(image["path"])
-    mask = load_mask(image["mask_path"], img.shape[:2]) if image["mask_path"] else np.zeros(img.shape[:2], bool)
+    mask = ground_truth(image["mask_path"], img.shape[:2])
     pixel = st.read_array(unit_key("aggregate", vh, unit), "pixel_map_hw")
     fg = st.read_array(unit_key("foreground", hashes["foreground"], unit), "mask_hw")
     boxes = st.read_array(unit_key("tiles", hashes["tiles"], unit), "boxes_xyxy")
@@ -121,8 +121,7 @@ def build_report(store: str, dataset: str, config: str = "tiny", out: str = "zsa
     parts.append("<h2>Best and worst images</h2>")
     for cls, rows in sorted(rows_by_class.items()):
         parts.append(f"<h3>{escape(cls)}</h3>")
-        parts += [_example_panel(st, hashes, vh, row, out_dir, caption) for caption, row in _examples(st, hashes, vh,
-                                                                                                         rows)]
+        parts += [_example_panel(st, hashes, vh, row, out_dir, caption) for caption, row in _examples(rows)]
     html = (f"<!doctype html><html><head><meta charset='utf-8'><title>zsad report — {escape(dataset)}</title>"
             f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>")
     out_dir.mkdir(parents=True, exist_ok=True)

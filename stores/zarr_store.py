@@ -73,12 +73,6 @@ class StageStore:
                                     "inputs": inputs or {}, "weights_sha256": weights_sha256,
                                     "versions": library_versions(), "created": time.time()})
 
-    def stage_attrs(self, stage: str, stage_hash: str) -> dict[str, Any]:
-        try:
-            return dict(self.root[stage_root(stage, stage_hash)].attrs)
-        except KeyError:
-            raise StoreError(f"{self.url}: no stage group {stage_root(stage, stage_hash)}") from None
-
     # ---- units ---------------------------------------------------------------------------------
     def is_complete(self, key: str, source: str | None = None) -> bool:
         """True when the unit exists, has its marker, and (if given) was made from ``source``."""

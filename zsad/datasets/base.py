@@ -86,6 +86,11 @@ def load_mask(path: str | Path, shape_hw: tuple[int, int] | None = None) -> np.n
     return arr
 
 
+def ground_truth(mask_path: str | Path | None, shape_hw: tuple[int, int]) -> np.ndarray:
+    """The (H, W) bool ground truth of an image: its mask file, or all False for a normal image."""
+    return load_mask(mask_path, shape_hw) if mask_path else np.zeros(shape_hw, bool)
+
+
 def file_sha256(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
