@@ -28,11 +28,16 @@ def _client(address: str):
 
 def run_variants(store: str, dataset: str, config: str = "tiny", variants: str | None = "seed",
                  classes: list[str] | None = None, scheduler: str = "threads", dask_address: str | None = None,
-                 chunk: int = 8, overwrite: bool = False) -> dict[str, Any]:
-    """The work of the ``aggregate`` flow, callable without Prefect (benchmarks, notebooks)."""
+                 chunk: int = 8, overwrite: bool = False, units: list[str] | None = None) -> dict[str, Any]:
+    """The work of the ``aggregate`` flow, callable without Prefect (CLI, benchmarks, notebooks).
+
+    ``units`` restricts the work to these unit paths (``dataset/class/split/id``); default: every
+    cached image of ``dataset`` (and ``classes``).
+    """
     plan = plan_stages(load_pipeline_config(config))
     st = open_store(store)
-    units = [u.path for u in st.list_units("image", plan.hashes["image"], dataset, classes)]
+    if units is None:
+        units = [u.path for u in st.list_units("image", plan.hashes["image"], dataset, classes)]
     if not units:
         raise ValueError(f"{store}: no images of data set {dataset!r} (classes {classes or 'all'}) are cached "
                          f"for this config; run `zsad precompute` first")
@@ -55,7 +60,7 @@ def run_variants(store: str, dataset: str, config: str = "tiny", variants: str |
     return meta
 
 
-@flow(name="zsad-aggregate")
+@flow(name="zsad-aggregate", persist_result=True)
 def aggregate(store: str = "zsad-store.zarr", dataset: str = "synthetic", config: str = "tiny",
               variants: str | None = "seed", classes: list[str] | None = None, scheduler: str = "threads",
               dask_address: str | None = None, chunk: int = 8, overwrite: bool = False) -> dict[str, Any]:

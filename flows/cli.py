@@ -1,21 +1,63 @@
-"""The ``zsad`` command line: demo, precompute, aggregate, evaluate, report, cache, weights."""
+"""The ``zsad`` command line.
+
+Commands run as plain Python by default: no Prefect API, no ephemeral server to start (seconds,
+and a point of failure on a busy machine). ``--prefect`` (or a configured ``PREFECT_API_URL``)
+runs the command as its Prefect flow instead, so it shows in the Prefect UI. The demo always
+runs through Prefect (in its ephemeral mode) to show the whole stack.
+
+Exit codes: 0 done; 1 done, but some images failed (they are listed); 2 a usage or input
+error (nothing was scored); 130 interrupted (finished units are kept).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
 from .settings import apply_defaults
 
+EXIT_PARTIAL, EXIT_ERROR, EXIT_INTERRUPTED = 1, 2, 130
 
-def _common(p: argparse.ArgumentParser, dataset: bool = True) -> None:
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {value}")
+    return value
+
+
+def _common(p: argparse.ArgumentParser, dataset: bool = True, prefect: bool = True) -> None:
     p.add_argument("--store", default="zsad-store.zarr", help="Zarr store: a path or any fsspec URL")
     p.add_argument("--config", default="tiny", help="'paper' (the seed's models), 'tiny' (random, CPU) or a JSON file")
     if dataset:
         p.add_argument("--dataset", default="synthetic", help="data set name in the store (default: its kind)")
         p.add_argument("--classes", nargs="*", default=None, help="only these classes")
+    if prefect:
+        p.add_argument("--prefect", action="store_true",
+                       help="run as a Prefect flow (shown in the UI of the server PREFECT_API_URL names)")
+
+
+def _predict_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--class", dest="class_name", required=True, help="the object class (its name makes the prompts)")
+    p.add_argument("--variant", default="seed", help="aggregation variant (one), e.g. 'seed' or 'fusion=geometric'")
+    p.add_argument("--name", default="predict", help="data set name these images get in the store")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the config's)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,28 +65,43 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="synthetic data + tiny models: the whole pipeline, a table, heatmaps, a report")
     d.add_argument("--out", default="zsad-demo")
-    d.add_argument("--image-size", type=int, default=192)
+    d.add_argument("--image-size", type=_positive_int, default=192)
     p = sub.add_parser("precompute", help="compute and cache every expensive stage of a data set")
     _common(p, dataset=False)
     p.add_argument("--dataset", default="synthetic", choices=["visa", "mvtec", "folder", "synthetic"])
     p.add_argument("--root", required=True, help="data set folder")
     p.add_argument("--name", default=None, help="name of the data set in the store (default: its kind)")
     p.add_argument("--classes", nargs="*", default=None)
-    p.add_argument("--shard-size", type=int, default=32)
+    p.add_argument("--shard-size", type=_positive_int, default=32)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the config's)")
+    pr = sub.add_parser("predict", help="score images or folders: scores.csv, a heatmap panel per image")
+    pr.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
+    _common(pr, dataset=False, prefect=False)
+    _predict_args(pr)
+    pr.add_argument("--threshold", default="auto",
+                    help="auto (stored F1-max, else stored FPR), f1, fpr, none, or a number")
+    pr.add_argument("--pixel-threshold", default=None, help="auto (stored), none, or a number (mask outline)")
+    pr.add_argument("--out", default="zsad-predict", help="folder for scores.csv and heatmaps/")
+    cb = sub.add_parser("calibrate", help="store thresholds at a false-alarm rate from known-good images")
+    cb.add_argument("--good", nargs="+", required=True, help="known-good image files and/or folders")
+    _common(cb, dataset=False, prefect=False)
+    _predict_args(cb)
+    cb.add_argument("--fpr", type=_fraction, default=0.01, help="target false-alarm rate on good images")
     a = sub.add_parser("aggregate", help="scores and maps of variants, from the store only (Dask)")
     _common(a)
     a.add_argument("--variants", default="seed", help="'seed', 'grid' or 'fusion=harmonic,geometric;top_fraction=.25,.5'")
     a.add_argument("--scheduler", default="threads", choices=["threads", "processes", "synchronous"])
     a.add_argument("--dask-address", default=None, help="a dask.distributed scheduler, e.g. tcp://host:8786")
-    e = sub.add_parser("evaluate", help="metrics per class and mean (F1-max, AUROC, AP, AUPRO)")
+    e = sub.add_parser("evaluate", help="metrics per class and mean; stores F1-max and FPR thresholds")
     _common(e)
     e.add_argument("--variants", default="seed")
     e.add_argument("--out", default="zsad-results")
-    e.add_argument("--pixel-size", type=int, default=None, help="evaluate pixels at this square size (default: full)")
+    e.add_argument("--pixel-size", type=_positive_int, default=None,
+                   help="evaluate pixels at this square size (default: full)")
+    e.add_argument("--fpr", type=_fraction, default=0.01, help="also store thresholds at this FPR on normal images")
     e.add_argument("--root", default=None, help="with --dataset visa|mvtec: precompute this data set first")
     r = sub.add_parser("report", help="a self-contained HTML report of a run")
-    _common(r)
+    _common(r, prefect=False)
     r.add_argument("--out", default="zsad-report")
     c = sub.add_parser("cache", help="list / size / prune the store")
     c.add_argument("action", choices=["list", "size", "prune"])
@@ -62,6 +119,34 @@ def _print(obj: Any) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
 
+def _orchestrated(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "prefect", False) or os.environ.get("PREFECT_API_URL"))
+
+
+def _report_failures(command: str, out: dict[str, Any]) -> None:
+    for f in out.get("failed", []):
+        print(f"zsad {command}: error: {f['path']}: {f['error']} (stage {f['stage']})", file=sys.stderr)
+    if out.get("failed"):
+        print(f"zsad {command}: {len(out.get('done', [])) or out.get('n_images', 0)} images done, "
+              f"{len(out['failed'])} failed (listed above)", file=sys.stderr)
+
+
+def _precompute(args: argparse.Namespace) -> dict[str, Any]:
+    from .configs import load_pipeline_config
+    from .precompute import dataset_name, precompute, run_precompute
+    from zsad.datasets import read_dataset
+    name, shard = getattr(args, "name", None), getattr(args, "shard_size", 32)
+    device = getattr(args, "device", None)
+    if _orchestrated(args):
+        out = precompute(dataset=args.dataset, root=args.root, store=args.store, config=args.config,
+                         classes=args.classes, name=name, shard_size=shard, device=device)
+    else:
+        out = run_precompute(read_dataset(args.dataset, args.root, args.classes), dataset_name(args.dataset, name),
+                             args.store, load_pipeline_config(args.config, device=device), shard)
+    _report_failures("precompute", out)
+    return out
+
+
 def run(args: argparse.Namespace) -> Any:  # noqa: C901 - a flat dispatch table
     if args.command == "demo":
         from .demo import run_demo
@@ -72,21 +157,34 @@ def run(args: argparse.Namespace) -> Any:  # noqa: C901 - a flat dispatch table
               f" {out['seconds']:.1f} s. (Tiny random-weight models: the numbers show the pipeline runs, not accuracy.)")
         return out
     if args.command == "precompute":
-        from .precompute import precompute
-        return precompute(dataset=args.dataset, root=args.root, store=args.store, config=args.config,
-                          classes=args.classes, name=args.name, shard_size=args.shard_size, device=args.device)
+        out = _precompute(args)
+        return {k: v for k, v in out.items() if k != "done"} | {"n_done": len(out["done"])}
+    if args.command == "predict":
+        from .predict import run_predict
+        out = run_predict(args.paths, args.class_name, args.store, args.config, args.threshold, args.pixel_threshold,
+                          args.out, args.variant, args.name, args.device)
+        return {"n_scored": out["n_scored"], "n_failed": out["n_failed"], "quiet": True}
+    if args.command == "calibrate":
+        from .predict import run_calibrate
+        out = run_calibrate(args.good, args.class_name, args.store, args.config, args.fpr, args.variant, args.name,
+                            args.device)
+        _report_failures("calibrate", out)
+        return out
     if args.command == "aggregate":
-        from .aggregate import aggregate
-        return aggregate(store=args.store, dataset=args.dataset, config=args.config, variants=args.variants,
-                         classes=args.classes, scheduler=args.scheduler, dask_address=args.dask_address)
+        from .aggregate import aggregate, run_variants
+        fn = aggregate if _orchestrated(args) else run_variants
+        return fn(store=args.store, dataset=args.dataset, config=args.config, variants=args.variants,
+                  classes=args.classes, scheduler=args.scheduler, dask_address=args.dask_address)
     if args.command == "evaluate":
-        from .evaluate import evaluate
+        from .evaluate import evaluate, run_evaluate
         if args.root:
-            from .precompute import precompute
-            precompute(dataset=args.dataset, root=args.root, store=args.store, config=args.config, classes=args.classes)
-        evaluate(store=args.store, dataset=args.dataset, config=args.config, variants=args.variants,
-                 classes=args.classes, out_dir=args.out, pixel_size=args.pixel_size)
-        return {"out": args.out}
+            if _precompute(args)["failed"]:
+                raise ValueError("some images of the data set could not be computed (listed above); fix or remove "
+                                 "them: metrics over part of a data set would not compare with published ones")
+        fn = evaluate if _orchestrated(args) else run_evaluate
+        fn(store=args.store, dataset=args.dataset, config=args.config, variants=args.variants,
+           classes=args.classes, out_dir=args.out, pixel_size=args.pixel_size, fpr=args.fpr)
+        return {"quiet": True}
     if args.command == "report":
         from .report import build_report
         return {"report": str(build_report(args.store, args.dataset, args.config, args.out))}
@@ -116,14 +214,17 @@ def main(argv: list[str] | None = None) -> int:
         out = run(args)
     except (ValueError, TypeError, OSError) as exc:
         print(f"zsad {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"zsad {args.command}: interrupted; finished units are kept, the rest is recomputed next time",
               file=sys.stderr)
-        return 130
-    if args.command not in ("demo", "evaluate"):
+        return EXIT_INTERRUPTED
+    if isinstance(out, dict) and out.pop("quiet", False):
+        pass
+    elif args.command != "demo":
         _print(out)
-    return 0
+    failed = isinstance(out, dict) and (out.get("n_failed") or out.get("failed"))
+    return EXIT_PARTIAL if failed else 0
 
 
 if __name__ == "__main__":

@@ -1,24 +1,90 @@
-"""Flow ``nightly``: precompute the new images of a folder (or data set) and re-score them.
+"""Flow ``nightly``: score the new images of an inspection folder against the stored threshold.
 
-Scheduled by ``prefect.yaml``; everything already in the store is skipped, so a nightly run
-costs only the new images plus a cheap re-aggregation.
+Scheduled by ``prefect.yaml``. Images already scored (same path, size and mtime) are skipped, so
+a run costs only the day's new images. Each run writes ``{out_dir}/{name}/{run}/scores.csv``
+and a panel PNG per image, publishes a table and a markdown summary as Prefect artifacts (the
+UI's Artifacts tab), and returns a small JSON-able summary. A bad file is a row with its error;
+the others are scored.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+from pathlib import Path
 from typing import Any
 
-from prefect import flow
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from .aggregate import aggregate
-from .precompute import precompute
+from stores import Unit, unit_key
+from tasks.plan import plan_stages
+from tasks.runtime import open_store
+from zsad.datasets import DatasetError, image_files, image_ids
+
+from .configs import load_pipeline_config
+from .predict import run_predict
 
 
-@flow(name="zsad-nightly")
-def nightly(root: str, store: str = "zsad-store.zarr", dataset: str = "folder", name: str | None = None,
-            config: str = "paper", classes: list[str] | None = None, variants: str = "seed",
+def new_files(root: str, class_name: str, store: str, config: str, name: str) -> tuple[list[Path], int]:
+    """Images under ``root`` not yet registered in the store with their current size and mtime."""
+    if not Path(root).is_dir():
+        raise DatasetError(f"{root}: inspection folder does not exist")
+    files = [f.resolve() for f in image_files(root)]
+    st, image_hash = open_store(store), plan_stages(load_pipeline_config(config)).hashes["image"]
+    fresh = []
+    for f, i in zip(files, image_ids([f.as_posix() for f in files])):
+        key = unit_key("image", image_hash, Unit(name, class_name, "test", i))
+        if st.is_complete(key):
+            old, now = st.read_attrs(key), os.stat(f)
+            if old.get("size") == now.st_size and old.get("mtime_ns") == now.st_mtime_ns:
+                continue
+        fresh.append(f)
+    return fresh, len(files)
+
+
+def summary_markdown(summary: dict[str, Any], root: str, out: Path) -> str:
+    top = sorted((r for r in summary["rows"] if r["status"] == "scored"), key=lambda r: -r["sample_score"])[:5]
+    lines = [f"# zsad nightly: {root}", "",
+             f"* new images: **{summary['n_new']}** of {summary['n_total']} in the folder",
+             f"* scored: **{summary['n_scored']}**, flagged anomalous: **{summary['n_anomalous']}**, "
+             f"failed: **{summary['n_failed']}**",
+             f"* threshold: {summary['threshold_source']}", f"* results: `{out}`", ""]
+    if top:
+        lines += ["## Highest scores", "", "| file | score | decision | heatmap |", "|---|---:|---|---|"]
+        lines += [f"| {Path(r['path']).name} | {r['sample_score']:.4f} | {r['decision']} | `{r['heatmap']}` |"
+                  for r in top]
+    failed = [r for r in summary["rows"] if r["status"] == "error"]
+    if failed:
+        lines += ["", "## Failed files", ""] + [f"* `{r['path']}`: {r['error']}" for r in failed]
+    return "\n".join(lines)
+
+
+@flow(name="zsad-nightly", persist_result=True)
+def nightly(root: str, class_name: str, store: str = "zsad-store.zarr", config: str = "paper",
+            threshold: str = "auto", variant: str = "seed", name: str = "line", out_dir: str = "zsad-runs",
             device: str | None = None) -> dict[str, Any]:
-    pre = precompute(dataset=dataset, root=root, store=store, config=config, classes=classes, name=name,
-                     device=device, progress=False)
-    agg = aggregate(store=store, dataset=pre["dataset"], config=config, variants=variants, classes=classes)
-    return {"precompute": pre, "aggregate": agg}
+    """Score the new images under ``root`` (of ``class_name``) and publish the results."""
+    logger = get_run_logger()
+    fresh, total = new_files(root, class_name, store, config, name)
+    run_dir = Path(out_dir) / name / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    summary = run_predict([str(f) for f in fresh], class_name, store, config, threshold, out=str(run_dir),
+                          variant=variant, name=name, device=device, progress=False, echo=False) if fresh else \
+        {"n_scored": 0, "n_failed": 0, "n_anomalous": 0, "rows": [], "scores_csv": None,
+         "threshold_source": "(nothing to score)", "threshold": None}
+    summary.update(n_new=len(fresh), n_total=total)
+    keep = ("path", "sample_score", "decision", "threshold", "heatmap", "status", "error")
+    create_table_artifact(key=f"zsad-nightly-{_slug(name)}", description=f"Scores of the new images under {root}",
+                          table=[{k: r.get(k, "") for k in keep} for r in summary["rows"]] or [{"path": "(none)"}])
+    create_markdown_artifact(key=f"zsad-nightly-{_slug(name)}-summary", markdown=summary_markdown(summary, root,
+                                                                                                  run_dir))
+    logger.info("%d new images: %d scored, %d anomalous, %d failed; %s", len(fresh), summary["n_scored"],
+                summary["n_anomalous"], summary["n_failed"], summary["scores_csv"])
+    for r in summary["rows"]:
+        if r["status"] == "error":
+            logger.warning("failed: %s: %s", r["path"], r["error"])
+    return {k: v for k, v in summary.items() if k != "rows"}
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-") or "line"

@@ -1,4 +1,10 @@
-"""Flow ``precompute``: data set -> every expensive stage, in dependency order, batched, resumable."""
+"""Flow ``precompute``: data set -> every expensive stage, in dependency order, batched, resumable.
+
+``run_precompute`` is the work; the ``precompute`` flow wraps it so that, inside a flow run,
+each stage of each shard is a Prefect task (``tasks.common.call``). Outside one (``zsad
+predict``, notebooks) the same code runs as plain functions, with no Prefect API at all.
+An image that fails in any stage is recorded and dropped from the later stages; the others go on.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from stores import StageStore
 from tasks.clip_image import clip_image
 from tasks.clip_text import clip_text
 from tasks.clipseg import clipseg_maps
+from tasks.common import call
 from tasks.foreground import foreground
 from tasks.image import register_images
 from tasks.isnet import isnet_maps
@@ -20,10 +27,12 @@ from tasks.plan import PRECOMPUTE_STAGES, StagePlan, plan_stages
 from tasks.runtime import MODEL_LOADS, open_store
 from tasks.sam import sam_masks
 from tasks.tiles import tiles
-from zsad.config import to_jsonable
-from zsad.datasets import read_dataset
+from zsad.config import PipelineConfig, to_jsonable
+from zsad.datasets import Sample, read_dataset
 
 from .configs import load_pipeline_config
+
+IMAGE_STAGES = (isnet_maps, sam_masks, foreground, tiles, clip_image, clipseg_maps)
 
 
 def prepare_store(store: StageStore, plan: StagePlan) -> None:
@@ -35,6 +44,45 @@ def dataset_name(kind: str, name: str | None) -> str:
     return name or kind
 
 
+def _shards(samples: list[Sample], shard_size: int) -> list[list[Sample]]:
+    if shard_size < 1:
+        raise ValueError(f"shard size must be a positive number of images, got {shard_size}")
+    by_class: dict[str, list[Sample]] = defaultdict(list)
+    for s in samples:
+        by_class[s.class_name].append(s)
+    return [group[i: i + shard_size] for _, group in sorted(by_class.items())
+            for i in range(0, len(group), shard_size)]
+
+
+def run_precompute(samples: list[Sample], dataset: str, store: str, cfg: PipelineConfig,
+                   shard_size: int = 32, progress: bool = True) -> dict[str, Any]:
+    """Compute every missing stage of ``samples`` into ``store`` under data set name ``dataset``.
+
+    Returns small facts only: counts, stage hashes, model loads in this process, the units
+    done and the failures (``{"unit", "stage", "path", "error"}`` records).
+    """
+    plan = plan_stages(cfg)
+    st = open_store(store)
+    prepare_store(st, plan)
+    writes_before, loads_before = st.writes, sum(MODEL_LOADS.values())
+    cfg_json, hashes = to_jsonable(cfg), plan.hashes
+    done, failed = [], []
+    for shard in tqdm(_shards(samples, shard_size), desc="precompute", unit="shard", disable=not progress):
+        out = call(register_images, store, hashes["image"], [dataclasses.asdict(s) for s in shard], dataset)
+        units, failed = out["done"], failed + out["failed"]
+        for stage in IMAGE_STAGES:
+            if not units:
+                break
+            out = call(stage, store, hashes, units, cfg_json)
+            units, failed = out["done"], failed + out["failed"]
+        done += units
+    for cls in sorted({s.class_name for s in samples}):
+        call(clip_text, store, hashes, dataset, cls, cfg_json)
+    return {"dataset": dataset, "n_images": len(samples), "classes": sorted({s.class_name for s in samples}),
+            "hashes": hashes, "done": done, "failed": failed, "units_written": st.writes - writes_before,
+            "models_loaded": sum(MODEL_LOADS.values()) - loads_before}
+
+
 @flow(name="zsad-precompute")
 def precompute(dataset: str = "synthetic", root: str = "zsad-demo/data", store: str = "zsad-store.zarr",
                config: str = "tiny", classes: list[str] | None = None, name: str | None = None,
@@ -42,31 +90,7 @@ def precompute(dataset: str = "synthetic", root: str = "zsad-demo/data", store: 
     """Compute and cache IS-Net, SAM, foreground, tiles, CLIP and CLIPSeg outputs for a data set.
 
     Re-running skips every complete unit; an interrupted run resumes where it stopped.
-    Returns small facts only: counts, stage hashes, model loads in this process.
     """
     cfg = load_pipeline_config(config, device=device)
-    plan = plan_stages(cfg)
-    samples = read_dataset(dataset, root, classes)
-    ds = dataset_name(dataset, name)
-    st = open_store(store)
-    prepare_store(st, plan)
-    writes_before, loads_before = st.writes, sum(MODEL_LOADS.values())
-    cfg_json, hashes = to_jsonable(cfg), plan.hashes
-    by_class: dict[str, list] = defaultdict(list)
-    for s in samples:
-        by_class[s.class_name].append(s)
-    shards = [(cls, group[i: i + shard_size]) for cls, group in sorted(by_class.items())
-              for i in range(0, len(group), shard_size)]
-    for cls, shard in tqdm(shards, desc="precompute", unit="shard", disable=not progress):
-        units = [f"{ds}/{s.class_name}/{s.split}/{s.image_id}" for s in shard]
-        register_images(store, hashes["image"], [dataclasses.asdict(s) for s in shard], ds)
-        isnet_maps(store, hashes, units, cfg_json)
-        sam_masks(store, hashes, units, cfg_json)
-        foreground(store, hashes, units, cfg_json)
-        tiles(store, hashes, units, cfg_json)
-        clip_image(store, hashes, units, cfg_json)
-        clipseg_maps(store, hashes, units, cfg_json)
-    for cls in sorted(by_class):
-        clip_text(store, hashes, ds, cls, cfg_json)
-    return {"dataset": ds, "n_images": len(samples), "classes": sorted(by_class), "hashes": hashes,
-            "units_written": st.writes - writes_before, "models_loaded": sum(MODEL_LOADS.values()) - loads_before}
+    return run_precompute(read_dataset(dataset, root, classes), dataset_name(dataset, name), store, cfg,
+                          shard_size, progress)

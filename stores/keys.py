@@ -52,6 +52,13 @@ def unit_key(stage: str, stage_hash: str, unit: Unit) -> str:
     return f"{stage_root(stage, stage_hash)}/{unit.path}"
 
 
+def threshold_key(variant_hash: str, class_name: str) -> str:
+    """Where a class's decision thresholds for one aggregate variant live.
+
+    Example: ``threshold_key("ab12", "pcb1")`` is ``"thresholds/ab12/pcb1"``."""
+    return f"{stage_root('thresholds', variant_hash)}/{check_component(class_name, 'class')}"
+
+
 def class_key(stage: str, stage_hash: str, dataset: str, class_name: str) -> str:
     return f"{stage_root(stage, stage_hash)}/{check_component(dataset, 'dataset')}/" \
            f"{check_component(class_name, 'class')}"

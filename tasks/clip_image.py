@@ -12,14 +12,13 @@ from .runtime import decode_config, get_model, run_stage
 
 
 @zsad_task("clip_image")
-def clip_image(store_url: str, hashes: dict[str, str], units: list[str], cfg: dict[str, Any]) -> list[str]:
+def clip_image(store_url: str, hashes: dict[str, str], units: list[str], cfg: dict[str, Any]) -> dict[str, list]:
     pc = decode_config(cfg)
 
-    def compute(store, todo):
-        model = get_model(pc.clip, device=pc.device, batch_size=pc.batch_size)
-        for unit, sha, attrs in todo:
-            emb = model.encode_images(image_crops(store, hashes["tiles"], unit, attrs["path"]))
-            store.write_unit(unit_key("clip_image", hashes["clip_image"], unit),
-                             {"emb_td": (emb, ("tile", "embed"))}, source=sha)
+    def one(store, model, unit, sha, attrs):
+        emb = model.encode_images(image_crops(store, hashes["tiles"], unit, attrs["path"]))
+        store.write_unit(unit_key("clip_image", hashes["clip_image"], unit), {"emb_td": (emb, ("tile", "embed"))},
+                         source=sha)
 
-    return run_stage(store_url, "clip_image", hashes, units, compute)
+    return run_stage(store_url, "clip_image", hashes, units, one,
+                     lambda: get_model(pc.clip, device=pc.device, batch_size=pc.batch_size))

@@ -14,16 +14,15 @@ from .runtime import decode_config, get_model, run_stage
 
 
 @zsad_task("clipseg")
-def clipseg_maps(store_url: str, hashes: dict[str, str], units: list[str], cfg: dict[str, Any]) -> list[str]:
+def clipseg_maps(store_url: str, hashes: dict[str, str], units: list[str], cfg: dict[str, Any]) -> dict[str, list]:
     pc = decode_config(cfg)
     prompts = localising_prompts(pc.prompts.localising)
 
-    def compute(store, todo):
-        model = get_model(pc.clipseg, device=pc.device, batch_size=pc.batch_size)
-        for unit, sha, attrs in todo:
-            crops = image_crops(store, hashes["tiles"], unit, attrs["path"])
-            m = store_maps(model.predict(crops, prompts), pc.map_dtype)
-            store.write_unit(unit_key("clipseg", hashes["clipseg"], unit),
-                             {"maps_tlhw": (m, ("tile", "prompt", "y", "x"))}, {"prompts": list(prompts)}, source=sha)
+    def one(store, model, unit, sha, attrs):
+        crops = image_crops(store, hashes["tiles"], unit, attrs["path"])
+        m = store_maps(model.predict(crops, prompts), pc.map_dtype)
+        store.write_unit(unit_key("clipseg", hashes["clipseg"], unit),
+                         {"maps_tlhw": (m, ("tile", "prompt", "y", "x"))}, {"prompts": list(prompts)}, source=sha)
 
-    return run_stage(store_url, "clipseg", hashes, units, compute)
+    return run_stage(store_url, "clipseg", hashes, units, one,
+                     lambda: get_model(pc.clipseg, device=pc.device, batch_size=pc.batch_size))

@@ -13,18 +13,17 @@ from .sam import unpack_masks
 
 
 @zsad_task("foreground")
-def foreground(store_url: str, hashes: dict[str, str], units: list[str], cfg: dict[str, Any]) -> list[str]:
+def foreground(store_url: str, hashes: dict[str, str], units: list[str], cfg: dict[str, Any]) -> dict[str, list]:
     pc = decode_config(cfg)
 
-    def compute(store, todo):
-        for unit, sha, attrs in todo:
-            prob = store.read_array(unit_key("isnet", hashes["isnet"], unit), "prob_hw")
-            packed = store.read_array(unit_key("sam", hashes["sam"], unit), "masks_packed")
-            fg = extract_foreground(unpack_masks(packed, *prob.shape), prob, pc.foreground)
-            store.write_unit(unit_key("foreground", hashes["foreground"], unit), {
-                "mask_hw": (fg.mask_hw, ("y", "x")), "labels_hw": (fg.labels_hw, ("y", "x")),
-                "parts_c": (fg.parts_c, ("component",)), "kept_n": (fg.kept_n, ("mask",)),
-                "component_n": (fg.component_n, ("mask",)),
-            }, source=sha)
+    def one(store, _, unit, sha, attrs):
+        prob = store.read_array(unit_key("isnet", hashes["isnet"], unit), "prob_hw")
+        packed = store.read_array(unit_key("sam", hashes["sam"], unit), "masks_packed")
+        fg = extract_foreground(unpack_masks(packed, *prob.shape), prob, pc.foreground)
+        store.write_unit(unit_key("foreground", hashes["foreground"], unit), {
+            "mask_hw": (fg.mask_hw, ("y", "x")), "labels_hw": (fg.labels_hw, ("y", "x")),
+            "parts_c": (fg.parts_c, ("component",)), "kept_n": (fg.kept_n, ("mask",)),
+            "component_n": (fg.component_n, ("mask",)),
+        }, source=sha)
 
-    return run_stage(store_url, "foreground", hashes, units, compute)
+    return run_stage(store_url, "foreground", hashes, units, one)

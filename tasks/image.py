@@ -10,25 +10,38 @@ from zsad.datasets import load_image
 from zsad.datasets.base import file_sha256
 
 from .common import zsad_task
-from .runtime import open_store
+from .runtime import open_store, unit_error
+
+
+def _register(store, image_hash: str, dataset: str, s: dict[str, Any]) -> None:
+    unit = Unit(dataset, s["class_name"], s["split"], s["image_id"])
+    key = unit_key("image", image_hash, unit)
+    st = os.stat(s["path"])
+    if store.is_complete(key):
+        old = store.read_attrs(key)
+        if old.get("size") == st.st_size and old.get("mtime_ns") == st.st_mtime_ns and old["path"] == s["path"]:
+            return
+    h, w = load_image(s["path"]).shape[:2]  # fails with the file's name if unreadable
+    sha = file_sha256(s["path"])
+    store.write_unit(key, {}, dict(s, sha256=sha, height=h, width=w, size=st.st_size, mtime_ns=st.st_mtime_ns),
+                     source=sha)
 
 
 @zsad_task("image")
-def register_images(store_url: str, image_hash: str, samples: list[dict[str, Any]], dataset: str) -> list[str]:
-    """Write one image unit per sample; an unchanged file (same size and mtime) is not re-read."""
+def register_images(store_url: str, image_hash: str, samples: list[dict[str, Any]], dataset: str
+                    ) -> dict[str, list]:
+    """Write one image unit per sample; an unchanged file (same size and mtime) is not re-read.
+
+    An unreadable file is recorded (path and reason) and the others are registered:
+    ``{"done": [unit paths], "failed": [error records]}``.
+    """
     store = open_store(store_url)
-    keys = []
+    done, failed = [], []
     for s in samples:
-        unit = Unit(dataset, s["class_name"], s["split"], s["image_id"])
-        key = unit_key("image", image_hash, unit)
-        st = os.stat(s["path"])
-        if store.is_complete(key):
-            old = store.read_attrs(key)
-            if old.get("size") == st.st_size and old.get("mtime_ns") == st.st_mtime_ns and old["path"] == s["path"]:
-                keys.append(key)
-                continue
-        h, w = load_image(s["path"]).shape[:2]  # fails with the file's name if unreadable
-        sha = file_sha256(s["path"])
-        attrs = dict(s, sha256=sha, height=h, width=w, size=st.st_size, mtime_ns=st.st_mtime_ns)
-        keys.append(store.write_unit(key, {}, attrs, source=sha))
-    return keys
+        path = f"{dataset}/{s['class_name']}/{s['split']}/{s['image_id']}"
+        try:
+            _register(store, image_hash, dataset, s)
+            done.append(path)
+        except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
+            failed.append(unit_error(path, "image", s["path"], exc))
+    return {"done": done, "failed": failed}

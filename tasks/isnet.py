@@ -12,13 +12,11 @@ from .runtime import decode_config, get_model, run_stage
 
 
 @zsad_task("isnet")
-def isnet_maps(store_url: str, hashes: dict[str, str], units: list[str], cfg: dict[str, Any]) -> list[str]:
+def isnet_maps(store_url: str, hashes: dict[str, str], units: list[str], cfg: dict[str, Any]) -> dict[str, list]:
     pc = decode_config(cfg)
 
-    def compute(store, todo):
-        model = get_model(pc.isnet, device=pc.device)
-        for unit, sha, attrs in todo:
-            prob = model.predict(load_image(attrs["path"]))
-            store.write_unit(unit_key("isnet", hashes["isnet"], unit), {"prob_hw": (prob, ("y", "x"))}, source=sha)
+    def one(store, model, unit, sha, attrs):
+        prob = model.predict(load_image(attrs["path"]))
+        store.write_unit(unit_key("isnet", hashes["isnet"], unit), {"prob_hw": (prob, ("y", "x"))}, source=sha)
 
-    return run_stage(store_url, "isnet", hashes, units, compute)
+    return run_stage(store_url, "isnet", hashes, units, one, lambda: get_model(pc.isnet, device=pc.device))

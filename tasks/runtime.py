@@ -63,12 +63,34 @@ def pending(store: StageStore, stage: str, stage_hash: str, image_hash: str, uni
     return out
 
 
+def unit_error(unit: Unit | str, stage: str, path: str, exc: BaseException) -> dict[str, str]:
+    """A small, JSON-able record of one image's failure in one stage."""
+    return {"unit": unit if isinstance(unit, str) else unit.path, "stage": stage, "path": path,
+            "error": str(exc) or type(exc).__name__}
+
+
 def run_stage(store_url: str, stage: str, plan_hashes: dict[str, str], units: list[str],
-              compute: Callable[[StageStore, list[tuple[Unit, str, dict]]], None]) -> list[str]:
-    """Skip complete units, hand the rest to ``compute`` (which writes them), return all keys."""
+              compute_one: Callable[[StageStore, Any, Unit, str, dict], None],
+              setup: Callable[[], Any] = lambda: None) -> dict[str, list]:
+    """Skip complete units and compute the rest, one image at a time, isolating failures.
+
+    ``setup()`` runs once when there is work (it loads the model: its errors concern every image
+    and fail the task); ``compute_one(store, context, unit, sha256, image_attrs)`` writes one
+    unit. An exception there is recorded for that image and the others go on.
+
+    Returns:
+        ``{"done": [unit paths computed or already complete], "failed": [unit_error records]}``.
+    """
     store = open_store(store_url)
     parsed = parse_units(units)
     todo = pending(store, stage, plan_hashes[stage], plan_hashes["image"], parsed)
+    failed: list[dict[str, str]] = []
     if todo:
-        compute(store, todo)
-    return [unit_key(stage, plan_hashes[stage], u) for u in parsed]
+        context = setup()
+        for unit, sha, attrs in todo:
+            try:
+                compute_one(store, context, unit, sha, attrs)
+            except Exception as exc:  # noqa: BLE001 - one image's failure must not stop the others
+                failed.append(unit_error(unit, stage, attrs.get("path", ""), exc))
+    bad = {f["unit"] for f in failed}
+    return {"done": [u.path for u in parsed if u.path not in bad], "failed": failed}

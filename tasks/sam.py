@@ -22,17 +22,16 @@ def unpack_masks(packed: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 @zsad_task("sam")
-def sam_masks(store_url: str, hashes: dict[str, str], units: list[str], cfg: dict[str, Any]) -> list[str]:
+def sam_masks(store_url: str, hashes: dict[str, str], units: list[str], cfg: dict[str, Any]) -> dict[str, list]:
     pc = decode_config(cfg)
 
-    def compute(store, todo):
-        model = get_model(pc.sam, device=pc.device, generator=pc.sam_generator)
-        for unit, sha, attrs in todo:
-            out = model.generate(load_image(attrs["path"]))
-            store.write_unit(unit_key("sam", hashes["sam"], unit), {
-                "masks_packed": (pack_masks(out.masks_nhw), ("mask", "packed_byte")),
-                "scores_n": (out.scores_n, ("mask",)),
-                "boxes_xyxy": (out.boxes_xyxy, ("mask", "corner")),
-            }, {"height": attrs["height"], "width": attrs["width"]}, source=sha)
+    def one(store, model, unit, sha, attrs):
+        out = model.generate(load_image(attrs["path"]))
+        store.write_unit(unit_key("sam", hashes["sam"], unit), {
+            "masks_packed": (pack_masks(out.masks_nhw), ("mask", "packed_byte")),
+            "scores_n": (out.scores_n, ("mask",)),
+            "boxes_xyxy": (out.boxes_xyxy, ("mask", "corner")),
+        }, {"height": attrs["height"], "width": attrs["width"]}, source=sha)
 
-    return run_stage(store_url, "sam", hashes, units, compute)
+    return run_stage(store_url, "sam", hashes, units, one,
+                     lambda: get_model(pc.sam, device=pc.device, generator=pc.sam_generator))

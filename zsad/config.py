@@ -24,6 +24,7 @@ STAGE_VERSIONS: dict[str, int] = {
     "clip_text": 1,
     "clipseg": 1,
     "aggregate": 1,
+    "thresholds": 1,  # not computed: decision thresholds stored under an aggregate variant's hash
 }
 
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from .metrics import PixelAccumulator, sample_metrics
 from .pixelmaps import resize_map
+from .thresholds import Threshold, f1_threshold, fpr_threshold, histogram_fpr_threshold
 
 VISA_ORDER = ("pcb1", "pcb2", "pcb3", "pcb4", "capsules", "candle", "macaroni1", "macaroni2", "cashew",
               "chewinggum", "fryum", "pipe_fryum")
@@ -41,6 +42,7 @@ class ClassEvaluator:
     labels: list[int] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
     pixels: PixelAccumulator | None = None
+    normal_pixels: np.ndarray | None = None  # (bins,) counts of the pixels of normal images
 
     def update(self, label: int, score: float, mask_hw: np.ndarray | None, map_hw: np.ndarray | None) -> None:
         self.labels.append(int(label))
@@ -56,6 +58,9 @@ class ClassEvaluator:
         if self.pixels is None:
             self.pixels = PixelAccumulator(self.bins)
         self.pixels.update(mask_hw, map_hw)
+        if label == 0:
+            counts = np.bincount(self.pixels._bin(map_hw).ravel(), minlength=self.bins)
+            self.normal_pixels = counts if self.normal_pixels is None else self.normal_pixels + counts
 
     def result(self) -> dict[str, float]:
         out = {f"sample_{k}": v for k, v in sample_metrics(np.array(self.labels), np.array(self.scores)).items()}
@@ -63,6 +68,24 @@ class ClassEvaluator:
             out.update({f"pixel_{k}": v for k, v in self.pixels.result().items()})
         out["n_images"] = len(self.labels)
         out["n_anomalous"] = int(sum(self.labels))
+        return out
+
+
+    def thresholds(self, dataset: str, fpr: float | None = 0.01) -> dict[str, dict[str, Threshold]]:
+        """Decision thresholds from this class's images: F1-max (image and pixel, needs both
+        labels) and, with ``fpr``, the false-alarm-rate ones from its normal images only."""
+        labels, scores = np.array(self.labels), np.array(self.scores)
+        n, n_normal = len(labels), int((labels == 0).sum())
+        out: dict[str, dict[str, Threshold]] = {"image": {}, "pixel": {}}
+        if labels.any() and not labels.all():
+            out["image"]["f1"] = Threshold(f1_threshold(labels, scores), "f1", dataset, n)
+        if self.pixels is not None and self.pixels.pos.any():
+            out["pixel"]["f1"] = Threshold(self.pixels.f1_threshold(), "f1", dataset, n)
+        if fpr is not None and n_normal:
+            out["image"]["fpr"] = Threshold(fpr_threshold(scores[labels == 0], fpr), "fpr", dataset, n_normal, fpr)
+            if self.normal_pixels is not None:
+                value = histogram_fpr_threshold(self.normal_pixels, self.pixels.lo, self.pixels.hi, fpr)
+                out["pixel"]["fpr"] = Threshold(value, "fpr", dataset, n_normal, fpr)
         return out
 
 

@@ -147,6 +147,17 @@ class PixelAccumulator:
         recall = tp / max(tp[-1], 1)
         return np.divide(tp, tp + fp, out=np.ones_like(recall), where=(tp + fp) > 0), recall
 
+    def f1_threshold(self) -> float:
+        """The bin edge at the F1-max point (NaN without positive pixels); ties go to the
+        highest edge. A pixel is anomalous when its score is >= this edge."""
+        precision, recall = self.pr_curve()
+        if not self.pos.any():
+            return math.nan
+        denom = precision + recall
+        f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(denom), where=denom > 0)
+        k = int(np.flatnonzero(f1 == f1.max())[0])  # k bins from the top: edge of bin (bins - k)
+        return float(self.lo + (self.bins - k) * (self.hi - self.lo) / self.bins)
+
     def result(self) -> dict[str, float]:
         tp, fp = self._curves()
         p, n = tp[-1], fp[-1]

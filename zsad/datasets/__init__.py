@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import DatasetError, Sample, ground_truth, load_image, load_mask, safe_id
-from .folder import read_folder
+from .base import DatasetError, Sample, ground_truth, image_ids, is_image_file, load_image, load_mask, safe_id
+from .folder import image_files, read_folder
 from .mvtec import read_mvtec
 from .synthetic import SyntheticSpec, write_synthetic
 from .visa import VISA_CLASSES, read_visa
@@ -24,5 +24,5 @@ def read_dataset(kind: str, root: str | Path, classes: list[str] | None = None) 
     raise ValueError(f"unknown data set kind {kind!r}; expected one of {DATASET_KINDS}")
 
 
-__all__ = ["DatasetError", "Sample", "ground_truth", "load_image", "load_mask", "safe_id", "read_folder", "read_mvtec",
+__all__ = ["DatasetError", "Sample", "ground_truth", "load_image", "load_mask", "safe_id", "image_ids", "is_image_file", "image_files", "read_folder", "read_mvtec",
            "read_visa", "read_dataset", "write_synthetic", "SyntheticSpec", "VISA_CLASSES", "DATASET_KINDS"]

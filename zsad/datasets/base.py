@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".JPG", ".JPEG", ".PNG")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 class DatasetError(ValueError):
@@ -52,6 +52,46 @@ def safe_id(text: str) -> str:
     if not out:
         raise DatasetError(f"cannot make an image id from {text!r}")
     return out
+
+
+def _sanitise(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.")
+
+
+def image_ids(names: list[str]) -> list[str]:
+    """Store-key-safe ids that never merge two different names.
+
+    A name made only of letters, digits, ``_``, ``-`` and ``.`` (extension kept) is its own id;
+    any other name is sanitised (other characters become ``_``; leading dots and underscores
+    go) and gets ``-`` plus 8 hex digits of the name's SHA-1, so ``a.png`` and ``a.jpg``,
+    ``b c.png`` and ``b_c.png``, or ``ü.png`` and ``日本.png`` all stay apart.
+
+    Raises:
+        DatasetError: if two names still map to one id (identical names given twice).
+
+    Example:
+        >>> image_ids(["a.png", "a.jpg", "good/001.png"])[:2]
+        ['a.png', 'a.jpg']
+        >>> image_ids(["good/001.png"])[0].startswith("good_001.png-")
+        True
+    """
+    out = []
+    for name in names:
+        clean = _sanitise(name)
+        if clean != name or not clean:
+            clean = f"{clean or 'image'}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+        out.append(clean)
+    seen: dict[str, str] = {}
+    for name, i in zip(names, out):
+        if i in seen:
+            raise DatasetError(f"{name!r} and {seen[i]!r} would share the store id {i!r}; rename one of them")
+        seen[i] = name
+    return out
+
+
+def is_image_file(path: Path) -> bool:
+    """An image by its extension, any case (``.PNG``, ``.Jpeg``); hidden files (``._x.png``) are not."""
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
 def load_image(path: str | Path) -> np.ndarray:

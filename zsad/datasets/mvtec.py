@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import IMAGE_SUFFIXES, DatasetError, Sample, safe_id
+from .base import DatasetError, Sample, is_image_file, safe_id
 
 MVTEC_CLASSES = ("bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut", "pill",
                  "screw", "tile", "toothbrush", "transistor", "wood", "zipper")
 
 
 def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in IMAGE_SUFFIXES)
+    return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
 
 
 def read_mvtec(root: str | Path, classes: list[str] | None = None, split: str = "test") -> list[Sample]:

@@ -1,0 +1,188 @@
+"""``zsad predict`` and ``zsad calibrate``: score files against stored thresholds.
+
+Both reuse the store (only missing stages are computed), aggregate one variant, and isolate
+bad files: an unreadable image is a row with its error, and every other image is scored.
+``predict`` writes ``scores.csv`` and one panel PNG per image; ``calibrate`` stores false-alarm-
+rate thresholds from known-good images.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from stores import Unit, unit_key
+from tasks.plan import plan_stages
+from tasks.runtime import open_store, unit_error
+from zsad.config import AggregateConfig, to_jsonable
+from zsad.datasets import Sample, image_files, image_ids, load_image
+from zsad.evaluation import ClassEvaluator
+from zsad.plots import prediction_panel, save_png
+from zsad.predict import describe
+from zsad.thresholds import Threshold, decide
+
+from .aggregate import run_variants
+from .configs import load_pipeline_config, variant_grid, variant_label
+from .precompute import run_precompute
+from .thresholds import Decision, resolve_thresholds, save_thresholds
+
+CSV_FIELDS = ("path", "class", "status", "sample_score", "decision", "threshold", "pixel_threshold",
+              "threshold_source", "heatmap", "variant", "variant_hash", "stage", "error")
+
+
+def collect_files(paths: list[str]) -> tuple[list[Path], list[dict[str, str]]]:
+    """Files named, and image files inside folders named; a path that does not exist is an error row."""
+    files, errors = [], []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = image_files(p)
+            if not found:
+                errors.append(unit_error("", "input", str(p), ValueError(f"{p}: no image files in this folder")))
+            files += found
+        elif p.is_file():
+            files.append(p)
+        else:
+            errors.append(unit_error("", "input", str(p), ValueError(f"{p}: no such file or folder")))
+    unique = list(dict.fromkeys(f.resolve() for f in files))
+    return unique, errors
+
+
+def one_variant(variant: str) -> AggregateConfig:
+    variants = variant_grid(variant)
+    if len(variants) != 1:
+        raise ValueError(f"predict scores one variant; {variant!r} names {len(variants)}")
+    return variants[0]
+
+
+def score_files(paths: list[str], class_name: str, store: str, config: str, variant: str = "seed",
+                name: str = "predict", device: str | None = None, label: int = -1, progress: bool = True
+                ) -> tuple[list[tuple[Sample, str | None]], list[dict[str, str]], str]:
+    """Precompute what is missing and aggregate one variant for the given files.
+
+    Returns ``([(sample, unit path or None if it failed)], errors, variant hash)``.
+    """
+    cfg = load_pipeline_config(config, device=device)
+    agg = one_variant(variant)
+    vh = plan_stages(cfg).aggregate_hash(agg)
+    files, errors = collect_files(paths)
+    ids = image_ids([f.as_posix() for f in files])
+    samples = [Sample(str(f), class_name, "test", label, None, i, "") for f, i in zip(files, ids)]
+    Unit(name, class_name, "test", "x")  # checks the names before any work
+    done: set[str] = set()
+    if samples:
+        pre = run_precompute(samples, name, store, cfg, progress=progress)
+        errors += pre["failed"]
+        done = set(pre["done"])
+        if done:
+            run_variants(store, name, config, [agg], units=sorted(done))
+    units = {f"{name}/{s.class_name}/{s.split}/{s.image_id}": s for s in samples}
+    return [(s, u if u in done else None) for u, s in units.items()], errors, vh
+
+
+def _error_row(err: dict[str, str], class_name: str) -> dict[str, Any]:
+    return {"path": err["path"], "class": class_name, "status": "error", "stage": err["stage"],
+            "error": err["error"]}
+
+
+def run_predict(paths: list[str], class_name: str, store: str = "zsad-store.zarr", config: str = "tiny",
+                threshold: str = "auto", pixel_threshold: str | None = None, out: str = "zsad-predict",
+                variant: str = "seed", name: str = "predict", device: str | None = None, heatmaps: bool = True,
+                progress: bool = True, echo: bool = True) -> dict[str, Any]:
+    """Score images (files or folders) of ``class_name``: ``scores.csv``, one PNG per image.
+
+    Thresholds are resolved first (``--threshold auto`` without a stored one fails before any
+    model runs). Returns a small summary: counts, paths, the thresholds used and the rows.
+    """
+    agg = one_variant(variant)
+    vh = plan_stages(load_pipeline_config(config)).aggregate_hash(agg)
+    decision = resolve_thresholds(threshold, pixel_threshold, open_store(store), vh, class_name, store)
+    scored, errors, vh = score_files(paths, class_name, store, config, variant, name, device, progress=progress)
+    out_dir = Path(out)
+    st, rows = open_store(store), []
+    stems = [Path(s.path).stem for s, _ in scored]
+    for sample, unit in scored:
+        if unit is None:
+            continue
+        png = None
+        if heatmaps:  # named after the file, or its store id where two files share a name
+            stem = Path(sample.path).stem
+            png = out_dir / "heatmaps" / f"{stem if stems.count(stem) == 1 else sample.image_id}.png"
+        rows.append(_scored_row(st, sample, unit, vh, decision, png, variant_label(agg)))
+    rows += [_error_row(e, class_name) for e in errors]
+    csv_path = write_scores(out_dir / "scores.csv", rows)
+    summary = summarise(rows, decision, csv_path, vh)
+    if echo:
+        print_table(rows, summary)
+        for e in errors:
+            print(f"zsad predict: error: {e['path']}: {e['error']} (stage {e['stage']})", file=sys.stderr)
+    return summary
+
+
+def _scored_row(st, sample: Sample, unit: str, vh: str, decision: Decision, png_path: Path | None,
+                label: str) -> dict[str, Any]:
+    key = unit_key("aggregate", vh, Unit(*unit.split("/")))
+    score = float(st.read_attrs(key)["sample_score"])
+    verdict = decide(score, decision.image)
+    row = {"path": sample.path, "class": sample.class_name, "status": "scored", "sample_score": score,
+           "decision": verdict, **decision.as_row(), "variant": label, "variant_hash": vh, "heatmap": ""}
+    if png_path is not None:
+        title = f"{Path(sample.path).name} — {describe(sample.class_name, score, decision.image, verdict)}"
+        png = prediction_panel(load_image(sample.path), st.read_array(key, "pixel_map_hw"), title, verdict,
+                               decision.pixel)
+        row["heatmap"] = str(save_png(png, png_path))
+    return row
+
+
+def write_scores(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
+    return path
+
+
+def summarise(rows: list[dict[str, Any]], decision: Decision, csv_path: Path, vh: str) -> dict[str, Any]:
+    scored = [r for r in rows if r["status"] == "scored"]
+    return {"n_scored": len(scored), "n_failed": len(rows) - len(scored),
+            "n_anomalous": sum(r["decision"] == "anomalous" for r in scored), "scores_csv": str(csv_path),
+            "threshold": decision.image, "pixel_threshold": decision.pixel, "threshold_source": decision.source,
+            "variant_hash": vh, "rows": rows}
+
+
+def print_table(rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+    width = max([len(Path(r["path"]).name) for r in rows] + [4])
+    print(f"{'file':<{width}}  {'score':>7}  decision   heatmap")
+    for r in rows:
+        if r["status"] == "scored":
+            print(f"{Path(r['path']).name:<{width}}  {r['sample_score']:7.4f}  {r['decision']:<9}  {r['heatmap']}")
+        else:
+            print(f"{Path(r['path']).name:<{width}}  {'-':>7}  ERROR      {r['error']}")
+    print(f"\n{summary['n_scored']} scored ({summary['n_anomalous']} anomalous), {summary['n_failed']} failed; "
+          f"threshold {summary['threshold_source']}; table {summary['scores_csv']}")
+
+
+def run_calibrate(good: list[str], class_name: str, store: str = "zsad-store.zarr", config: str = "tiny",
+                  fpr: float = 0.01, variant: str = "seed", name: str = "predict", device: str | None = None,
+                  progress: bool = True) -> dict[str, Any]:
+    """Store image and pixel thresholds at false-alarm rate ``fpr`` from known-good images only."""
+    if not 0.0 <= fpr < 1.0 or math.isnan(fpr):
+        raise ValueError(f"--fpr must be in [0, 1), got {fpr}")
+    scored, errors, vh = score_files(good, class_name, store, config, variant, name, device, progress=progress)
+    st, ev = open_store(store), ClassEvaluator()
+    for sample, unit in scored:
+        if unit is not None:
+            arrays, attrs = st.read_unit(unit_key("aggregate", vh, Unit(*unit.split("/"))))
+            ev.update(0, attrs["sample_score"], None, arrays["pixel_map_hw"])
+    if not ev.labels:
+        raise ValueError(f"calibrate: none of {good} could be scored: " + "; ".join(e["error"] for e in errors))
+    source = f"known-good images {', '.join(good)}"
+    found = ev.thresholds(source, fpr)
+    save_thresholds(st, vh, class_name, {lvl: {"fpr": found[lvl]["fpr"]} for lvl in found if "fpr" in found[lvl]})
+    t: Threshold = found["image"]["fpr"]
+    return {"class": class_name, "variant_hash": vh, "variant": to_jsonable(one_variant(variant)),
+            "n_images": len(ev.labels), "n_failed": len(errors), "fpr": fpr, "image_threshold": t.value,
+            "pixel_threshold": found["pixel"].get("fpr") and found["pixel"]["fpr"].value, "failed": errors}

@@ -1,0 +1,64 @@
+"""A ``prefect deploy`` build step that checks the deployment settings before anything is deployed.
+
+``prefect.yaml`` runs ``flows.preflight.check_deployment`` when deploying; its outputs fill the
+deployments' parameters, so a deployment never carries a value that only fails at run time:
+a missing folder, an unknown config, absent weights or a class without a stored threshold stop
+``prefect deploy`` with a message saying what to set. Settings (environment variables):
+
+* ``ZSAD_HOME``: the checkout the worker runs in (default: the current folder);
+* ``ZSAD_STORE``: the Zarr store (default ``$ZSAD_HOME/zsad-store.zarr``);
+* ``ZSAD_CONFIG``: ``paper``, ``tiny`` or a JSON config (default ``paper``);
+* ``ZSAD_LINE_ROOT``, ``ZSAD_LINE_CLASS``: the inspection folder and its object class (nightly);
+* ``ZSAD_THRESHOLD``: ``auto`` (stored, default) or a number; ``ZSAD_OUT``: results folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from stores import Unit
+
+from .configs import load_pipeline_config, variant_grid
+
+
+def _env(name: str, default: str | None = None) -> str:
+    value = os.environ.get(name, default)
+    if not value:
+        raise ValueError(f"prefect deploy: set {name} (see the README, 'Running it for real'); it has no default")
+    return value
+
+
+def check_deployment(line: bool = False, **_: Any) -> dict[str, Any]:
+    """Validate the settings and return them as step outputs (``{{ zsad.store }}``...)."""
+    from tasks.plan import plan_stages
+    home = Path(_env("ZSAD_HOME", os.getcwd())).resolve()
+    if not (home / "flows" / "nightly.py").is_file():
+        raise ValueError(f"prefect deploy: ZSAD_HOME={home} is not a zsad checkout (no flows/nightly.py)")
+    store = _env("ZSAD_STORE", str(home / "zsad-store.zarr"))
+    config = _env("ZSAD_CONFIG", "paper")
+    plan = plan_stages(load_pipeline_config(config))  # unknown config or missing weights: a clear error
+    out = {"home": str(home), "store": store, "config": config,
+           "out_dir": _env("ZSAD_OUT", str(home / "zsad-runs"))}
+    if line:
+        root = Path(_env("ZSAD_LINE_ROOT")).resolve()
+        if not root.is_dir():
+            raise ValueError(f"prefect deploy: ZSAD_LINE_ROOT={root} is not a folder")
+        cls = _env("ZSAD_LINE_CLASS")
+        Unit("line", cls, "test", "x")  # a valid class name
+        threshold = _env("ZSAD_THRESHOLD", "auto")
+        if threshold == "auto":
+            from tasks.runtime import open_store
+
+            from .thresholds import resolve_thresholds
+            vh = plan.aggregate_hash(variant_grid("seed")[0])
+            resolve_thresholds("auto", None, open_store(store), vh, cls, store)  # raises, naming the fix
+        else:
+            try:
+                float(threshold)
+            except ValueError:
+                raise ValueError(f"prefect deploy: ZSAD_THRESHOLD must be 'auto' or a number, got {threshold!r}") \
+                    from None
+        out.update(line_root=str(root), line_class=cls, threshold=threshold)
+    return out

@@ -1,0 +1,88 @@
+"""Decision thresholds: hand cases and scikit-learn cross-checks; unique image ids."""
+
+import math
+
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score
+
+from zsad.datasets import DatasetError, image_ids
+from zsad.metrics import PixelAccumulator, f1_max
+from zsad.thresholds import decide, f1_threshold, fpr_threshold, histogram_fpr_threshold
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_f1_threshold_gives_the_f1_max_of_sklearn(seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, 60)
+    labels[:2] = [0, 1]
+    scores = np.round(rng.random(60) + 0.3 * labels, 2)  # rounding makes ties
+    t = f1_threshold(labels, scores)
+    assert f1_score(labels, scores >= t) == pytest.approx(f1_max(labels, scores))
+
+
+def test_f1_threshold_hand_case_and_undefined():
+    assert f1_threshold(np.array([0, 0, 1, 1]), np.array([0.1, 0.6, 0.4, 0.9])) == 0.4
+    assert math.isnan(f1_threshold(np.array([1, 1, 1]), np.array([0.1, 0.5, 0.9])))  # one class only
+    assert math.isnan(f1_threshold(np.array([0, 0]), np.array([0.1, 0.2])))
+
+
+def test_f1_threshold_ties_go_to_the_highest_threshold():
+    # t=0.9: P=1, R=1/2; t=0.6: P=1/2, R=1: both F1 2/3 (0.8 and 0.7 give less): keep 0.9
+    assert f1_threshold(np.array([1, 0, 0, 1]), np.array([0.9, 0.8, 0.7, 0.6])) == 0.9
+
+
+@pytest.mark.parametrize("fpr", [0.0, 0.01, 0.1, 0.25, 0.5])
+def test_fpr_threshold_flags_at_most_fpr_of_normals(fpr):
+    rng = np.random.default_rng(1)
+    normal = np.round(rng.random(40), 1)  # heavy ties
+    t = fpr_threshold(normal, fpr)
+    assert (normal >= t).mean() <= fpr + 1e-12
+    # and it is the smallest such threshold among the observed values: one notch lower flags more
+    below = normal[normal < t].max()
+    assert (normal >= below).mean() > fpr
+
+
+def test_fpr_threshold_extremes():
+    assert fpr_threshold(np.array([0.3]), 0.0) > 0.3
+    assert fpr_threshold(np.array([0.0, 0.0]), 0.5) > 0.0  # ties: flagging one of two means flagging both
+    with pytest.raises(ValueError, match="at least one normal score"):
+        fpr_threshold(np.array([]), 0.1)
+    with pytest.raises(ValueError, match=r"fpr must be in \[0, 1\)"):
+        fpr_threshold(np.array([0.1]), 1.0)
+
+
+def test_histogram_fpr_threshold_matches_binned_scores():
+    rng = np.random.default_rng(2)
+    scores = rng.random(10_000) ** 3
+    counts = np.bincount(np.minimum((scores * 64).astype(int), 63), minlength=64)
+    t = histogram_fpr_threshold(counts, 0.0, 1.0, 0.05)
+    binned = np.floor(scores * 64) / 64
+    assert (binned >= t).mean() <= 0.05 and (binned >= t - 1 / 64).mean() > 0.05
+
+
+def test_pixel_f1_threshold_is_the_binned_f1_max_point():
+    rng = np.random.default_rng(3)
+    mask = rng.random((40, 40)) < 0.1
+    scores = np.clip(rng.random((40, 40)) * 0.6 + 0.4 * mask, 0, 1)
+    acc = PixelAccumulator(bins=256)
+    acc.update(mask, scores)
+    t = acc.f1_threshold()
+    binned = np.floor(scores * 256) / 256
+    assert f1_score(mask.ravel(), (binned >= t - 1e-12).ravel()) == pytest.approx(acc.result()["f1_max"])
+
+
+def test_decide():
+    assert decide(0.5, 0.5) == "anomalous" and decide(0.4999, 0.5) == "normal"
+    assert decide(0.9, None) == "unknown" and decide(0.9, math.nan) == "unknown"
+
+
+def test_image_ids_never_merge_different_files():
+    names = ["a.png", "a.jpg", "b c.png", "b_c.png", "ü.png", "日本.png", "x/a.png", "x_a.png", "._a.png"]
+    ids = image_ids(names)
+    assert len(set(ids)) == len(names)
+    assert ids[0] == "a.png" and ids[1] == "a.jpg" and ids[3] == "b_c.png"
+    assert all(i and not i.startswith(".") for i in ids)
+    assert ids == image_ids(names)  # stable
+    with pytest.raises(DatasetError, match="would share the store id"):
+        image_ids(["a.png", "a.png"])

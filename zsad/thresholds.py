@@ -1,0 +1,115 @@
+"""Decision thresholds: where a score becomes "anomalous".
+
+One rule everywhere: an image (or pixel) is anomalous when its score is ``>= threshold``.
+Thresholds come from data, never from a constant:
+
+* ``f1``: the threshold at which F1 is largest on labelled images (the F1-max point);
+* ``fpr``: from normal images only, the smallest threshold at which at most a fraction
+  ``fpr`` of them are flagged (a line with a few known-good images and no defects).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.metrics import precision_recall_curve
+
+
+def f1_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The score threshold of the F1-max point (NaN without a positive and a negative).
+
+    Ties in F1 go to the highest threshold (fewest alarms).
+
+    Example:
+        >>> f1_threshold(np.array([0, 0, 1, 1]), np.array([0.1, 0.6, 0.4, 0.9]))  # F1 0.8 at 0.4
+        0.4
+    """
+    labels = np.asarray(labels).astype(bool).ravel()
+    scores = np.asarray(scores, np.float64).ravel()
+    if labels.shape != scores.shape:
+        raise ValueError(f"{labels.size} labels but {scores.size} scores")
+    if not labels.any() or labels.all():
+        return math.nan
+    precision, recall, thresholds = precision_recall_curve(labels, scores)
+    p, r = precision[:-1], recall[:-1]  # the last point has no threshold
+    f1 = np.divide(2 * p * r, p + r, out=np.zeros_like(p), where=(p + r) > 0)
+    best = np.flatnonzero(f1 == f1.max())
+    return float(thresholds[best].max())
+
+
+def fpr_threshold(normal_scores: np.ndarray, fpr: float) -> float:
+    """Smallest threshold flagging at most ``floor(fpr * n)`` of ``n`` normal scores.
+
+    It lies just above the ``(k + 1)``-th largest normal score (``k = floor(fpr * n)``), so on
+    the normal images it was computed from the false-alarm rate is at most ``fpr``.
+
+    Example:
+        >>> t = fpr_threshold(np.array([0.1, 0.2, 0.3, 0.4]), 0.25)   # k = 1: 0.4 may alarm
+        >>> 0.3 < t < 0.3001, int((np.array([0.1, 0.2, 0.3, 0.4]) >= t).sum())
+        (True, 1)
+        >>> fpr_threshold(np.array([0.5, 0.5]), 0.01) > 0.5                # k = 0: above them all
+        True
+    """
+    s = np.sort(np.asarray(normal_scores, np.float64).ravel())[::-1]
+    if s.size == 0:
+        raise ValueError("an FPR threshold needs at least one normal score; got none")
+    if not 0.0 <= fpr < 1.0:
+        raise ValueError(f"fpr must be in [0, 1), got {fpr!r}")
+    k = int(math.floor(fpr * s.size + 1e-9))
+    return float(np.nextafter(s[k], np.inf))
+
+
+def histogram_fpr_threshold(neg_counts: np.ndarray, lo: float, hi: float, fpr: float) -> float:
+    """``fpr_threshold`` on binned scores: the lowest bin edge flagging at most ``fpr`` of them.
+
+    ``neg_counts`` are counts of normal pixels in equal bins over ``[lo, hi]``; a pixel is
+    flagged when its bin's lower edge is ``>=`` the threshold.
+
+    Example:
+        >>> histogram_fpr_threshold(np.array([90, 9, 1, 0]), 0.0, 1.0, 0.05)  # top 2 bins: 1 %
+        0.5
+    """
+    neg = np.asarray(neg_counts, np.int64)
+    total = neg.sum()
+    if total == 0:
+        raise ValueError("a pixel FPR threshold needs normal pixels; got none")
+    flagged = np.cumsum(neg[::-1])[::-1] / total  # fraction at or above each bin's lower edge
+    ok = np.flatnonzero(flagged <= fpr + 1e-12)
+    k = int(ok[0]) if ok.size else neg.size  # none fits: above the top bin
+    return float(lo + k * (hi - lo) / neg.size)
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A stored threshold and where it came from.
+
+    Attributes:
+        value: the score threshold (anomalous iff score >= value).
+        kind: ``"f1"`` or ``"fpr"``.
+        dataset: the data set it was computed on; ``n_images`` how many images it used.
+        fpr: the target false-alarm rate (``kind == "fpr"`` only).
+    """
+
+    value: float
+    kind: str
+    dataset: str
+    n_images: int
+    fpr: float | None = None
+
+    def describe(self) -> str:
+        how = "F1-max on labelled images" if self.kind == "f1" else f"FPR {self.fpr:g} on normal images"
+        return f"{self.value:.6g} ({how} of {self.dataset!r}, {self.n_images} images)"
+
+
+def decide(score: float, threshold: float | None) -> str:
+    """``"anomalous"``, ``"normal"`` or ``"unknown"`` (no threshold).
+
+    Example:
+        >>> decide(0.7, 0.7), decide(0.69, 0.7), decide(0.5, None)
+        ('anomalous', 'normal', 'unknown')
+    """
+    if threshold is None or math.isnan(threshold):
+        return "unknown"
+    return "anomalous" if score >= threshold else "normal"
