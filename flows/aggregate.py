@@ -32,12 +32,13 @@ def run_variants(store: str, dataset: str, config: str = "tiny", variants: str |
     """The work of the ``aggregate`` flow, callable without Prefect (CLI, benchmarks, notebooks).
 
     ``units`` restricts the work to these unit paths (``dataset/class/split/id``); default: every
-    cached image of ``dataset`` (and ``classes``).
+    image of ``dataset`` (and ``classes``) whose precompute finished (the last stage, ``clipseg``,
+    is complete): an image that failed there has nothing to aggregate and is left out.
     """
     plan = plan_stages(load_pipeline_config(config))
     st = open_store(store)
     if units is None:
-        units = [u.path for u in st.list_units("image", plan.hashes["image"], dataset, classes)]
+        units = [u.path for u in st.list_units("clipseg", plan.hashes["clipseg"], dataset, classes)]
     if not units:
         raise ValueError(f"{store}: no images of data set {dataset!r} (classes {classes or 'all'}) are cached "
                          f"for this config; run `zsad precompute` first")

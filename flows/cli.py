@@ -124,8 +124,9 @@ def _orchestrated(args: argparse.Namespace) -> bool:
 
 
 def _report_failures(command: str, out: dict[str, Any]) -> None:
+    from tasks.runtime import failure_text
     for f in out.get("failed", []):
-        print(f"zsad {command}: error: {f['path']}: {f['error']} (stage {f['stage']})", file=sys.stderr)
+        print(f"zsad {command}: error: {failure_text(f)}", file=sys.stderr)
     if out.get("failed"):
         print(f"zsad {command}: {len(out.get('done', [])) or out.get('n_images', 0)} images done, "
               f"{len(out['failed'])} failed (listed above)", file=sys.stderr)

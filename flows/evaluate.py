@@ -25,23 +25,28 @@ def collect_variant(store: str, dataset: str, hashes: dict[str, str], variant_ha
                     classes: list[str] | None = None, pixel_size: int | None = None
                     ) -> tuple[dict[str, ClassEvaluator], dict[str, list[dict[str, Any]]]]:
     """Stream one variant's labelled images into per-class evaluators; also the per-image rows
-    (unit, image record, label, sample score) that the report ranks."""
+    (unit, image record, label, sample score) of every image, unlabelled ones (label -1) included,
+    that the report ranks."""
     st = open_store(store)
     evaluators: dict[str, ClassEvaluator] = {}
     rows: dict[str, list[dict[str, Any]]] = {}
     for unit in st.list_units("image", hashes["image"], dataset, classes):
         image = st.read_attrs(unit_key("image", hashes["image"], unit))
+        key = unit_key("aggregate", variant_hash, unit)
+        if not st.is_complete(key):
+            continue  # an image that failed in precompute has no score
         if image["label"] < 0:
-            continue  # unlabelled folder images are scored, not evaluated
-        arrays, attrs = st.read_unit(unit_key("aggregate", variant_hash, unit))
-        pixel = arrays["pixel_map_hw"]
-        mask = ground_truth(image["mask_path"], pixel.shape)
-        evaluators.setdefault(unit.class_name, ClassEvaluator(pixel_size=pixel_size)).update(
-            image["label"], attrs["sample_score"], mask, pixel)
+            score = st.read_attrs(key)["sample_score"]
+        else:
+            arrays, attrs = st.read_unit(key)
+            pixel, score = arrays["pixel_map_hw"], attrs["sample_score"]
+            mask = ground_truth(image["mask_path"], pixel.shape)
+            evaluators.setdefault(unit.class_name, ClassEvaluator(pixel_size=pixel_size)).update(
+                image["label"], score, mask, pixel)
         rows.setdefault(unit.class_name, []).append({"unit": unit, "image": image, "label": image["label"],
-                                                     "score": attrs["sample_score"]})
-    if not evaluators:
-        raise ValueError(f"{store}: no labelled images of {dataset!r} to evaluate; run `zsad precompute` first")
+                                                     "score": score})
+    if not rows:
+        raise ValueError(f"{store}: no scored images of {dataset!r}; run `zsad precompute` first")
     return evaluators, rows
 
 
@@ -51,6 +56,9 @@ def evaluate_variant(store: str, dataset: str, hashes: dict[str, str], variant_h
     """Metrics per class (plus the mean) and the decision thresholds each class's images give;
     the thresholds are also stored under the variant (``flows.thresholds``)."""
     evaluators, _ = collect_variant(store, dataset, hashes, variant_hash, classes, pixel_size)
+    if not evaluators:
+        raise ValueError(f"{store}: the images of {dataset!r} have no labels, so there is nothing to evaluate; "
+                         "`zsad predict` scores unlabelled images and `zsad report` ranks them")
     st, thresholds = open_store(store), {}
     for cls, ev in sorted(evaluators.items()):
         found = ev.thresholds(dataset, fpr)

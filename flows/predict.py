@@ -16,7 +16,7 @@ from typing import Any
 
 from stores import Unit, unit_key
 from tasks.plan import plan_stages
-from tasks.runtime import open_store, unit_error
+from tasks.runtime import failure_text, open_store, unit_error
 from zsad.config import AggregateConfig, to_jsonable
 from zsad.datasets import Sample, image_files, image_ids, load_image
 from zsad.evaluation import ClassEvaluator
@@ -117,7 +117,7 @@ def run_predict(paths: list[str], class_name: str, store: str = "zsad-store.zarr
     if echo:
         print_table(rows, summary)
         for e in errors:
-            print(f"zsad predict: error: {e['path']}: {e['error']} (stage {e['stage']})", file=sys.stderr)
+            print(f"zsad predict: error: {failure_text(e)}", file=sys.stderr)
     return summary
 
 

@@ -96,11 +96,13 @@ def build_report(store: str, dataset: str, config: str = "tiny", out: str = "zsa
     run_variants(store, dataset, config, [agg])
     st, vh, hashes = open_store(store), plan.aggregate_hash(agg), plan.hashes
     evaluators, rows_by_class = collect_variant(store, dataset, hashes, vh)
-    results = with_mean({c: e.result() for c, e in sorted(evaluators.items())})
     parts = [f"<h1>zsad report — {escape(dataset)}</h1>",
              f"<p>variant <b>{escape(variant_label(agg))}</b> ({vh}); config <b>{escape(config)}</b>; "
-             f"stage hashes {escape(str(hashes))}</p>",
-             "<h2>F1-max in the seed's layout (%)</h2>",
+             f"stage hashes {escape(str(hashes))}</p>"]
+    if not evaluators:  # no labels (a plain folder): rank the images instead of measuring
+        return _write(out_dir, dataset, parts + _gallery(st, hashes, vh, rows_by_class, out_dir))
+    results = with_mean({c: e.result() for c, e in sorted(evaluators.items())})
+    parts += ["<h2>F1-max in the seed's layout (%)</h2>",
              "<h3>Sample level</h3>" + _md_table_html(seed_table(results, "sample")),
              "<h3>Pixel level</h3>" + _md_table_html(seed_table(results, "pixel")),
              "<h2>All metrics (%)</h2>", _metrics_table(results), "<h2>Precision-recall curves</h2>"]
@@ -122,6 +124,23 @@ def build_report(store: str, dataset: str, config: str = "tiny", out: str = "zsa
     for cls, rows in sorted(rows_by_class.items()):
         parts.append(f"<h3>{escape(cls)}</h3>")
         parts += [_example_panel(st, hashes, vh, row, out_dir, caption) for caption, row in _examples(rows)]
+    return _write(out_dir, dataset, parts)
+
+
+def _gallery(st, hashes, vh, rows_by_class: dict[str, list[dict]], out_dir: Path, top: int = 12) -> list[str]:
+    """Unlabelled images: every score in a ranked table, the ``top`` highest as panels."""
+    parts = ["<p>These images have no labels: they are ranked by anomaly score, highest first.</p>"]
+    for cls, rows in sorted(rows_by_class.items()):
+        ranked = sorted(rows, key=lambda r: -r["score"])
+        table = "".join(f"<tr><td>{i}</td><td style='text-align:left'>{escape(r['image']['path'])}</td>"
+                        f"<td>{r['score']:.4f}</td></tr>" for i, r in enumerate(ranked, 1))
+        parts += [f"<h2>{escape(cls)}: {len(ranked)} images</h2>",
+                  f"<table><tr><th>rank</th><th>image</th><th>score</th></tr>{table}</table>"]
+        parts += [_example_panel(st, hashes, vh, r, out_dir, f"rank {i}") for i, r in enumerate(ranked[:top], 1)]
+    return parts
+
+
+def _write(out_dir: Path, dataset: str, parts: list[str]) -> Path:
     html = (f"<!doctype html><html><head><meta charset='utf-8'><title>zsad report — {escape(dataset)}</title>"
             f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>")
     out_dir.mkdir(parents=True, exist_ok=True)

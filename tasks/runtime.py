@@ -69,6 +69,12 @@ def unit_error(unit: Unit | str, stage: str, path: str, exc: BaseException) -> d
             "error": str(exc) or type(exc).__name__}
 
 
+def failure_text(record: dict[str, str]) -> str:
+    """``path: reason (stage S)``, without repeating a path the reason already starts with."""
+    msg, path = record["error"], record["path"]
+    return f"{msg if msg.startswith(path) else f'{path}: {msg}'} (stage {record['stage']})"
+
+
 def run_stage(store_url: str, stage: str, plan_hashes: dict[str, str], units: list[str],
               compute_one: Callable[[StageStore, Any, Unit, str, dict], None],
               setup: Callable[[], Any] = lambda: None) -> dict[str, list]:

@@ -78,8 +78,12 @@ def test_folder_reader_recursive(tmp_path):
     _png(tmp_path / "a/x.png")
     _png(tmp_path / "b/c/y.jpg")
     (tmp_path / "notes.txt").write_text("not an image")
+    _png(tmp_path / "Z.PNG")           # extensions in any case
+    _png(tmp_path / "._Z.png")         # a macOS resource fork: hidden, not an image
     samples = read_folder(tmp_path, "widget")
-    assert [s.image_id for s in samples] == ["a_x", "b_c_y"] and {s.label for s in samples} == {-1}
+    ids = [s.image_id for s in samples]
+    assert ids[0].startswith("Z.PNG") and ids[1].startswith("a_x.png-") and ids[2].startswith("b_c_y.jpg-")
+    assert len(ids) == 3 and {s.label for s in samples} == {-1}
     with pytest.raises(DatasetError, match="no images"):
         read_folder(tmp_path / "a" / "empty" if (tmp_path / "a" / "empty").mkdir() is None else tmp_path)
 

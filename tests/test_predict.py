@@ -166,3 +166,17 @@ def test_nightly_scores_only_new_images_and_publishes_artifacts(prefect_harness,
     assert kinds == {"table", "markdown"}
     summary = next(a for a in arts if a.type == "markdown" and "broken.png" in a.data)
     assert "flagged anomalous" in summary.data and "Highest scores" in summary.data
+
+
+def test_unlabelled_folder_precompute_report_gallery_and_evaluate_message(line, tmp_path, capsys):
+    folder, store = line
+    args = ["--store", store, "--dataset", "shelf"]
+    assert main(["precompute", "--dataset", "folder", "--root", str(folder), "--name", "shelf", "--classes", "pill",
+                 "--store", store]) == 1  # the other images done, broken.png named
+    err = capsys.readouterr().err
+    assert "broken.png" in err and "4 images done, 1 failed" in err and "Traceback" not in err
+    assert main(["report", *args, "--out", str(tmp_path / "rep")]) == 0
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert "ranked by anomaly score" in html and html.count("<figure>") == 4 and "broken.png" not in html
+    assert main(["evaluate", *args, "--out", str(tmp_path / "res")]) == 2
+    assert "have no labels" in capsys.readouterr().err
