@@ -145,6 +145,12 @@ def _precompute(args: argparse.Namespace) -> dict[str, Any]:
         out = run_precompute(read_dataset(args.dataset, args.root, args.classes), dataset_name(args.dataset, name),
                              args.store, load_pipeline_config(args.config, device=device), shard)
     _report_failures("precompute", out)
+    if args.dataset == "folder":
+        from zsad.datasets import scan_folder
+        skipped = scan_folder(args.root)[1]
+        for path, why in skipped:
+            print(f"zsad precompute: skipped {path}: {why}", file=sys.stderr)
+        out["skipped"] = [{"path": p, "reason": why} for p, why in skipped]
     return out
 
 

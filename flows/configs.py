@@ -26,7 +26,28 @@ def load_pipeline_config(name_or_path: str, **overrides: Any) -> PipelineConfig:
             cfg = config_from_dict(PipelineConfig, json.loads(path.read_text()))
         except (json.JSONDecodeError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: not a valid zsad pipeline config: {exc}") from None
-    return dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    if overrides.get("device") is not None:
+        check_device(cfg.device)
+    return cfg
+
+
+def check_device(device: str) -> str:
+    """``device`` if torch can use it here, else a ``ValueError`` saying why (checked before any work)."""
+    import torch
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: no CUDA GPU is visible here (torch.cuda.is_available() is False); "
+                             "use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    elif dev.type != "cpu":
+        raise ValueError(f"--device {device}: zsad runs on cpu or cuda, got {dev.type}")
+    return device
 
 
 GRID = {
@@ -39,30 +60,43 @@ GRID = {
 
 def variant_grid(spec: str | None) -> list[AggregateConfig]:
     """``None``/``seed``: the seed's variant; ``grid``: the full grid (36 variants);
-    or ``key=v1,v2;key=v3`` to sweep named fields (others at the seed's values)."""
+    or ``key=v1,v2;key=v3`` to sweep named fields (others at the seed's values).
+
+    Values are parsed by the field's type: booleans only ``true``/``false``, numbers as numbers;
+    anything else is an error naming the field. Repeated values give one variant.
+    """
     if spec in (None, "", "seed"):
         return [AggregateConfig()]
     axes: dict[str, tuple] = {}
     if spec == "grid":
         axes = dict(GRID)
     else:
-        for part in spec.split(";"):
-            key, _, values = part.partition("=")
+        for part in filter(None, (p.strip() for p in spec.split(";"))):
+            key, eq, values = part.partition("=")
             key = key.strip()
             if key not in GRID:
                 raise ValueError(f"unknown aggregation field {key!r} in {spec!r}; known: {sorted(GRID)}")
-            axes[key] = tuple(_parse(v.strip()) for v in values.split(","))
+            if not eq or not values.strip():
+                raise ValueError(f"aggregation field {key!r} in {spec!r} has no values; write {key}=v1,v2")
+            axes[key] = tuple(dict.fromkeys(_parse(key, v.strip()) for v in values.split(",")))
     names = list(axes)
     return [AggregateConfig(**dict(zip(names, combo))) for combo in itertools.product(*(axes[n] for n in names))]
 
 
-def _parse(v: str) -> Any:
-    if v.lower() in ("true", "false"):
+def _parse(key: str, v: str) -> Any:
+    kind = type(GRID[key][0])
+    if kind is bool:
+        if v.lower() not in ("true", "false"):
+            raise ValueError(f"aggregation field {key!r} takes true or false, got {v!r}")
         return v.lower() == "true"
-    try:
-        return float(v)
-    except ValueError:
-        return v
+    if kind is float:
+        try:
+            return float(v)
+        except ValueError:
+            raise ValueError(f"aggregation field {key!r} takes a number, got {v!r}") from None
+    if v not in GRID[key]:
+        raise ValueError(f"aggregation field {key!r} takes one of {', '.join(GRID[key])}, got {v!r}")
+    return v
 
 
 def variant_label(agg: AggregateConfig) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from stores import Unit, unit_key
 from tasks.plan import plan_stages
 from tasks.runtime import failure_text, open_store, unit_error
 from zsad.config import AggregateConfig, to_jsonable
-from zsad.datasets import Sample, image_files, image_ids, load_image
+from zsad.datasets import Sample, image_ids, load_image, scan_folder
 from zsad.evaluation import ClassEvaluator
 from zsad.plots import prediction_panel, save_png
 from zsad.predict import describe
@@ -33,21 +34,33 @@ CSV_FIELDS = ("path", "class", "status", "sample_score", "decision", "threshold"
               "threshold_source", "heatmap", "variant", "variant_hash", "stage", "error")
 
 
-def collect_files(paths: list[str]) -> tuple[list[Path], list[dict[str, str]]]:
-    """Files named, and image files inside folders named; a path that does not exist is an error row."""
-    files, errors = [], []
+@dataclass
+class Scored:
+    """What ``score_files`` did: ``items`` are (sample, unit path or None if it failed)."""
+
+    items: list[tuple[Sample, str | None]]
+    errors: list[dict[str, str]]
+    skipped: list[dict[str, str]]
+    variant_hash: str
+
+
+def collect_files(paths: list[str]) -> tuple[list[Path], list[dict[str, str]], list[dict[str, str]]]:
+    """Files named, and image files inside folders named: ``(files, errors, skipped)``. A path
+    that does not exist is an error; a folder's non-image, hidden or dangling files are skipped."""
+    files, errors, skipped = [], [], []
     for p in map(Path, paths):
         if p.is_dir():
-            found = image_files(p)
+            found, other = scan_folder(p)
             if not found:
                 errors.append(unit_error("", "input", str(p), ValueError(f"{p}: no image files in this folder")))
             files += found
+            skipped += [{"path": f, "stage": "input", "error": why, "unit": ""} for f, why in other]
         elif p.is_file():
             files.append(p)
         else:
             errors.append(unit_error("", "input", str(p), ValueError(f"{p}: no such file or folder")))
     unique = list(dict.fromkeys(f.resolve() for f in files))
-    return unique, errors
+    return unique, errors, skipped
 
 
 def one_variant(variant: str) -> AggregateConfig:
@@ -58,16 +71,12 @@ def one_variant(variant: str) -> AggregateConfig:
 
 
 def score_files(paths: list[str], class_name: str, store: str, config: str, variant: str = "seed",
-                name: str = "predict", device: str | None = None, label: int = -1, progress: bool = True
-                ) -> tuple[list[tuple[Sample, str | None]], list[dict[str, str]], str]:
-    """Precompute what is missing and aggregate one variant for the given files.
-
-    Returns ``([(sample, unit path or None if it failed)], errors, variant hash)``.
-    """
+                name: str = "predict", device: str | None = None, label: int = -1, progress: bool = True) -> Scored:
+    """Precompute what is missing and aggregate one variant for the given files."""
     cfg = load_pipeline_config(config, device=device)
     agg = one_variant(variant)
     vh = plan_stages(cfg).aggregate_hash(agg)
-    files, errors = collect_files(paths)
+    files, errors, skipped = collect_files(paths)
     ids = image_ids([f.as_posix() for f in files])
     samples = [Sample(str(f), class_name, "test", label, None, i, "") for f, i in zip(files, ids)]
     Unit(name, class_name, "test", "x")  # checks the names before any work
@@ -79,11 +88,11 @@ def score_files(paths: list[str], class_name: str, store: str, config: str, vari
         if done:
             run_variants(store, name, config, [agg], units=sorted(done))
     units = {f"{name}/{s.class_name}/{s.split}/{s.image_id}": s for s in samples}
-    return [(s, u if u in done else None) for u, s in units.items()], errors, vh
+    return Scored([(s, u if u in done else None) for u, s in units.items()], errors, skipped, vh)
 
 
-def _error_row(err: dict[str, str], class_name: str) -> dict[str, Any]:
-    return {"path": err["path"], "class": class_name, "status": "error", "stage": err["stage"],
+def _error_row(err: dict[str, str], class_name: str, status: str = "error") -> dict[str, Any]:
+    return {"path": err["path"], "class": class_name, "status": status, "stage": err["stage"],
             "error": err["error"]}
 
 
@@ -99,11 +108,12 @@ def run_predict(paths: list[str], class_name: str, store: str = "zsad-store.zarr
     agg = one_variant(variant)
     vh = plan_stages(load_pipeline_config(config)).aggregate_hash(agg)
     decision = resolve_thresholds(threshold, pixel_threshold, open_store(store), vh, class_name, store)
-    scored, errors, vh = score_files(paths, class_name, store, config, variant, name, device, progress=progress)
+    scored = score_files(paths, class_name, store, config, variant, name, device, progress=progress)
+    errors, vh = scored.errors, scored.variant_hash
     out_dir = Path(out)
     st, rows = open_store(store), []
-    stems = [Path(s.path).stem for s, _ in scored]
-    for sample, unit in scored:
+    stems = [Path(s.path).stem for s, _ in scored.items]
+    for sample, unit in scored.items:
         if unit is None:
             continue
         png = None
@@ -111,7 +121,8 @@ def run_predict(paths: list[str], class_name: str, store: str = "zsad-store.zarr
             stem = Path(sample.path).stem
             png = out_dir / "heatmaps" / f"{stem if stems.count(stem) == 1 else sample.image_id}.png"
         rows.append(_scored_row(st, sample, unit, vh, decision, png, variant_label(agg)))
-    rows += [_error_row(e, class_name) for e in errors]
+    rows += [_error_row(e, class_name) for e in errors] + [_error_row(e, class_name, "skipped")
+                                                           for e in scored.skipped]
     csv_path = write_scores(out_dir / "scores.csv", rows)
     summary = summarise(rows, decision, csv_path, vh)
     if echo:
@@ -147,7 +158,8 @@ def write_scores(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 def summarise(rows: list[dict[str, Any]], decision: Decision, csv_path: Path, vh: str) -> dict[str, Any]:
     scored = [r for r in rows if r["status"] == "scored"]
-    return {"n_scored": len(scored), "n_failed": len(rows) - len(scored),
+    return {"n_scored": len(scored), "n_failed": sum(r["status"] == "error" for r in rows),
+            "n_skipped": sum(r["status"] == "skipped" for r in rows),
             "n_anomalous": sum(r["decision"] == "anomalous" for r in scored), "scores_csv": str(csv_path),
             "threshold": decision.image, "pixel_threshold": decision.pixel, "threshold_source": decision.source,
             "variant_hash": vh, "rows": rows}
@@ -160,8 +172,9 @@ def print_table(rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
         if r["status"] == "scored":
             print(f"{Path(r['path']).name:<{width}}  {r['sample_score']:7.4f}  {r['decision']:<9}  {r['heatmap']}")
         else:
-            print(f"{Path(r['path']).name:<{width}}  {'-':>7}  ERROR      {r['error']}")
-    print(f"\n{summary['n_scored']} scored ({summary['n_anomalous']} anomalous), {summary['n_failed']} failed; "
+            print(f"{Path(r['path']).name:<{width}}  {'-':>7}  {r['status'].upper():<9}  {r['error']}")
+    print(f"\n{summary['n_scored']} scored ({summary['n_anomalous']} anomalous), {summary['n_failed']} failed, "
+          f"{summary['n_skipped']} skipped; "
           f"threshold {summary['threshold_source']}; table {summary['scores_csv']}")
 
 
@@ -171,9 +184,10 @@ def run_calibrate(good: list[str], class_name: str, store: str = "zsad-store.zar
     """Store image and pixel thresholds at false-alarm rate ``fpr`` from known-good images only."""
     if not 0.0 <= fpr < 1.0 or math.isnan(fpr):
         raise ValueError(f"--fpr must be in [0, 1), got {fpr}")
-    scored, errors, vh = score_files(good, class_name, store, config, variant, name, device, progress=progress)
+    scored = score_files(good, class_name, store, config, variant, name, device, progress=progress)
+    errors, vh = scored.errors, scored.variant_hash
     st, ev = open_store(store), ClassEvaluator()
-    for sample, unit in scored:
+    for sample, unit in scored.items:
         if unit is not None:
             arrays, attrs = st.read_unit(unit_key("aggregate", vh, Unit(*unit.split("/"))))
             ev.update(0, attrs["sample_score"], None, arrays["pixel_map_hw"])

@@ -30,9 +30,36 @@ def _visa(root, with_mask=True, columns="object,split,label,image,mask"):
 
 def test_visa_reader(tmp_path):
     samples = read_visa(_visa(tmp_path))
-    assert [(s.class_name, s.label, s.image_id) for s in samples] == [("candle", 0, "0000"), ("candle", 1, "0001")]
+    assert [(s.class_name, s.label, s.image_id) for s in samples] == [("candle", 0, "Normal_0000"),
+                                                                      ("candle", 1, "Anomaly_0001")]
     assert samples[0].mask_path is None and samples[1].mask_path.endswith("0001.png")
     assert read_dataset("visa", tmp_path, ["candle"]) == samples
+
+
+def test_visa_normal_and_anomaly_files_of_one_name_stay_apart(tmp_path):
+    root = _visa(tmp_path)
+    _png(root / "candle/Data/Images/Normal/0001.JPG")
+    with open(root / "split_csv/1cls.csv", "a") as f:
+        f.write("candle,test,normal,candle/Data/Images/Normal/0001.JPG,\n")
+    ids = [s.image_id for s in read_dataset("visa", root)]
+    assert sorted(ids) == ["Anomaly_0001", "Normal_0000", "Normal_0001"]
+
+
+def test_two_files_that_would_share_a_key_are_refused(tmp_path):
+    _png(tmp_path / "pill/test/good/000.png")
+    _png(tmp_path / "pill/test/good/000.bmp")
+    with pytest.raises(DatasetError, match="would share the store key pill/test/good_000"):
+        read_dataset("mvtec", tmp_path)
+
+
+def test_visa_csv_with_bom_reads_and_latin1_is_named(tmp_path):
+    root = _visa(tmp_path)
+    csv_path = root / "split_csv/1cls.csv"
+    csv_path.write_bytes(b"\xef\xbb\xbf" + csv_path.read_bytes())
+    assert len(read_visa(root)) == 2
+    csv_path.write_bytes(csv_path.read_bytes()[3:] + b"candle,test,normal,candle/caf\xe9.JPG,\n")
+    with pytest.raises(DatasetError, match=r"1cls.csv:5: not UTF-8 text \(byte 0xe9"):
+        read_visa(root)
 
 
 def test_visa_missing_column(tmp_path):

@@ -86,3 +86,16 @@ def test_image_ids_never_merge_different_files():
     assert ids == image_ids(names)  # stable
     with pytest.raises(DatasetError, match="would share the store id"):
         image_ids(["a.png", "a.png"])
+
+
+def test_variant_strings_are_parsed_strictly():
+    from flows.configs import variant_grid
+    assert len(variant_grid("grid")) == 36
+    assert [v.top_fraction for v in variant_grid("top_fraction=0.25,.25,0.5")] == [0.25, 0.5]  # one per value
+    assert variant_grid("seed_states=false")[0].seed_states is False
+    for bad, message in [("scale_by_tile_score=maybe", "takes true or false"), ("seed_states=0", "true or false"),
+                         ("top_fraction=lots", "takes a number"), ("fusion=median", "takes one of"),
+                         ("top_fraction=", "has no values"), ("temperature=1", "unknown aggregation field"),
+                         ("top_fraction=1.5", r"top_fraction must be in \(0, 1\]")]:
+        with pytest.raises(ValueError, match=message):
+            variant_grid(bad)

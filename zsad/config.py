@@ -15,7 +15,7 @@ from typing import Any
 
 # Bump a stage's version whenever its code changes its output.
 STAGE_VERSIONS: dict[str, int] = {
-    "image": 1,
+    "image": 2,  # 2: faithful decoding (EXIF orientation, 16-bit, float, alpha)
     "isnet": 1,
     "sam": 1,
     "foreground": 1,

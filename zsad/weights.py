@@ -17,8 +17,10 @@ import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where weights are loaded, not where they are only located
+    import torch
 
 
 class WeightsError(ValueError):
@@ -160,6 +162,7 @@ def safe_load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
     Unwraps ``{"state_dict": ...}`` / ``{"model": ...}`` containers and a ``module.`` prefix.
     """
+    import torch
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

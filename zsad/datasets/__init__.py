@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .base import DatasetError, Sample, ground_truth, image_ids, is_image_file, load_image, load_mask, safe_id
-from .folder import image_files, read_folder
+from .folder import image_files, read_folder, scan_folder
 from .mvtec import read_mvtec
 from .synthetic import SyntheticSpec, write_synthetic
 from .visa import VISA_CLASSES, read_visa
@@ -14,15 +14,33 @@ DATASET_KINDS = ("visa", "mvtec", "folder", "synthetic")
 
 
 def read_dataset(kind: str, root: str | Path, classes: list[str] | None = None) -> list[Sample]:
-    """Test samples of a data set of ``kind`` (synthetic sets use the MVTec reader)."""
+    """Test samples of a data set of ``kind`` (synthetic sets use the MVTec reader).
+
+    Raises:
+        DatasetError: also when two samples would share a store key (class, split, image id).
+    """
     if kind == "visa":
-        return read_visa(root, classes)
-    if kind in ("mvtec", "synthetic"):
-        return read_mvtec(root, classes)
-    if kind == "folder":
-        return read_folder(root, classes[0] if classes else None)
-    raise ValueError(f"unknown data set kind {kind!r}; expected one of {DATASET_KINDS}")
+        samples = read_visa(root, classes)
+    elif kind in ("mvtec", "synthetic"):
+        samples = read_mvtec(root, classes)
+    elif kind == "folder":
+        samples = read_folder(root, classes[0] if classes else None)
+    else:
+        raise ValueError(f"unknown data set kind {kind!r}; expected one of {DATASET_KINDS}")
+    return check_unique(samples)
 
 
-__all__ = ["DatasetError", "Sample", "ground_truth", "load_image", "load_mask", "safe_id", "image_ids", "is_image_file", "image_files", "read_folder", "read_mvtec",
+def check_unique(samples: list[Sample]) -> list[Sample]:
+    """``samples`` unchanged, or a ``DatasetError`` naming two files that would share a key."""
+    seen: dict[tuple[str, str, str], str] = {}
+    for s in samples:
+        key = (s.class_name, s.split, s.image_id)
+        if key in seen:
+            raise DatasetError(f"{s.path} and {seen[key]} would share the store key {'/'.join(key)}: "
+                               "one would silently replace the other's results; rename one of them")
+        seen[key] = s.path
+    return samples
+
+
+__all__ = ["DatasetError", "Sample", "ground_truth", "load_image", "load_mask", "safe_id", "image_ids", "is_image_file", "image_files", "scan_folder", "read_folder", "read_mvtec",
            "read_visa", "read_dataset", "write_synthetic", "SyntheticSpec", "VISA_CLASSES", "DATASET_KINDS"]

@@ -10,11 +10,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .decode import DatasetError, ImageLimits, decode_image
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-
-
-class DatasetError(ValueError):
-    """A data set folder or file is not in the expected layout or cannot be read."""
 
 
 @dataclass(frozen=True)
@@ -94,20 +92,10 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
-def load_image(path: str | Path) -> np.ndarray:
-    """Read an image file as (H, W, 3) uint8 RGB; a clear error names the file otherwise."""
-    p = Path(path)
-    if not p.is_file():
-        raise DatasetError(f"{p}: image file does not exist")
-    try:
-        with Image.open(p) as im:
-            im.load()
-            arr = np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise DatasetError(f"{p}: not a readable image ({exc})") from None
-    if arr.shape[0] < 2 or arr.shape[1] < 2:
-        raise DatasetError(f"{p}: image is {arr.shape[1]}x{arr.shape[0]} px; at least 2x2 expected")
-    return arr
+def load_image(path: str | Path, limits: ImageLimits | None = None) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 RGB (``decode.decode_image``: faithful decoding,
+    size limits); a clear error names the file and the reason otherwise."""
+    return decode_image(path, limits)
 
 
 def load_mask(path: str | Path, shape_hw: tuple[int, int] | None = None) -> np.ndarray:

@@ -26,12 +26,17 @@ def read_visa(root: str | Path, classes: list[str] | None = None, split: str = "
     if not csv_path.is_file():
         raise DatasetError(f"{csv_path}: missing; VisA's published layout has {csv_name} with columns "
                            f"{', '.join(VISA_COLUMNS)} beside the class folders")
-    with open(csv_path, newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in VISA_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DatasetError(f"{csv_path}: missing column(s) {missing}; found {reader.fieldnames}")
-        rows = list(reader)
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:  # -sig: a leading BOM is fine
+            reader = csv.DictReader(f)
+            missing = [c for c in VISA_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise DatasetError(f"{csv_path}: missing column(s) {missing}; found {reader.fieldnames}")
+            rows = list(reader)
+    except UnicodeDecodeError as exc:
+        line = csv_path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise DatasetError(f"{csv_path}:{line}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+                           f"{exc.start}); save the csv as UTF-8") from None
     wanted = set(classes) if classes else None
     samples = []
     for line, row in enumerate(rows, start=2):
@@ -51,7 +56,7 @@ def read_visa(root: str | Path, classes: list[str] | None = None, split: str = "
             if not mask_p.is_file():
                 raise DatasetError(f"{csv_path}:{line}: mask {mask_p} of anomalous image {image} does not exist")
             mask = str(mask_p)
-        samples.append(Sample(str(image), row["object"], split, label, mask, safe_id(Path(row["image"]).name),
+        samples.append(Sample(str(image), row["object"], split, label, mask, safe_id("/".join(Path(row["image"]).parts[-2:])),
                               "anomaly" if label else "good"))
     if wanted:
         absent = wanted - {s.class_name for s in samples}

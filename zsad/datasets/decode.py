@@ -1,0 +1,130 @@
+"""Faithful image decoding with explicit limits.
+
+Every image becomes (H, W, 3) uint8 RGB the same way, whatever its file holds:
+
+* EXIF orientation is applied (a rotated phone/camera JPEG is scored upright);
+* 16-bit (and other high-bit-depth integer) images are scaled by the smallest of 10, 12, 14, 16
+  or 32 bits that holds their largest value (a 12-bit sensor's 0..4095 fills 0..255);
+  float images in [0, 1] are scaled by 255, other float images by their finite min..max;
+* grayscale is repeated on three channels; palette, CMYK and YCbCr are converted by Pillow;
+  an alpha channel is composited over white;
+* the pixel count is checked from the header *before* decoding: more than ``max_pixels`` is
+  refused (a decompression bomb never allocates), and so is a side shorter than ``min_side``.
+
+Limits come from ``ImageLimits`` (defaults: 25 megapixels, 32 px; the environment variables
+``ZSAD_MAX_PIXELS`` and ``ZSAD_MIN_SIDE`` override them). The 25 MP bound keeps SAM's
+full-resolution masks (about one byte per pixel per mask, ~100 masks) within a few GB.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+
+class DatasetError(ValueError):
+    """A data set folder or file is not in the expected layout or cannot be read."""
+
+
+class ImageError(DatasetError):
+    """An image file that cannot be used, with the reason."""
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """Accepted image sizes. ``from_env()`` reads ``ZSAD_MAX_PIXELS`` / ``ZSAD_MIN_SIDE``."""
+
+    max_pixels: int = 25_000_000
+    min_side: int = 32
+
+    @classmethod
+    def from_env(cls) -> "ImageLimits":
+        def read(name: str, default: int) -> int:
+            text = os.environ.get(name)
+            if text is None:
+                return default
+            try:
+                value = int(text)
+            except ValueError:
+                raise ValueError(f"{name} must be a whole number, got {text!r}") from None
+            if value < 1:
+                raise ValueError(f"{name} must be positive, got {value}")
+            return value
+        return cls(read("ZSAD_MAX_PIXELS", cls.max_pixels), read("ZSAD_MIN_SIDE", cls.min_side))
+
+
+def to_uint8(values: np.ndarray) -> np.ndarray:
+    """Scale a high-bit-depth or float array to uint8 (see the module docstring).
+
+    Example:
+        >>> to_uint8(np.array([0, 4095], np.uint16)).tolist()      # 12-bit data
+        [0, 255]
+        >>> to_uint8(np.array([0, 65535], np.int32)).tolist()
+        [0, 255]
+        >>> to_uint8(np.array([0.0, 0.5, 1.0], np.float32)).tolist()
+        [0, 128, 255]
+        >>> to_uint8(np.array([-2.0, 0.0, 2.0])).tolist()          # other floats: min..max
+        [0, 128, 255]
+    """
+    a = np.asarray(values)
+    if a.dtype == np.uint8:
+        return a
+    if np.issubdtype(a.dtype, np.integer):
+        top = int(a.max()) if a.size else 0
+        if a.size and int(a.min()) < 0:
+            a = a.astype(np.int64) - int(a.min())
+            top = int(a.max())
+        bits = next((b for b in (8, 10, 12, 14, 16, 32) if top < 2 ** b), 32)
+        return np.rint(a.astype(np.float64) * (255.0 / (2 ** bits - 1))).astype(np.uint8)
+    f = np.nan_to_num(a.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    lo, hi = (0.0, 1.0) if f.size and f.min() >= 0.0 and f.max() <= 1.0 else (float(f.min()), float(f.max()))
+    return np.rint(np.clip((f - lo) / (hi - lo if hi > lo else 1.0), 0, 1) * 255).astype(np.uint8)
+
+
+def _to_rgb(im: Image.Image) -> np.ndarray:
+    if im.mode in ("I", "F") or im.mode.startswith("I;"):
+        gray = to_uint8(np.asarray(im))
+        return np.repeat(gray[..., None], 3, axis=2)
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
+    return np.asarray(im.convert("RGB"))
+
+
+def decode_image(path: str | Path, limits: ImageLimits | None = None) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 RGB; ``ImageError`` names the file and the reason."""
+    p = Path(path)
+    limits = limits or ImageLimits.from_env()
+    if not p.is_file():
+        raise ImageError(f"{p}: image file does not exist" + (" (a dangling link)" if p.is_symlink() else ""))
+    if p.stat().st_size == 0:
+        raise ImageError(f"{p}: empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(p) as im:
+                w, h = im.size
+                _check_size(p, w, h, limits)
+                im.load()
+                arr = _to_rgb(ImageOps.exif_transpose(im))
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{p}: refused as a decompression bomb ({exc})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, ImageError):
+            raise
+        raise ImageError(f"{p}: not a readable image ({exc})") from None
+    return arr
+
+
+def _check_size(p: Path, w: int, h: int, limits: ImageLimits) -> None:
+    if w * h > limits.max_pixels:
+        raise ImageError(f"{p}: {w}x{h} px = {w * h / 1e6:.1f} megapixels is over the limit of "
+                         f"{limits.max_pixels / 1e6:g} (refused before decoding; raise ZSAD_MAX_PIXELS to allow it)")
+    if min(w, h) < limits.min_side:
+        raise ImageError(f"{p}: {w}x{h} px; each side must be at least {limits.min_side} px (ZSAD_MIN_SIDE)")
