@@ -37,6 +37,7 @@ def run_variants(store: str, dataset: str, config: str = "tiny", variants: str |
     """
     plan = plan_stages(load_pipeline_config(config))
     st = open_store(store)
+    st.sweep_temps()
     if units is None:
         units = [u.path for u in st.list_units("clipseg", plan.hashes["clipseg"], dataset, classes)]
     if not units:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.plan import plan_stages
+from tasks.plan import plan_stages, stage_configs
 from tasks.runtime import open_store
+from zsad.config import to_jsonable
+from zsad.weights import WeightsError
 
 from .configs import load_pipeline_config
 
@@ -30,27 +32,42 @@ def _units(st, base: str):
                 yield from st.children(f"{base}/{ds}/{cls}/{sp}")
 
 
+def _kept(keep_configs: list[str]) -> tuple[set[str], list[tuple[str, Any]]]:
+    """Stage hashes the kept configs produce; for a config whose weights are not on this machine
+    (its hashes cannot be computed), the (stage, config) pairs to keep by their recorded config."""
+    hashes: set[str] = set()
+    by_config: list[tuple[str, Any]] = []
+    for name in keep_configs:
+        cfg = load_pipeline_config(name)
+        try:
+            hashes |= set(plan_stages(cfg).hashes.values())
+        except WeightsError:
+            by_config += list(stage_configs(cfg).items())
+    return hashes, by_config
+
+
 def prune(store: str, keep_configs: list[str], dry_run: bool = False) -> list[str]:
-    """Delete stage groups that none of ``keep_configs`` would read (aggregate variants are kept
-    when their inputs all belong to a kept config). Returns the deleted ``stage/hash`` paths."""
+    """Delete stage groups that none of ``keep_configs`` would read. Aggregate variants, their
+    thresholds and failure records are kept when what they were made from is kept.
+
+    Works without model weights: a kept config whose weights are absent keeps every stage
+    group whose recorded config equals its own (conservative: it may keep more, never less).
+    Returns the deleted ``stage/hash`` paths.
+    """
     if not keep_configs:
         raise ValueError("prune needs at least one --keep config (e.g. --keep paper); refusing to delete everything")
     st = open_store(store)
-    keep: set[str] = set()
-    kept_hashes: set[str] = set()
-    for name in keep_configs:
-        plan = plan_stages(load_pipeline_config(name))
-        keep |= {f"{s}/{h}" for s, h in plan.hashes.items()}
-        kept_hashes |= set(plan.hashes.values())
-    doomed = []
-    for stage, h, attrs in st.stages():
-        path = f"{stage}/{h}"
-        if stage == "aggregate":
-            if set(attrs.get("inputs", {}).values()) <= kept_hashes:
-                continue
-        elif path in keep:
-            continue
-        doomed.append(path)
+    kept, by_config = _kept(keep_configs)
+    groups = list(st.stages())
+    for stage, h, attrs in groups:
+        if (stage, to_jsonable(attrs.get("config"))) in by_config:
+            kept.add(h)
+    derived = ("aggregate", "thresholds", "errors")  # kept with their inputs, in this order
+    for level in derived:
+        for stage, h, attrs in groups:
+            if stage == level and set(attrs.get("inputs", {}).values()) <= kept:
+                kept.add(h)
+    doomed = [f"{stage}/{h}" for stage, h, _ in groups if h not in kept]
     if not dry_run:
         for path in doomed:
             st.delete(path)

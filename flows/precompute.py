@@ -20,6 +20,7 @@ from tasks.clip_image import clip_image
 from tasks.clip_text import clip_text
 from tasks.clipseg import clipseg_maps
 from tasks.common import call
+from tasks.errors import clear_failures, record_failures
 from tasks.foreground import foreground
 from tasks.image import register_images
 from tasks.isnet import isnet_maps
@@ -63,10 +64,11 @@ def run_precompute(samples: list[Sample], dataset: str, store: str, cfg: Pipelin
     """
     plan = plan_stages(cfg)
     st = open_store(store)
+    st.sweep_temps()  # what a killed run left half-written
     prepare_store(st, plan)
     writes_before, loads_before = st.writes, sum(MODEL_LOADS.values())
     cfg_json, hashes = to_jsonable(cfg), plan.hashes
-    done, failed = [], []
+    done, failed, n_failed = [], [], 0
     for shard in tqdm(_shards(samples, shard_size), desc="precompute", unit="shard", disable=not progress):
         out = call(register_images, store, hashes["image"], [dataclasses.asdict(s) for s in shard], dataset)
         units, failed = out["done"], failed + out["failed"]
@@ -76,6 +78,9 @@ def run_precompute(samples: list[Sample], dataset: str, store: str, cfg: Pipelin
             out = call(stage, store, hashes, units, cfg_json)
             units, failed = out["done"], failed + out["failed"]
         done += units
+        record_failures(st, hashes["image"], failed[n_failed:])
+        clear_failures(st, hashes["image"], dataset, units)
+        n_failed = len(failed)
     for cls in sorted({s.class_name for s in samples}):
         call(clip_text, store, hashes, dataset, cls, cfg_json)
     return {"dataset": dataset, "n_images": len(samples), "classes": sorted({s.class_name for s in samples}),

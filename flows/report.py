@@ -19,6 +19,7 @@ from PIL import Image
 from sklearn.metrics import precision_recall_curve
 
 from stores import unit_key
+from tasks.errors import list_failures
 from tasks.plan import plan_stages
 from tasks.runtime import open_store
 from zsad.config import AggregateConfig
@@ -99,6 +100,7 @@ def build_report(store: str, dataset: str, config: str = "tiny", out: str = "zsa
     parts = [f"<h1>zsad report — {escape(dataset)}</h1>",
              f"<p>variant <b>{escape(variant_label(agg))}</b> ({vh}); config <b>{escape(config)}</b>; "
              f"stage hashes {escape(str(hashes))}</p>"]
+    parts += _failures(list_failures(st, hashes["image"], dataset))
     if not evaluators:  # no labels (a plain folder): rank the images instead of measuring
         return _write(out_dir, dataset, parts + _gallery(st, hashes, vh, rows_by_class, out_dir))
     results = with_mean({c: e.result() for c, e in sorted(evaluators.items())})
@@ -125,6 +127,17 @@ def build_report(store: str, dataset: str, config: str = "tiny", out: str = "zsa
         parts.append(f"<h3>{escape(cls)}</h3>")
         parts += [_example_panel(st, hashes, vh, row, out_dir, caption) for caption, row in _examples(rows)]
     return _write(out_dir, dataset, parts)
+
+
+def _failures(failed: list[dict]) -> list[str]:
+    """The images that could not be scored, with the stage and the reason."""
+    if not failed:
+        return []
+    rows = "".join(f"<tr><td style='text-align:left'>{escape(f['path'])}</td><td>{escape(f['stage'])}</td>"
+                   f"<td style='text-align:left'>{escape(f['error'])}</td></tr>" for f in failed)
+    return [f"<h2>Failed images ({len(failed)})</h2><p>Not scored and not in the metrics; fixed files are "
+            "computed on the next <code>zsad precompute</code>.</p>"
+            f"<table><tr><th>file</th><th>stage</th><th>reason</th></tr>{rows}</table>"]
 
 
 def _gallery(st, hashes, vh, rows_by_class: dict[str, list[dict]], out_dir: Path, top: int = 12) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import threading
 import time
 import uuid
@@ -25,6 +26,22 @@ from zarr.storage import LocalStore
 from .keys import Unit, check_component, stage_root
 
 COMPLETE = "complete"
+TMP_PREFIX = ".tmp-"
+_HOST = "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:40] or "host"
+
+
+def _stale(name: str, now: float, mtime: float, max_age_s: float = 86400.0) -> bool:
+    """A temp folder left by a dead writer: its process (on this host) is gone, or it is old."""
+    parts = name[len(TMP_PREFIX):].rsplit("-", 3)
+    if len(parts) == 4 and parts[1] == _HOST and parts[2].isdigit():
+        try:
+            os.kill(int(parts[2]), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    return now - mtime > max_age_s
 
 
 class StoreError(ValueError):
@@ -116,7 +133,7 @@ class StageStore:
 
     def _write_local(self, parent: str, name: str, arrays, meta) -> None:
         final = self.path / parent / name
-        tmp = self.path / parent / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
+        tmp = self.path / parent / f"{TMP_PREFIX}{name}-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
             group = zarr.open_group(LocalStore(tmp), mode="w", zarr_format=3)
             self._fill(group, arrays, meta)
@@ -179,6 +196,27 @@ class StageStore:
                 shutil.rmtree(self.path / key, ignore_errors=True)
             elif key in self.root:
                 del self.root[key]
+
+    def sweep_temps(self) -> int:
+        """Remove temp folders left by writers killed mid-unit (local stores; live writers' temp
+        folders are kept). Looks where units are written: down to the split level, not inside units."""
+        if not self.local or not self.path.is_dir():
+            return 0
+        removed, now, dirs = 0, time.time(), [self.path]
+        for _ in range(6):  # the root, stage, hash, dataset, class and split folders
+            deeper = []
+            for d in dirs:
+                for entry in os.scandir(d):
+                    if not entry.is_dir(follow_symlinks=False):
+                        continue
+                    if entry.name.startswith(TMP_PREFIX):
+                        if _stale(entry.name, now, entry.stat().st_mtime):
+                            shutil.rmtree(entry.path, ignore_errors=True)
+                            removed += 1
+                    elif not entry.name.startswith("."):
+                        deeper.append(entry.path)
+            dirs = deeper
+        return removed
 
     def size_bytes(self, key: str = "") -> int:
         if not self.local:

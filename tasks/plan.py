@@ -39,9 +39,9 @@ class StagePlan:
         return {s: self.hashes[s] for s in ("tiles", "clip_image", "clip_text", "clipseg")}
 
 
-def plan_stages(cfg: PipelineConfig) -> StagePlan:
-    weights = {fam: locate_weights(getattr(cfg, fam))[1] for fam in ("isnet", "sam", "clip", "clipseg")}
-    configs: dict[str, Any] = {
+def stage_configs(cfg: PipelineConfig) -> dict[str, Any]:
+    """Each precompute stage's own config (what its group records), without touching weights."""
+    return {
         "image": {},
         "isnet": {"model": _spec(cfg.isnet)},
         "sam": {"model": _spec(cfg.sam), "generator": to_jsonable(cfg.sam_generator)},
@@ -52,6 +52,11 @@ def plan_stages(cfg: PipelineConfig) -> StagePlan:
         "clipseg": {"model": _spec(cfg.clipseg), "prompts": list(localising_prompts(cfg.prompts.localising)),
                     "map_dtype": cfg.map_dtype},
     }
+
+
+def plan_stages(cfg: PipelineConfig) -> StagePlan:
+    weights = {fam: locate_weights(getattr(cfg, fam))[1] for fam in ("isnet", "sam", "clip", "clipseg")}
+    configs = stage_configs(cfg)
     deps = {"image": (), "isnet": ("image",), "sam": ("image",), "foreground": ("isnet", "sam"),
             "tiles": ("foreground",), "clip_image": ("tiles",), "clip_text": (), "clipseg": ("tiles",)}
     model_of = {"isnet": "isnet", "sam": "sam", "clip_image": "clip", "clip_text": "clip", "clipseg": "clipseg"}

@@ -147,3 +147,14 @@ def test_pickle_that_runs_code_is_refused(tmp_path, monkeypatch):
     with pytest.raises(WeightsError, match="weights_only=True"):
         safe_load_state_dict(path)
     assert not mark.exists()
+
+
+def test_truncated_safetensors_is_a_clear_weights_error(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+    from zsad.weights import WeightsError, safe_load_state_dict
+    path = tmp_path / "model.safetensors"
+    save_file({"w": torch.zeros(64, 64)}, str(path))
+    path.write_bytes(path.read_bytes()[:100])  # an interrupted download
+    with pytest.raises(WeightsError, match="model.safetensors: cannot be loaded as plain tensors"):
+        safe_load_state_dict(path)

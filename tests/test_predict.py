@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from flows.cache import list_stages
 from flows.cli import main
 from flows.thresholds import stored_thresholds
 from tasks import runtime
@@ -177,6 +178,9 @@ def test_unlabelled_folder_precompute_report_gallery_and_evaluate_message(line, 
     assert "broken.png" in err and "4 images done, 1 failed" in err and "Traceback" not in err
     assert main(["report", *args, "--out", str(tmp_path / "rep")]) == 0
     html = (tmp_path / "rep" / "report.html").read_text()
-    assert "ranked by anomaly score" in html and html.count("<figure>") == 4 and "broken.png" not in html
+    assert "ranked by anomaly score" in html and html.count("<figure>") == 4
+    assert "Failed images (1)" in html and "broken.png" in html and "not a readable image" in html
+    listed = {r["stage"]: r["units"] for r in list_stages(store)}
+    assert listed["errors"] >= 1  # zsad cache list shows the failure records
     assert main(["evaluate", *args, "--out", str(tmp_path / "res")]) == 2
     assert "have no labels" in capsys.readouterr().err

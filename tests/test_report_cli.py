@@ -107,7 +107,21 @@ def test_corrupt_image_is_named_and_store_keeps_finished_units(prefect_harness, 
     from zsad.config import PipelineConfig
     hashes = plan_stages(PipelineConfig.tiny()).hashes
     assert len(st.list_units("clipseg", hashes["clipseg"], "synthetic")) == 7  # every good image, both classes
+    from tasks.errors import list_failures
+    [record] = list_failures(st, hashes["image"], "synthetic")
+    assert record["stage"] == "image" and record["path"].endswith("washer/test/good/001.png")
     sh.copy(synthetic_root / "washer" / "test" / "good" / "001.png", root / "washer" / "test" / "good" / "001.png")
     runtime.forget_stores()
     assert main(["precompute", "--dataset", "synthetic", "--root", str(root), "--store", store]) == 0
     assert len(StageStore(store).list_units("clipseg", hashes["clipseg"], "synthetic")) == 8  # the fixed file
+    assert list_failures(StageStore(store), hashes["image"], "synthetic") == []  # and its record is gone
+
+
+def test_prune_keep_paper_works_without_the_paper_weights(cached_run, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("ZSAD_WEIGHTS_DIR", str(tmp_path))  # no weights anywhere here
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    assert main(["cache", "prune", "--store", cached_run, "--keep", "paper", "--dry-run"]) == 0
+    doomed = {p.split("/")[0] for p in json.loads(capsys.readouterr().out)["would_delete"]}
+    # the tiny models' stages go; the image records and the foreground (same config as the paper's) stay
+    assert {"isnet", "sam", "tiles", "clip_image", "clip_text", "clipseg"} <= doomed
+    assert "image" not in doomed and "foreground" not in doomed

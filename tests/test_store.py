@@ -47,3 +47,22 @@ def test_read_of_missing_unit_is_a_clear_error(tmp_path):
     st = StageStore(tmp_path / "s.zarr")
     with pytest.raises(ValueError, match="missing or incomplete; run `zsad precompute` first"):
         st.read_unit("tiles/h/d/c/test/x")
+
+
+def test_temp_folders_of_dead_writers_are_swept_and_live_ones_kept(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from stores.zarr_store import _HOST
+    st = StageStore(tmp_path / "s.zarr")
+    st.write_unit("tiles/abc/ds/cls/test/img", {"x": (np.zeros(3), ("t",))})
+    split = tmp_path / "s.zarr" / "tiles" / "abc" / "ds" / "cls" / "test"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (split / f".tmp-img2-{_HOST}-{dead.pid}-deadbeef").mkdir()           # its writer was killed
+    (split / f".tmp-img3-{_HOST}-{os.getpid()}-cafecafe").mkdir()        # a writer still running
+    (split / ".tmp-img4-abcd1234").mkdir()                               # old format, recent: kept
+    assert st.sweep_temps() == 1
+    left = sorted(p.name for p in split.iterdir())
+    assert left == [f".tmp-img3-{_HOST}-{os.getpid()}-cafecafe", ".tmp-img4-abcd1234", "img", "zarr.json"]
+    assert st.read_array("tiles/abc/ds/cls/test/img", "x").shape == (3,)

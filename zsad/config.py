@@ -25,6 +25,7 @@ STAGE_VERSIONS: dict[str, int] = {
     "clipseg": 1,
     "aggregate": 1,
     "thresholds": 1,  # not computed: decision thresholds stored under an aggregate variant's hash
+    "errors": 1,  # not computed: per-image failure records under the image stage's hash
 }
 
 

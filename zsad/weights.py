@@ -163,13 +163,14 @@ def safe_load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     Unwraps ``{"state_dict": ...}`` / ``{"model": ...}`` containers and a ``module.`` prefix.
     """
     import torch
+    from safetensors import SafetensorError
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
             sd = load_file(str(path))
         else:
             sd = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, SafetensorError) as exc:
         raise WeightsError(f"{path}: cannot be loaded as plain tensors ({type(exc).__name__}: "
                            f"{str(exc).splitlines()[0] if str(exc) else ''}). zsad loads with weights_only=True "
                            "and refuses pickles that run code; use the published file or a .safetensors copy.") from None
