@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .decode import DatasetError, ImageLimits, decode_image
+from .decode import DatasetError, ImageLimits, decode_image  # noqa: F401 - re-exported
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 

@@ -113,8 +113,10 @@ def decode_image(path: str | Path, limits: ImageLimits | None = None) -> np.ndar
                 _check_size(p, w, h, limits)
                 im.load()
                 arr = _to_rgb(ImageOps.exif_transpose(im))
-    except Image.DecompressionBombError as exc:
-        raise ImageError(f"{p}: refused as a decompression bomb ({exc})") from None
+    except Image.DecompressionBombError:
+        raise ImageError(f"{p}: its header claims over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels, over the "
+                         f"limit of {limits.max_pixels / 1e6:g} (a decompression bomb?): refused before decoding"
+                         ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         if isinstance(exc, ImageError):
             raise
