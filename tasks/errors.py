@@ -14,13 +14,19 @@ from stores import StageStore, Unit, stage_root, unit_key
 
 
 def record_failures(store: StageStore, image_hash: str, failed: list[dict[str, str]]) -> None:
-    """Write one record per failed image (records without a unit, e.g. a missing path, are skipped)."""
+    """Write one record per failed image (records without a unit, e.g. a missing path, are skipped);
+    an image failing again the same way keeps its record (a rerun writes nothing new)."""
     with_unit = [f for f in failed if f.get("unit")]
     if not with_unit:
         return
     store.ensure_stage("errors", image_hash, {"what": "per-image failures"}, {"image": image_hash})
     for f in with_unit:
-        store.write_unit(unit_key("errors", image_hash, Unit(*f["unit"].split("/"))), {}, dict(f, time=time.time()))
+        key = unit_key("errors", image_hash, Unit(*f["unit"].split("/")))
+        if store.is_complete(key):
+            old = store.read_attrs(key)
+            if (old.get("stage"), old.get("error")) == (f["stage"], f["error"]):
+                continue
+        store.write_unit(key, {}, dict(f, time=time.time()))
 
 
 def clear_failures(store: StageStore, image_hash: str, dataset: str, done: list[str]) -> int:
