@@ -82,26 +82,33 @@ def test_aupro_single_anomalous_pixel_and_perfect_map():
     assert f1_max(masks, maps) == 1.0
 
 
+def _accumulate(masks, maps):
+    acc = PixelAccumulator()
+    for m, s in zip(masks, maps):
+        acc.update(m, s)
+    return acc
+
+
 @pytest.mark.parametrize("seed", [0, 3])
-def test_binned_accumulator_matches_exact(seed):
+@pytest.mark.parametrize("scale", [1.0, 1e-3, 1e-4])
+def test_streamed_metrics_equal_exact_ones_at_float16(seed, scale):
+    """Maps spanning [0, 1], [0, 1e-3] and [0, 1e-4]: streamed == exact on the float16 maps."""
     masks, maps = _pixel_case(seed)
-    acc = PixelAccumulator(bins=1000)  # scores rounded to 1e-3 sit exactly on bin edges
-    for m, s in zip(masks, maps):
-        acc.update(m, s)
-    got, want = acc.result(), pixel_metrics_exact(masks, maps)
+    maps = (maps * scale + np.random.default_rng(seed).random(maps.shape) * 1e-3 * scale).astype(np.float32)
+    got = _accumulate(masks, maps).result()
+    want = pixel_metrics_exact(masks, maps.astype(np.float16).astype(np.float64))
     for k in want:
-        assert got[k] == pytest.approx(want[k], abs=2e-3), k
+        assert got[k] == pytest.approx(want[k], abs=1e-9), k
 
 
-def test_binned_accumulator_coarse_bins_close():
-    masks, maps = _pixel_case(5)
-    maps = maps + np.random.default_rng(9).random(maps.shape) * 1e-4
-    acc = PixelAccumulator(bins=256)
-    for m, s in zip(masks, maps):
-        acc.update(m, s)
-    got, want = acc.result(), pixel_metrics_exact(masks, maps)
-    for k in want:
-        assert got[k] == pytest.approx(want[k], abs=0.02), k
+def test_small_valued_hand_case_keeps_its_f1_max():
+    """3 anomalous pixels, 4 normal: best at t=0.7 (TP 3, FP 2): F1 = 2 * 0.6 * 1 / 1.6 = 0.75.
+    The old fixed [0, 1] bins put every score of the 1e-4-scaled map in bin 0 (F1 0.6 there)."""
+    mask = np.array([[1, 1, 1, 0, 0, 0, 0]], bool)
+    scores = np.array([[0.9, 0.8, 0.7, 0.85, 0.75, 0.1, 0.05]])
+    for scale in (1.0, 1e-4, 1e-6):
+        assert _accumulate([mask], [scores * scale]).result()["f1_max"] == pytest.approx(0.75), scale
+        assert f1_max(mask, scores * scale) == pytest.approx(0.75)
 
 
 def test_accumulator_all_normal_and_constant():

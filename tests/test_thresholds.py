@@ -52,24 +52,24 @@ def test_fpr_threshold_extremes():
         fpr_threshold(np.array([0.1]), 1.0)
 
 
-def test_histogram_fpr_threshold_matches_binned_scores():
+def test_histogram_fpr_threshold_equals_the_exact_one_on_float16_scores():
+    from zsad.metrics import BIN_VALUES, FLOAT16_BINS, float16_bins
     rng = np.random.default_rng(2)
-    scores = rng.random(10_000) ** 3
-    counts = np.bincount(np.minimum((scores * 64).astype(int), 63), minlength=64)
-    t = histogram_fpr_threshold(counts, 0.0, 1.0, 0.05)
-    binned = np.floor(scores * 64) / 64
-    assert (binned >= t).mean() <= 0.05 and (binned >= t - 1 / 64).mean() > 0.05
+    scores = (rng.random(10_000) ** 3 * 1e-3).astype(np.float16).astype(np.float64)
+    t = histogram_fpr_threshold(np.bincount(float16_bins(scores), minlength=FLOAT16_BINS), BIN_VALUES, 0.05)
+    assert (scores >= t).mean() <= 0.05 and (scores >= scores[scores < t].max()).mean() > 0.05
 
 
-def test_pixel_f1_threshold_is_the_binned_f1_max_point():
+def test_pixel_f1_threshold_is_the_f1_max_point():
     rng = np.random.default_rng(3)
     mask = rng.random((40, 40)) < 0.1
     scores = np.clip(rng.random((40, 40)) * 0.6 + 0.4 * mask, 0, 1)
-    acc = PixelAccumulator(bins=256)
+    acc = PixelAccumulator()
     acc.update(mask, scores)
     t = acc.f1_threshold()
-    binned = np.floor(scores * 256) / 256
-    assert f1_score(mask.ravel(), (binned >= t - 1e-12).ravel()) == pytest.approx(acc.result()["f1_max"])
+    rounded = scores.astype(np.float16).astype(np.float64)
+    assert f1_score(mask.ravel(), (rounded >= t).ravel()) == pytest.approx(acc.result()["f1_max"])
+    assert acc.result()["f1_max"] == pytest.approx(f1_max(mask, rounded))
 
 
 def test_decide():

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .metrics import PixelAccumulator, sample_metrics
+from .metrics import BIN_VALUES, FLOAT16_BINS, PixelAccumulator, float16_bins, sample_metrics
 from .pixelmaps import resize_map
 from .thresholds import Threshold, f1_threshold, fpr_threshold, histogram_fpr_threshold
 
@@ -37,12 +37,11 @@ class ClassEvaluator:
     which for zsad is the image's, so masks are used as they are.
     """
 
-    bins: int = 4096
     pixel_size: int | None = None
     labels: list[int] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
     pixels: PixelAccumulator | None = None
-    normal_pixels: np.ndarray | None = None  # (bins,) counts of the pixels of normal images
+    normal_pixels: np.ndarray | None = None  # (FLOAT16_BINS,) counts of the pixels of normal images
 
     def update(self, label: int, score: float, mask_hw: np.ndarray | None, map_hw: np.ndarray | None) -> None:
         self.labels.append(int(label))
@@ -56,10 +55,10 @@ class ClassEvaluator:
             map_hw = resize_map(map_hw, size)
             mask_hw = resize_map(mask_hw.astype(np.float32), size) >= 0.5  # nearest-like for binary
         if self.pixels is None:
-            self.pixels = PixelAccumulator(self.bins)
+            self.pixels = PixelAccumulator()
         self.pixels.update(mask_hw, map_hw)
         if label == 0:
-            counts = np.bincount(self.pixels._bin(map_hw).ravel(), minlength=self.bins)
+            counts = np.bincount(float16_bins(map_hw).ravel(), minlength=FLOAT16_BINS)
             self.normal_pixels = counts if self.normal_pixels is None else self.normal_pixels + counts
 
     def result(self) -> dict[str, float]:
@@ -84,7 +83,7 @@ class ClassEvaluator:
         if fpr is not None and n_normal:
             out["image"]["fpr"] = Threshold(fpr_threshold(scores[labels == 0], fpr), "fpr", dataset, n_normal, fpr)
             if self.normal_pixels is not None:
-                value = histogram_fpr_threshold(self.normal_pixels, self.pixels.lo, self.pixels.hi, fpr)
+                value = histogram_fpr_threshold(self.normal_pixels, BIN_VALUES, fpr)
                 out["pixel"]["fpr"] = Threshold(value, "fpr", dataset, n_normal, fpr)
         return out
 

@@ -61,24 +61,24 @@ def fpr_threshold(normal_scores: np.ndarray, fpr: float) -> float:
     return float(np.nextafter(s[k], np.inf))
 
 
-def histogram_fpr_threshold(neg_counts: np.ndarray, lo: float, hi: float, fpr: float) -> float:
-    """``fpr_threshold`` on binned scores: the lowest bin edge flagging at most ``fpr`` of them.
+def histogram_fpr_threshold(neg_counts: np.ndarray, bin_values: np.ndarray, fpr: float) -> float:
+    """``fpr_threshold`` on a histogram: the lowest bin value flagging at most ``fpr`` of the scores.
 
-    ``neg_counts`` are counts of normal pixels in equal bins over ``[lo, hi]``; a pixel is
-    flagged when its bin's lower edge is ``>=`` the threshold.
+    ``neg_counts[i]`` counts normal scores equal to ``bin_values[i]`` (increasing); a score is
+    flagged when it is ``>=`` the threshold. If even the top bin holds more than ``fpr``, the
+    top bin's value is returned.
 
     Example:
-        >>> histogram_fpr_threshold(np.array([90, 9, 1, 0]), 0.0, 1.0, 0.05)  # top 2 bins: 1 %
+        >>> histogram_fpr_threshold(np.array([90, 9, 1, 0]), np.array([0.0, 0.25, 0.5, 0.75]), 0.05)
         0.5
     """
     neg = np.asarray(neg_counts, np.int64)
     total = neg.sum()
     if total == 0:
         raise ValueError("a pixel FPR threshold needs normal pixels; got none")
-    flagged = np.cumsum(neg[::-1])[::-1] / total  # fraction at or above each bin's lower edge
+    flagged = np.cumsum(neg[::-1])[::-1] / total  # fraction at or above each bin's value
     ok = np.flatnonzero(flagged <= fpr + 1e-12)
-    k = int(ok[0]) if ok.size else neg.size  # none fits: above the top bin
-    return float(lo + k * (hi - lo) / neg.size)
+    return float(bin_values[int(ok[0]) if ok.size else -1])
 
 
 @dataclass(frozen=True)
