@@ -85,7 +85,8 @@ def fill_paper_shaped_cache(store_url: str, n_images: int, seed: int = 0) -> flo
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=32)
-    ap.add_argument("--grid", type=int, default=36, choices=[6, 36], help="variants in the grid timing")
+    ap.add_argument("--grid", type=int, default=36, choices=[6, 36, 72],
+                    help="variants in the grid timing (72 = `grid`, with both logit scales)")
     ap.add_argument("--workdir", default=None)
     args = ap.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="zsad-bench-"))
@@ -103,7 +104,9 @@ def main() -> None:
     tpi = fill_paper_shaped_cache(store, args.images)
     print(f"aggregation on {args.images} paper-shaped images (1024x768, {tpi:.2f} tiles/image, 19x352x352 maps):",
           flush=True)
-    grid = "grid" if args.grid == 36 else "fusion=harmonic,arithmetic,geometric;top_fraction=0.25,0.5"
+    grid = {72: "grid", 36: "fusion=harmonic,arithmetic,geometric;top_fraction=0.25,0.5,1;"
+                             "scale_by_tile_score=true,false;seed_states=true,false",
+            6: "fusion=harmonic,arithmetic,geometric;top_fraction=0.25,0.5"}[args.grid]
     for variants, label, count in (("seed", "one variant", 1), (grid, f"grid of {args.grid}", args.grid)):
         serial = None
         for scheduler in ("synchronous", "threads", "processes"):

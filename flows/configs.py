@@ -55,11 +55,13 @@ GRID = {
     "top_fraction": (0.25, 0.5, 1.0),
     "scale_by_tile_score": (True, False),
     "seed_states": (True, False),
+    "logit_scale": (None, 1 / 0.07),  # CLIP's own (100), WinCLIP's temperature 0.07
 }
+SCALE_NAMES = {"clip": None, "winclip": 1 / 0.07}
 
 
 def variant_grid(spec: str | None) -> list[AggregateConfig]:
-    """``None``/``seed``: the seed's variant; ``grid``: the full grid (36 variants);
+    """``None``/``seed``: the seed's variant; ``grid``: the full grid (72 variants);
     or ``key=v1,v2;key=v3`` to sweep named fields (others at the seed's values).
 
     Values are parsed by the field's type: booleans only ``true``/``false``, numbers as numbers;
@@ -84,6 +86,13 @@ def variant_grid(spec: str | None) -> list[AggregateConfig]:
 
 
 def _parse(key: str, v: str) -> Any:
+    if key == "logit_scale":
+        if v.lower() in SCALE_NAMES:
+            return SCALE_NAMES[v.lower()]
+        try:
+            return float(v)
+        except ValueError:
+            raise ValueError(f"aggregation field 'logit_scale' takes clip, winclip or a number, got {v!r}") from None
     kind = type(GRID[key][0])
     if kind is bool:
         if v.lower() not in ("true", "false"):
@@ -101,4 +110,5 @@ def _parse(key: str, v: str) -> Any:
 
 def variant_label(agg: AggregateConfig) -> str:
     return f"{agg.fusion}/top{agg.top_fraction:g}/{'scaled' if agg.scale_by_tile_score else 'unscaled'}/" \
-           f"{'seed' if agg.seed_states else 'winclip'}-prompts"
+           f"{'seed' if agg.seed_states else 'winclip'}-prompts" + \
+        ("" if agg.logit_scale is None else f"/scale{agg.logit_scale:.4g}")

@@ -90,12 +90,30 @@ def test_image_ids_never_merge_different_files():
 
 def test_variant_strings_are_parsed_strictly():
     from flows.configs import variant_grid
-    assert len(variant_grid("grid")) == 36
+    assert len(variant_grid("grid")) == 72
+    assert [v.logit_scale for v in variant_grid("logit_scale=clip,winclip,50")] == [None, 1 / 0.07, 50.0]
     assert [v.top_fraction for v in variant_grid("top_fraction=0.25,.25,0.5")] == [0.25, 0.5]  # one per value
     assert variant_grid("seed_states=false")[0].seed_states is False
     for bad, message in [("scale_by_tile_score=maybe", "takes true or false"), ("seed_states=0", "true or false"),
                          ("top_fraction=lots", "takes a number"), ("fusion=median", "takes one of"),
                          ("top_fraction=", "has no values"), ("temperature=1", "unknown aggregation field"),
-                         ("top_fraction=1.5", r"top_fraction must be in \(0, 1\]")]:
+                         ("top_fraction=1.5", r"top_fraction must be in \(0, 1\]"),
+                         ("logit_scale=hot", "takes clip, winclip or a number"),
+                         ("logit_scale=-1", "logit_scale must be positive")]:
         with pytest.raises(ValueError, match=message):
             variant_grid(bad)
+
+
+def test_logit_scale_variant_replaces_clips_own():
+    from zsad.aggregate import aggregate_variants
+    from zsad.config import AggregateConfig
+    from zsad.scoring import tile_scores
+    rng = np.random.default_rng(0)
+    img, txt = rng.normal(size=(3, 8)), rng.normal(size=(6, 8))
+    anomalous, ext = np.array([0, 0, 0, 1, 1, 1], bool), np.zeros(6, bool)
+    maps, boxes = rng.random((3, 2, 4, 4)), np.array([[0, 0, 4, 4], [2, 0, 6, 4], [0, 2, 4, 6]])
+    own, winclip = aggregate_variants(img, txt, anomalous, ext, 100.0, maps, boxes, np.array([1, 1, 2]), (6, 6),
+                                      [AggregateConfig(), AggregateConfig(logit_scale=1 / 0.07)])
+    assert np.array_equal(own.tile_scores_t, tile_scores(img, txt, anomalous, 100.0))
+    assert np.array_equal(winclip.tile_scores_t, tile_scores(img, txt, anomalous, 1 / 0.07))
+    assert not np.array_equal(own.pixel_map_hw, winclip.pixel_map_hw)

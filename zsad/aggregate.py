@@ -70,23 +70,25 @@ def aggregate_variants(image_emb_td: np.ndarray, text_emb_pd: np.ndarray, anomal
     Args:
         image_emb_td: (T, D) CLIP tile embeddings.
         text_emb_pd: (P, D) CLIP prompt embeddings; ``anomalous_p``/``seed_extension_p`` (P,) bool.
-        logit_scale: CLIP logit scale.
+        logit_scale: CLIP's logit scale (a variant's own ``logit_scale`` replaces it).
         maps_tlhw: (T, L, h, w) CLIPSeg probabilities (any float dtype).
         boxes_xyxy: (T, 4) tile boxes; component_t: (T,) component ids.
         image_hw: (H, W) of the image.
         cfgs: the variants (fusion, top fraction, scaling, prompt set).
     """
     anomalous_p, ext_p = np.asarray(anomalous_p, bool), np.asarray(seed_extension_p, bool)
-    scores: dict[bool, np.ndarray] = {}
+    scores: dict[tuple, np.ndarray] = {}
     fused: dict[str, np.ndarray] = {}
     out = []
     for cfg in cfgs:
-        if cfg.seed_states not in scores:
+        key = (cfg.seed_states, cfg.logit_scale)
+        if key not in scores:
             use = np.ones(len(anomalous_p), bool) if cfg.seed_states else ~ext_p
-            scores[cfg.seed_states] = tile_scores(image_emb_td, text_emb_pd[use], anomalous_p[use], logit_scale)
+            scale = logit_scale if cfg.logit_scale is None else cfg.logit_scale
+            scores[key] = tile_scores(image_emb_td, text_emb_pd[use], anomalous_p[use], scale)
         if cfg.fusion not in fused:
             fused[cfg.fusion] = fuse_prompt_maps(maps_tlhw, cfg.fusion)
-        s = scores[cfg.seed_states]
+        s = scores[key]
         maps = fused[cfg.fusion] * s.astype(np.float32)[:, None, None] if cfg.scale_by_tile_score \
             else fused[cfg.fusion]
         out.append(Aggregated(s, paste_tiles(maps, boxes_xyxy, image_hw),

@@ -108,12 +108,16 @@ class AggregateConfig:
         scale_by_tile_score: multiply each tile's pixel map by its tile score (seed: True).
         seed_states: include the seed's extra normal/anomalous states (seed: True); False is
             plain WinCLIP's compositional ensemble.
+        logit_scale: the tile-score softmax's scale: ``None`` = the CLIP model's own
+            (``logit_scale.exp()``, 100 for the released models); WinCLIP uses temperature 0.07,
+            i.e. ``1 / 0.07``. The seed does not say.
     """
 
     fusion: str = "harmonic"
     top_fraction: float = 0.25
     scale_by_tile_score: bool = True
     seed_states: bool = True
+    logit_scale: float | None = None
 
     def __post_init__(self) -> None:
         if self.fusion not in ("harmonic", "arithmetic", "geometric"):
@@ -122,6 +126,9 @@ class AggregateConfig:
             )
         if not 0.0 < self.top_fraction <= 1.0:
             raise ValueError(f"AggregateConfig.top_fraction must be in (0, 1], got {self.top_fraction!r}")
+        if self.logit_scale is not None and not self.logit_scale > 0:
+            raise ValueError(f"AggregateConfig.logit_scale must be positive or None (CLIP's own), "
+                             f"got {self.logit_scale!r}")
 
 
 @dataclass(frozen=True)
