@@ -20,7 +20,7 @@ def clipseg_maps(store_url: str, hashes: dict[str, str], units: list[str], cfg: 
 
     def one(store, model, unit, sha, attrs):
         crops = image_crops(store, hashes["tiles"], unit, attrs["path"])
-        m = store_maps(model.predict(crops, prompts), pc.map_dtype)
+        m = store_maps(model.predict_logits(crops, prompts), pc.map_dtype)
         store.write_unit(unit_key("clipseg", hashes["clipseg"], unit),
                          {"maps_tlhw": (m, ("tile", "prompt", "y", "x"))}, {"prompts": list(prompts)}, source=sha)
 

@@ -23,7 +23,7 @@ def test_score_image_end_to_end(tiny_models, tiny_cfg, synthetic_samples):
         assert (r.pixel_map_hw[~covered] == 0).all()
         assert r.pixel_map_hw.max() <= 1.0
         assert r.clipseg_maps_tlhw.shape == (len(r.tiles), 19, 64, 64)
-        assert r.clipseg_maps_tlhw.dtype == np.float16
+        assert r.clipseg_maps_tlhw.dtype == np.uint8  # logit8
 
 
 def test_score_image_is_deterministic(tiny_models, tiny_cfg, synthetic_samples):
@@ -41,3 +41,28 @@ def test_core_imports_neither_prefect_nor_zarr():
             "bad = [m for m in ('prefect', 'zarr', 'dask', 'xarray') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_logit8_cache_changes_no_metric_by_0_1_points(synthetic_root, tmp_path):
+    """The compact CLIPSeg cache (logits quantised to 1/8) against float32 maps, on the synthetic set."""
+    import dataclasses
+    import json
+
+    from flows.evaluate import run_evaluate
+    from flows.precompute import run_precompute
+    from zsad.config import PipelineConfig, to_jsonable
+    from zsad.datasets import read_dataset
+    metrics = {}
+    for dtype in ("float32", "logit8"):
+        cfg = dataclasses.replace(PipelineConfig.tiny(), map_dtype=dtype)
+        path = tmp_path / f"{dtype}.json"
+        path.write_text(json.dumps(to_jsonable(cfg)))
+        store = str(tmp_path / f"{dtype}.zarr")
+        run_precompute(read_dataset("synthetic", synthetic_root), "synthetic", store, cfg, progress=False)
+        out = run_evaluate(store=store, dataset="synthetic", config=str(path), out_dir=str(tmp_path / dtype),
+                           echo=False)
+        metrics[dtype] = next(iter(out.values()))["metrics"]
+    for cls, row in metrics["float32"].items():
+        for k, v in row.items():
+            if not k.startswith("n_") and v == v:  # NaN-free metrics
+                assert abs(metrics["logit8"][cls][k] - v) <= 0.001, (cls, k)

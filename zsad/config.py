@@ -22,7 +22,7 @@ STAGE_VERSIONS: dict[str, int] = {
     "tiles": 1,
     "clip_image": 1,
     "clip_text": 1,
-    "clipseg": 1,
+    "clipseg": 2,  # 2: logits cached (logit8), not float16 probabilities
     "aggregate": 1,
     "thresholds": 1,  # not computed: decision thresholds stored under an aggregate variant's hash
     "errors": 1,  # not computed: per-image failure records under the image stage's hash
@@ -144,7 +144,7 @@ class PipelineConfig:
     tiling: TilingConfig = TilingConfig()
     prompts: PromptConfig = PromptConfig()
     aggregate: AggregateConfig = AggregateConfig()
-    map_dtype: str = "float16"
+    map_dtype: str = "logit8"
     device: str = "cpu"
     batch_size: int = 16
 

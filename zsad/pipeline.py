@@ -87,7 +87,7 @@ def score_image(image_hw3: np.ndarray, class_name: str, models: Models, cfg: Pip
     crops = crop_tiles(image_hw3, tiles.boxes_xyxy)
     emb = models.clip.encode_images(crops)
     text = text or embed_prompts(models.clip, class_name, cfg)
-    maps = store_maps(models.clipseg.predict(crops, localising_prompts(cfg.prompts.localising)), cfg.map_dtype)
+    maps = store_maps(models.clipseg.predict_logits(crops, localising_prompts(cfg.prompts.localising)), cfg.map_dtype)
     agg: Aggregated = aggregate_image(emb, text.emb_pd, text.prompts.anomalous_p, text.prompts.seed_extension_p,
                                       text.logit_scale, load_maps(maps), tiles.boxes_xyxy, tiles.component_t,
                                       image_hw3.shape[:2], cfg.aggregate)

@@ -82,16 +82,20 @@ class ClipSegMapper:
         out = self.model.decoder(acts, cond.repeat(b, 1)).logits
         return out.reshape(b, l, *out.shape[-2:])
 
-    def predict(self, tiles: Sequence[np.ndarray], prompts: Sequence[str]) -> np.ndarray:
-        """Tiles ((h, w, 3) uint8) x prompts -> (T, L, s, s) float32 sigmoid probabilities."""
+    def predict_logits(self, tiles: Sequence[np.ndarray], prompts: Sequence[str]) -> np.ndarray:
+        """Tiles ((h, w, 3) uint8) x prompts -> (T, L, s, s) float32 logits (what is cached)."""
         cond = self.prompt_embeddings(prompts)
         out = []
         for sl in batches(len(tiles), self.batch_size):
             x = resize_batch(tiles[sl], self.input_size, Image.BILINEAR, self.mean, self.std).to(self.device)
-            out.append(torch.sigmoid(self.logits(x, cond).float()).cpu())
+            out.append(self.logits(x, cond).float().cpu())
         if not out:
             return np.zeros((0, len(prompts), self.input_size, self.input_size), np.float32)
         return torch.cat(out).numpy()
+
+    def predict(self, tiles: Sequence[np.ndarray], prompts: Sequence[str]) -> np.ndarray:
+        """Tiles ((h, w, 3) uint8) x prompts -> (T, L, s, s) float32 sigmoid probabilities."""
+        return torch.sigmoid(torch.from_numpy(self.predict_logits(tiles, prompts))).numpy()
 
 
 def _config_for(spec: ModelSpec, weights_path: Path | None) -> CLIPSegConfig:
