@@ -1,6 +1,8 @@
-"""Flow ``aggregate``: cached arrays -> scores and maps for one or many variants, with Dask.
+"""Flow ``aggregate``: cached arrays -> scores (and, when asked, maps) for one or many variants, with Dask.
 
-Reads only the store and never imports a model. Each variant is written under its own hash.
+Reads only the store and never imports a model. Each variant is written under its own hash;
+with ``evaluate`` the same pass streams every labelled image's maps into per-class metric
+accumulators (merged pairwise, so memory stays bounded), and no map needs to be stored.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from typing import Any
 import dask
 from prefect import flow
 
-from tasks.aggregate import aggregate_units
+from tasks.aggregate import aggregate_units, merge_chunks
 from tasks.plan import plan_stages
 from tasks.runtime import open_store
 from zsad.config import to_jsonable
@@ -28,12 +30,16 @@ def _client(address: str):
 
 def run_variants(store: str, dataset: str, config: str = "tiny", variants: str | None = "seed",
                  classes: list[str] | None = None, scheduler: str = "threads", dask_address: str | None = None,
-                 chunk: int = 8, overwrite: bool = False, units: list[str] | None = None) -> dict[str, Any]:
+                 chunk: int = 8, overwrite: bool = False, units: list[str] | None = None, save_maps: bool = False,
+                 evaluate: bool = False, pixel_size: int | None = None) -> dict[str, Any]:
     """The work of the ``aggregate`` flow, callable without Prefect (CLI, benchmarks, notebooks).
 
     ``units`` restricts the work to these unit paths (``dataset/class/split/id``); default: every
     image of ``dataset`` (and ``classes``) whose precompute finished (the last stage, ``clipseg``,
     is complete): an image that failed there has nothing to aggregate and is left out.
+    ``save_maps`` also writes each image's full-size map (float16). ``evaluate`` adds, per
+    variant, ``evaluators`` (``{class: ClassEvaluator}``, maps streamed in this pass) and ``rows``
+    (``{class: [{"unit", "label", "score"}]}``) to the returned facts.
     """
     plan = plan_stages(load_pipeline_config(config))
     st = open_store(store)
@@ -49,22 +55,34 @@ def run_variants(store: str, dataset: str, config: str = "tiny", variants: str |
         st.ensure_stage("aggregate", vh, to_jsonable(agg), plan.aggregate_inputs())
         meta[vh] = {"label": variant_label(agg), "config": to_jsonable(agg), "n_images": 0, "written": 0}
         variant_list.append((vh, to_jsonable(agg)))
-    jobs = [dask.delayed(aggregate_units)(store, plan.hashes, variant_list, units[i: i + chunk], overwrite)
-            for i in range(0, len(units), chunk)]
+    jobs = [dask.delayed(aggregate_units)(store, plan.hashes, variant_list, units[i: i + chunk], overwrite,
+                                          save_maps, evaluate, pixel_size) for i in range(0, len(units), chunk)]
+    while len(jobs) > 1:  # a tree of merges: partial accumulators are released as they are merged
+        jobs = [dask.delayed(merge_chunks)(*jobs[i: i + 2]) if i + 1 < len(jobs) else jobs[i]
+                for i in range(0, len(jobs), 2)]
     if dask_address:
         client = _client(dask_address)
-        results = client.gather(client.compute(jobs))
+        (result,) = client.gather(client.compute(jobs))
     else:
-        results = dask.compute(*jobs, scheduler=scheduler)
-    for row in (r for rows in results for r in rows):
-        meta[row["variant"]]["n_images"] += 1
-        meta[row["variant"]]["written"] += int(row["written"])
+        (result,) = dask.compute(*jobs, scheduler=scheduler)
+    for row in result["rows"]:
+        m = meta[row["variant"]]
+        m["n_images"] += 1
+        m["written"] += int(row["written"])
+        if evaluate:
+            m.setdefault("rows", {}).setdefault(row["unit"].split("/")[1], []).append(
+                {"unit": row["unit"], "label": row["label"], "score": row["sample_score"]})
+    if evaluate:
+        for (vh, cls), ev in sorted(result["evaluators"].items()):
+            meta[vh].setdefault("evaluators", {})[cls] = ev
     return meta
 
 
 @flow(name="zsad-aggregate", persist_result=True)
 def aggregate(store: str = "zsad-store.zarr", dataset: str = "synthetic", config: str = "tiny",
               variants: str | None = "seed", classes: list[str] | None = None, scheduler: str = "threads",
-              dask_address: str | None = None, chunk: int = 8, overwrite: bool = False) -> dict[str, Any]:
+              dask_address: str | None = None, chunk: int = 8, overwrite: bool = False,
+              save_maps: bool = False) -> dict[str, Any]:
     """Score cached images for the variants (``seed``, ``grid`` or ``field=a,b;field=c``)."""
-    return run_variants(store, dataset, config, variants, classes, scheduler, dask_address, chunk, overwrite)
+    return run_variants(store, dataset, config, variants, classes, scheduler, dask_address, chunk, overwrite,
+                        save_maps=save_maps)

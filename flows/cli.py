@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--variants", default="seed", help="'seed', 'grid' or 'fusion=harmonic,geometric;top_fraction=.25,.5'")
     a.add_argument("--scheduler", default="threads", choices=["threads", "processes", "synchronous"])
     a.add_argument("--dask-address", default=None, help="a dask.distributed scheduler, e.g. tcp://host:8786")
+    a.add_argument("--save-maps", action="store_true", help="also store each image's full-size map (float16)")
     e = sub.add_parser("evaluate", help="metrics per class and mean; stores F1-max and FPR thresholds")
     _common(e)
     e.add_argument("--variants", default="seed")
@@ -99,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--pixel-size", type=_positive_int, default=None,
                    help="evaluate pixels at this square size (default: full)")
     e.add_argument("--fpr", type=_fraction, default=0.01, help="also store thresholds at this FPR on normal images")
+    e.add_argument("--save-maps", action="store_true", help="also store each image's full-size map (float16)")
     e.add_argument("--root", default=None, help="with --dataset visa|mvtec: precompute this data set first")
     r = sub.add_parser("report", help="a self-contained HTML report of a run")
     _common(r, prefect=False)
@@ -181,7 +183,8 @@ def run(args: argparse.Namespace) -> Any:  # noqa: C901 - a flat dispatch table
         from .aggregate import aggregate, run_variants
         fn = aggregate if _orchestrated(args) else run_variants
         return fn(store=args.store, dataset=args.dataset, config=args.config, variants=args.variants,
-                  classes=args.classes, scheduler=args.scheduler, dask_address=args.dask_address)
+                  classes=args.classes, scheduler=args.scheduler, dask_address=args.dask_address,
+                  save_maps=args.save_maps)
     if args.command == "evaluate":
         from .evaluate import evaluate, run_evaluate
         if args.root:
@@ -190,7 +193,7 @@ def run(args: argparse.Namespace) -> Any:  # noqa: C901 - a flat dispatch table
                                  "them: metrics over part of a data set would not compare with published ones")
         fn = evaluate if _orchestrated(args) else run_evaluate
         fn(store=args.store, dataset=args.dataset, config=args.config, variants=args.variants,
-           classes=args.classes, out_dir=args.out, pixel_size=args.pixel_size, fpr=args.fpr)
+           classes=args.classes, out_dir=args.out, pixel_size=args.pixel_size, fpr=args.fpr, save_maps=args.save_maps)
         return {"quiet": True}
     if args.command == "report":
         from .report import build_report

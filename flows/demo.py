@@ -9,6 +9,7 @@ from typing import Any
 from PIL import Image
 
 from stores import unit_key
+from tasks.aggregate import pixel_map
 from tasks.plan import plan_stages
 from tasks.runtime import open_store
 from zsad.config import AggregateConfig
@@ -28,7 +29,7 @@ def write_heatmaps(store: str, dataset: str, config: str, out_dir: Path, agg: Ag
     written = []
     for unit in st.list_units("aggregate", vh, dataset):
         image = st.read_attrs(unit_key("image", plan.hashes["image"], unit))
-        pixel = st.read_array(unit_key("aggregate", vh, unit), "pixel_map_hw")
+        pixel = pixel_map(store, plan.hashes, agg, unit.path)  # variants store no maps unless asked
         img = load_image(image["path"])
         mask = ground_truth(image["mask_path"], img.shape[:2])
         path = out_dir / unit.class_name / f"{unit.image_id}.png"

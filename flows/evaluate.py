@@ -10,52 +10,19 @@ from typing import Any
 
 from prefect import flow
 
-from stores import unit_key
-from tasks.plan import plan_stages
 from tasks.runtime import open_store
-from zsad.datasets import ground_truth
-from zsad.evaluation import ClassEvaluator, seed_table, with_mean
+from zsad.evaluation import seed_table, with_mean
 
 from .aggregate import run_variants
+from .configs import variant_grid
 from .thresholds import save_thresholds
-from .configs import load_pipeline_config, variant_grid
 
 
-def collect_variant(store: str, dataset: str, hashes: dict[str, str], variant_hash: str,
-                    classes: list[str] | None = None, pixel_size: int | None = None
-                    ) -> tuple[dict[str, ClassEvaluator], dict[str, list[dict[str, Any]]]]:
-    """Stream one variant's labelled images into per-class evaluators; also the per-image rows
-    (unit, image record, label, sample score) of every image, unlabelled ones (label -1) included,
-    that the report ranks."""
-    st = open_store(store)
-    evaluators: dict[str, ClassEvaluator] = {}
-    rows: dict[str, list[dict[str, Any]]] = {}
-    for unit in st.list_units("image", hashes["image"], dataset, classes):
-        image = st.read_attrs(unit_key("image", hashes["image"], unit))
-        key = unit_key("aggregate", variant_hash, unit)
-        if not st.is_complete(key):
-            continue  # an image that failed in precompute has no score
-        if image["label"] < 0:
-            score = st.read_attrs(key)["sample_score"]
-        else:
-            arrays, attrs = st.read_unit(key)
-            pixel, score = arrays["pixel_map_hw"], attrs["sample_score"]
-            mask = ground_truth(image["mask_path"], pixel.shape)
-            evaluators.setdefault(unit.class_name, ClassEvaluator(pixel_size=pixel_size)).update(
-                image["label"], score, mask, pixel)
-        rows.setdefault(unit.class_name, []).append({"unit": unit, "image": image, "label": image["label"],
-                                                     "score": score})
-    if not rows:
-        raise ValueError(f"{store}: no scored images of {dataset!r}; run `zsad precompute` first")
-    return evaluators, rows
-
-
-def evaluate_variant(store: str, dataset: str, hashes: dict[str, str], variant_hash: str,
-                     classes: list[str] | None, pixel_size: int | None, fpr: float | None = 0.01
-                     ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
-    """Metrics per class (plus the mean) and the decision thresholds each class's images give;
-    the thresholds are also stored under the variant (``flows.thresholds``)."""
-    evaluators, _ = collect_variant(store, dataset, hashes, variant_hash, classes, pixel_size)
+def variant_results(meta: dict[str, Any], store: str, dataset: str, variant_hash: str, fpr: float | None,
+                    pixel_size: int | None) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+    """Metrics per class (plus the mean) of one variant from the evaluators ``run_variants``
+    filled, and the decision thresholds each class's images give (also stored under the variant)."""
+    evaluators = meta.get("evaluators", {})
     if not evaluators:
         raise ValueError(f"{store}: the images of {dataset!r} have no labels, so there is nothing to evaluate; "
                          "`zsad predict` scores unlabelled images and `zsad report` ranks them")
@@ -92,14 +59,15 @@ def write_results(out_dir: Path, results: dict[str, Any]) -> list[Path]:
 def run_evaluate(store: str = "zsad-store.zarr", dataset: str = "synthetic", config: str = "tiny",
                  variants: str | None = "seed", classes: list[str] | None = None, out_dir: str = "zsad-results",
                  pixel_size: int | None = None, scheduler: str = "threads", fpr: float | None = 0.01,
-                 echo: bool = True) -> dict[str, Any]:
-    """Aggregate what is missing, then compute F1-max, AUROC, AP (sample, pixel) and AUPRO, and
-    store each class's decision thresholds (F1-max, and at ``fpr`` on its normal images)."""
-    meta = run_variants(store, dataset, config, variants, classes, scheduler)
-    hashes = plan_stages(load_pipeline_config(config)).hashes
+                 echo: bool = True, save_maps: bool = False) -> dict[str, Any]:
+    """F1-max, AUROC, AP (sample, pixel) and AUPRO in one aggregation pass (maps are streamed, not
+    stored unless ``save_maps``), and each class's decision thresholds (F1-max, and at ``fpr`` on
+    its normal images) stored under the variant."""
+    meta = run_variants(store, dataset, config, variants, classes, scheduler, evaluate=True, pixel_size=pixel_size,
+                        save_maps=save_maps)
     results = {}
     for vh, m in meta.items():
-        metrics, thresholds = evaluate_variant(store, dataset, hashes, vh, classes, pixel_size, fpr)
+        metrics, thresholds = variant_results(m, store, dataset, vh, fpr, pixel_size)
         results[vh] = {"label": m["label"], "config": m["config"], "metrics": metrics, "thresholds": thresholds}
     write_results(Path(out_dir), results)
     if echo:
@@ -114,9 +82,11 @@ def run_evaluate(store: str = "zsad-store.zarr", dataset: str = "synthetic", con
 @flow(name="zsad-evaluate", persist_result=True)
 def evaluate(store: str = "zsad-store.zarr", dataset: str = "synthetic", config: str = "tiny",
              variants: str | None = "seed", classes: list[str] | None = None, out_dir: str = "zsad-results",
-             pixel_size: int | None = None, scheduler: str = "threads", fpr: float | None = 0.01) -> dict[str, Any]:
+             pixel_size: int | None = None, scheduler: str = "threads", fpr: float | None = 0.01,
+             save_maps: bool = False) -> dict[str, Any]:
     """Metrics per class and mean for each variant; stores each class's decision thresholds."""
-    return run_evaluate(store, dataset, config, variants, classes, out_dir, pixel_size, scheduler, fpr)
+    return run_evaluate(store, dataset, config, variants, classes, out_dir, pixel_size, scheduler, fpr,
+                        save_maps=save_maps)
 
 
-__all__ = ["evaluate", "run_evaluate", "evaluate_variant", "write_results", "variant_grid"]
+__all__ = ["evaluate", "run_evaluate", "variant_results", "write_results", "variant_grid"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,7 +87,7 @@ def score_files(paths: list[str], class_name: str, store: str, config: str, vari
         errors += pre["failed"]
         done = set(pre["done"])
         if done:
-            run_variants(store, name, config, [agg], units=sorted(done))
+            run_variants(store, name, config, [agg], units=sorted(done), save_maps=True)  # for the panels
     units = {f"{name}/{s.class_name}/{s.split}/{s.image_id}": s for s in samples}
     return Scored([(s, u if u in done else None) for u, s in units.items()], errors, skipped, vh)
 
@@ -112,14 +113,11 @@ def run_predict(paths: list[str], class_name: str, store: str = "zsad-store.zarr
     errors, vh = scored.errors, scored.variant_hash
     out_dir = Path(out)
     st, rows = open_store(store), []
-    stems = [Path(s.path).stem for s, _ in scored.items]
-    for sample, unit in scored.items:
+    names = short_names([s.path for s, _ in scored.items])
+    for (sample, unit), name in zip(scored.items, names):
         if unit is None:
             continue
-        png = None
-        if heatmaps:  # named after the file, or its store id where two files share a name
-            stem = Path(sample.path).stem
-            png = out_dir / "heatmaps" / f"{stem if stems.count(stem) == 1 else sample.image_id}.png"
+        png = out_dir / "heatmaps" / f"{name}.png" if heatmaps else None
         rows.append(_scored_row(st, sample, unit, vh, decision, png, variant_label(agg)))
     rows += [_error_row(e, class_name) for e in errors] + [_error_row(e, class_name, "skipped")
                                                            for e in scored.skipped]
@@ -130,6 +128,21 @@ def run_predict(paths: list[str], class_name: str, store: str = "zsad-store.zarr
         for e in errors:
             print(f"zsad predict: error: {failure_text(e)}", file=sys.stderr)
     return summary
+
+
+def short_names(paths: list[str]) -> list[str]:
+    """File names for the panels: each path relative to the folder all share, ``/`` as ``_``,
+    without the extension, unless two would be equal (then the whole path, made key-safe).
+
+    Example:
+        >>> short_names(["/d/good/000.png", "/d/dent/000.png"])
+        ['good_000', 'dent_000']
+    """
+    if not paths:
+        return []
+    root = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths])
+    names = [os.path.splitext(os.path.relpath(os.path.abspath(p), root))[0].replace(os.sep, "_") for p in paths]
+    return names if len(set(names)) == len(names) else image_ids([os.path.abspath(p) for p in paths])
 
 
 def _scored_row(st, sample: Sample, unit: str, vh: str, decision: Decision, png_path: Path | None,
@@ -166,13 +179,14 @@ def summarise(rows: list[dict[str, Any]], decision: Decision, csv_path: Path, vh
 
 
 def print_table(rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
-    width = max([len(Path(r["path"]).name) for r in rows] + [4])
+    files = [os.path.relpath(r["path"]) for r in rows]
+    width = max([len(f) for f in files] + [4])
     print(f"{'file':<{width}}  {'score':>7}  decision   heatmap")
-    for r in rows:
+    for r, f in zip(rows, files):
         if r["status"] == "scored":
-            print(f"{Path(r['path']).name:<{width}}  {r['sample_score']:7.4f}  {r['decision']:<9}  {r['heatmap']}")
+            print(f"{f:<{width}}  {r['sample_score']:7.4f}  {r['decision']:<9}  {r['heatmap']}")
         else:
-            print(f"{Path(r['path']).name:<{width}}  {'-':>7}  {r['status'].upper():<9}  {r['error']}")
+            print(f"{f:<{width}}  {'-':>7}  {r['status'].upper():<9}  {r['error']}")
     print(f"\n{summary['n_scored']} scored ({summary['n_anomalous']} anomalous), {summary['n_failed']} failed, "
           f"{summary['n_skipped']} skipped; "
           f"threshold {summary['threshold_source']}; table {summary['scores_csv']}")

@@ -18,7 +18,8 @@ import numpy as np
 from PIL import Image
 from sklearn.metrics import precision_recall_curve
 
-from stores import unit_key
+from stores import Unit, unit_key
+from tasks.aggregate import pixel_map
 from tasks.errors import list_failures
 from tasks.plan import plan_stages
 from tasks.runtime import open_store
@@ -29,7 +30,6 @@ from zsad.svg import histogram, line_chart
 from zsad.visualize import draw_boxes, outline, overlay, panel
 
 from .aggregate import run_variants
-from .evaluate import collect_variant
 from .configs import load_pipeline_config, variant_label
 
 METRICS = ("sample_f1_max", "sample_auroc", "sample_ap", "pixel_f1_max", "pixel_auroc", "pixel_ap", "pixel_aupro")
@@ -74,11 +74,12 @@ def _examples(rows: list[dict]) -> list[tuple[str, dict]]:
     return picks
 
 
-def _example_panel(st, hashes, vh, row, out: Path, caption: str) -> str:
-    unit, image = row["unit"], row["image"]
+def _example_panel(st, hashes, agg, row, out: Path, caption: str) -> str:
+    unit = Unit(*row["unit"].split("/"))
+    image = st.read_attrs(unit_key("image", hashes["image"], unit))
     img = load_image(image["path"])
     mask = ground_truth(image["mask_path"], img.shape[:2])
-    pixel = st.read_array(unit_key("aggregate", vh, unit), "pixel_map_hw")
+    pixel = pixel_map(st.url, hashes, agg, row["unit"])  # computed now: variants store no maps
     fg = st.read_array(unit_key("foreground", hashes["foreground"], unit), "mask_hw")
     boxes = st.read_array(unit_key("tiles", hashes["tiles"], unit), "boxes_xyxy")
     fg_img = np.where(fg[..., None], img, (img * 0.25).astype(np.uint8))
@@ -94,15 +95,15 @@ def build_report(store: str, dataset: str, config: str = "tiny", out: str = "zsa
     """Write ``out/report.html`` (self-contained) and its PNGs; returns the HTML path."""
     out_dir = Path(out)
     plan = plan_stages(load_pipeline_config(config))
-    run_variants(store, dataset, config, [agg])
     st, vh, hashes = open_store(store), plan.aggregate_hash(agg), plan.hashes
-    evaluators, rows_by_class = collect_variant(store, dataset, hashes, vh)
+    meta = run_variants(store, dataset, config, [agg], evaluate=True)[vh]
+    evaluators, rows_by_class = meta.get("evaluators", {}), meta["rows"]
     parts = [f"<h1>zsad report — {escape(dataset)}</h1>",
              f"<p>variant <b>{escape(variant_label(agg))}</b> ({vh}); config <b>{escape(config)}</b>; "
              f"stage hashes {escape(str(hashes))}</p>"]
     parts += _failures(list_failures(st, hashes["image"], dataset))
     if not evaluators:  # no labels (a plain folder): rank the images instead of measuring
-        return _write(out_dir, dataset, parts + _gallery(st, hashes, vh, rows_by_class, out_dir))
+        return _write(out_dir, dataset, parts + _gallery(st, hashes, agg, rows_by_class, out_dir))
     results = with_mean({c: e.result() for c, e in sorted(evaluators.items())})
     parts += ["<h2>F1-max in the seed's layout (%)</h2>",
              "<h3>Sample level</h3>" + _md_table_html(seed_table(results, "sample")),
@@ -126,7 +127,7 @@ def build_report(store: str, dataset: str, config: str = "tiny", out: str = "zsa
     parts.append("<h2>Best and worst images</h2>")
     for cls, rows in sorted(rows_by_class.items()):
         parts.append(f"<h3>{escape(cls)}</h3>")
-        parts += [_example_panel(st, hashes, vh, row, out_dir, caption) for caption, row in _examples(rows)]
+        parts += [_example_panel(st, hashes, agg, row, out_dir, caption) for caption, row in _examples(rows)]
     return _write(out_dir, dataset, parts)
 
 
@@ -141,16 +142,17 @@ def _failures(failed: list[dict]) -> list[str]:
             f"<table><tr><th>file</th><th>stage</th><th>reason</th></tr>{rows}</table>"]
 
 
-def _gallery(st, hashes, vh, rows_by_class: dict[str, list[dict]], out_dir: Path, top: int = 12) -> list[str]:
+def _gallery(st, hashes, agg, rows_by_class: dict[str, list[dict]], out_dir: Path, top: int = 12) -> list[str]:
     """Unlabelled images: every score in a ranked table, the ``top`` highest as panels."""
     parts = ["<p>These images have no labels: they are ranked by anomaly score, highest first.</p>"]
     for cls, rows in sorted(rows_by_class.items()):
         ranked = sorted(rows, key=lambda r: -r["score"])
-        table = "".join(f"<tr><td>{i}</td><td style='text-align:left'>{escape(r['image']['path'])}</td>"
-                        f"<td>{r['score']:.4f}</td></tr>" for i, r in enumerate(ranked, 1))
+        paths = [st.read_attrs(unit_key("image", hashes["image"], Unit(*r["unit"].split("/"))))["path"] for r in ranked]
+        table = "".join(f"<tr><td>{i}</td><td style='text-align:left'>{escape(path)}</td>"
+                        f"<td>{r['score']:.4f}</td></tr>" for i, (r, path) in enumerate(zip(ranked, paths), 1))
         parts += [f"<h2>{escape(cls)}: {len(ranked)} images</h2>",
                   f"<table><tr><th>rank</th><th>image</th><th>score</th></tr>{table}</table>"]
-        parts += [_example_panel(st, hashes, vh, r, out_dir, f"rank {i}") for i, r in enumerate(ranked[:top], 1)]
+        parts += [_example_panel(st, hashes, agg, r, out_dir, f"rank {i}") for i, r in enumerate(ranked[:top], 1)]
     return parts
 
 

@@ -77,7 +77,8 @@ def test_aggregate_equals_one_call_scorer(prefect_harness, synthetic_root, synth
                                           tiny_models, tiny_cfg):
     from flows.aggregate import aggregate
     _precompute(synthetic_root, store_url)
-    aggregate(store=store_url, dataset="synthetic", config="tiny", variants="seed")
+    from tasks.aggregate import pixel_map
+    aggregate(store=store_url, dataset="synthetic", config="tiny", variants="seed", save_maps=True)
     plan = plan_stages(tiny_cfg)
     vh = plan.aggregate_hash(AggregateConfig())
     st = StageStore(store_url)
@@ -86,7 +87,8 @@ def test_aggregate_equals_one_call_scorer(prefect_harness, synthetic_root, synth
         arrays, attrs = st.read_unit(unit_key("aggregate", vh, unit))
         ref = score_image(load_image(s.path), s.class_name, tiny_models, tiny_cfg)
         assert attrs["sample_score"] == ref.sample_score
-        assert np.array_equal(arrays["pixel_map_hw"], ref.pixel_map_hw)
+        assert np.array_equal(pixel_map(store_url, plan.hashes, AggregateConfig(), unit.path), ref.pixel_map_hw)
+        assert np.array_equal(arrays["pixel_map_hw"], ref.pixel_map_hw.astype(np.float16))  # stored compactly
         assert np.array_equal(arrays["tile_scores_t"], ref.tile_scores_t)
 
 
@@ -163,3 +165,33 @@ def test_aggregate_flow_never_imports_a_model(synthetic_root, tmp_path):
             "bad = [m for m in ('zsad.models', 'open_clip', 'segment_anything', 'transformers') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_variants_store_no_maps_unless_asked_and_streamed_metrics_match_stored_maps(prefect_harness, synthetic_root,
+                                                                                   store_url, tmp_path):
+    from flows.aggregate import run_variants
+    from flows.evaluate import run_evaluate
+    from zsad.datasets import ground_truth
+    from zsad.evaluation import ClassEvaluator, with_mean
+    _precompute(synthetic_root, store_url)
+    maps = lambda: list(Path(store_url).glob("aggregate/*/synthetic/*/*/*/pixel_map_hw"))  # noqa: E731
+    run_variants(store_url, "synthetic", "tiny", "fusion=harmonic,geometric;top_fraction=0.25,1")
+    streamed = run_evaluate(store=store_url, dataset="synthetic", out_dir=str(tmp_path / "r"), echo=False)
+    assert maps() == []  # a grid and an evaluation wrote no pixel map
+    vh = plan_stages(PipelineConfig.tiny()).aggregate_hash(AggregateConfig())
+    st = StageStore(store_url)
+    unit = st.list_units("aggregate", vh, "synthetic")[0]
+    arrays, attrs = st.read_unit(unit_key("aggregate", vh, unit))
+    assert set(arrays) == {"tile_scores_t", "component_scores_c"} and attrs["has_map"] is False
+    run_variants(store_url, "synthetic", "tiny", "seed", save_maps=True)  # asked: float16 maps
+    assert len(maps()) == 8
+    evaluators = {}
+    image_hash = plan_stages(PipelineConfig.tiny()).hashes["image"]
+    for u in st.list_units("aggregate", vh, "synthetic"):
+        arrays, attrs = st.read_unit(unit_key("aggregate", vh, u))
+        image = st.read_attrs(unit_key("image", image_hash, u))
+        mask = ground_truth(image["mask_path"], arrays["pixel_map_hw"].shape)
+        evaluators.setdefault(u.class_name, ClassEvaluator()).update(image["label"], attrs["sample_score"], mask,
+                                                                     arrays["pixel_map_hw"])
+    from_maps = with_mean({c: e.result() for c, e in sorted(evaluators.items())})
+    assert streamed[vh]["metrics"] == from_maps  # exact: both see the same float16 values

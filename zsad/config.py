@@ -23,7 +23,7 @@ STAGE_VERSIONS: dict[str, int] = {
     "clip_image": 1,
     "clip_text": 1,
     "clipseg": 2,  # 2: logits cached (logit8), not float16 probabilities
-    "aggregate": 1,
+    "aggregate": 2,  # 2: maps only when asked (float16), component scores
     "thresholds": 1,  # not computed: decision thresholds stored under an aggregate variant's hash
     "errors": 1,  # not computed: per-image failure records under the image stage's hash
 }

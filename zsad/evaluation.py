@@ -61,6 +61,17 @@ class ClassEvaluator:
             counts = np.bincount(float16_bins(map_hw).ravel(), minlength=FLOAT16_BINS)
             self.normal_pixels = counts if self.normal_pixels is None else self.normal_pixels + counts
 
+    def merge(self, other: "ClassEvaluator") -> "ClassEvaluator":
+        """Add another evaluator's images (from another worker) to this one."""
+        self.labels += other.labels
+        self.scores += other.scores
+        if other.pixels is not None:
+            self.pixels = other.pixels if self.pixels is None else self.pixels.merge(other.pixels)
+        if other.normal_pixels is not None:
+            self.normal_pixels = other.normal_pixels if self.normal_pixels is None else \
+                self.normal_pixels + other.normal_pixels
+        return self
+
     def result(self) -> dict[str, float]:
         out = {f"sample_{k}": v for k, v in sample_metrics(np.array(self.labels), np.array(self.scores)).items()}
         if self.pixels is not None:
