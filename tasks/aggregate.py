@@ -20,7 +20,6 @@ from zsad.aggregate import Aggregated, aggregate_variants, component_means
 from zsad.config import AggregateConfig, config_from_dict
 from zsad.datasets import ground_truth
 from zsad.evaluation import ClassEvaluator
-from zsad.pixelmaps import load_maps
 
 from .runtime import open_store
 
@@ -42,7 +41,7 @@ def compute_unit(store_url: str, hashes: dict[str, str], unit: Unit, image: dict
                                                                    unit.class_name))
     return aggregate_variants(
         store.read_array(unit_key("clip_image", hashes["clip_image"], unit), "emb_td"), emb_pd, anomalous_p, ext_p,
-        scale, load_maps(store.read_array(unit_key("clipseg", hashes["clipseg"], unit), "maps_tlhw")),
+        scale, store.read_array(unit_key("clipseg", hashes["clipseg"], unit), "maps_tlhw"),
         store.read_array(tiles_key, "boxes_xyxy"), store.read_array(tiles_key, "component_t"),
         (image["height"], image["width"]), cfgs)
 

@@ -136,3 +136,12 @@ def test_aggregate_config_validation():
         AggregateConfig(fusion="max")
     with pytest.raises(ValueError, match="top_fraction"):
         AggregateConfig(top_fraction=0)
+
+
+@pytest.mark.parametrize("method", ["harmonic", "arithmetic", "geometric"])
+def test_table_fusion_of_logit8_maps_equals_fusion_of_their_probabilities(method):
+    from zsad.pixelmaps import fuse_prompt_maps, fuse_stored_maps, load_maps, store_maps
+    logits = np.random.default_rng(0).normal(-5, 6, (3, 19, 16, 16)).astype(np.float32)  # clipped ends too
+    q = store_maps(logits, "logit8")
+    np.testing.assert_allclose(fuse_stored_maps(q, method), fuse_prompt_maps(load_maps(q), method), rtol=2e-6)
+    assert (fuse_stored_maps(q, method) > 0).all()  # logit8 never underflows to 0

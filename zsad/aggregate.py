@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import AggregateConfig
-from .pixelmaps import fuse_prompt_maps, paste_tiles
+from .pixelmaps import fuse_stored_maps, paste_tiles
 from .scoring import tile_scores
 
 
@@ -71,7 +71,8 @@ def aggregate_variants(image_emb_td: np.ndarray, text_emb_pd: np.ndarray, anomal
         image_emb_td: (T, D) CLIP tile embeddings.
         text_emb_pd: (P, D) CLIP prompt embeddings; ``anomalous_p``/``seed_extension_p`` (P,) bool.
         logit_scale: CLIP's logit scale (a variant's own ``logit_scale`` replaces it).
-        maps_tlhw: (T, L, h, w) CLIPSeg probabilities (any float dtype).
+        maps_tlhw: (T, L, h, w) CLIPSeg maps as cached (``store_maps``: logit8 uint8, or float
+            probabilities).
         boxes_xyxy: (T, 4) tile boxes; component_t: (T,) component ids.
         image_hw: (H, W) of the image.
         cfgs: the variants (fusion, top fraction, scaling, prompt set).
@@ -87,7 +88,7 @@ def aggregate_variants(image_emb_td: np.ndarray, text_emb_pd: np.ndarray, anomal
             scale = logit_scale if cfg.logit_scale is None else cfg.logit_scale
             scores[key] = tile_scores(image_emb_td, text_emb_pd[use], anomalous_p[use], scale)
         if cfg.fusion not in fused:
-            fused[cfg.fusion] = fuse_prompt_maps(maps_tlhw, cfg.fusion)
+            fused[cfg.fusion] = fuse_stored_maps(maps_tlhw, cfg.fusion)
         s = scores[key]
         maps = fused[cfg.fusion] * s.astype(np.float32)[:, None, None] if cfg.scale_by_tile_score \
             else fused[cfg.fusion]

@@ -16,7 +16,7 @@ from .config import PipelineConfig
 from .foreground import Foreground, extract_foreground
 from .models import load_model
 from .models._common import check_image
-from .pixelmaps import load_maps, store_maps
+from .pixelmaps import store_maps
 from .prompts import PromptSet, build_prompt_set, localising_prompts, object_name_for
 from .tiling import Tiles, crop_tiles, tile_image
 
@@ -89,7 +89,7 @@ def score_image(image_hw3: np.ndarray, class_name: str, models: Models, cfg: Pip
     text = text or embed_prompts(models.clip, class_name, cfg)
     maps = store_maps(models.clipseg.predict_logits(crops, localising_prompts(cfg.prompts.localising)), cfg.map_dtype)
     agg: Aggregated = aggregate_image(emb, text.emb_pd, text.prompts.anomalous_p, text.prompts.seed_extension_p,
-                                      text.logit_scale, load_maps(maps), tiles.boxes_xyxy, tiles.component_t,
+                                      text.logit_scale, maps, tiles.boxes_xyxy, tiles.component_t,
                                       image_hw3.shape[:2], cfg.aggregate)
     return ImageResult(agg.sample_score, agg.pixel_map_hw, agg.tile_scores_t, tiles, fg, isnet_map,
                        int(sam.masks_nhw.shape[0]), maps, emb)

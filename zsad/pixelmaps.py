@@ -110,6 +110,40 @@ def store_maps(logits: np.ndarray, dtype: str) -> np.ndarray:
     raise ValueError(f"map_dtype must be one of {MAP_DTYPES}, got {dtype!r}")
 
 
+def _logit8_tables() -> dict[str, np.ndarray]:
+    p = _sigmoid((np.arange(256, dtype=np.float32) - 128.0) * np.float32(LOGIT_STEP))  # all > 0
+    return {"arithmetic": p, "harmonic": np.reciprocal(p), "geometric": np.log(p)}
+
+
+_LOGIT8 = _logit8_tables()
+
+
+def fuse_stored_maps(maps_tlhw: np.ndarray, method: str = "harmonic") -> np.ndarray:
+    """``fuse_prompt_maps`` of cached maps: (T, L, h, w) as stored -> (T, h, w) float32.
+
+    For ``logit8`` (uint8) maps, each value's probability, reciprocal or log comes from a
+    256-entry table and the prompts are summed one at a time — no (T, L, h, w) float array is
+    made (the sigmoid, the cast and the fusion were most of an aggregation's time). Other dtypes
+    are probabilities and go through ``fuse_prompt_maps``.
+
+    Example:
+        >>> q = store_maps(np.array([[[[0.0]], [[2.0]]]]), "logit8")            # p = 0.5, 0.881
+        >>> round(float(fuse_stored_maps(q)[0, 0, 0]), 4)                    # 2 / (2 + 1.135)
+        0.6379
+    """
+    if maps_tlhw.dtype != np.uint8:
+        return fuse_prompt_maps(load_maps(maps_tlhw), method)
+    if method not in _LOGIT8:
+        raise ValueError(f"fusion must be 'harmonic', 'arithmetic' or 'geometric', got {method!r}")
+    table, n = _LOGIT8[method], maps_tlhw.shape[1]
+    acc = np.zeros((maps_tlhw.shape[0],) + maps_tlhw.shape[2:], np.float32)
+    for prompt in range(n):
+        acc += table[maps_tlhw[:, prompt]]
+    if method == "harmonic":
+        return np.float32(n) / acc
+    return acc / np.float32(n) if method == "arithmetic" else np.exp(acc / np.float32(n))
+
+
 def load_maps(maps: np.ndarray) -> np.ndarray:
     """Inverse of ``store_maps``: float32 probabilities (uint8 arrays are ``logit8``)."""
     if maps.dtype == np.uint8:
