@@ -56,7 +56,7 @@ def main() -> None:
         "cache list": ["cache", "list", "--store", store],
     }
     print(f"cached demo store {store}; median of {a.repeat} fresh processes each, wall seconds\n")
-    print(f"| command | plain | --prefect (ephemeral server) | ratio |\n|---|---:|---:|---:|")
+    print("| command | plain | --prefect (ephemeral server) | ratio |\n|---|---:|---:|---:|")
     for name, args in commands.items():
         plain = statistics.median(run(args, env, work) for _ in range(a.repeat))
         if name in ("aggregate", "evaluate"):

@@ -130,7 +130,8 @@ def _report_failures(command: str, out: dict[str, Any]) -> None:
     for f in out.get("failed", []):
         print(f"zsad {command}: error: {failure_text(f)}", file=sys.stderr)
     if out.get("failed"):
-        print(f"zsad {command}: {len(out.get('done', [])) or out.get('n_images', 0)} images done, "
+        done = len(out["done"]) if "done" in out else out.get("n_images", 0)
+        print(f"zsad {command}: {done} images done, "
               f"{len(out['failed'])} failed (listed above)", file=sys.stderr)
 
 
@@ -229,9 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"zsad {args.command}: interrupted; finished units are kept, the rest is recomputed next time",
               file=sys.stderr)
         return EXIT_INTERRUPTED
-    if isinstance(out, dict) and out.pop("quiet", False):
-        pass
-    elif args.command != "demo":
+    quiet = isinstance(out, dict) and out.pop("quiet", False)  # the command printed its own table
+    if not quiet and args.command != "demo":
         _print(out)
     failed = isinstance(out, dict) and (out.get("n_failed") or out.get("failed"))
     return EXIT_PARTIAL if failed else 0

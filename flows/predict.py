@@ -72,14 +72,14 @@ def one_variant(variant: str) -> AggregateConfig:
 
 
 def score_files(paths: list[str], class_name: str, store: str, config: str, variant: str = "seed",
-                name: str = "predict", device: str | None = None, label: int = -1, progress: bool = True) -> Scored:
+                name: str = "predict", device: str | None = None, progress: bool = True) -> Scored:
     """Precompute what is missing and aggregate one variant for the given files."""
     cfg = load_pipeline_config(config, device=device)
     agg = one_variant(variant)
     vh = plan_stages(cfg).aggregate_hash(agg)
     files, errors, skipped = collect_files(paths)
     ids = image_ids([f.as_posix() for f in files])
-    samples = [Sample(str(f), class_name, "test", label, None, i, "") for f, i in zip(files, ids)]
+    samples = [Sample(str(f), class_name, "test", -1, None, i, "") for f, i in zip(files, ids)]  # unlabelled
     Unit(name, class_name, "test", "x")  # checks the names before any work
     done: set[str] = set()
     if samples:
@@ -113,11 +113,11 @@ def run_predict(paths: list[str], class_name: str, store: str = "zsad-store.zarr
     errors, vh = scored.errors, scored.variant_hash
     out_dir = Path(out)
     st, rows = open_store(store), []
-    names = short_names([s.path for s, _ in scored.items])
-    for (sample, unit), name in zip(scored.items, names):
+    png_names = short_names([s.path for s, _ in scored.items])
+    for (sample, unit), png_name in zip(scored.items, png_names):
         if unit is None:
             continue
-        png = out_dir / "heatmaps" / f"{name}.png" if heatmaps else None
+        png = out_dir / "heatmaps" / f"{png_name}.png" if heatmaps else None
         rows.append(_scored_row(st, sample, unit, vh, decision, png, variant_label(agg)))
     rows += [_error_row(e, class_name) for e in errors] + [_error_row(e, class_name, "skipped")
                                                            for e in scored.skipped]

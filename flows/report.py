@@ -115,8 +115,9 @@ def build_report(store: str, dataset: str, config: str = "tiny", out: str = "zsa
         if labels.any():
             p, r, _ = precision_recall_curve(labels, np.array([r_["score"] for r_ in rows]))
             sample_pr[cls] = (r[::-1], p[::-1])
-        if evaluators[cls].pixels is not None and evaluators[cls].pixels.pos.sum():
-            p, r = evaluators[cls].pixels.pr_curve()  # a point per float16 value: thin it for drawing
+        ev = evaluators.get(cls)  # None for a class with unlabelled images only
+        if ev is not None and ev.pixels is not None and ev.pixels.pos.sum():
+            p, r = ev.pixels.pr_curve()  # a point per float16 value: thin it for drawing
             pick = np.unique(np.linspace(0, r.size - 1, 512).astype(int))
             pixel_pr[cls] = (r[pick], p[pick])
     parts += [line_chart(sample_pr, "sample level", "recall", "precision"),
