@@ -6,15 +6,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from stores import unit_key
 from tasks.aggregate import pixel_map
 from tasks.plan import plan_stages
 from tasks.runtime import open_store
 from zsad.config import AggregateConfig
 from zsad.datasets import SyntheticSpec, ground_truth, load_image, write_synthetic
-from zsad.visualize import outline, overlay, panel
+from zsad.plots import prediction_panel, save_png
 
 from .configs import load_pipeline_config
 from .evaluate import evaluate
@@ -23,7 +21,8 @@ from .precompute import precompute
 
 def write_heatmaps(store: str, dataset: str, config: str, out_dir: Path, agg: AggregateConfig = AggregateConfig()
                    ) -> list[Path]:
-    """image | ground truth outline | heatmap overlay, one PNG per test image."""
+    """One panel per test image in anomalib's layout: image with its ground truth | heatmap on a
+    fixed [0, 1] scale with a colour bar | (no pixel threshold: the demo's maps are noise)."""
     plan = plan_stages(load_pipeline_config(config))
     st, vh = open_store(store), plan.aggregate_hash(agg)
     written = []
@@ -32,10 +31,10 @@ def write_heatmaps(store: str, dataset: str, config: str, out_dir: Path, agg: Ag
         pixel = pixel_map(store, plan.hashes, agg, unit.path)  # variants store no maps unless asked
         img = load_image(image["path"])
         mask = ground_truth(image["mask_path"], img.shape[:2])
-        path = out_dir / unit.class_name / f"{unit.image_id}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(panel([img, outline(img, mask), overlay(img, pixel, vmax=1.0)])).save(path)
-        written.append(path)
+        score = st.read_attrs(unit_key("aggregate", vh, unit))["sample_score"]
+        title = f"{unit.class_name}/{unit.image_id}: score {score:.3f}"
+        written.append(save_png(prediction_panel(img, pixel, title, gt_mask_hw=mask),
+                                out_dir / unit.class_name / f"{unit.image_id}.png"))
     return written
 
 

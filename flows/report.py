@@ -1,22 +1,20 @@
 """``zsad report``: one self-contained HTML file (plus the PNGs beside it) per run.
 
-Sections: per-class tables in the seed's layout and all metrics, precision-recall curves,
-score histograms (normal vs anomalous), and for each class the highest-scoring anomalous
-image (best), the lowest-scoring anomalous image (missed) and the highest-scoring normal image
-(false alarm), each shown as image, ground truth, heatmap overlay, foreground and tile boxes.
+Sections: failed images, per-class tables in the seed's layout and all metrics, per class a
+matplotlib figure (precision-recall and ROC at image and pixel level with the F1-max points,
+the score histogram with the threshold), and for each class the highest-scoring anomalous image
+(best), the lowest-scoring anomalous image (missed) and the highest-scoring normal image (false
+alarm) in anomalib's layout. Unlabelled data gets a score-ranked gallery instead.
 """
 
 from __future__ import annotations
 
 import base64
-import io
 import math
 from html import escape
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-from sklearn.metrics import precision_recall_curve
 
 from stores import Unit, unit_key
 from tasks.aggregate import pixel_map
@@ -26,8 +24,9 @@ from tasks.runtime import open_store
 from zsad.config import AggregateConfig
 from zsad.datasets import ground_truth, load_image
 from zsad.evaluation import seed_table, with_mean
-from zsad.svg import histogram, line_chart
-from zsad.visualize import draw_boxes, outline, overlay, panel
+from zsad.plots import class_charts, prediction_panel, save_png
+from zsad.predict import describe
+from zsad.thresholds import decide
 
 from .aggregate import run_variants
 from .configs import load_pipeline_config, variant_label
@@ -38,12 +37,10 @@ CSS = ("body{font-family:system-ui,sans-serif;margin:24px;color:#222}table{borde
        "figure{display:inline-block;margin:6px}figcaption{font-size:12px}img{max-width:100%}.chart{margin:4px}")
 
 
-def _png(arr: np.ndarray, path: Path) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
-    path.write_bytes(buf.getvalue())
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+def _png_file(data: bytes, path: Path) -> str:
+    """Write PNG bytes beside the report and return them as a data URI (the HTML is self-contained)."""
+    save_png(data, path)
+    return "data:image/png;base64," + base64.b64encode(data).decode()
 
 
 def _metrics_table(results: dict[str, dict[str, float]]) -> str:
@@ -74,19 +71,22 @@ def _examples(rows: list[dict]) -> list[tuple[str, dict]]:
     return picks
 
 
-def _example_panel(st, hashes, agg, row, out: Path, caption: str) -> str:
+def _example_panel(st, hashes, agg, row, out: Path, caption: str, found: dict | None = None) -> str:
+    """anomalib's layout: image with ground truth | heatmap on [0, 1] with a colour bar | predicted mask."""
     unit = Unit(*row["unit"].split("/"))
     image = st.read_attrs(unit_key("image", hashes["image"], unit))
     img = load_image(image["path"])
     mask = ground_truth(image["mask_path"], img.shape[:2])
     pixel = pixel_map(st.url, hashes, agg, row["unit"])  # computed now: variants store no maps
-    fg = st.read_array(unit_key("foreground", hashes["foreground"], unit), "mask_hw")
-    boxes = st.read_array(unit_key("tiles", hashes["tiles"], unit), "boxes_xyxy")
-    fg_img = np.where(fg[..., None], img, (img * 0.25).astype(np.uint8))
-    pic = panel([img, outline(img, mask), overlay(img, pixel, vmax=1.0), fg_img, draw_boxes(img, boxes)])
-    src = _png(pic, out / "examples" / unit.class_name / f"{unit.image_id}.png")
+    t_img, t_pix = ((found or {}).get(level, {}).get("f1") for level in ("image", "pixel"))
+    threshold = t_img.value if t_img else None
+    verdict = decide(row["score"], threshold)
+    png = prediction_panel(img, pixel, f"{caption} — {unit.image_id}: "
+                           f"{describe(unit.class_name, row['score'], threshold, verdict)}", verdict,
+                           t_pix.value if t_pix else None, mask)
+    src = _png_file(png, out / "examples" / unit.class_name / f"{unit.image_id}.png")
     return (f'<figure><img src="{src}" alt="{escape(unit.image_id)}"><figcaption>{escape(caption)} — '
-            f'{escape(unit.image_id)}, score {row["score"]:.3f}; image | ground truth | heatmap | foreground | tiles'
+            f'{escape(unit.image_id)}, score {row["score"]:.3f}; thresholds: the class\'s F1-max ones'
             f'</figcaption></figure>')
 
 
@@ -99,8 +99,10 @@ def build_report(store: str, dataset: str, config: str = "tiny", out: str = "zsa
     meta = run_variants(store, dataset, config, [agg], evaluate=True)[vh]
     evaluators, rows_by_class = meta.get("evaluators", {}), meta["rows"]
     parts = [f"<h1>zsad report — {escape(dataset)}</h1>",
-             f"<p>variant <b>{escape(variant_label(agg))}</b> ({vh}); config <b>{escape(config)}</b>; "
-             f"stage hashes {escape(str(hashes))}</p>"]
+             f"<p>variant <b>{escape(variant_label(agg))}</b> (aggregate hash {vh}); config <b>{escape(config)}</b></p>",
+             "<details><summary>stage hashes</summary><table><tr><th>stage</th><th>hash</th></tr>"
+             + "".join(f"<tr><td>{escape(k)}</td><td><code>{escape(v)}</code></td></tr>" for k, v in hashes.items())
+             + "</table></details>"]
     parts += _failures(list_failures(st, hashes["image"], dataset))
     if not evaluators:  # no labels (a plain folder): rank the images instead of measuring
         return _write(out_dir, dataset, parts + _gallery(st, hashes, agg, rows_by_class, out_dir))
@@ -108,28 +110,33 @@ def build_report(store: str, dataset: str, config: str = "tiny", out: str = "zsa
     parts += ["<h2>F1-max in the seed's layout (%)</h2>",
              "<h3>Sample level</h3>" + _md_table_html(seed_table(results, "sample")),
              "<h3>Pixel level</h3>" + _md_table_html(seed_table(results, "pixel")),
-             "<h2>All metrics (%)</h2>", _metrics_table(results), "<h2>Precision-recall curves</h2>"]
-    sample_pr, pixel_pr = {}, {}
+             "<h2>All metrics (%)</h2>", _metrics_table(results),
+             "<h2>Curves and score histograms</h2><p>Precision-recall (F1-max points marked) and ROC at image "
+             "and pixel level; image scores of normal and anomalous images with the F1-max threshold.</p>"]
+    thresholds = {cls: ev.thresholds(dataset, None) for cls, ev in evaluators.items()}
     for cls, rows in sorted(rows_by_class.items()):
-        labels = np.array([r["label"] for r in rows])
-        if labels.any():
-            p, r, _ = precision_recall_curve(labels, np.array([r_["score"] for r_ in rows]))
-            sample_pr[cls] = (r[::-1], p[::-1])
-        ev = evaluators.get(cls)  # None for a class with unlabelled images only
-        if ev is not None and ev.pixels is not None and ev.pixels.pos.sum():
-            p, r = ev.pixels.pr_curve()  # a point per float16 value: thin it for drawing
-            pick = np.unique(np.linspace(0, r.size - 1, 512).astype(int))
-            pixel_pr[cls] = (r[pick], p[pick])
-    parts += [line_chart(sample_pr, "sample level", "recall", "precision"),
-              line_chart(pixel_pr, "pixel level", "recall", "precision"), "<h2>Score histograms</h2>"]
-    for cls, rows in sorted(rows_by_class.items()):
-        parts.append(histogram({"normal": np.array([r["score"] for r in rows if r["label"] == 0]),
-                                "anomalous": np.array([r["score"] for r in rows if r["label"] == 1])}, cls))
+        if cls in evaluators:
+            parts.append(_charts(cls, rows, evaluators[cls], thresholds[cls], out_dir))
     parts.append("<h2>Best and worst images</h2>")
     for cls, rows in sorted(rows_by_class.items()):
         parts.append(f"<h3>{escape(cls)}</h3>")
-        parts += [_example_panel(st, hashes, agg, row, out_dir, caption) for caption, row in _examples(rows)]
+        parts += [_example_panel(st, hashes, agg, row, out_dir, caption, thresholds.get(cls))
+                  for caption, row in _examples(rows)]
     return _write(out_dir, dataset, parts)
+
+
+def _charts(cls: str, rows: list[dict], ev, found: dict, out_dir: Path) -> str:
+    labelled = [r for r in rows if r["label"] >= 0]
+    pixel_pr = pixel_roc = None
+    if ev.pixels is not None and ev.pixels.pos.any():  # a point per float16 value: thin for drawing
+        (p, r), (f, t) = ev.pixels.pr_curve(), ev.pixels.roc_curve()
+        pick = np.unique(np.linspace(0, r.size - 1, 512).astype(int))
+        pixel_pr, pixel_roc = (p[pick], r[pick]), (f[pick], t[pick])
+    threshold = found["image"].get("f1")
+    png = class_charts(cls, np.array([r["label"] for r in labelled]), np.array([r["score"] for r in labelled]),
+                       pixel_pr, pixel_roc, threshold.value if threshold else None)
+    src = _png_file(png, out_dir / "charts" / f"{cls}.png")
+    return f'<img class="chart" src="{src}" alt="charts of {escape(cls)}">'
 
 
 def _failures(failed: list[dict]) -> list[str]:

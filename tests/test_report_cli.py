@@ -23,12 +23,13 @@ def test_report_has_every_section(cached_run, tmp_path):
     from flows.report import build_report
     path = build_report(cached_run, "synthetic", "tiny", str(tmp_path / "rep"))
     html = path.read_text()
-    for needle in ("Sample level", "Pixel level", "All metrics", "Precision-recall curves", "Score histograms",
+    for needle in ("Sample level", "Pixel level", "All metrics", "Curves and score histograms",
                    "Best and worst images", "best: highest-scoring anomalous", "missed: lowest-scoring anomalous",
-                   "false alarm: highest-scoring normal", "data:image/png;base64,", "<svg"):
+                   "false alarm: highest-scoring normal", "data:image/png;base64,"):
         assert needle in html, needle
-    assert html.count("<figure>") == 2 * 3
+    assert html.count("<figure>") == 2 * 3 and html.count('<img class="chart"') == 2  # 2 classes
     assert len(list((tmp_path / "rep" / "examples").rglob("*.png"))) == 6
+    assert len(list((tmp_path / "rep" / "charts").glob("*.png"))) == 2
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
@@ -44,6 +45,11 @@ def test_report_renders_in_headless_chromium(cached_run, tmp_path):
     import numpy as np
     img = np.asarray(Image.open(shot).convert("RGB"))
     assert img.shape[:2] == (2400, 1200) and img.std() > 10  # something was drawn, not a blank page
+    dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                          "--disable-component-update", "--disable-sync", "--no-first-run",
+                          f"--user-data-dir={tmp_path / 'profile2'}", "--dump-dom", path.as_uri()],
+                         check=True, capture_output=True, timeout=120, text=True).stdout
+    assert dom.count("<img") == 6 + 2 and dom.count("<figure>") == 6  # 3 panels and a chart per class
 
 
 def test_cli_cache_list_size_prune(cached_run, capsys, tmp_path):

@@ -177,6 +177,11 @@ class PixelAccumulator:
         recall = tp / max(tp[-1], 1)
         return np.divide(tp, tp + fp, out=np.ones_like(recall), where=(tp + fp) > 0), recall
 
+    def roc_curve(self) -> tuple[np.ndarray, np.ndarray]:
+        """(false positive rate, true positive rate) at every bin, highest threshold first."""
+        tp, fp = self._curves()
+        return fp / max(fp[-1], 1), tp / max(tp[-1], 1)
+
     def f1_threshold(self) -> float:
         """The map value at the F1-max point (NaN without positive pixels); ties go to the highest
         threshold. A pixel is anomalous when its value is >= this one."""

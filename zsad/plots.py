@@ -1,4 +1,4 @@
-"""Figures with matplotlib (Agg backend): the per-image prediction panel.
+"""Figures with matplotlib (Agg backend): the per-image prediction panel and per-class charts.
 
 Layout as anomalib's visualiser: image | heatmap overlay on a fixed [0, 1] colour scale with a
 colour bar | predicted mask outline (and ground truth when known), titled with score and decision.
@@ -52,10 +52,7 @@ def prediction_panel(image_hw3: np.ndarray, map_hw: np.ndarray, title: str, deci
     for ax in axes:
         ax.set_axis_off()
     fig.suptitle(title, color=DECISION_COLOURS.get(decision, "black"), fontsize=13, fontweight="bold")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return _png(fig)
 
 
 def save_png(data: bytes, path: str | Path) -> Path:
@@ -63,3 +60,57 @@ def save_png(data: bytes, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def class_charts(class_name: str, labels: np.ndarray, scores: np.ndarray,
+                 pixel_pr: tuple[np.ndarray, np.ndarray] | None, pixel_roc: tuple[np.ndarray, np.ndarray] | None,
+                 threshold: float | None = None) -> bytes:
+    """One class's charts as PNG bytes: precision-recall (image and pixel level, F1-max point
+    marked), ROC (both levels) and the image-score histogram, normal vs anomalous, with the
+    decision threshold drawn.
+
+    Args:
+        labels, scores: (N,) image labels (0/1) and sample scores.
+        pixel_pr: (precision, recall) of the pixel level, or None; pixel_roc: (fpr, tpr) or None.
+        threshold: the image threshold to draw on the histogram (e.g. the stored F1-max one).
+    """
+    from sklearn.metrics import precision_recall_curve, roc_curve
+    labels, scores = np.asarray(labels).astype(bool), np.asarray(scores, np.float64)
+    fig, (ax_pr, ax_roc, ax_hist) = plt.subplots(1, 3, figsize=(13, 3.8), dpi=90, constrained_layout=True)
+    curves = []
+    if labels.any() and not labels.all():
+        p, r, _ = precision_recall_curve(labels, scores)
+        curves.append(("image", p, r))
+        fpr, tpr, _ = roc_curve(labels, scores)
+        ax_roc.plot(fpr, tpr, label="image")
+    if pixel_pr is not None:
+        curves.append(("pixel", *pixel_pr))
+    if pixel_roc is not None:
+        ax_roc.plot(*pixel_roc, label="pixel")
+    for name, p, r in curves:
+        f1 = np.divide(2 * p * r, p + r, out=np.zeros_like(p, dtype=np.float64), where=(p + r) > 0)
+        k = int(np.argmax(f1))
+        line, = ax_pr.plot(r, p, label=f"{name} (F1-max {f1[k]:.3f})")
+        ax_pr.plot(r[k], p[k], "o", color=line.get_color(), markersize=7)
+    ax_pr.set(xlabel="recall", ylabel="precision", title=f"{class_name}: precision-recall", xlim=(0, 1),
+              ylim=(0, 1.02))
+    ax_roc.plot([0, 1], [0, 1], ":", color="grey", linewidth=1)
+    ax_roc.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC", xlim=(0, 1), ylim=(0, 1.02))
+    bins = np.linspace(scores.min(), scores.max() + 1e-9, 21) if scores.size else 10
+    ax_hist.hist([scores[~labels], scores[labels]], bins=bins, label=["normal", "anomalous"],
+                 color=[DECISION_COLOURS["normal"], DECISION_COLOURS["anomalous"]], alpha=0.75)
+    if threshold is not None and np.isfinite(threshold):
+        ax_hist.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3g}")
+    ax_hist.set(xlabel="image anomaly score", ylabel="images", title="score histogram")
+    for ax in (ax_pr, ax_roc, ax_hist):
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, loc="best")
+    return _png(fig)
