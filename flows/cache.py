@@ -22,6 +22,31 @@ def list_stages(store: str) -> list[dict[str, Any]]:
     return rows
 
 
+def human(n: int | None) -> str:
+    """Bytes for people.
+
+    Example:
+        >>> human(0), human(1536), human(3_400_000_000)
+        ('0 B', '1.5 KB', '3.4 GB')
+    """
+    if n is None:
+        return "unknown"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def sizes(store: str) -> dict[str, Any]:
+    """Per stage group: units, size (readable) and bytes, largest first, and the total."""
+    rows = sorted(list_stages(store), key=lambda r: -(r["bytes"] or 0))
+    total = sum(r["bytes"] or 0 for r in rows)
+    return {"total": human(total), "total_bytes": total,
+            "by_stage": [{"stage": r["stage"], "hash": r["hash"], "units": r["units"], "size": human(r["bytes"]),
+                          "bytes": r["bytes"]} for r in rows]}
+
+
 def _units(st, base: str):
     for ds in st.children(base):
         for cls in st.children(f"{base}/{ds}"):

@@ -204,9 +204,7 @@ def run(args: argparse.Namespace) -> Any:  # noqa: C901 - a flat dispatch table
         if args.action == "list":
             return cache.list_stages(args.store)
         if args.action == "size":
-            rows = cache.list_stages(args.store)
-            return {"total_bytes": sum(r["bytes"] or 0 for r in rows),
-                    "by_stage": {f"{r['stage']}/{r['hash']}": r["bytes"] for r in rows}}
+            return cache.sizes(args.store)
         return {"deleted" if not args.dry_run else "would_delete": cache.prune(args.store, args.keep, args.dry_run)}
     if args.command == "weights":
         from . import weights_cmd

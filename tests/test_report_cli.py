@@ -57,6 +57,11 @@ def test_cli_cache_list_size_prune(cached_run, capsys, tmp_path):
     rows = json.loads(capsys.readouterr().out)
     assert {r["stage"] for r in rows} >= {"isnet", "sam", "clipseg", "clip_text"}
     assert all(r["units"] > 0 for r in rows if r["stage"] != "image") and all(r["bytes"] > 0 for r in rows)
+    assert main(["cache", "size", "--store", cached_run]) == 0
+    size = json.loads(capsys.readouterr().out)
+    by_bytes = [r["bytes"] for r in size["by_stage"]]
+    assert by_bytes == sorted(by_bytes, reverse=True) and size["total_bytes"] == sum(by_bytes)
+    assert size["total"].endswith(("KB", "MB")) and all(r["size"][-2:] in ("KB", "MB", " B") for r in size["by_stage"])
     cfg = tmp_path / "other.json"
     from zsad.config import PipelineConfig, TilingConfig, to_jsonable
     import dataclasses
