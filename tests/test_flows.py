@@ -137,11 +137,17 @@ def test_xarray_view_has_named_dimensions(prefect_harness, synthetic_root, synth
     n_tiles = StageStore(store_url).read_array(unit_key("tiles", plan.hashes["tiles"], unit), "boxes_xyxy").shape[0]
     assert ds["maps_tlhw"].shape == (n_tiles, 19, 64, 64)
     assert list(ds["prompt"].values) == list(ds.attrs["prompts"])
+    tiles = StageStore(store_url).read_unit(unit_key("tiles", plan.hashes["tiles"], unit))[0]
+    assert (ds["component"].values == tiles["component_t"]).all() and ds["box_xyxy"].dims == ("tile", "corner")
+    assert (ds["box_xyxy"].values == tiles["boxes_xyxy"]).all()
     isn = open_unit(store_url, unit_key("isnet", plan.hashes["isnet"], unit))
     assert isn["prob_hw"].dims == ("y", "x") and isn["prob_hw"].shape == (128, 128)
+    assert (isn["x"].values == np.arange(128)).all()
     from flows.aggregate import aggregate
     aggregate(store=store_url, dataset="synthetic", config="tiny")
     table = stage_table(store_url, "synthetic", plan.aggregate_hash(AggregateConfig()), plan.hashes["image"])
+    from stores.views import variant_table
+    assert variant_table(store_url, "synthetic", plan.aggregate_hash(AggregateConfig())).equals(table)  # one call
     assert table["sample_score"].dims == ("image",) and table.sizes["image"] == 8
     assert set(table["label"].values.tolist()) == {0, 1}
 
