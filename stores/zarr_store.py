@@ -93,11 +93,16 @@ class StageStore:
     # ---- units ---------------------------------------------------------------------------------
     def is_complete(self, key: str, source: str | None = None) -> bool:
         """True when the unit exists, has its marker, and (if given) was made from ``source``."""
+        return self.complete_attrs(key, source) is not None
+
+    def complete_attrs(self, key: str, source: str | None = None) -> dict[str, Any] | None:
+        """The attributes of a complete unit (made from ``source`` if given), else None: one read."""
         try:
-            attrs = self.root[key].attrs
-            return bool(attrs.get(COMPLETE)) and (source is None or attrs.get("source") == source)
+            attrs = dict(self.root[key].attrs)
         except Exception:  # noqa: BLE001 - absent or half-written metadata both mean "not done"
-            return False
+            return None
+        ok = bool(attrs.get(COMPLETE)) and (source is None or attrs.get("source") == source)
+        return attrs if ok else None
 
     def write_unit(self, key: str, arrays: dict[str, tuple[np.ndarray, tuple[str, ...]]],
                    attrs: dict[str, Any] | None = None, source: str | None = None) -> str:
@@ -160,9 +165,10 @@ class StageStore:
         return self.root[key][name][...]
 
     def read_attrs(self, key: str) -> dict[str, Any]:
-        if not self.is_complete(key):
+        attrs = self.complete_attrs(key)
+        if attrs is None:
             raise StoreError(f"{self.url}: {key} is missing or incomplete")
-        return dict(self.root[key].attrs)
+        return attrs
 
     # ---- listing and maintenance --------------------------------------------------------------
     def children(self, key: str) -> list[str]:

@@ -79,11 +79,10 @@ def aggregate_unit(store_url: str, hashes: dict[str, str], variants: Variants, u
     evaluate = evaluators is not None and image["label"] >= 0
     rows, todo = [], []
     for vh, agg in variants:
-        key = unit_key("aggregate", vh, unit)
-        done = not overwrite and store.is_complete(key, image["sha256"]) and (
-            not save_maps or store.read_attrs(key).get("has_map"))
+        attrs = None if overwrite else store.complete_attrs(unit_key("aggregate", vh, unit), image["sha256"])
+        done = attrs is not None and (not save_maps or attrs.get("has_map"))
         if done and not evaluate:
-            rows.append({"variant": vh, "unit": unit_path, "sample_score": store.read_attrs(key)["sample_score"],
+            rows.append({"variant": vh, "unit": unit_path, "sample_score": attrs["sample_score"],
                          "label": image["label"], "written": False})
         else:
             todo.append((vh, config_from_dict(AggregateConfig, agg), not done))
