@@ -10,7 +10,6 @@ the others are scored.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from stores import Unit, unit_key
+from tasks.image import registered
 from tasks.plan import plan_stages
 from tasks.runtime import open_store
 from zsad.datasets import DatasetError, image_files, image_ids
@@ -34,12 +34,8 @@ def new_files(root: str, class_name: str, store: str, config: str, name: str) ->
     st, image_hash = open_store(store), plan_stages(load_pipeline_config(config)).hashes["image"]
     fresh = []
     for f, i in zip(files, image_ids([f.as_posix() for f in files])):
-        key = unit_key("image", image_hash, Unit(name, class_name, "test", i))
-        if st.is_complete(key):
-            old, now = st.read_attrs(key), os.stat(f)
-            if old.get("size") == now.st_size and old.get("mtime_ns") == now.st_mtime_ns:
-                continue
-        fresh.append(f)
+        if not registered(st, unit_key("image", image_hash, Unit(name, class_name, "test", i)), str(f)):
+            fresh.append(f)
     return fresh, len(files)
 
 

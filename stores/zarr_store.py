@@ -77,6 +77,7 @@ class StageStore:
             raise StoreError(f"cannot open the Zarr store at {self.url}: {exc}") from None
         self.writes = 0
         self._lock = threading.Lock()
+        self._parents: set[str] = set()
 
     # ---- stage groups -------------------------------------------------------------------------
     def ensure_stage(self, stage: str, stage_hash: str, config: Any, inputs: dict[str, str] | None = None,
@@ -109,8 +110,7 @@ class StageStore:
         """Write a unit: ``arrays`` maps name -> (data, dimension names); marker last."""
         parent, name = key.rsplit("/", 1)
         check_component(name, "unit name")
-        with self._lock:
-            self.root.require_group(parent)
+        self._require_parents(parent)
         meta = dict(attrs or {}, source=source)
         if self.local:
             self._write_local(parent, name, arrays, meta)
@@ -120,6 +120,18 @@ class StageStore:
         with self._lock:
             self.writes += 1
         return key
+
+    def _require_parents(self, parent: str) -> None:
+        """Group metadata for every level of ``parent`` (once per parent and process). Each level
+        is checked: a run killed between making a folder and writing its ``zarr.json`` leaves a
+        folder that listing skips, which would hide every unit below it."""
+        if parent in self._parents:
+            return
+        with self._lock:
+            parts = parent.split("/")
+            for i in range(1, len(parts) + 1):
+                self.root.require_group("/".join(parts[:i]))
+            self._parents.add(parent)
 
     @staticmethod
     def _fill(group: zarr.Group, arrays: dict[str, tuple[np.ndarray, tuple[str, ...]]],

@@ -33,24 +33,25 @@ def _text(store_url: str, key: str) -> tuple:
 
 
 def compute_unit(store_url: str, hashes: dict[str, str], unit: Unit, image: dict[str, Any],
-                 cfgs: list[AggregateConfig]) -> list[Aggregated]:
-    """Aggregate one image for ``cfgs`` in memory, from its cached model outputs."""
+                 cfgs: list[AggregateConfig]) -> tuple[list[Aggregated], np.ndarray]:
+    """Aggregate one image for ``cfgs`` in memory, from its cached model outputs; also its
+    tiles' component ids (T,)."""
     store = open_store(store_url)
     tiles_key = unit_key("tiles", hashes["tiles"], unit)
     emb_pd, anomalous_p, ext_p, scale = _text(store_url, class_key("clip_text", hashes["clip_text"], unit.dataset,
                                                                    unit.class_name))
+    component_t = store.read_array(tiles_key, "component_t")
     return aggregate_variants(
         store.read_array(unit_key("clip_image", hashes["clip_image"], unit), "emb_td"), emb_pd, anomalous_p, ext_p,
         scale, store.read_array(unit_key("clipseg", hashes["clipseg"], unit), "maps_tlhw"),
-        store.read_array(tiles_key, "boxes_xyxy"), store.read_array(tiles_key, "component_t"),
-        (image["height"], image["width"]), cfgs)
+        store.read_array(tiles_key, "boxes_xyxy"), component_t, (image["height"], image["width"]), cfgs), component_t
 
 
 def pixel_map(store_url: str, hashes: dict[str, str], agg: AggregateConfig, unit_path: str) -> np.ndarray:
     """One image's (H, W) float32 anomaly map for one variant, computed now (nothing written)."""
     unit = Unit(*unit_path.split("/"))
     image = open_store(store_url).read_attrs(unit_key("image", hashes["image"], unit))
-    return compute_unit(store_url, hashes, unit, image, [agg])[0].pixel_map_hw
+    return compute_unit(store_url, hashes, unit, image, [agg])[0][0].pixel_map_hw
 
 
 def _write(store, vh: str, unit: Unit, image: dict[str, Any], component_t: np.ndarray, result: Aggregated,
@@ -88,8 +89,7 @@ def aggregate_unit(store_url: str, hashes: dict[str, str], variants: Variants, u
             todo.append((vh, config_from_dict(AggregateConfig, agg), not done))
     if not todo:
         return rows
-    results = compute_unit(store_url, hashes, unit, image, [cfg for _, cfg, _ in todo])
-    component_t = store.read_array(unit_key("tiles", hashes["tiles"], unit), "component_t")
+    results, component_t = compute_unit(store_url, hashes, unit, image, [cfg for _, cfg, _ in todo])
     mask = ground_truth(image["mask_path"], (image["height"], image["width"])) if evaluate else None
     for (vh, _, write), result in zip(todo, results):
         if write:

@@ -13,14 +13,22 @@ from .common import zsad_task
 from .runtime import open_store, unit_error
 
 
+def registered(store, key: str, path: str) -> bool:
+    """True when ``key`` holds a complete record of ``path`` with its current size and mtime
+    (the file has not changed since it was registered; its content is not re-read)."""
+    old = store.complete_attrs(key)
+    if old is None or old.get("path") != str(path):
+        return False
+    st = os.stat(path)
+    return old.get("size") == st.st_size and old.get("mtime_ns") == st.st_mtime_ns
+
+
 def _register(store, image_hash: str, dataset: str, s: dict[str, Any]) -> None:
     unit = Unit(dataset, s["class_name"], s["split"], s["image_id"])
     key = unit_key("image", image_hash, unit)
+    if registered(store, key, s["path"]):
+        return
     st = os.stat(s["path"])
-    if store.is_complete(key):
-        old = store.read_attrs(key)
-        if old.get("size") == st.st_size and old.get("mtime_ns") == st.st_mtime_ns and old["path"] == s["path"]:
-            return
     h, w = load_image(s["path"]).shape[:2]  # fails with the file's name if unreadable
     sha = file_sha256(s["path"])
     store.write_unit(key, {}, dict(s, sha256=sha, height=h, width=w, size=st.st_size, mtime_ns=st.st_mtime_ns),
