@@ -35,7 +35,8 @@ def upstream_hash(st: StageStore, stage: str, stage_hash: str, wanted: str) -> s
 def open_unit(store_url: str, key: str) -> xr.Dataset:
     """A unit as an ``xarray.Dataset`` (lazy, Dask-backed) with its named dimensions.
 
-    Coordinates: ``prompt`` (the texts) on CLIPSeg units; on units with a ``tile`` dimension,
+    Coordinates: ``prompt`` (the texts; stored as an array, so plain ``xarray.open_zarr`` has it
+    too) on CLIPSeg and CLIP-text units; on units with a ``tile`` dimension,
     ``component`` (the foreground component each tile covers) and ``box_xyxy`` (its box, in
     image pixels) from the tiles stage they were made from; ``y``/``x`` pixel indices on
     image-sized maps. The store's metadata is not consolidated: units are written and replaced
@@ -47,7 +48,7 @@ def open_unit(store_url: str, key: str) -> xr.Dataset:
         raise StoreError(f"{store_url}: {key} is missing or incomplete")
     ds = xr.open_zarr(store_url, group=key, consolidated=False, zarr_format=3)
     stage, stage_hash, rest = key.split("/", 2)
-    if "prompts" in ds.attrs and "prompt" in ds.dims:
+    if "prompts" in ds.attrs and "prompt" in ds.dims and "prompt" not in ds.coords:  # units before the array
         ds = ds.assign_coords(prompt=np.asarray(ds.attrs["prompts"], dtype=object))
     tiles_hash = upstream_hash(st, stage, stage_hash, "tiles") if "tile" in ds.dims else None
     if tiles_hash and st.is_complete(f"tiles/{tiles_hash}/{rest}"):

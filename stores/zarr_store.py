@@ -143,8 +143,10 @@ class StageStore:
             chunks = tuple(max(1, s) for s in data.shape)
             if data.ndim == 4:  # (tile, prompt, y, x): one chunk per tile
                 chunks = (1,) + chunks[1:]
-            group.create_array(aname, shape=data.shape, dtype=data.dtype, chunks=chunks, dimension_names=dims,
-                               fill_value=0, overwrite=True)[...] = data
+            text = data.dtype.kind in "UO"  # texts (e.g. prompts): Zarr's variable-length UTF-8, a coordinate
+            group.create_array(aname, shape=data.shape, dtype=str if text else data.dtype, chunks=chunks,
+                               dimension_names=dims, fill_value="" if text else 0, overwrite=True)[...] = \
+                data.astype(object) if text else data
         group.attrs.update(meta)
         group.attrs[COMPLETE] = True  # last
 

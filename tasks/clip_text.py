@@ -23,4 +23,5 @@ def clip_text(store_url: str, hashes: dict[str, str], dataset: str, class_name: 
         "emb_pd": (text.emb_pd, ("prompt", "embed")),
         "anomalous_p": (text.prompts.anomalous_p, ("prompt",)),
         "seed_extension_p": (text.prompts.seed_extension_p, ("prompt",)),
+        "prompt": (list(text.prompts.texts), ("prompt",)),  # the texts: a coordinate for plain xarray
     }, {"texts": list(text.prompts.texts), "logit_scale": text.logit_scale})

@@ -22,7 +22,8 @@ def clipseg_maps(store_url: str, hashes: dict[str, str], units: list[str], cfg: 
         crops = image_crops(store, hashes["tiles"], unit, attrs["path"])
         m = store_maps(model.predict_logits(crops, prompts), pc.map_dtype)
         store.write_unit(unit_key("clipseg", hashes["clipseg"], unit),
-                         {"maps_tlhw": (m, ("tile", "prompt", "y", "x"))}, {"prompts": list(prompts)}, source=sha)
+                         {"maps_tlhw": (m, ("tile", "prompt", "y", "x")), "prompt": (list(prompts), ("prompt",))},
+                         {"prompts": list(prompts)}, source=sha)
 
     return run_stage(store_url, "clipseg", hashes, units, one,
                      lambda: get_model(pc.clipseg, device=pc.device, batch_size=pc.batch_size))

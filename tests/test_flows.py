@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
-from stores import StageStore, Unit, unit_key
+from stores import StageStore, Unit, class_key, unit_key
 from tasks import runtime
 from tasks.plan import plan_stages
 from zsad.config import AggregateConfig, PipelineConfig, PromptConfig, to_jsonable
@@ -137,6 +137,13 @@ def test_xarray_view_has_named_dimensions(prefect_harness, synthetic_root, synth
     n_tiles = StageStore(store_url).read_array(unit_key("tiles", plan.hashes["tiles"], unit), "boxes_xyxy").shape[0]
     assert ds["maps_tlhw"].shape == (n_tiles, 19, 64, 64)
     assert list(ds["prompt"].values) == list(ds.attrs["prompts"])
+    import xarray as xr  # plain xarray, no zsad view: the prompt texts are a coordinate too
+    key = unit_key("clipseg", plan.hashes["clipseg"], unit)
+    plain = xr.open_zarr(store_url, group=key, consolidated=False)
+    assert "prompt" in plain.coords and list(plain["prompt"].values) == list(ds.attrs["prompts"])
+    text = xr.open_zarr(store_url, group=class_key("clip_text", plan.hashes["clip_text"], "synthetic", s.class_name),
+                        consolidated=False)
+    assert text["emb_pd"].dims == ("prompt", "embed") and text.sizes["prompt"] == len(text["prompt"].values) == 882
     tiles = StageStore(store_url).read_unit(unit_key("tiles", plan.hashes["tiles"], unit))[0]
     assert (ds["component"].values == tiles["component_t"]).all() and ds["box_xyxy"].dims == ("tile", "corner")
     assert (ds["box_xyxy"].values == tiles["boxes_xyxy"]).all()
