@@ -9,7 +9,7 @@ from tasks.runtime import open_store
 from zsad.config import to_jsonable
 from zsad.weights import WeightsError
 
-from .configs import load_pipeline_config
+from .configs import load_pipeline_config, resolve_variants
 
 
 def list_stages(store: str) -> list[dict[str, Any]]:
@@ -49,6 +49,9 @@ def sizes(store: str) -> dict[str, Any]:
 
 def _units(st, base: str):
     for ds in st.children(base):
+        if st.is_complete(f"{base}/{ds}"):  # thresholds/<variant>/<class>
+            yield ds
+            continue
         for cls in st.children(f"{base}/{ds}"):
             if st.is_complete(f"{base}/{ds}/{cls}"):
                 yield cls
@@ -88,11 +91,37 @@ def prune(store: str, keep_configs: list[str], dry_run: bool = False) -> list[st
         if (stage, to_jsonable(attrs.get("config"))) in by_config:
             kept.add(h)
     derived = ("aggregate", "thresholds", "errors")  # kept with their inputs, in this order
+    present = {h for stage, h, _ in groups if stage == "aggregate"}  # thresholds share their variant's hash
     for level in derived:
         for stage, h, attrs in groups:
-            if stage == level and set(attrs.get("inputs", {}).values()) <= kept:
+            inputs = set(attrs.get("inputs", {}).values())
+            # thresholds of a variant pruned on its own (prune --variants) are kept: calibrations are dear
+            if stage == level and (inputs <= kept or (stage == "thresholds" and not inputs & present)):
                 kept.add(h)
     doomed = [f"{stage}/{h}" for stage, h, _ in groups if h not in kept]
+    if not dry_run:
+        for path in doomed:
+            st.delete(path)
+    return doomed
+
+
+def prune_variants(store: str, spec: str, dry_run: bool = False, thresholds: bool = False) -> list[str]:
+    """Delete aggregate variants: stored hashes (or prefixes of at least 6 hex digits), labels, or
+    a sweep such as ``fusion=geometric`` (fields not named at the seed's values; every stored
+    variant with such a config, whatever pipeline config it was aggregated from). Their stored thresholds are kept unless
+    ``thresholds``. Needs no model weights. Returns the deleted ``stage/hash`` paths."""
+    st = open_store(store)
+    stored = [(h, a["config"]) for s, h, a in st.stages() if s == "aggregate" and "config" in a]
+    words = spec.split() if "=" not in spec else [spec]
+    by_hash = {w for w in words if len(w) >= 6 and any(h.startswith(w.lower()) for h, _ in stored)}
+    chosen = {h for h, _ in stored for w in by_hash if h.startswith(w.lower())}
+    rest = " ".join(w for w in words if w not in by_hash)
+    if rest:
+        wanted = [to_jsonable(a) for a in resolve_variants(rest, stored)]
+        chosen |= {h for h, recorded in stored if recorded in wanted}
+    doomed = [f"aggregate/{h}" for h in sorted(chosen)]
+    if thresholds:
+        doomed += [f"thresholds/{h}" for s, h, _ in st.stages() if s == "thresholds" and h in chosen]
     if not dry_run:
         for path in doomed:
             st.delete(path)

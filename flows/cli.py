@@ -105,10 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="a self-contained HTML report of a run")
     _common(r, prefect=False)
     r.add_argument("--out", default="zsad-report")
+    r.add_argument("--variants", "--variant", dest="variants", default="seed",
+                   help="'seed', 'grid', a sweep 'fusion=harmonic,geometric', label(s) or stored hash(es); "
+                        "several give a variants page ranking them")
+    r.add_argument("--results", default=None, help="rank the variants of this metrics.json (from `zsad evaluate`) "
+                                                    "instead of recomputing their metrics")
     c = sub.add_parser("cache", help="list / size / prune the store")
     c.add_argument("action", choices=["list", "size", "prune"])
     c.add_argument("--store", default="zsad-store.zarr")
     c.add_argument("--keep", nargs="*", default=[], help="prune: configs whose stages are kept")
+    c.add_argument("--variants", default=None,
+                   help="prune: drop these aggregate variants only (hashes, labels or a sweep like fusion=geometric)")
+    c.add_argument("--with-thresholds", action="store_true", help="prune --variants: drop their thresholds too")
     c.add_argument("--dry-run", action="store_true")
     w = sub.add_parser("weights", help="expected weight files, their sha256 and where they are looked for")
     w.add_argument("action", choices=["list", "fetch"])
@@ -198,14 +206,19 @@ def run(args: argparse.Namespace) -> Any:  # noqa: C901 - a flat dispatch table
         return {"quiet": True}
     if args.command == "report":
         from .report import build_report
-        return {"report": str(build_report(args.store, args.dataset, args.config, args.out))}
+        return {"report": str(build_report(args.store, args.dataset, args.config, args.out, args.variants,
+                                           args.results))}
     if args.command == "cache":
         from . import cache
         if args.action == "list":
             return cache.list_stages(args.store)
         if args.action == "size":
             return cache.sizes(args.store)
-        return {"deleted" if not args.dry_run else "would_delete": cache.prune(args.store, args.keep, args.dry_run)}
+        if args.variants:
+            doomed = cache.prune_variants(args.store, args.variants, args.dry_run, args.with_thresholds)
+        else:
+            doomed = cache.prune(args.store, args.keep, args.dry_run)
+        return {"deleted" if not args.dry_run else "would_delete": doomed}
     if args.command == "weights":
         from . import weights_cmd
         if args.action == "list":

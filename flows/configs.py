@@ -112,3 +112,31 @@ def variant_label(agg: AggregateConfig) -> str:
     return f"{agg.fusion}/top{agg.top_fraction:g}/{'scaled' if agg.scale_by_tile_score else 'unscaled'}/" \
            f"{'seed' if agg.seed_states else 'winclip'}-prompts" + \
         ("" if agg.logit_scale is None else f"/scale{agg.logit_scale:.4g}")
+
+
+def resolve_variants(spec: str | None, stored: list[tuple[str, dict[str, Any]]] = ()) -> list[AggregateConfig]:
+    """Variants named by a grammar (``variant_grid``), a label (``harmonic/top0.25/...``), or an
+    aggregate hash (or its prefix, at least 6 hex digits) of a variant the store holds.
+
+    Args:
+        spec: what the user typed; several labels or hashes may be joined with spaces.
+        stored: ``(aggregate hash, recorded config)`` of the store's aggregate groups.
+    """
+    if spec is None or "=" in spec or spec in ("", "seed", "grid"):
+        return variant_grid(spec)
+    known = {variant_label(a): a for a in variant_grid("grid")}
+    for h, recorded in stored:
+        agg = config_from_dict(AggregateConfig, recorded)
+        known.setdefault(variant_label(agg), agg)
+    out = []
+    for word in spec.split():
+        if word in known:
+            out.append(known[word])
+            continue
+        hits = [c for h, c in stored if len(word) >= 6 and h.startswith(word.lower())]
+        if len(hits) != 1:
+            why = "matches several stored variants" if hits else "is neither a stored variant's hash nor a label"
+            raise ValueError(f"variant {word!r} {why}; `zsad cache list` shows the aggregate hashes, and labels look "
+                             f"like {variant_label(AggregateConfig())!r}")
+        out.append(config_from_dict(AggregateConfig, hits[0]))
+    return list(dict.fromkeys(out))

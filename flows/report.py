@@ -1,173 +1,164 @@
-"""``zsad report``: one self-contained HTML file (plus the PNGs beside it) per run.
+"""``zsad report``: self-contained HTML pages (Jinja2 templates in ``flows/templates``) with
+their PNGs beside them.
 
-Sections: failed images, per-class tables in the seed's layout and all metrics, per class a
-matplotlib figure (precision-recall and ROC at image and pixel level with the F1-max points,
-the score histogram with the threshold), and for each class the highest-scoring anomalous image
-(best), the lowest-scoring anomalous image (missed) and the highest-scoring normal image (false
-alarm) in anomalib's layout. Unlabelled data gets a score-ranked gallery instead.
+``report.html`` is one variant's report: failed images, the seed's F1-max tables and every
+metric per class, per class a matplotlib figure (precision-recall and ROC at image and pixel
+level with the F1-max points, the score histogram with the threshold), the best, missed and
+false-alarm images in anomalib's layout, and how the numbers were made (stage hashes and
+configs, library versions). Unlabelled data gets a score-ranked gallery instead of metrics.
+With several variants, ``variants.html`` ranks them all (sortable tables, mean and per class,
+and small multiples of the mean metrics per parameter) and ``report.html`` is the best one's.
 """
 
 from __future__ import annotations
 
-import base64
+import json
 import math
-from html import escape
 from pathlib import Path
+from typing import Any
 
-import numpy as np
+import jinja2
 
-from stores import Unit, unit_key
-from tasks.aggregate import pixel_map
 from tasks.errors import list_failures
 from tasks.plan import plan_stages
 from tasks.runtime import open_store
-from zsad.config import AggregateConfig
-from zsad.datasets import ground_truth, load_image
-from zsad.evaluation import seed_table, with_mean
-from zsad.plots import class_charts, prediction_panel, save_png
-from zsad.predict import describe
-from zsad.thresholds import decide
+from zsad.config import AggregateConfig, config_from_dict, to_jsonable
+from zsad.evaluation import seed_rows, with_mean
 
 from .aggregate import run_variants
-from .configs import load_pipeline_config, variant_label
+from .configs import GRID, SCALE_NAMES, load_pipeline_config, resolve_variants, variant_label
+from .report_parts import class_chart, example_panel, gallery, pick_examples, png_uri, provenance
 
 METRICS = ("sample_f1_max", "sample_auroc", "sample_ap", "pixel_f1_max", "pixel_auroc", "pixel_ap", "pixel_aupro")
-CSS = ("body{font-family:system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;margin:8px 0}"
-       "td,th{border:1px solid #ccc;padding:3px 7px;font-size:13px;text-align:right}th{background:#eee}"
-       "figure{display:inline-block;margin:6px}figcaption{font-size:12px}img{max-width:100%}.chart{margin:4px}")
+RANK_BY = ("sample_f1_max", "pixel_f1_max")  # the seed's headline metrics, in this order
+EFFECTS = ("sample_f1_max", "sample_auroc", "pixel_f1_max", "pixel_aupro")  # the small multiples' rows
 
 
-def _png_file(data: bytes, path: Path) -> str:
-    """Write PNG bytes beside the report and return them as a data URI (the HTML is self-contained)."""
-    save_png(data, path)
-    return "data:image/png;base64," + base64.b64encode(data).decode()
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
-def _metrics_table(results: dict[str, dict[str, float]]) -> str:
-    head = "<tr><th>class</th>" + "".join(f"<th>{m}</th>" for m in METRICS) + "<th>images</th></tr>"
-    rows = []
-    for cls, m in results.items():
-        cells = "".join("<td>-</td>" if math.isnan(m.get(k, math.nan)) else f"<td>{100 * m[k]:.1f}</td>"
-                        for k in METRICS)
-        rows.append(f"<tr><th>{escape(cls)}</th>{cells}<td>{m.get('n_images', '')}</td></tr>")
-    return f"<table>{head}{''.join(rows)}</table>"
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
+                             autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["pct"] = lambda v: "-" if _missing(v) else f"{100 * v:.1f}"
+    env.filters["sortkey"] = lambda v: -1 if _missing(v) else f"{v:.6f}"  # missing values sort last
+    return env
 
 
-def _md_table_html(md: str) -> str:
-    lines = [line.strip("|").split("|") for line in md.splitlines() if not line.startswith("|---")]
-    head = "".join(f"<th>{escape(c.strip())}</th>" for c in lines[0])
-    body = "".join("<tr>" + "".join(f"<td>{escape(c.strip())}</td>" for c in row) + "</tr>" for row in lines[1:])
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def _examples(rows: list[dict]) -> list[tuple[str, dict]]:
-    anomalous = sorted((r for r in rows if r["label"] == 1), key=lambda r: r["score"])
-    normal = sorted((r for r in rows if r["label"] == 0), key=lambda r: r["score"])
-    picks = []
-    if anomalous:
-        picks += [("best: highest-scoring anomalous", anomalous[-1]), ("missed: lowest-scoring anomalous", anomalous[0])]
-    if normal:
-        picks.append(("false alarm: highest-scoring normal", normal[-1]))
-    return picks
-
-
-def _example_panel(st, hashes, agg, row, out: Path, caption: str, found: dict | None = None) -> str:
-    """anomalib's layout: image with ground truth | heatmap on [0, 1] with a colour bar | predicted mask."""
-    unit = Unit(*row["unit"].split("/"))
-    image = st.read_attrs(unit_key("image", hashes["image"], unit))
-    img = load_image(image["path"])
-    mask = ground_truth(image["mask_path"], img.shape[:2])
-    pixel = pixel_map(st.url, hashes, agg, row["unit"])  # computed now: variants store no maps
-    t_img, t_pix = ((found or {}).get(level, {}).get("f1") for level in ("image", "pixel"))
-    threshold = t_img.value if t_img else None
-    verdict = decide(row["score"], threshold)
-    png = prediction_panel(img, pixel, f"{caption} — {unit.image_id}: "
-                           f"{describe(unit.class_name, row['score'], threshold, verdict)}", verdict,
-                           t_pix.value if t_pix else None, mask)
-    src = _png_file(png, out / "examples" / unit.class_name / f"{unit.image_id}.png")
-    return (f'<figure><img src="{src}" alt="{escape(unit.image_id)}"><figcaption>{escape(caption)} — '
-            f'{escape(unit.image_id)}, score {row["score"]:.3f}; thresholds: the class\'s F1-max ones'
-            f'</figcaption></figure>')
+def render(template: str, path: Path, **context: Any) -> Path:
+    """Render ``flows/templates/<template>`` to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(_env().get_template(template).render(**context))
+    return path
 
 
 def build_report(store: str, dataset: str, config: str = "tiny", out: str = "zsad-report",
-                 agg: AggregateConfig = AggregateConfig()) -> Path:
-    """Write ``out/report.html`` (self-contained) and its PNGs; returns the HTML path."""
-    out_dir = Path(out)
-    plan = plan_stages(load_pipeline_config(config))
-    st, vh, hashes = open_store(store), plan.aggregate_hash(agg), plan.hashes
-    meta = run_variants(store, dataset, config, [agg], evaluate=True)[vh]
+                 variants: str | None = "seed", results: str | None = None) -> Path:
+    """Write the report of ``variants`` (a grammar, label(s) or stored hash(es): see
+    ``resolve_variants``) and return its first page: ``variants.html`` when there are several,
+    else ``report.html``.
+
+    ``results`` (a ``metrics.json`` written by ``zsad evaluate``) ranks the variants from those
+    metrics instead of recomputing them; only the best variant is aggregated again for its panels.
+    The store gets only what ``zsad aggregate`` would write (each variant's scores, no maps); no
+    threshold is stored.
+    """
+    out_dir, plan, st = Path(out), plan_stages(load_pipeline_config(config)), open_store(store)
+    if results is not None:
+        ranked = _from_results(Path(results), plan)
+        meta = {}
+    else:
+        stored = [(h, a["config"]) for s, h, a in st.stages() if s == "aggregate" and "config" in a]
+        meta = run_variants(store, dataset, config, resolve_variants(variants, stored), evaluate=True)
+        ranked = {vh: {"label": m["label"], "config": m["config"], "metrics": _metrics(m)} for vh, m in meta.items()}
+    order = sorted(ranked, key=lambda vh: _rank_key(ranked[vh]["metrics"]))
+    if len(order) > 1 and any(ranked[vh]["metrics"] is None for vh in order):
+        raise ValueError(f"{dataset!r} has no labels: variants can only be compared on labelled images; "
+                         "report one variant (--variant seed) to rank its images")
+    best = order[0]
+    agg = config_from_dict(AggregateConfig, ranked[best]["config"])
+    if best not in meta:
+        meta = run_variants(store, dataset, config, [agg], evaluate=True)
+    nav = [("report", "report.html")] + ([("variants", "variants.html")] if len(order) > 1 else [])
+    report = _variant_report(st, plan, dataset, config, agg, best, meta[best], out_dir, nav, len(order))
+    if len(order) == 1:
+        return report
+    return _variants_page(ranked, order, dataset, config, out_dir, nav)
+
+
+def _metrics(meta: dict[str, Any]) -> dict[str, dict[str, float]] | None:
+    evaluators = meta.get("evaluators", {})
+    return with_mean({c: e.result() for c, e in sorted(evaluators.items())}) if evaluators else None
+
+
+def _rank_key(metrics: dict[str, dict[str, float]] | None) -> tuple[float, ...]:
+    mean = (metrics or {}).get("mean", {})
+    return tuple(-1.0 if _missing(mean.get(k)) else -mean[k] for k in RANK_BY)
+
+
+def _from_results(path: Path, plan) -> dict[str, Any]:
+    """Variants and metrics from ``zsad evaluate``'s ``metrics.json``, checked against the config."""
+    try:
+        data = json.loads(path.read_text())
+        out = {vh: {"label": v["label"], "config": v["config"], "metrics": v["metrics"]} for vh, v in data.items()}
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path}: not a metrics.json written by `zsad evaluate` ({exc})") from None
+    for vh, v in out.items():
+        if plan.aggregate_hash(config_from_dict(AggregateConfig, v["config"])) != vh:
+            raise ValueError(f"{path}: variant {vh} was evaluated with another pipeline config than this one; "
+                             "pass the --config used by `zsad evaluate`")
+        v["metrics"] = {c: {k: (math.nan if x is None else x) for k, x in m.items()} for c, m in v["metrics"].items()}
+    return out
+
+
+def _variant_report(st, plan, dataset: str, config: str, agg: AggregateConfig, vh: str, meta: dict[str, Any],
+                    out_dir: Path, nav: list, n_variants: int) -> Path:
     evaluators, rows_by_class = meta.get("evaluators", {}), meta["rows"]
-    parts = [f"<h1>zsad report — {escape(dataset)}</h1>",
-             f"<p>variant <b>{escape(variant_label(agg))}</b> (aggregate hash {vh}); config <b>{escape(config)}</b></p>",
-             "<details><summary>stage hashes</summary><table><tr><th>stage</th><th>hash</th></tr>"
-             + "".join(f"<tr><td>{escape(k)}</td><td><code>{escape(v)}</code></td></tr>" for k, v in hashes.items())
-             + "</table></details>"]
-    parts += _failures(list_failures(st, hashes["image"], dataset))
+    ctx = {"title": f"zsad report — {dataset}", "nav": nav, "dataset": dataset, "label": variant_label(agg),
+           "variant_hash": vh, "config": config, "n_images": meta["n_images"], "n_variants": n_variants,
+           "variants_page": "variants.html" if n_variants > 1 else None,
+           "failures": list_failures(st, plan.hashes["image"], dataset),
+           "provenance": provenance(st, plan, to_jsonable(agg), vh)}
     if not evaluators:  # no labels (a plain folder): rank the images instead of measuring
-        return _write(out_dir, dataset, parts + _gallery(st, hashes, agg, rows_by_class, out_dir))
+        return render("report.html.j2", out_dir / "report.html", gallery=gallery(st, plan.hashes, agg, rows_by_class,
+                                                                                  out_dir), **ctx)
     results = with_mean({c: e.result() for c, e in sorted(evaluators.items())})
-    parts += ["<h2>F1-max in the seed's layout (%)</h2>",
-             "<h3>Sample level</h3>" + _md_table_html(seed_table(results, "sample")),
-             "<h3>Pixel level</h3>" + _md_table_html(seed_table(results, "pixel")),
-             "<h2>All metrics (%)</h2>", _metrics_table(results),
-             "<h2>Curves and score histograms</h2><p>Precision-recall (F1-max points marked) and ROC at image "
-             "and pixel level; image scores of normal and anomalous images with the F1-max threshold.</p>"]
+    results["mean"]["n_images"] = sum(r["n_images"] for c, r in results.items() if c != "mean")  # all, not a mean
     thresholds = {cls: ev.thresholds(dataset, None) for cls, ev in evaluators.items()}
-    for cls, rows in sorted(rows_by_class.items()):
-        if cls in evaluators:
-            parts.append(_charts(cls, rows, evaluators[cls], thresholds[cls], out_dir))
-    parts.append("<h2>Best and worst images</h2>")
-    for cls, rows in sorted(rows_by_class.items()):
-        parts.append(f"<h3>{escape(cls)}</h3>")
-        parts += [_example_panel(st, hashes, agg, row, out_dir, caption, thresholds.get(cls))
-                  for caption, row in _examples(rows)]
-    return _write(out_dir, dataset, parts)
+    labelled = sorted(c for c in rows_by_class if c in evaluators)
+    charts = [class_chart(c, rows_by_class[c], evaluators[c], thresholds[c], out_dir) for c in labelled]
+    examples = [(c, [example_panel(st, plan.hashes, agg, row, out_dir, caption, thresholds.get(c))
+                     for caption, row in pick_examples(rows_by_class[c])]) for c in sorted(rows_by_class)]
+    return render("report.html.j2", out_dir / "report.html", gallery=None, results=results, metric_names=METRICS,
+                  seed_tables=[("Sample level", seed_rows(results, "sample")),
+                               ("Pixel level", seed_rows(results, "pixel"))],
+                  charts=charts, examples=examples, **ctx)
 
 
-def _charts(cls: str, rows: list[dict], ev, found: dict, out_dir: Path) -> str:
-    labelled = [r for r in rows if r["label"] >= 0]
-    pixel_pr = pixel_roc = None
-    if ev.pixels is not None and ev.pixels.pos.any():  # a point per float16 value: thin for drawing
-        (p, r), (f, t) = ev.pixels.pr_curve(), ev.pixels.roc_curve()
-        pick = np.unique(np.linspace(0, r.size - 1, 512).astype(int))
-        pixel_pr, pixel_roc = (p[pick], r[pick]), (f[pick], t[pick])
-    threshold = found["image"].get("f1")
-    png = class_charts(cls, np.array([r["label"] for r in labelled]), np.array([r["score"] for r in labelled]),
-                       pixel_pr, pixel_roc, threshold.value if threshold else None)
-    src = _png_file(png, out_dir / "charts" / f"{cls}.png")
-    return f'<img class="chart" src="{src}" alt="charts of {escape(cls)}">'
+def _shown(param: str, value: Any) -> str:
+    if param == "logit_scale":
+        named = [name for name, v in SCALE_NAMES.items() if v == value]
+        return named[0] if named else f"{value:g}"
+    return str(value).lower() if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _failures(failed: list[dict]) -> list[str]:
-    """The images that could not be scored, with the stage and the reason."""
-    if not failed:
-        return []
-    rows = "".join(f"<tr><td style='text-align:left'>{escape(f['path'])}</td><td>{escape(f['stage'])}</td>"
-                   f"<td style='text-align:left'>{escape(f['error'])}</td></tr>" for f in failed)
-    return [f"<h2>Failed images ({len(failed)})</h2><p>Not scored and not in the metrics; fixed files are "
-            "computed on the next <code>zsad precompute</code>.</p>"
-            f"<table><tr><th>file</th><th>stage</th><th>reason</th></tr>{rows}</table>"]
-
-
-def _gallery(st, hashes, agg, rows_by_class: dict[str, list[dict]], out_dir: Path, top: int = 12) -> list[str]:
-    """Unlabelled images: every score in a ranked table, the ``top`` highest as panels."""
-    parts = ["<p>These images have no labels: they are ranked by anomaly score, highest first.</p>"]
-    for cls, rows in sorted(rows_by_class.items()):
-        ranked = sorted(rows, key=lambda r: -r["score"])
-        paths = [st.read_attrs(unit_key("image", hashes["image"], Unit(*r["unit"].split("/"))))["path"] for r in ranked]
-        table = "".join(f"<tr><td>{i}</td><td style='text-align:left'>{escape(path)}</td>"
-                        f"<td>{r['score']:.4f}</td></tr>" for i, (r, path) in enumerate(zip(ranked, paths), 1))
-        parts += [f"<h2>{escape(cls)}: {len(ranked)} images</h2>",
-                  f"<table><tr><th>rank</th><th>image</th><th>score</th></tr>{table}</table>"]
-        parts += [_example_panel(st, hashes, agg, r, out_dir, f"rank {i}") for i, r in enumerate(ranked[:top], 1)]
-    return parts
-
-
-def _write(out_dir: Path, dataset: str, parts: list[str]) -> Path:
-    html = (f"<!doctype html><html><head><meta charset='utf-8'><title>zsad report — {escape(dataset)}</title>"
-            f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "report.html"
-    path.write_text(html)
-    return path
+def _variants_page(ranked: dict[str, Any], order: list[str], dataset: str, config: str, out_dir: Path,
+                   nav: list) -> Path:
+    from zsad.plots import variant_small_multiples
+    seed = to_jsonable(AggregateConfig())
+    params = [p for p in GRID if len({json.dumps(ranked[vh]["config"].get(p)) for vh in order}) > 1]
+    classes = sorted({c for vh in order for c in ranked[vh]["metrics"] if c != "mean"})
+    rows = []
+    for rank, vh in enumerate(order, 1):
+        v = ranked[vh]
+        rows.append({"rank": rank, "hash": vh, "label": v["label"], "is_seed": v["config"] == seed,
+                     **{p: _shown(p, v["config"].get(p)) for p in params},
+                     **{m: v["metrics"]["mean"].get(m, math.nan) for m in METRICS},
+                     "per_class": {c: {m: v["metrics"].get(c, {}).get(m, math.nan) for m in METRICS}
+                                   for c in classes}})
+    chart = png_uri(variant_small_multiples(rows, params or ["rank"], list(EFFECTS)), out_dir / "charts" /
+                    "variants.png")
+    return render("variants.html.j2", out_dir / "variants.html", title=f"zsad variants — {dataset}", nav=nav,
+                  dataset=dataset, config=config, variants=rows, params=params, classes=classes, chart=chart,
+                  metric_names=METRICS, best_report="report.html", best_label=rows[0]["label"])

@@ -51,7 +51,8 @@ class StoreError(ValueError):
 def library_versions() -> dict[str, str]:
     import importlib.metadata as md
     out = {}
-    for pkg in ("zsad", "torch", "open_clip_torch", "transformers", "segment-anything", "zarr", "numpy"):
+    for pkg in ("zsad", "torch", "torchvision", "open_clip_torch", "transformers", "segment-anything", "zarr", "numpy",
+                "dask", "xarray", "prefect"):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:

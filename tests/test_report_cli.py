@@ -8,6 +8,7 @@ import pytest
 
 from flows.cli import main
 from tasks import runtime
+from tasks.plan import plan_stages
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +29,83 @@ def test_report_has_every_section(cached_run, tmp_path):
                    "false alarm: highest-scoring normal", "data:image/png;base64,"):
         assert needle in html, needle
     assert html.count("<figure>") == 2 * 3 and html.count('<img class="chart"') == 2  # 2 classes
+    for needle in ("How these numbers were made", "<td class=\"text\">clipseg</td>", "map_dtype", "logit8",
+                   "Library versions", "open_clip_torch", "segment-anything"):
+        assert needle in html, needle
+    assert "{{" not in html and "{%" not in html  # the template rendered whole
     assert len(list((tmp_path / "rep" / "examples").rglob("*.png"))) == 6
     assert len(list((tmp_path / "rep" / "charts").glob("*.png"))) == 2
+
+
+SWEEP = "fusion=harmonic,geometric;top_fraction=0.25,1"
+
+
+def _ranked_hashes(html: str) -> list[str]:
+    import re
+    table = html.split('id="per-class"')[0]
+    return re.findall(r'title="zsad report --variant ([0-9a-f]{16})"', table)
+
+
+def test_variants_page_ranks_every_variant_best_first(cached_run, tmp_path):
+    from flows.evaluate import run_evaluate
+    from flows.report import build_report
+    page = build_report(cached_run, "synthetic", "tiny", str(tmp_path / "v"), SWEEP)
+    assert page.name == "variants.html" and (tmp_path / "v" / "report.html").is_file()
+    html = page.read_text()
+    results = run_evaluate(cached_run, "synthetic", "tiny", SWEEP, out_dir=str(tmp_path / "res"), echo=False)
+    mean = {vh: r["metrics"]["mean"] for vh, r in results.items()}
+    expected = sorted(mean, key=lambda vh: (-mean[vh]["sample_f1_max"], -mean[vh]["pixel_f1_max"]))
+    assert _ranked_hashes(html) == expected and len(expected) == 4  # every variant, best first
+    assert html.count("<tr data-class=") == 4 * 2  # per class: every variant x both classes
+    best = expected[0]
+    assert f"<code>{best}</code>" in (tmp_path / "v" / "report.html").read_text()  # the full report is the best's
+    assert f'{100 * mean[best]["sample_f1_max"]:.1f}</td>' in html
+    # from evaluate's metrics.json: same ranking, no recomputation of the other variants' metrics
+    again = build_report(cached_run, "synthetic", "tiny", str(tmp_path / "v2"), results=str(tmp_path / "res" /
+                                                                                           "metrics.json"))
+    assert _ranked_hashes(again.read_text()) == expected
+    bad = json.loads((tmp_path / "res" / "metrics.json").read_text())
+    bad[best]["config"]["fusion"] = "arithmetic"
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match="another pipeline config"):
+        build_report(cached_run, "synthetic", "tiny", str(tmp_path / "v3"), results=str(tmp_path / "bad.json"))
+
+
+def test_report_one_variant_by_hash_or_label(cached_run, tmp_path):
+    from flows.configs import variant_grid, variant_label
+    from flows.report import build_report
+    from zsad.config import PipelineConfig
+    geometric = variant_grid("fusion=geometric")[0]
+    vh = plan_stages(PipelineConfig.tiny()).aggregate_hash(geometric)
+    by_label = build_report(cached_run, "synthetic", "tiny", str(tmp_path / "a"), variant_label(geometric))
+    assert by_label.name == "report.html" and f"<code>{vh}</code>" in by_label.read_text()
+    by_hash = build_report(cached_run, "synthetic", "tiny", str(tmp_path / "b"), vh[:8])  # now stored: a prefix
+    assert f"<code>{vh}</code>" in by_hash.read_text()
+    with pytest.raises(ValueError, match="neither a stored variant's hash nor a label"):
+        build_report(cached_run, "synthetic", "tiny", str(tmp_path / "c"), "0123456789abcdef")
+
+
+def test_prune_single_variants_keeps_thresholds(cached_run, tmp_path, capsys):
+    from flows.evaluate import run_evaluate
+    from stores import StageStore
+    from zsad.config import AggregateConfig, PipelineConfig
+    store = str(tmp_path / "copy.zarr")
+    shutil.copytree(cached_run, store)
+    runtime.forget_stores()
+    run_evaluate(store, "synthetic", "tiny", "fusion=harmonic,geometric", out_dir=str(tmp_path / "r"), echo=False)
+    seed = plan_stages(PipelineConfig.tiny()).aggregate_hash(AggregateConfig())
+    geo = plan_stages(PipelineConfig.tiny()).aggregate_hash(AggregateConfig(fusion="geometric"))
+    assert main(["cache", "prune", "--store", store, "--variants", "fusion=geometric", "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["would_delete"] == [f"aggregate/{geo}"]
+    assert main(["cache", "prune", "--store", store, "--variants", seed[:10]]) == 0
+    assert json.loads(capsys.readouterr().out)["deleted"] == [f"aggregate/{seed}"]
+    groups = {(s, h) for s, h, _ in StageStore(store).stages()}
+    assert ("aggregate", seed) not in groups and ("aggregate", geo) in groups and ("thresholds", seed) in groups
+    assert main(["cache", "prune", "--store", store, "--keep", "tiny"]) == 0  # the calibration outlives its scores
+    assert json.loads(capsys.readouterr().out)["deleted"] == []
+    assert main(["cache", "prune", "--store", store, "--variants", geo, "--with-thresholds"]) == 0
+    assert json.loads(capsys.readouterr().out)["deleted"] == [f"aggregate/{geo}", f"thresholds/{geo}"]
+    assert main(["cache", "prune", "--store", store, "--variants", "nope"]) == 2
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
@@ -50,6 +126,14 @@ def test_report_renders_in_headless_chromium(cached_run, tmp_path):
                           f"--user-data-dir={tmp_path / 'profile2'}", "--dump-dom", path.as_uri()],
                          check=True, capture_output=True, timeout=120, text=True).stdout
     assert dom.count("<img") == 6 + 2 and dom.count("<figure>") == 6  # 3 panels and a chart per class
+    page = build_report(cached_run, "synthetic", "tiny", str(tmp_path / "var"), SWEEP)
+    dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                          "--disable-component-update", "--disable-sync", "--no-first-run",
+                          f"--user-data-dir={tmp_path / 'profile3'}", "--dump-dom", page.as_uri()],
+                         check=True, capture_output=True, timeout=120, text=True).stdout
+    ranking, per_class = dom.split('id="per-class"')
+    assert ranking.count("<tr class=") == 4 and per_class.count("<tr data-class=") == 8  # 4 variants, 2 classes
+    assert dom.count("<img") == 1 and "<select id=\"class-filter\">" in dom  # the small multiples, the filter
 
 
 def test_cli_cache_list_size_prune(cached_run, capsys, tmp_path):
@@ -69,8 +153,8 @@ def test_cli_cache_list_size_prune(cached_run, capsys, tmp_path):
     assert main(["cache", "prune", "--store", cached_run, "--keep", str(cfg), "--dry-run"]) == 0
     doomed = json.loads(capsys.readouterr().out)["would_delete"]
     stages = [p.split("/")[0] for p in doomed]
-    # the stages downstream of tiling, plus any aggregate variant that read them
-    assert sorted(s for s in stages if s != "aggregate") == ["clip_image", "clipseg", "tiles"]
+    # the stages downstream of tiling, plus any aggregate variant (and its thresholds) that read them
+    assert sorted(s for s in stages if s not in ("aggregate", "thresholds")) == ["clip_image", "clipseg", "tiles"]
     assert main(["cache", "prune", "--store", cached_run, "--keep", "tiny"]) == 0
     assert json.loads(capsys.readouterr().out)["deleted"] == []
     assert main(["cache", "prune", "--store", cached_run]) == 2  # no --keep: refuses

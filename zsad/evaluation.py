@@ -113,21 +113,28 @@ def _fmt(v: float) -> str:
     return "-" if v is None or math.isnan(v) else f"{100 * v:.1f}"
 
 
-def seed_table(results: dict[str, dict[str, float]], level: str = "sample", metric: str = "f1_max",
-               ours: str = "zsad", published: bool = True) -> str:
-    """Markdown table in the seed's layout: classes as columns, methods as rows.
+def seed_rows(results: dict[str, dict[str, float]], level: str = "sample", metric: str = "f1_max",
+              ours: str = "zsad", published: bool = True) -> tuple[list[str], list[list[str]]]:
+    """The seed's layout as (header, rows of cells): classes as columns, methods as rows, in %.
 
     The published rows are shown only when the classes are VisA's (they are VisA numbers).
     """
     classes = [c for c in results if c != "mean"]
     if set(classes) == set(VISA_ORDER):
         classes = list(VISA_ORDER)
-    header = "| method | " + " | ".join(classes) + " | Mean |"
-    rows = [header, "|" + "---|" * (len(classes) + 2)]
+    header = ["method", *classes, "Mean"]
+    rows = []
     key = f"{level}_{metric}"
     if published and metric == "f1_max" and set(classes) == set(VISA_ORDER):
-        for name, values in PUBLISHED[level].items():
-            rows.append(f"| {name} | " + " | ".join(f"{v:.1f}" for v in values) + " |")
-    cells = [_fmt(results[c].get(key, math.nan)) for c in classes] + [_fmt(results["mean"].get(key, math.nan))]
-    rows.append(f"| {ours} | " + " | ".join(cells) + " |")
-    return "\n".join(rows)
+        rows += [[name, *(f"{v:.1f}" for v in values)] for name, values in PUBLISHED[level].items()]
+    rows.append([ours, *(_fmt(results[c].get(key, math.nan)) for c in classes),
+                 _fmt(results["mean"].get(key, math.nan))])
+    return header, rows
+
+
+def seed_table(results: dict[str, dict[str, float]], level: str = "sample", metric: str = "f1_max",
+               ours: str = "zsad", published: bool = True) -> str:
+    """``seed_rows`` as a Markdown table."""
+    header, rows = seed_rows(results, level, metric, ours, published)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])

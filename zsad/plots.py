@@ -114,3 +114,40 @@ def class_charts(class_name: str, labels: np.ndarray, scores: np.ndarray,
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8, loc="best")
     return _png(fig)
+
+
+def variant_small_multiples(variants: list[dict], params: list[str], metrics: list[str]) -> bytes:
+    """PNG bytes: the mean metrics of a variant grid, one panel per (metric, parameter).
+
+    In each panel every variant is a dot at its value of the parameter (spread sideways so ties
+    show), and the black line joins the mean over the variants sharing a value: the marginal
+    effect of that parameter with the others swept.
+
+    Args:
+        variants: one dict per variant holding a value for each of ``params`` and ``metrics``
+            (metrics in [0, 1]; NaN ones are left out).
+        params: the parameters that vary (columns); metrics: the metric names (rows).
+    """
+    fig, axes = plt.subplots(len(metrics), len(params), figsize=(2.7 * len(params) + 0.8, 2.2 * len(metrics) + 0.5),
+                             dpi=90, squeeze=False, constrained_layout=True)
+    for j, param in enumerate(params):
+        values = sorted({str(v[param]) for v in variants})
+        where = np.array([values.index(str(v[param])) for v in variants], dtype=np.float64)
+        spread = np.zeros_like(where)
+        for k in range(len(values)):  # deterministic sideways spread within each value
+            idx = np.flatnonzero(where == k)
+            spread[idx] = np.linspace(-0.15, 0.15, idx.size) if idx.size > 1 else 0.0
+        for i, metric in enumerate(metrics):
+            ax, ys = axes[i][j], 100 * np.array([v[metric] for v in variants], dtype=np.float64)
+            ax.scatter(where + spread, ys, s=12, alpha=0.55, color="#1565c0")
+            means = [np.nanmean(ys[where == k]) if np.isfinite(ys[where == k]).any() else np.nan
+                     for k in range(len(values))]
+            ax.plot(range(len(values)), means, "-o", color="black", markersize=4, linewidth=1.5)
+            ax.set_xticks(range(len(values)), values, fontsize=8)
+            ax.set_xlim(-0.5, len(values) - 0.5)
+            ax.grid(alpha=0.3)
+            if j == 0:
+                ax.set_ylabel(f"mean {metric} (%)", fontsize=9)
+            if i == 0:
+                ax.set_title(param, fontsize=10)
+    return _png(fig)

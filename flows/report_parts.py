@@ -1,0 +1,118 @@
+"""The pieces of ``zsad report`` as plain data for its Jinja2 templates: example panels, charts,
+the unlabelled gallery and the run's provenance (stage hashes, configs, library versions).
+
+Figures are written beside the HTML and embedded as data URIs (the HTML is self-contained).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stores import Unit, unit_key
+from stores.zarr_store import library_versions
+from tasks.aggregate import pixel_map
+from zsad.datasets import ground_truth, load_image
+from zsad.plots import class_charts, prediction_panel, save_png
+from zsad.predict import describe
+from zsad.thresholds import decide
+
+
+def png_uri(data: bytes, path: Path) -> str:
+    """Write PNG bytes to ``path`` and return them as a data URI."""
+    save_png(data, path)
+    return "data:image/png;base64," + base64.b64encode(data).decode()
+
+
+def pick_examples(rows: list[dict]) -> list[tuple[str, dict]]:
+    """The highest- and lowest-scoring anomalous images and the highest-scoring normal one."""
+    anomalous = sorted((r for r in rows if r["label"] == 1), key=lambda r: r["score"])
+    normal = sorted((r for r in rows if r["label"] == 0), key=lambda r: r["score"])
+    picks = []
+    if anomalous:
+        picks += [("best: highest-scoring anomalous", anomalous[-1]), ("missed: lowest-scoring anomalous", anomalous[0])]
+    if normal:
+        picks.append(("false alarm: highest-scoring normal", normal[-1]))
+    return picks
+
+
+def example_panel(st, hashes, agg, row, out: Path, caption: str, found: dict | None = None) -> dict[str, str]:
+    """anomalib's layout: image with ground truth | heatmap on [0, 1] with a colour bar | predicted
+    mask at the class's stored pixel threshold. Returns ``{src, alt, caption}``."""
+    unit = Unit(*row["unit"].split("/"))
+    image = st.read_attrs(unit_key("image", hashes["image"], unit))
+    img = load_image(image["path"])
+    mask = ground_truth(image["mask_path"], img.shape[:2])
+    pixel = pixel_map(st.url, hashes, agg, row["unit"])  # computed now: variants store no maps
+    t_img, t_pix = ((found or {}).get(level, {}).get("f1") for level in ("image", "pixel"))
+    threshold = t_img.value if t_img else None
+    verdict = decide(row["score"], threshold)
+    png = prediction_panel(img, pixel, f"{caption} — {unit.image_id}: "
+                           f"{describe(unit.class_name, row['score'], threshold, verdict)}", verdict,
+                           t_pix.value if t_pix else None, mask)
+    src = png_uri(png, out / "examples" / unit.class_name / f"{unit.image_id}.png")
+    return {"src": src, "alt": unit.image_id, "caption": f"{caption} — {unit.image_id}, score {row['score']:.3f}"}
+
+
+def class_chart(cls: str, rows: list[dict], ev, found: dict, out_dir: Path) -> dict[str, str]:
+    """The class's PR/ROC curves and score histogram (``zsad.plots.class_charts``) as ``{cls, src}``."""
+    labelled = [r for r in rows if r["label"] >= 0]
+    pixel_pr = pixel_roc = None
+    if ev.pixels is not None and ev.pixels.pos.any():  # a point per float16 value: thin for drawing
+        (p, r), (f, t) = ev.pixels.pr_curve(), ev.pixels.roc_curve()
+        pick = np.unique(np.linspace(0, r.size - 1, 512).astype(int))
+        pixel_pr, pixel_roc = (p[pick], r[pick]), (f[pick], t[pick])
+    threshold = found["image"].get("f1")
+    png = class_charts(cls, np.array([r["label"] for r in labelled]), np.array([r["score"] for r in labelled]),
+                       pixel_pr, pixel_roc, threshold.value if threshold else None)
+    return {"cls": cls, "src": png_uri(png, out_dir / "charts" / f"{cls}.png")}
+
+
+def gallery(st, hashes, agg, rows_by_class: dict[str, list[dict]], out_dir: Path, top: int = 12) -> list[dict]:
+    """Unlabelled images, per class: every score ranked (``rows``: rank, path, score) and the
+    ``top`` highest as panels."""
+    out = []
+    for cls, rows in sorted(rows_by_class.items()):
+        ranked = sorted(rows, key=lambda r: -r["score"])
+        paths = [st.read_attrs(unit_key("image", hashes["image"], Unit(*r["unit"].split("/"))))["path"] for r in ranked]
+        out.append({"cls": cls, "rows": [{"rank": i, "path": p, "score": r["score"]}
+                                         for i, (r, p) in enumerate(zip(ranked, paths), 1)],
+                    "panels": [example_panel(st, hashes, agg, r, out_dir, f"rank {i}")
+                               for i, r in enumerate(ranked[:top], 1)]})
+    return out
+
+
+def _flat(prefix: str, value: Any) -> list[tuple[str, str]]:
+    """Nested config -> ``(dotted.key, readable value)`` rows; lists of texts joined."""
+    if isinstance(value, dict):
+        return [row for k, v in value.items() for row in _flat(f"{prefix}.{k}" if prefix else k, v)]
+    if isinstance(value, (list, tuple)):
+        text = ", ".join(str(v) for v in value) if all(not isinstance(v, (dict, list)) for v in value) \
+            else json.dumps(value)
+        return [(prefix, f"[{len(value)}] {text}")]
+    return [(prefix, "—" if value is None else str(value))]
+
+
+def provenance(st, plan, agg_config: dict[str, Any], variant_hash: str) -> dict[str, Any]:
+    """Stage hashes with their configs and weights, and library versions now vs. recorded.
+
+    Returns ``{"stages": [{stage, hash, weights, rows: [(key, value)]}], "versions": [{package,
+    now, recorded}]}``; ``recorded`` lists the versions the store's stage groups were created with.
+    """
+    stages = [{"stage": s, "hash": h, "weights": plan.weights.get(s) or "—", "rows": _flat("", plan.configs[s])}
+              for s, h in plan.hashes.items()]
+    stages.append({"stage": "aggregate", "hash": variant_hash, "weights": "—", "rows": _flat("", agg_config)})
+    recorded: dict[str, set[str]] = {}
+    wanted = set(plan.hashes.values()) | {variant_hash}
+    for _, h, attrs in st.stages():
+        if h in wanted:
+            for pkg, v in attrs.get("versions", {}).items():
+                recorded.setdefault(pkg, set()).add(v)
+    now = library_versions()
+    versions = [{"package": p, "now": v, "recorded": ", ".join(sorted(recorded.get(p, ()))) or "—",
+                 "differs": bool(recorded.get(p)) and recorded[p] != {v}} for p, v in now.items()]
+    return {"stages": stages, "versions": versions}
