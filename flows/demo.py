@@ -11,7 +11,7 @@ from tasks.aggregate import pixel_map
 from tasks.plan import plan_stages
 from tasks.runtime import open_store
 from zsad.config import AggregateConfig
-from zsad.datasets import SyntheticSpec, ground_truth, load_image, write_synthetic
+from zsad.datasets import SyntheticSpec, known_ground_truth, load_image, write_synthetic
 from zsad.plots import prediction_panel, save_png
 
 from .configs import load_pipeline_config
@@ -32,7 +32,7 @@ def write_heatmaps(store: str, dataset: str, config: str, out_dir: Path, agg: Ag
         image = st.read_attrs(unit_key("image", plan.hashes["image"], unit))
         pixel = pixel_map(store, plan.hashes, agg, unit.path)  # variants store no maps unless asked
         img = load_image(image["path"])
-        mask = ground_truth(image["mask_path"], img.shape[:2])
+        mask = known_ground_truth(image["label"], image["mask_path"], img.shape[:2])
         score = st.read_attrs(unit_key("aggregate", vh, unit))["sample_score"]
         title = f"{unit.class_name}/{unit.image_id}: score {score:.3f}"
         written.append(save_png(prediction_panel(img, pixel, title, gt_mask_hw=mask),

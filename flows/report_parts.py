@@ -16,7 +16,7 @@ import numpy as np
 from stores import Unit, unit_key
 from stores.zarr_store import library_versions
 from tasks.aggregate import pixel_map
-from zsad.datasets import ground_truth, load_image
+from zsad.datasets import known_ground_truth, load_image
 from zsad.plots import class_charts, prediction_panel, save_png
 from zsad.predict import describe
 from zsad.thresholds import decide
@@ -46,7 +46,7 @@ def example_panel(st, hashes, agg, row, out: Path, caption: str, found: dict | N
     unit = Unit(*row["unit"].split("/"))
     image = st.read_attrs(unit_key("image", hashes["image"], unit))
     img = load_image(image["path"])
-    mask = ground_truth(image["mask_path"], img.shape[:2])
+    mask = known_ground_truth(image["label"], image["mask_path"], img.shape[:2])
     pixel = pixel_map(st.url, hashes, agg, row["unit"])  # computed now: variants store no maps
     t_img, t_pix = ((found or {}).get(level, {}).get("f1") for level in ("image", "pixel"))
     threshold = t_img.value if t_img else None

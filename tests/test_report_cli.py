@@ -125,7 +125,7 @@ def test_report_renders_in_headless_chromium(cached_run, tmp_path):
                           "--disable-component-update", "--disable-sync", "--no-first-run",
                           f"--user-data-dir={tmp_path / 'profile2'}", "--dump-dom", path.as_uri()],
                          check=True, capture_output=True, timeout=120, text=True).stdout
-    assert dom.count("<img") == 6 + 2 and dom.count("<figure>") == 6  # 3 panels and a chart per class
+    assert dom.count("<img") == 6 + 2 and dom.count("<figure>") == 6  # 3 four-panel figures and a chart per class
     page = build_report(cached_run, "synthetic", "tiny", str(tmp_path / "var"), SWEEP)
     dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                           "--disable-component-update", "--disable-sync", "--no-first-run",
@@ -220,3 +220,18 @@ def test_prune_keep_paper_works_without_the_paper_weights(cached_run, capsys, tm
     # the tiny models' stages go; the image records and the foreground (same config as the paper's) stay
     assert {"isnet", "sam", "tiles", "clip_image", "clip_text", "clipseg"} <= doomed
     assert "image" not in doomed and "foreground" not in doomed
+
+
+def test_panel_shows_ground_truth_only_where_known():
+    import io
+    import numpy as np
+    from PIL import Image
+    from zsad.datasets import known_ground_truth
+    from zsad.plots import prediction_panel
+    img, m = np.full((96, 128, 3), 120, np.uint8), np.zeros((96, 128))
+    m[20:40, 30:60] = 0.9
+    widths = [Image.open(io.BytesIO(prediction_panel(img, m, "t", "anomalous", 0.5, gt))).size[0]
+              for gt in (m > 0.5, np.zeros((96, 128), bool), None)]
+    assert widths == [1600, 1600, 1200]  # image | ground truth | heatmap | mask, or no ground-truth panel
+    assert known_ground_truth(-1, None, (4, 4)) is None and known_ground_truth(1, None, (4, 4)) is None
+    assert not known_ground_truth(0, None, (4, 4)).any()

@@ -1,7 +1,7 @@
 """Figures with matplotlib (Agg backend): the per-image prediction panel and per-class charts.
 
-Layout as anomalib's visualiser: image | heatmap overlay on a fixed [0, 1] colour scale with a
-colour bar | predicted mask outline (and ground truth when known), titled with score and decision.
+Layout as anomalib's visualiser: image | ground truth (when known) | heatmap overlay on a fixed
+[0, 1] colour scale with a colour bar | predicted mask outline, titled with score and decision.
 """
 
 from __future__ import annotations
@@ -31,24 +31,31 @@ def prediction_panel(image_hw3: np.ndarray, map_hw: np.ndarray, title: str, deci
         decision: ``"anomalous"``, ``"normal"`` or ``"unknown"``: the title's colour.
         pixel_threshold: pixels with ``map >= pixel_threshold`` form the predicted mask, outlined
             in red; ``None`` draws no mask and says so.
-        gt_mask_hw: (H, W) bool ground truth, outlined in green in the first panel when given.
+        gt_mask_hw: (H, W) bool ground truth: when given (all False for a normal image), a
+            second panel shows it in green; ``None`` (unlabelled images) leaves the panel out.
     """
-    has_gt = gt_mask_hw is not None and np.asarray(gt_mask_hw).any()
-    fig, axes = plt.subplots(1, 3, figsize=(12, 4.3), dpi=100, constrained_layout=True)
-    first = mark_boundaries(image_hw3, np.asarray(gt_mask_hw, int), color=(0, 1, 0)) if has_gt else image_hw3
-    axes[0].imshow(first)
-    axes[0].set_title("image" + (" (ground truth in green)" if has_gt else ""))
-    axes[1].imshow(image_hw3)
-    heat = axes[1].imshow(np.asarray(map_hw, np.float32), cmap=cmap, vmin=0.0, vmax=1.0, alpha=alpha)
-    fig.colorbar(heat, ax=axes[1], fraction=0.046, pad=0.02, label="anomaly score")
-    axes[1].set_title(f"heatmap (max {float(np.max(map_hw)):.3g})")
+    panels = 3 if gt_mask_hw is None else 4
+    fig, axes = plt.subplots(1, panels, figsize=(4 * panels, 4.3), dpi=100, constrained_layout=True)
+    axes[0].imshow(image_hw3)
+    axes[0].set_title("image")
+    if gt_mask_hw is not None:  # ground truth: the mask over a dimmed image, outlined
+        gt = np.asarray(gt_mask_hw, bool)
+        shown = mark_boundaries((image_hw3 * 0.45).astype(np.uint8), gt.astype(int), color=(0, 1, 0))
+        shown[gt] = shown[gt] * 0.3 + np.array([0.0, 0.7, 0.0])
+        axes[1].imshow(shown)
+        axes[1].set_title("ground truth" + ("" if gt.any() else ": no defect"))
+    heat_ax, mask_ax = axes[-2], axes[-1]
+    heat_ax.imshow(image_hw3)
+    heat = heat_ax.imshow(np.asarray(map_hw, np.float32), cmap=cmap, vmin=0.0, vmax=1.0, alpha=alpha)
+    fig.colorbar(heat, ax=heat_ax, fraction=0.046, pad=0.02, label="anomaly score")
+    heat_ax.set_title(f"heatmap (max {float(np.max(map_hw)):.3g})")
     if pixel_threshold is None:
-        axes[2].imshow(image_hw3)
-        axes[2].set_title("predicted mask: no pixel threshold")
+        mask_ax.imshow(image_hw3)
+        mask_ax.set_title("predicted mask: no pixel threshold")
     else:
         mask = np.asarray(map_hw) >= pixel_threshold
-        axes[2].imshow(mark_boundaries(image_hw3, mask.astype(int), color=(1, 0, 0)))
-        axes[2].set_title(f"predicted mask (map >= {pixel_threshold:.3g}, {100 * mask.mean():.1f} %)")
+        mask_ax.imshow(mark_boundaries(image_hw3, mask.astype(int), color=(1, 0, 0)))
+        mask_ax.set_title(f"predicted mask (map >= {pixel_threshold:.3g}, {100 * mask.mean():.1f} %)")
     for ax in axes:
         ax.set_axis_off()
     fig.suptitle(title, color=DECISION_COLOURS.get(decision, "black"), fontsize=13, fontweight="bold")

@@ -119,6 +119,14 @@ def ground_truth(mask_path: str | Path | None, shape_hw: tuple[int, int]) -> np.
     return load_mask(mask_path, shape_hw) if mask_path else np.zeros(shape_hw, bool)
 
 
+def known_ground_truth(label: int, mask_path: str | Path | None, shape_hw: tuple[int, int]) -> np.ndarray | None:
+    """``ground_truth`` where it is known: None for an unlabelled image (label -1) or an anomalous
+    one without a mask file (panels then leave the ground truth out rather than show "no defect")."""
+    if label < 0 or (label == 1 and not mask_path):
+        return None
+    return ground_truth(mask_path, shape_hw)
+
+
 def file_sha256(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
