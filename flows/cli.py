@@ -42,8 +42,36 @@ def _fraction(text: str) -> float:
     return value
 
 
+SECRET_WORDS = ("secret", "password", "token", "key")
+
+
+def _storage_options(text: str) -> str:
+    """Check ``--storage-options`` (non-secret fsspec options as JSON); passed on through the
+    environment so every task and worker process opens the store the same way."""
+    try:
+        opts = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, e.g. '{{\"endpoint_url\": "
+                                         f"\"http://127.0.0.1:9000\"}}' ({exc.msg})") from None
+    if not isinstance(opts, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got a {type(opts).__name__}")
+    secret = [k for k in opts if any(w in k.lower() for w in SECRET_WORDS)]
+    if secret:
+        raise argparse.ArgumentTypeError(f"{', '.join(secret)}: credentials do not belong on a command line (other "
+                                         "users can read it); set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or use a "
+                                         "profile in ~/.aws")
+    return text
+
+
+def _store_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", default="zsad-store.zarr", help="Zarr store: a path or any fsspec URL (s3://bucket/x.zarr)")
+    p.add_argument("--storage-options", type=_storage_options, default=None,
+                   help="fsspec options of a remote store as JSON, e.g. '{\"endpoint_url\": \"http://host:9000\"}' "
+                        "(or $ZSAD_STORAGE_OPTIONS); credentials from the AWS_* environment or ~/.aws")
+
+
 def _common(p: argparse.ArgumentParser, dataset: bool = True, prefect: bool = True) -> None:
-    p.add_argument("--store", default="zsad-store.zarr", help="Zarr store: a path or any fsspec URL")
+    _store_args(p)
     p.add_argument("--config", default="tiny", help="'paper' (the seed's models), 'tiny' (random, CPU) or a JSON file")
     if dataset:
         p.add_argument("--dataset", default="synthetic", help="data set name in the store (default: its kind)")
@@ -73,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="name of the data set in the store (default: its kind)")
     p.add_argument("--classes", nargs="*", default=None)
     p.add_argument("--shard-size", type=_positive_int, default=32)
+    p.add_argument("--verify", action="store_true", help="read every unit's completeness marker instead of "
+                                                         "trusting the unit index (object storage)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the config's)")
     pr = sub.add_parser("predict", help="score images or folders: scores.csv, a heatmap panel per image")
     pr.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
@@ -112,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "instead of recomputing their metrics")
     c = sub.add_parser("cache", help="list / size / prune the store")
     c.add_argument("action", choices=["list", "size", "prune"])
-    c.add_argument("--store", default="zsad-store.zarr")
+    _store_args(c)
     c.add_argument("--keep", nargs="*", default=[], help="prune: configs whose stages are kept")
     c.add_argument("--variants", default=None,
                    help="prune: drop these aggregate variants only (hashes, labels or a sweep like fusion=geometric)")
@@ -148,13 +178,13 @@ def _precompute(args: argparse.Namespace) -> dict[str, Any]:
     from .precompute import dataset_name, precompute, run_precompute
     from zsad.datasets import read_dataset
     name, shard = getattr(args, "name", None), getattr(args, "shard_size", 32)
-    device = getattr(args, "device", None)
+    device, verify = getattr(args, "device", None), getattr(args, "verify", False)
     if _orchestrated(args):
         out = precompute(dataset=args.dataset, root=args.root, store=args.store, config=args.config,
-                         classes=args.classes, name=name, shard_size=shard, device=device)
+                         classes=args.classes, name=name, shard_size=shard, device=device, verify=verify)
     else:
         out = run_precompute(read_dataset(args.dataset, args.root, args.classes), dataset_name(args.dataset, name),
-                             args.store, load_pipeline_config(args.config, device=device), shard)
+                             args.store, load_pipeline_config(args.config, device=device), shard, verify=verify)
     _report_failures("precompute", out)
     if args.dataset == "folder":
         from zsad.datasets import scan_folder
@@ -232,6 +262,9 @@ def run(args: argparse.Namespace) -> Any:  # noqa: C901 - a flat dispatch table
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     apply_defaults()
+    if getattr(args, "storage_options", None):
+        from stores.zarr_store import STORAGE_OPTIONS_ENV
+        os.environ[STORAGE_OPTIONS_ENV] = args.storage_options  # tasks and child processes open it alike
     try:
         out = run(args)
     except (ValueError, TypeError, OSError) as exc:

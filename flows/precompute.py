@@ -56,8 +56,11 @@ def _shards(samples: list[Sample], shard_size: int) -> list[list[Sample]]:
 
 
 def run_precompute(samples: list[Sample], dataset: str, store: str, cfg: PipelineConfig,
-                   shard_size: int = 32, progress: bool = True) -> dict[str, Any]:
+                   shard_size: int = 32, progress: bool = True, verify: bool = False) -> dict[str, Any]:
     """Compute every missing stage of ``samples`` into ``store`` under data set name ``dataset``.
+
+    ``verify`` reads every unit's completeness marker instead of trusting the unit index (see
+    ``stores.index``; object storage only).
 
     Returns small facts only: counts, stage hashes, model loads in this process, the units
     done and the failures (``{"unit", "stage", "path", "error"}`` records).
@@ -65,6 +68,8 @@ def run_precompute(samples: list[Sample], dataset: str, store: str, cfg: Pipelin
     plan = plan_stages(cfg)
     st = open_store(store)
     st.sweep_temps()  # what a killed run left half-written
+    st.index.forget()  # read the index afresh: other writers may have added (or pruned) units
+    st.index.trusted = not verify
     prepare_store(st, plan)
     writes_before, loads_before = st.writes, sum(MODEL_LOADS.values())
     cfg_json, hashes = to_jsonable(cfg), plan.hashes
@@ -91,11 +96,12 @@ def run_precompute(samples: list[Sample], dataset: str, store: str, cfg: Pipelin
 @flow(name="zsad-precompute")
 def precompute(dataset: str = "synthetic", root: str = "zsad-demo/data", store: str = "zsad-store.zarr",
                config: str = "tiny", classes: list[str] | None = None, name: str | None = None,
-               shard_size: int = 32, device: str | None = None, progress: bool = True) -> dict[str, Any]:
+               shard_size: int = 32, device: str | None = None, progress: bool = True,
+               verify: bool = False) -> dict[str, Any]:
     """Compute and cache IS-Net, SAM, foreground, tiles, CLIP and CLIPSeg outputs for a data set.
 
     Re-running skips every complete unit; an interrupted run resumes where it stopped.
     """
     cfg = load_pipeline_config(config, device=device)
     return run_precompute(read_dataset(dataset, root, classes), dataset_name(dataset, name), store, cfg,
-                          shard_size, progress)
+                          shard_size, progress, verify)

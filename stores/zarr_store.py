@@ -10,6 +10,7 @@ concurrent runs must work on disjoint units (Zarr 3 has no locks). Arrays are no
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -21,8 +22,10 @@ from typing import Any, Iterator
 
 import numpy as np
 import zarr
+from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
+from .index import INDEX_ROOT, UnitIndex
 from .keys import Unit, check_component, stage_root
 
 COMPLETE = "complete"
@@ -60,6 +63,31 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+STORAGE_OPTIONS_ENV = "ZSAD_STORAGE_OPTIONS"
+
+
+def env_storage_options() -> dict[str, Any] | None:
+    """fsspec options for a remote store from ``$ZSAD_STORAGE_OPTIONS`` (a JSON object, e.g.
+    ``{"endpoint_url": "http://minio:9000"}``); credentials come from the backend's own
+    environment or files (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, ``~/.aws``)."""
+    text = os.environ.get(STORAGE_OPTIONS_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        opts = json.loads(text)
+    except json.JSONDecodeError as exc:  # the text may hold secrets: say where, not what
+        raise StoreError(f"${STORAGE_OPTIONS_ENV} is not valid JSON (line {exc.lineno}, column {exc.colno}); "
+                         'expected an object such as {"endpoint_url": "http://127.0.0.1:9000"}') from None
+    if not isinstance(opts, dict):
+        raise StoreError(f"${STORAGE_OPTIONS_ENV} must be a JSON object of fsspec options, got a "
+                         f"{type(opts).__name__}")
+    return opts
+
+
+async def _list_dir(store, prefix: str) -> list[str]:
+    return [name async for name in store.list_dir(prefix)]
+
+
 class StageStore:
     """A Zarr v3 hierarchy at ``url`` (a local path or any fsspec URL).
 
@@ -72,6 +100,8 @@ class StageStore:
         self.storage_options = storage_options
         self.local = "://" not in self.url or self.url.startswith("file://")
         self.path = Path(self.url.removeprefix("file://")) if self.local else None
+        if storage_options is None and not self.local:
+            storage_options = env_storage_options()
         try:
             self.root = zarr.open_group(self.url, mode="a", zarr_format=3, storage_options=storage_options)
         except Exception as exc:  # noqa: BLE001 - any backend error becomes one clear message
@@ -79,6 +109,7 @@ class StageStore:
         self.writes = 0
         self._lock = threading.Lock()
         self._parents: set[str] = set()
+        self.index = UnitIndex(self)
 
     # ---- stage groups -------------------------------------------------------------------------
     def ensure_stage(self, stage: str, stage_hash: str, config: Any, inputs: dict[str, str] | None = None,
@@ -109,18 +140,20 @@ class StageStore:
     def write_unit(self, key: str, arrays: dict[str, tuple[np.ndarray, tuple[str, ...]]],
                    attrs: dict[str, Any] | None = None, source: str | None = None) -> str:
         """Write a unit: ``arrays`` maps name -> (data, dimension names); marker last."""
+        self._write(key, arrays, dict(attrs or {}, source=source))
+        with self._lock:
+            self.writes += 1
+        return key
+
+    def _write(self, key: str, arrays: dict[str, tuple[np.ndarray, tuple[str, ...]]], meta: dict[str, Any]) -> None:
         parent, name = key.rsplit("/", 1)
         check_component(name, "unit name")
         self._require_parents(parent)
-        meta = dict(attrs or {}, source=source)
         if self.local:
             self._write_local(parent, name, arrays, meta)
         else:
             group = self.root.create_group(key, overwrite=True)
             self._fill(group, arrays, meta)
-        with self._lock:
-            self.writes += 1
-        return key
 
     def _require_parents(self, parent: str) -> None:
         """Group metadata for every level of ``parent`` (once per parent and process). Each level
@@ -187,31 +220,56 @@ class StageStore:
 
     # ---- listing and maintenance --------------------------------------------------------------
     def children(self, key: str) -> list[str]:
-        try:
-            return sorted(n for n, _ in self.root[key].groups() if not n.startswith("."))
-        except KeyError:
-            return []
+        """Names below ``key`` (one listing; no metadata read, so a folder a killed run left
+        without its ``zarr.json`` is still listed). Hidden names and metadata files are left out."""
+        if self.local:
+            try:
+                names = [e.name for e in os.scandir(self.path / key) if e.is_dir(follow_symlinks=False)]
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+        else:
+            names = [n for n in sync(_list_dir(self.root.store, key)) if n != "zarr.json"]
+        return sorted(n for n in names if not n.startswith("."))
 
     def list_units(self, stage: str, stage_hash: str, dataset: str, classes: list[str] | None = None,
                    split: str | None = None) -> list[Unit]:
-        """Complete units of one stage and data set, sorted."""
+        """Complete units of one stage and data set, sorted (indexed ones without a read)."""
         base = f"{stage_root(stage, stage_hash)}/{check_component(dataset, 'dataset')}"
-        out = []
+        indexed, out = self.index.entries(stage, stage_hash, dataset), []
         for cls in classes or self.children(base):
             for sp in ([split] if split else self.children(f"{base}/{cls}")):
                 for image_id in self.children(f"{base}/{cls}/{sp}"):
                     unit = Unit(dataset, cls, sp, image_id)
-                    if self.is_complete(f"{base}/{unit.class_name}/{sp}/{image_id}"):
+                    if unit.path in indexed or self.is_complete(f"{base}/{unit.class_name}/{sp}/{image_id}"):
                         out.append(unit)
         return sorted(out)
 
     def stages(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
         """(stage, stage_hash, attrs) of every stage group in the store."""
         for stage in self.children(""):
+            if stage == INDEX_ROOT:
+                continue
             for h in self.children(stage):
-                yield stage, h, dict(self.root[f"{stage}/{h}"].attrs)
+                try:
+                    yield stage, h, dict(self.root[f"{stage}/{h}"].attrs)
+                except KeyError:  # a folder without group metadata: not a stage group
+                    continue
+
+    def write_record(self, key: str, attrs: dict[str, Any]) -> None:
+        """A small group holding only attributes (index records): atomic rename on a local disk,
+        one object written elsewhere."""
+        if self.local:
+            self._write(key, {}, attrs)  # not a unit: not counted in ``writes``
+            return
+        self._require_parents(key.rsplit("/", 1)[0])
+        self.root.create_group(key, attributes=attrs, overwrite=True)
 
     def delete(self, key: str) -> None:
+        """Delete a unit or group; deleting a stage group (``stage/hash``) deletes its index too."""
+        parts = key.split("/")
+        if len(parts) == 2 and parts[0] != INDEX_ROOT:
+            self.delete(f"{INDEX_ROOT}/{key}")
+            self.index.forget(*parts)
         with self._lock:
             if self.local:
                 shutil.rmtree(self.path / key, ignore_errors=True)

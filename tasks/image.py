@@ -13,26 +13,41 @@ from .common import zsad_task
 from .runtime import open_store, unit_error
 
 
-def registered(store, key: str, path: str) -> bool:
-    """True when ``key`` holds a complete record of ``path`` with its current size and mtime
-    (the file has not changed since it was registered; its content is not re-read)."""
-    old = store.complete_attrs(key)
-    if old is None or old.get("path") != str(path):
+INDEXED = ("path", "size", "mtime_ns")  # what a skip compares, besides the source sha256
+
+
+def _unchanged(record: dict[str, Any] | None, path: str) -> bool:
+    if record is None or record.get("path") != str(path):
         return False
     st = os.stat(path)
-    return old.get("size") == st.st_size and old.get("mtime_ns") == st.st_mtime_ns
+    return record.get("size") == st.st_size and record.get("mtime_ns") == st.st_mtime_ns
 
 
-def _register(store, image_hash: str, dataset: str, s: dict[str, Any]) -> None:
+def registered(store, key: str, path: str) -> bool:
+    """True when ``key`` holds a complete record of ``path`` with its current size and mtime
+    (the file has not changed since it was registered; its content is not re-read). The index
+    answers without a read when it can."""
+    _, image_hash, dataset, unit_path = key.split("/", 3)
+    if _unchanged(store.index.entries("image", image_hash, dataset).get(f"{dataset}/{unit_path}"), path):
+        return True
+    return _unchanged(store.complete_attrs(key), path)
+
+
+def _register(store, image_hash: str, dataset: str, s: dict[str, Any]) -> dict[str, Any] | None:
+    """Register one sample; returns its index facts when they were not already indexed."""
     unit = Unit(dataset, s["class_name"], s["split"], s["image_id"])
     key = unit_key("image", image_hash, unit)
-    if registered(store, key, s["path"]):
-        return
+    if _unchanged(store.index.entries("image", image_hash, dataset).get(unit.path), s["path"]):
+        return None
+    old = store.complete_attrs(key)
+    if _unchanged(old, s["path"]):
+        return {"source": old["sha256"], **{k: old[k] for k in INDEXED}}
     st = os.stat(s["path"])
     h, w = load_image(s["path"]).shape[:2]  # fails with the file's name if unreadable
     sha = file_sha256(s["path"])
-    store.write_unit(key, {}, dict(s, sha256=sha, height=h, width=w, size=st.st_size, mtime_ns=st.st_mtime_ns),
-                     source=sha)
+    attrs = dict(s, sha256=sha, height=h, width=w, size=st.st_size, mtime_ns=st.st_mtime_ns)
+    store.write_unit(key, {}, attrs, source=sha)
+    return {"source": sha, **{k: attrs[k] for k in INDEXED}}
 
 
 @zsad_task("image")
@@ -44,12 +59,15 @@ def register_images(store_url: str, image_hash: str, samples: list[dict[str, Any
     ``{"done": [unit paths], "failed": [error records]}``.
     """
     store = open_store(store_url)
-    done, failed = [], []
+    done, failed, facts = [], [], {}
     for s in samples:
         path = f"{dataset}/{s['class_name']}/{s['split']}/{s['image_id']}"
         try:
-            _register(store, image_hash, dataset, s)
+            new = _register(store, image_hash, dataset, s)
             done.append(path)
+            if new is not None:
+                facts[path] = new
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
             failed.append(unit_error(path, "image", s["path"], exc))
+    store.index.add("image", image_hash, dataset, facts)
     return {"done": done, "failed": failed}

@@ -53,14 +53,35 @@ def image_source(store: StageStore, image_hash: str, unit: Unit) -> tuple[str, d
 
 
 def pending(store: StageStore, stage: str, stage_hash: str, image_hash: str, units: list[Unit]
-            ) -> list[tuple[Unit, str, dict[str, Any]]]:
-    """Units whose ``stage`` output is missing, incomplete or made from another image version."""
-    out = []
+            ) -> tuple[list[tuple[Unit, str, dict[str, Any]]], dict[str, dict[str, str]]]:
+    """Units whose ``stage`` output is missing, incomplete or made from another image version,
+    and the units found complete by reading them (for the index).
+
+    A unit the index records as made from the image version the index records is skipped
+    without a read; any other is checked by its marker (one read of the image record, one of
+    the unit).
+    """
+    todo, confirmed = [], {}
     for unit in units:
+        image = store.index.entries("image", image_hash, unit.dataset).get(unit.path)
+        done = store.index.entries(stage, stage_hash, unit.dataset).get(unit.path)
+        if image and done and done.get("source") == image.get("source"):
+            continue
         sha, attrs = image_source(store, image_hash, unit)
-        if not store.is_complete(unit_key(stage, stage_hash, unit), sha):
-            out.append((unit, sha, attrs))
-    return out
+        if store.is_complete(unit_key(stage, stage_hash, unit), sha):
+            confirmed[unit.path] = {"source": sha}
+        else:
+            todo.append((unit, sha, attrs))
+    return todo, confirmed
+
+
+def add_to_index(store: StageStore, stage: str, stage_hash: str, facts: dict[str, dict[str, Any]]) -> None:
+    """Record complete units (``{unit path: facts}``) in the index, one record per data set."""
+    by_dataset: dict[str, dict[str, dict[str, Any]]] = collections.defaultdict(dict)
+    for path, f in facts.items():
+        by_dataset[path.split("/", 1)[0]][path] = f
+    for dataset, units in by_dataset.items():
+        store.index.add(stage, stage_hash, dataset, units)
 
 
 def unit_error(unit: Unit | str, stage: str, path: str, exc: BaseException) -> dict[str, str]:
@@ -89,14 +110,16 @@ def run_stage(store_url: str, stage: str, plan_hashes: dict[str, str], units: li
     """
     store = open_store(store_url)
     parsed = parse_units(units)
-    todo = pending(store, stage, plan_hashes[stage], plan_hashes["image"], parsed)
+    todo, complete = pending(store, stage, plan_hashes[stage], plan_hashes["image"], parsed)
     failed: list[dict[str, str]] = []
     if todo:
         context = setup()
         for unit, sha, attrs in todo:
             try:
                 compute_one(store, context, unit, sha, attrs)
+                complete[unit.path] = {"source": sha}
             except Exception as exc:  # noqa: BLE001 - one image's failure must not stop the others
                 failed.append(unit_error(unit, stage, attrs.get("path", ""), exc))
+    add_to_index(store, stage, plan_hashes[stage], complete)
     bad = {f["unit"] for f in failed}
     return {"done": [u.path for u in parsed if u.path not in bad], "failed": failed}
