@@ -31,7 +31,7 @@ def _client(address: str):
 def run_variants(store: str, dataset: str, config: str = "tiny", variants: str | None = "seed",
                  classes: list[str] | None = None, scheduler: str = "threads", dask_address: str | None = None,
                  chunk: int = 8, overwrite: bool = False, units: list[str] | None = None, save_maps: bool = False,
-                 evaluate: bool = False, pixel_size: int | None = None) -> dict[str, Any]:
+                 evaluate: bool = False, pixel_size: int | None = None, read_only: bool = False) -> dict[str, Any]:
     """The work of the ``aggregate`` flow, callable without Prefect (CLI, benchmarks, notebooks).
 
     ``units`` restricts the work to these unit paths (``dataset/class/split/id``); default: every
@@ -39,11 +39,17 @@ def run_variants(store: str, dataset: str, config: str = "tiny", variants: str |
     is complete): an image that failed there has nothing to aggregate and is left out.
     ``save_maps`` also writes each image's full-size map (float16). ``evaluate`` adds, per
     variant, ``evaluators`` (``{class: ClassEvaluator}``, maps streamed in this pass) and ``rows``
-    (``{class: [{"unit", "label", "score"}]}``) to the returned facts.
+    (``{class: [{"unit", "label", "score"}]}``) to the returned facts. ``read_only`` writes
+    nothing to the store (missing scores are computed and returned, not kept): what a user with
+    read-only access to a shared cache can run.
     """
+    if read_only and save_maps:
+        raise ValueError("--save-maps writes maps into the store; it cannot be combined with --read-only")
     plan = plan_stages(load_pipeline_config(config))
     st = open_store(store)
-    st.sweep_temps()
+    st.index.forget()  # see units other writers completed since this process last looked
+    if not read_only:
+        st.sweep_temps()
     if units is None:
         units = [u.path for u in st.list_units("clipseg", plan.hashes["clipseg"], dataset, classes)]
     if not units:
@@ -52,11 +58,13 @@ def run_variants(store: str, dataset: str, config: str = "tiny", variants: str |
     meta, variant_list = {}, []
     for agg in variant_grid(variants) if isinstance(variants, (str, type(None))) else variants:
         vh = plan.aggregate_hash(agg)
-        st.ensure_stage("aggregate", vh, to_jsonable(agg), plan.aggregate_inputs())
+        if not read_only:
+            st.ensure_stage("aggregate", vh, to_jsonable(agg), plan.aggregate_inputs())
         meta[vh] = {"label": variant_label(agg), "config": to_jsonable(agg), "n_images": 0, "written": 0}
         variant_list.append((vh, to_jsonable(agg)))
     jobs = [dask.delayed(aggregate_units)(store, plan.hashes, variant_list, units[i: i + chunk], overwrite,
-                                          save_maps, evaluate, pixel_size) for i in range(0, len(units), chunk)]
+                                          save_maps, evaluate, pixel_size, read_only)
+            for i in range(0, len(units), chunk)]
     while len(jobs) > 1:  # a tree of merges: partial accumulators are released as they are merged
         jobs = [dask.delayed(merge_chunks)(*jobs[i: i + 2]) if i + 1 < len(jobs) else jobs[i]
                 for i in range(0, len(jobs), 2)]

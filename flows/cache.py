@@ -18,7 +18,7 @@ def list_stages(store: str) -> list[dict[str, Any]]:
     for stage, h, attrs in st.stages():
         n = sum(1 for _ in _units(st, f"{stage}/{h}"))
         rows.append({"stage": stage, "hash": h, "units": n, "config": attrs.get("config"),
-                     "bytes": st.size_bytes(f"{stage}/{h}") if st.local else None})
+                     "bytes": st.size_bytes(f"{stage}/{h}")})
     return rows
 
 

@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--fpr", type=_fraction, default=0.01, help="also store thresholds at this FPR on normal images")
     e.add_argument("--save-maps", action="store_true", help="also store each image's full-size map (float16)")
     e.add_argument("--root", default=None, help="with --dataset visa|mvtec: precompute this data set first")
+    e.add_argument("--read-only", action="store_true",
+                   help="write nothing to the store (read-only access to a shared cache): metrics and thresholds "
+                        "only in --out")
     r = sub.add_parser("report", help="a self-contained HTML report of a run")
     _common(r, prefect=False)
     r.add_argument("--out", default="zsad-report")
@@ -226,13 +229,16 @@ def run(args: argparse.Namespace) -> Any:  # noqa: C901 - a flat dispatch table
                   save_maps=args.save_maps)
     if args.command == "evaluate":
         from .evaluate import evaluate, run_evaluate
+        if args.root and args.read_only:
+            raise ValueError("--root precomputes into the store; with --read-only run it without --root")
         if args.root:
             if _precompute(args)["failed"]:
                 raise ValueError("some images of the data set could not be computed (listed above); fix or remove "
                                  "them: metrics over part of a data set would not compare with published ones")
         fn = evaluate if _orchestrated(args) else run_evaluate
         fn(store=args.store, dataset=args.dataset, config=args.config, variants=args.variants,
-           classes=args.classes, out_dir=args.out, pixel_size=args.pixel_size, fpr=args.fpr, save_maps=args.save_maps)
+           classes=args.classes, out_dir=args.out, pixel_size=args.pixel_size, fpr=args.fpr, save_maps=args.save_maps,
+           read_only=args.read_only)
         return {"quiet": True}
     if args.command == "report":
         from .report import build_report

@@ -19,9 +19,11 @@ from .thresholds import save_thresholds
 
 
 def variant_results(meta: dict[str, Any], store: str, dataset: str, variant_hash: str, fpr: float | None,
-                    pixel_size: int | None) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+                    pixel_size: int | None, read_only: bool = False
+                    ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
     """Metrics per class (plus the mean) of one variant from the evaluators ``run_variants``
-    filled, and the decision thresholds each class's images give (also stored under the variant)."""
+    filled, and the decision thresholds each class's images give (also stored under the
+    variant unless ``read_only``)."""
     evaluators = meta.get("evaluators", {})
     if not evaluators:
         raise ValueError(f"{store}: the images of {dataset!r} have no labels, so there is nothing to evaluate; "
@@ -31,7 +33,8 @@ def variant_results(meta: dict[str, Any], store: str, dataset: str, variant_hash
         found = ev.thresholds(dataset, fpr)
         if pixel_size is not None:
             found["pixel"] = {}  # thresholds of resized maps would not fit the full-size maps predict draws
-        save_thresholds(st, variant_hash, cls, found)
+        if not read_only:
+            save_thresholds(st, variant_hash, cls, found)
         thresholds[cls] = {f"{lvl}_{kind}": t.value for lvl, by_kind in found.items() for kind, t in by_kind.items()}
     return with_mean({cls: ev.result() for cls, ev in sorted(evaluators.items())}), thresholds
 
@@ -59,15 +62,16 @@ def write_results(out_dir: Path, results: dict[str, Any]) -> list[Path]:
 def run_evaluate(store: str = "zsad-store.zarr", dataset: str = "synthetic", config: str = "tiny",
                  variants: str | None = "seed", classes: list[str] | None = None, out_dir: str = "zsad-results",
                  pixel_size: int | None = None, scheduler: str = "threads", fpr: float | None = 0.01,
-                 echo: bool = True, save_maps: bool = False) -> dict[str, Any]:
+                 echo: bool = True, save_maps: bool = False, read_only: bool = False) -> dict[str, Any]:
     """F1-max, AUROC, AP (sample, pixel) and AUPRO in one aggregation pass (maps are streamed, not
     stored unless ``save_maps``), and each class's decision thresholds (F1-max, and at ``fpr`` on
-    its normal images) stored under the variant."""
+    its normal images) stored under the variant. ``read_only`` writes nothing to the store (the
+    metrics and thresholds go only to ``out_dir``)."""
     meta = run_variants(store, dataset, config, variants, classes, scheduler, evaluate=True, pixel_size=pixel_size,
-                        save_maps=save_maps)
+                        save_maps=save_maps, read_only=read_only)
     results = {}
     for vh, m in meta.items():
-        metrics, thresholds = variant_results(m, store, dataset, vh, fpr, pixel_size)
+        metrics, thresholds = variant_results(m, store, dataset, vh, fpr, pixel_size, read_only)
         results[vh] = {"label": m["label"], "config": m["config"], "metrics": metrics, "thresholds": thresholds}
     write_results(Path(out_dir), results)
     if echo:
@@ -75,7 +79,8 @@ def run_evaluate(store: str = "zsad-store.zarr", dataset: str = "synthetic", con
             print(f"\n{v['label']} ({vh})")
             for level in ("sample", "pixel"):
                 print(f"{level}-level F1-max (%):\n" + seed_table(v["metrics"], level))
-        print(f"\nthresholds stored in {store} (thresholds/<variant>/<class>); metrics in {out_dir}")
+        where = "not stored (--read-only)" if read_only else f"stored in {store} (thresholds/<variant>/<class>)"
+        print(f"\nthresholds {where}; metrics in {out_dir}")
     return results
 
 
@@ -83,10 +88,10 @@ def run_evaluate(store: str = "zsad-store.zarr", dataset: str = "synthetic", con
 def evaluate(store: str = "zsad-store.zarr", dataset: str = "synthetic", config: str = "tiny",
              variants: str | None = "seed", classes: list[str] | None = None, out_dir: str = "zsad-results",
              pixel_size: int | None = None, scheduler: str = "threads", fpr: float | None = 0.01,
-             save_maps: bool = False) -> dict[str, Any]:
+             save_maps: bool = False, read_only: bool = False) -> dict[str, Any]:
     """Metrics per class and mean for each variant; stores each class's decision thresholds."""
     return run_evaluate(store, dataset, config, variants, classes, out_dir, pixel_size, scheduler, fpr,
-                        save_maps=save_maps)
+                        save_maps=save_maps, read_only=read_only)
 
 
 __all__ = ["evaluate", "run_evaluate", "variant_results", "write_results", "variant_grid"]

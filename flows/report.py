@@ -61,8 +61,7 @@ def build_report(store: str, dataset: str, config: str = "tiny", out: str = "zsa
 
     ``results`` (a ``metrics.json`` written by ``zsad evaluate``) ranks the variants from those
     metrics instead of recomputing them; only the best variant is aggregated again for its panels.
-    The store gets only what ``zsad aggregate`` would write (each variant's scores, no maps); no
-    threshold is stored.
+    Nothing is written to the store (scores missing there are computed, not kept).
     """
     out_dir, plan, st = Path(out), plan_stages(load_pipeline_config(config)), open_store(store)
     if results is not None:
@@ -70,7 +69,8 @@ def build_report(store: str, dataset: str, config: str = "tiny", out: str = "zsa
         meta = {}
     else:
         stored = [(h, a["config"]) for s, h, a in st.stages() if s == "aggregate" and "config" in a]
-        meta = run_variants(store, dataset, config, resolve_variants(variants, stored), evaluate=True)
+        meta = run_variants(store, dataset, config, resolve_variants(variants, stored), evaluate=True,
+                            read_only=True)
         ranked = {vh: {"label": m["label"], "config": m["config"], "metrics": _metrics(m)} for vh, m in meta.items()}
     order = sorted(ranked, key=lambda vh: _rank_key(ranked[vh]["metrics"]))
     if len(order) > 1 and any(ranked[vh]["metrics"] is None for vh in order):
@@ -79,7 +79,7 @@ def build_report(store: str, dataset: str, config: str = "tiny", out: str = "zsa
     best = order[0]
     agg = config_from_dict(AggregateConfig, ranked[best]["config"])
     if best not in meta:
-        meta = run_variants(store, dataset, config, [agg], evaluate=True)
+        meta = run_variants(store, dataset, config, [agg], evaluate=True, read_only=True)
     nav = [("report", "report.html")] + ([("variants", "variants.html")] if len(order) > 1 else [])
     report = _variant_report(st, plan, dataset, config, agg, best, meta[best], out_dir, nav, len(order))
     if len(order) == 1:

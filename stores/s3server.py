@@ -42,12 +42,11 @@ class LocalS3:
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> "LocalS3":
-        try:
-            import moto.server  # noqa: F401 - only to fail early with a clear message
-            import s3fs  # noqa: F401
-        except ImportError as exc:
-            raise RuntimeError(f"a local S3 server needs moto[server] and s3fs: pip install 'moto[server]' s3fs "
-                               f"({exc})") from None
+        import importlib.util
+        missing = [m for m in ("moto", "flask", "s3fs") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise RuntimeError(f"a local S3 server needs moto[server] and s3fs ({', '.join(missing)} missing): "
+                               "pip install 'moto[server]' s3fs")
         log = open(self.log_path, "w") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
                                      stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **DUMMY_CREDENTIALS})

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import threading
 import time
 import uuid
@@ -27,24 +26,9 @@ from zarr.storage import LocalStore
 
 from .index import INDEX_ROOT, UnitIndex
 from .keys import Unit, check_component, stage_root
+from .temps import _HOST, TMP_PREFIX, sweep_temp_folders
 
 COMPLETE = "complete"
-TMP_PREFIX = ".tmp-"
-_HOST = "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:40] or "host"
-
-
-def _stale(name: str, now: float, mtime: float, max_age_s: float = 86400.0) -> bool:
-    """A temp folder left by a dead writer: its process (on this host) is gone, or it is old."""
-    parts = name[len(TMP_PREFIX):].rsplit("-", 3)
-    if len(parts) == 4 and parts[1] == _HOST and parts[2].isdigit():
-        try:
-            os.kill(int(parts[2]), 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
-    return now - mtime > max_age_s
 
 
 class StoreError(ValueError):
@@ -64,6 +48,9 @@ def library_versions() -> dict[str, str]:
 
 
 STORAGE_OPTIONS_ENV = "ZSAD_STORAGE_OPTIONS"
+# fsspec backends that cache directory listings per process (and share the cache between
+# filesystem objects): without this, a long-lived process never sees units others wrote
+FRESH_LISTINGS = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss")
 
 
 def env_storage_options() -> dict[str, Any] | None:
@@ -102,10 +89,18 @@ class StageStore:
         self.path = Path(self.url.removeprefix("file://")) if self.local else None
         if storage_options is None and not self.local:
             storage_options = env_storage_options()
-        try:
-            self.root = zarr.open_group(self.url, mode="a", zarr_format=3, storage_options=storage_options)
-        except Exception as exc:  # noqa: BLE001 - any backend error becomes one clear message
-            raise StoreError(f"cannot open the Zarr store at {self.url}: {exc}") from None
+        if self.url.split("://")[0] in FRESH_LISTINGS:  # listings must show other writers' units now
+            storage_options = {"use_listings_cache": False, **(storage_options or {})}
+        for attempt in range(5):
+            try:
+                self.root = zarr.open_group(self.url, mode="a", zarr_format=3, storage_options=storage_options)
+                break
+            except zarr.errors.ContainsGroupError:  # another run created the store this instant: open it
+                time.sleep(0.05 * (attempt + 1))
+            except Exception as exc:  # noqa: BLE001 - any backend error becomes one clear message
+                raise StoreError(f"cannot open the Zarr store at {self.url}: {exc}") from None
+        else:
+            raise StoreError(f"cannot open the Zarr store at {self.url}: it kept changing while opened")
         self.writes = 0
         self._lock = threading.Lock()
         self._parents: set[str] = set()
@@ -117,7 +112,7 @@ class StageStore:
         """Create the stage group with its full config, inputs and library versions (once)."""
         root = stage_root(stage, stage_hash)
         with self._lock:
-            group = self.root.require_group(root)
+            group = self._require_group(root)
             if "config" not in group.attrs:
                 group.attrs.update({"stage": stage, "stage_hash": stage_hash, "config": config,
                                     "inputs": inputs or {}, "weights_sha256": weights_sha256,
@@ -155,6 +150,16 @@ class StageStore:
             group = self.root.create_group(key, overwrite=True)
             self._fill(group, arrays, meta)
 
+    def _require_group(self, path: str) -> zarr.Group:
+        """``require_group`` that tolerates another process creating the same group at the same
+        moment (two runs starting on one shared store both see it missing, one creates it first)."""
+        for attempt in range(5):
+            try:
+                return self.root.require_group(path)
+            except zarr.errors.ContainsGroupError:
+                time.sleep(0.05 * (attempt + 1))  # the other writer's group is there now: open it
+        return self.root[path]
+
     def _require_parents(self, parent: str) -> None:
         """Group metadata for every level of ``parent`` (once per parent and process). Each level
         is checked: a run killed between making a folder and writing its ``zarr.json`` leaves a
@@ -164,7 +169,7 @@ class StageStore:
         with self._lock:
             parts = parent.split("/")
             for i in range(1, len(parts) + 1):
-                self.root.require_group("/".join(parts[:i]))
+                self._require_group("/".join(parts[:i]))
             self._parents.add(parent)
 
     @staticmethod
@@ -278,27 +283,12 @@ class StageStore:
 
     def sweep_temps(self) -> int:
         """Remove temp folders left by writers killed mid-unit (local stores; live writers' temp
-        folders are kept). Looks where units are written: down to the split level, not inside units."""
-        if not self.local or not self.path.is_dir():
-            return 0
-        removed, now, dirs = 0, time.time(), [self.path]
-        for _ in range(6):  # the root, stage, hash, dataset, class and split folders
-            deeper = []
-            for d in dirs:
-                for entry in os.scandir(d):
-                    if not entry.is_dir(follow_symlinks=False):
-                        continue
-                    if entry.name.startswith(TMP_PREFIX):
-                        if _stale(entry.name, now, entry.stat().st_mtime):
-                            shutil.rmtree(entry.path, ignore_errors=True)
-                            removed += 1
-                    elif not entry.name.startswith("."):
-                        deeper.append(entry.path)
-            dirs = deeper
-        return removed
+        folders are kept); returns how many."""
+        return sweep_temp_folders(self.path) if self.local and self.path.is_dir() else 0
 
     def size_bytes(self, key: str = "") -> int:
-        if not self.local:
-            raise StoreError("size is only measured for local stores")
-        base = self.path / key
-        return sum(f.stat().st_size for f in base.rglob("*") if f.is_file())
+        """Bytes under ``key``: a walk of the folder, or one recursive listing of an object store."""
+        if self.local:
+            return sum(f.stat().st_size for f in (self.path / key).rglob("*") if f.is_file())
+        fs, root = self.root.store.fs, self.root.store.path.rstrip("/")  # zarr's fs is asynchronous
+        return int(sync(fs._du(f"{root}/{key}".rstrip("/"), total=True)))

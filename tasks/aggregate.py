@@ -68,11 +68,12 @@ def _write(store, vh: str, unit: Unit, image: dict[str, Any], component_t: np.nd
 def aggregate_unit(store_url: str, hashes: dict[str, str], variants: Variants, unit_path: str,
                    overwrite: bool = False, save_maps: bool = False,
                    evaluators: dict[tuple[str, str], ClassEvaluator] | None = None,
-                   pixel_size: int | None = None) -> list[dict[str, Any]]:
+                   pixel_size: int | None = None, read_only: bool = False) -> list[dict[str, Any]]:
     """Aggregate one image for every (variant hash, config) not yet complete; small rows back.
 
     With ``evaluators`` (a dict this call fills, keyed ``(variant hash, class)``), a labelled
-    image's maps are computed for every variant and streamed into them.
+    image's maps are computed for every variant and streamed into them. ``read_only`` computes
+    what is missing without writing it.
     """
     store = open_store(store_url)
     unit = Unit(*unit_path.split("/"))
@@ -86,7 +87,7 @@ def aggregate_unit(store_url: str, hashes: dict[str, str], variants: Variants, u
             rows.append({"variant": vh, "unit": unit_path, "sample_score": attrs["sample_score"],
                          "label": image["label"], "written": False})
         else:
-            todo.append((vh, config_from_dict(AggregateConfig, agg), not done))
+            todo.append((vh, config_from_dict(AggregateConfig, agg), not done and not read_only))
     if not todo:
         return rows
     results, component_t = compute_unit(store_url, hashes, unit, image, [cfg for _, cfg, _ in todo])
@@ -104,11 +105,11 @@ def aggregate_unit(store_url: str, hashes: dict[str, str], variants: Variants, u
 
 def aggregate_units(store_url: str, hashes: dict[str, str], variants: Variants, unit_paths: list[str],
                     overwrite: bool = False, save_maps: bool = False, evaluate: bool = False,
-                    pixel_size: int | None = None) -> dict[str, Any]:
+                    pixel_size: int | None = None, read_only: bool = False) -> dict[str, Any]:
     """A chunk of images (one Dask task): ``{"rows": [...], "evaluators": {(vh, class): ...}}``."""
     evaluators: dict[tuple[str, str], ClassEvaluator] | None = {} if evaluate else None
     rows = [row for u in unit_paths for row in aggregate_unit(store_url, hashes, variants, u, overwrite, save_maps,
-                                                              evaluators, pixel_size)]
+                                                              evaluators, pixel_size, read_only)]
     return {"rows": rows, "evaluators": evaluators or {}}
 
 

@@ -75,11 +75,14 @@ def test_report_one_variant_by_hash_or_label(cached_run, tmp_path):
     from flows.configs import variant_grid, variant_label
     from flows.report import build_report
     from zsad.config import PipelineConfig
-    geometric = variant_grid("fusion=geometric")[0]
-    vh = plan_stages(PipelineConfig.tiny()).aggregate_hash(geometric)
-    by_label = build_report(cached_run, "synthetic", "tiny", str(tmp_path / "a"), variant_label(geometric))
+    arithmetic = variant_grid("fusion=arithmetic")[0]  # in no other test's sweep
+    vh = plan_stages(PipelineConfig.tiny()).aggregate_hash(arithmetic)
+    by_label = build_report(cached_run, "synthetic", "tiny", str(tmp_path / "a"), variant_label(arithmetic))
     assert by_label.name == "report.html" and f"<code>{vh}</code>" in by_label.read_text()
-    by_hash = build_report(cached_run, "synthetic", "tiny", str(tmp_path / "b"), vh[:8])  # now stored: a prefix
+    assert ("aggregate", vh) not in {(s, h) for s, h, _ in runtime.open_store(cached_run).stages()}  # wrote nothing
+    from flows.aggregate import run_variants
+    run_variants(cached_run, "synthetic", "tiny", [arithmetic])  # now stored: a hash prefix names it
+    by_hash = build_report(cached_run, "synthetic", "tiny", str(tmp_path / "b"), vh[:8])
     assert f"<code>{vh}</code>" in by_hash.read_text()
     with pytest.raises(ValueError, match="neither a stored variant's hash nor a label"):
         build_report(cached_run, "synthetic", "tiny", str(tmp_path / "c"), "0123456789abcdef")
