@@ -82,7 +82,7 @@ def main() -> None:
 
     print(f"\n{n} images (2 classes, {spec.image_size} px), tiny models, moto S3 server on 127.0.0.1, "
           f"median of {a.repeat}\n")
-    print(f"| step | local ms/image | S3 ms/image | S3 / local |\n|---|---|---|---|")
+    print("| step | local ms/image | S3 ms/image | S3 / local |\n|---|---|---|---|")
     for name, lo, re in rows:
         print(f"| {name} | {1000 * lo / n:.1f} | {1000 * re / n:.1f} | {re / lo:.2f}x |")
     print(f"\nunit index speed-up on S3 (warm precompute): {warm_plain / warm_indexed:.1f}x")
