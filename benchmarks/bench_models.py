@@ -1,76 +1,156 @@
-"""Benchmark: per-image time of each model stage at the paper's sizes, random weights.
+"""Per-stage cost of the published architectures, random weights (compute does not depend on
+the weights' values): IS-Net at 1024, SAM ViT-H automatic masks, CLIP ViT-B-16-plus-240 tiles
+and prompts, CLIPSeg rd64-refined (ViT-B/16 at 352) maps.
 
-Compute does not depend on the weights' values, so this measures the real models' cost.
-Also measures the CLIPSeg shared-vision path (vision once per tile, decoder per prompt)
-against the plain ``forward`` that runs the vision encoder once per (tile, prompt).
+Each stage runs in its own process (so peak memory is that stage's: max RSS on CPU, the CUDA
+allocator's peak on a GPU), after a warm-up, synchronised on CUDA. SAM on a CPU takes ~10
+minutes per image: ``--sam-batches K`` times the encoder and K point batches and extrapolates
+to the grid's batches (said in the table). The output is a Markdown table whose format stays
+the same, so a GPU run can be pasted into the README as it is.
 
-    .venv/bin/python benchmarks/bench_models.py --device cpu --sam vit_b
+    .venv/bin/python benchmarks/bench_models.py [--device cuda] [--sam-batches 2] [--points-per-side 32]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from zsad.config import ModelSpec  # noqa: E402
-from zsad.models import build_clip, build_clipseg, build_isnet, build_sam  # noqa: E402
-from zsad.models._common import resize_batch  # noqa: E402
-from zsad.models.clipseg import tokenize  # noqa: E402
-from zsad.prompts import SEED_LOCALISING_PROMPTS  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+STAGES = ("isnet", "sam", "clip_image", "clipseg", "clip_text")
 
 
-def clock(fn, device: str, repeats: int = 2) -> float:
-    fn()  # warm-up
+def _sync(device: str) -> None:
+    import torch
     if device.startswith("cuda"):
         torch.cuda.synchronize()
+
+
+def _clock(fn, device: str, repeats: int) -> float:
+    fn()  # warm-up (allocations, cuDNN autotune, lazy init)
+    _sync(device)
     t = time.perf_counter()
     for _ in range(repeats):
         fn()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+    _sync(device)
     return (time.perf_counter() - t) / repeats
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--sam", default="vit_h", choices=["vit_h", "vit_l", "vit_b"])
-    ap.add_argument("--tiles", type=int, default=4)
-    ap.add_argument("--image", type=int, default=1024)
-    args = ap.parse_args()
-    dev = args.device
-    img = np.random.default_rng(0).integers(0, 255, (args.image, args.image, 3), dtype=np.uint8)
-    tiles = [img[:352, :352]] * args.tiles
-    rows = {}
-    isnet = build_isnet(ModelSpec("isnet", "isnet"), device=dev)
-    rows["IS-Net (1024 px)"] = clock(lambda: isnet.predict(img), dev)
-    clip = build_clip(ModelSpec("clip", "ViT-B-16-plus-240"), device=dev)
-    rows[f"CLIP image, {args.tiles} tiles"] = clock(lambda: clip.encode_images(tiles), dev)
-    seg = build_clipseg(ModelSpec("clipseg", "rd64-refined"), device=dev)
-    prompts = list(SEED_LOCALISING_PROMPTS)
-    rows[f"CLIPSeg shared vision, {args.tiles} tiles x 19"] = clock(lambda: seg.predict(tiles, prompts), dev)
-    ids, mask = tokenize(prompts)
-    from PIL import Image
-    x = resize_batch(tiles, 352, Image.BILINEAR, seg.mean, seg.std).to(dev)
+def _image(a):
+    """A random (H, W, 3) uint8 image of ``--image-size``."""
+    import numpy as np
+    w, h = (int(v) for v in a.image_size.split("x"))
+    return np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
 
-    @torch.inference_mode()
-    def plain():
-        for t in range(len(tiles)):
-            seg.model(input_ids=ids.to(dev), attention_mask=mask.to(dev), pixel_values=x[t:t + 1].repeat(19, 1, 1, 1))
-    rows[f"CLIPSeg plain forward, {args.tiles} tiles x 19"] = clock(plain, dev, 1)
-    sam = build_sam(ModelSpec("sam", args.sam), device=dev)
-    rows[f"SAM {args.sam} automatic masks"] = clock(lambda: sam.generate(img), dev, 1)
-    print(f"\nmodel benchmark on {dev} ({torch.get_num_threads()} threads), image {args.image} px, random weights")
-    for name, t in rows.items():
-        print(f"{name:<42}: {t:8.3f} s")
-    shared = rows[f"CLIPSeg shared vision, {args.tiles} tiles x 19"]
-    print(f"CLIPSeg shared-vision speed-up: {rows[f'CLIPSeg plain forward, {args.tiles} tiles x 19'] / shared:.1f}x")
+
+def measure(stage: str, a) -> dict:
+    """One stage in this process: seconds per image (per class for clip_text) and what it ran."""
+    from zsad.config import ModelSpec, SamGeneratorConfig
+    from zsad.models import build_clip, build_clipseg, build_isnet, build_sam
+    dev, img = a.device, _image(a)
+    tiles = [img[:352, :352]] * a.tiles
+    if stage == "isnet":
+        m = build_isnet(ModelSpec("isnet", "isnet"), device=dev)
+        return {"s": _clock(lambda: m.predict(img), dev, a.repeats), "what": "IS-Net general-use, 1024 px",
+                "per": "image"}
+    if stage == "clip_image":
+        m = build_clip(ModelSpec("clip", "ViT-B-16-plus-240"), device=dev, batch_size=a.batch)
+        return {"s": _clock(lambda: m.encode_images(tiles), dev, a.repeats),
+                "what": f"CLIP ViT-B-16-plus-240, {a.tiles} tiles at 240", "per": "image"}
+    if stage == "clip_text":
+        from zsad.prompts import build_prompt_set
+        m = build_clip(ModelSpec("clip", "ViT-B-16-plus-240"), device=dev)
+        texts = build_prompt_set("candle").texts
+        return {"s": _clock(lambda: m.encode_texts(texts), dev, 1),
+                "what": f"CLIP text, {len(texts)} prompts (once per class)", "per": "class"}
+    if stage == "clipseg":
+        from zsad.prompts import SEED_LOCALISING_PROMPTS
+        m = build_clipseg(ModelSpec("clipseg", "rd64-refined"), device=dev, batch_size=a.batch)
+        patch = m.model.config.vision_config.patch_size
+        prompts = list(SEED_LOCALISING_PROMPTS)
+        return {"s": _clock(lambda: m.predict_logits(tiles, prompts), dev, a.repeats),
+                "what": f"CLIPSeg rd64-refined (ViT-B/{patch}, 352 px), {a.tiles} tiles x {len(prompts)} prompts",
+                "per": "image"}
+    if stage == "sam":
+        gen = SamGeneratorConfig(points_per_side=a.points_per_side)
+        m = build_sam(ModelSpec("sam", a.sam), device=dev, generator=gen)
+        n_batches = math.ceil(a.points_per_side ** 2 / gen.points_per_batch)
+        if a.sam_batches <= 0 or a.sam_batches >= n_batches or dev.startswith("cuda"):  # a GPU runs the grid
+            return {"s": _clock(lambda: m.generate(img), dev, 1),
+                    "what": f"SAM {a.sam}, {a.points_per_side}x{a.points_per_side} points", "per": "image"}
+        return _sam_extrapolated(m, img, gen, n_batches, a)
+    raise ValueError(f"unknown stage {stage!r}; known: {STAGES}")
+
+
+def _sam_extrapolated(m, img, gen, n_batches: int, a) -> dict:
+    """Encoder once + ``a.sam_batches`` point batches, scaled to the grid's ``n_batches``."""
+    import numpy as np
+    import torch
+    g, dev = m.generator, a.device
+    with torch.inference_mode():
+        enc = _clock(lambda: g.predictor.set_image(img), dev, 1)
+        pts = g.point_grids[0][: gen.points_per_batch] * np.array(img.shape[1::-1])[None]
+        crop = [0, 0, img.shape[1], img.shape[0]]
+        per_batch = _clock(lambda: g._process_batch(pts, img.shape[:2], crop, img.shape[:2]), dev, a.sam_batches)
+    return {"s": enc + n_batches * per_batch, "what": f"SAM {a.sam}, {a.points_per_side}x{a.points_per_side} points "
+            f"(encoder {enc:.1f} s + {n_batches} batches x {per_batch:.1f} s, from {a.sam_batches} timed)",
+            "per": "image"}
+
+
+def _peak_mb(device: str) -> float:
+    import torch
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (checked: a clear error without a GPU)")
+    ap.add_argument("--stages", default=",".join(STAGES))
+    ap.add_argument("--sam", default="vit_h", choices=["vit_h", "vit_l", "vit_b"])
+    ap.add_argument("--points-per-side", type=int, default=32)
+    ap.add_argument("--sam-batches", type=int, default=2, help="CPU: time this many point batches and extrapolate "
+                                                               "(0: run the whole grid)")
+    ap.add_argument("--tiles", type=int, default=4, help="tiles per image (VisA's mean is ~2-4)")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--image-size", default="1024x768", help="WxH of the test image")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: measure one stage, print JSON
+    a = ap.parse_args()
+    if a.one:
+        import torch
+        torch.manual_seed(0)
+        out = measure(a.one, a)
+        print(json.dumps({**out, "peak_mb": _peak_mb(a.device)}))
+        return
+    from flows.configs import check_device
+    check_device(a.device)
+    rows, total = [], 0.0
+    for stage in a.stages.split(","):
+        args = [sys.executable, __file__, "--one", stage, *sys.argv[1:]]
+        out = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
+        if out.returncode != 0:
+            raise SystemExit(f"{stage} failed:\n{out.stderr[-3000:]}")
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        rows.append((stage, r))
+        total += r["s"] if r["per"] == "image" else 0.0
+    import torch
+    where = torch.cuda.get_device_name(0) if a.device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
+    print(f"\nzsad precompute stages, published architectures, random weights; {where}; "
+          f"{a.image_size} image, {a.tiles} tiles\n")
+    print("| stage | what | seconds | per | peak memory (MB) |\n|---|---|---|---|---|")
+    for stage, r in rows:
+        print(f"| {stage} | {r['what']} | {r['s']:.3f} | {r['per']} | {r['peak_mb']:.0f} |")
+    print(f"\nper image (all per-image stages): {total:.2f} s = {1 / total:.3f} images/s"
+          f"{' (SAM extrapolated)' if 'sam' in a.stages and a.sam_batches > 0 and a.device == 'cpu' else ''}")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from tasks.foreground import foreground
 from tasks.image import register_images
 from tasks.isnet import isnet_maps
 from tasks.plan import PRECOMPUTE_STAGES, StagePlan, plan_stages
-from tasks.runtime import MODEL_LOADS, open_store
+from tasks.runtime import MODEL_LOADS, open_store, start_shard
 from tasks.sam import sam_masks
 from tasks.tiles import tiles
 from zsad.config import PipelineConfig, to_jsonable
@@ -75,6 +75,7 @@ def run_precompute(samples: list[Sample], dataset: str, store: str, cfg: Pipelin
     cfg_json, hashes = to_jsonable(cfg), plan.hashes
     done, failed, n_failed = [], [], 0
     for shard in tqdm(_shards(samples, shard_size), desc="precompute", unit="shard", disable=not progress):
+        start_shard()  # each image decoded once per shard, its record read once
         out = call(register_images, store, hashes["image"], [dataclasses.asdict(s) for s in shard], dataset)
         units, failed = out["done"], failed + out["failed"]
         for stage in IMAGE_STAGES:

@@ -16,9 +16,10 @@ def clip_image(store_url: str, hashes: dict[str, str], units: list[str], cfg: di
     pc = decode_config(cfg)
 
     def one(store, model, unit, sha, attrs):
-        emb = model.encode_images(image_crops(store, hashes["tiles"], unit, attrs["path"]))
+        emb = model.encode_images(image_crops(store, hashes["tiles"], unit, attrs))
         store.write_unit(unit_key("clip_image", hashes["clip_image"], unit), {"emb_td": (emb, ("tile", "embed"))},
                          source=sha)
 
     return run_stage(store_url, "clip_image", hashes, units, one,
-                     lambda: get_model(pc.clip, device=pc.device, batch_size=pc.batch_size))
+                     lambda: get_model(pc.clip, device=pc.device, batch_size=pc.batch_size),
+                     decodes=True)

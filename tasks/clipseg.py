@@ -19,11 +19,12 @@ def clipseg_maps(store_url: str, hashes: dict[str, str], units: list[str], cfg: 
     prompts = localising_prompts(pc.prompts.localising)
 
     def one(store, model, unit, sha, attrs):
-        crops = image_crops(store, hashes["tiles"], unit, attrs["path"])
+        crops = image_crops(store, hashes["tiles"], unit, attrs)
         m = store_maps(model.predict_logits(crops, prompts), pc.map_dtype)
         store.write_unit(unit_key("clipseg", hashes["clipseg"], unit),
                          {"maps_tlhw": (m, ("tile", "prompt", "y", "x")), "prompt": (list(prompts), ("prompt",))},
                          {"prompts": list(prompts)}, source=sha)
 
     return run_stage(store_url, "clipseg", hashes, units, one,
-                     lambda: get_model(pc.clipseg, device=pc.device, batch_size=pc.batch_size))
+                     lambda: get_model(pc.clipseg, device=pc.device, batch_size=pc.batch_size),
+                     decodes=True)

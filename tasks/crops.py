@@ -10,10 +10,12 @@ from __future__ import annotations
 import numpy as np
 
 from stores import StageStore, Unit, unit_key
-from zsad.datasets import load_image
 from zsad.tiling import crop_tiles
 
+from .decoded import image_of
 
-def image_crops(store: StageStore, tiles_hash: str, unit: Unit, image_path: str) -> list[np.ndarray]:
+
+def image_crops(store: StageStore, tiles_hash: str, unit: Unit, image: dict) -> list[np.ndarray]:
+    """The tiles of a registered image (``image``: its record, path and sha256)."""
     boxes = store.read_array(unit_key("tiles", tiles_hash, unit), "boxes_xyxy")
-    return crop_tiles(load_image(image_path), boxes)
+    return crop_tiles(image_of(image), boxes)

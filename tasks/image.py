@@ -10,6 +10,7 @@ from zsad.datasets import load_image
 from zsad.datasets.base import file_sha256
 
 from .common import zsad_task
+from .decoded import remember
 from .runtime import open_store, unit_error
 
 
@@ -43,8 +44,10 @@ def _register(store, image_hash: str, dataset: str, s: dict[str, Any]) -> dict[s
     if _unchanged(old, s["path"]):
         return {"source": old["sha256"], **{k: old[k] for k in INDEXED}}
     st = os.stat(s["path"])
-    h, w = load_image(s["path"]).shape[:2]  # fails with the file's name if unreadable
+    image = load_image(s["path"])  # fails with the file's name if unreadable
+    h, w = image.shape[:2]
     sha = file_sha256(s["path"])
+    remember(s["path"], sha, image)  # the shard's stages decode it no more
     attrs = dict(s, sha256=sha, height=h, width=w, size=st.st_size, mtime_ns=st.st_mtime_ns)
     store.write_unit(key, {}, attrs, source=sha)
     return {"source": sha, **{k: attrs[k] for k in INDEXED}}

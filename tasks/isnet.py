@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from stores import unit_key
-from zsad.datasets import load_image
 
 from .common import zsad_task
+from .decoded import image_of
 from .runtime import decode_config, get_model, run_stage
 
 
@@ -16,7 +16,8 @@ def isnet_maps(store_url: str, hashes: dict[str, str], units: list[str], cfg: di
     pc = decode_config(cfg)
 
     def one(store, model, unit, sha, attrs):
-        prob = model.predict(load_image(attrs["path"]))
+        prob = model.predict(image_of(attrs))
         store.write_unit(unit_key("isnet", hashes["isnet"], unit), {"prob_hw": (prob, ("y", "x"))}, source=sha)
 
-    return run_stage(store_url, "isnet", hashes, units, one, lambda: get_model(pc.isnet, device=pc.device))
+    return run_stage(store_url, "isnet", hashes, units, one, lambda: get_model(pc.isnet, device=pc.device),
+                     decodes=True)

@@ -46,10 +46,23 @@ def parse_units(units: Iterable[str]) -> list[Unit]:
     return [Unit(*u.split("/")) for u in units]
 
 
+_IMAGE_RECORDS: dict[tuple[str, str], dict[str, Any]] = {}  # the shard's image records, read once
+
+
 def image_source(store: StageStore, image_hash: str, unit: Unit) -> tuple[str, dict[str, Any]]:
-    """(sha256, attrs) of a registered image."""
-    attrs = store.read_attrs(unit_key("image", image_hash, unit))
+    """(sha256, attrs) of a registered image: read once per shard (the shard's stages all ask)."""
+    key = (store.url, unit_key("image", image_hash, unit))
+    attrs = _IMAGE_RECORDS.get(key)
+    if attrs is None:
+        attrs = _IMAGE_RECORDS[key] = store.read_attrs(key[1])
     return attrs["sha256"], attrs
+
+
+def start_shard() -> None:
+    """A new shard: forget the previous one's image records and decoded images."""
+    from .decoded import start_shard as forget_images
+    _IMAGE_RECORDS.clear()
+    forget_images()
 
 
 def pending(store: StageStore, stage: str, stage_hash: str, image_hash: str, units: list[Unit]
@@ -98,12 +111,13 @@ def failure_text(record: dict[str, str]) -> str:
 
 def run_stage(store_url: str, stage: str, plan_hashes: dict[str, str], units: list[str],
               compute_one: Callable[[StageStore, Any, Unit, str, dict], None],
-              setup: Callable[[], Any] = lambda: None) -> dict[str, list]:
+              setup: Callable[[], Any] = lambda: None, decodes: bool = False) -> dict[str, list]:
     """Skip complete units and compute the rest, one image at a time, isolating failures.
 
     ``setup()`` runs once when there is work (it loads the model: its errors concern every image
     and fail the task); ``compute_one(store, context, unit, sha256, image_attrs)`` writes one
-    unit. An exception there is recorded for that image and the others go on.
+    unit. An exception there is recorded for that image and the others go on. ``decodes``: the
+    stage reads the images (``tasks.decoded.image_of``), so the next two are decoded ahead.
 
     Returns:
         ``{"done": [unit paths computed or already complete], "failed": [unit_error records]}``.
@@ -114,7 +128,10 @@ def run_stage(store_url: str, stage: str, plan_hashes: dict[str, str], units: li
     failed: list[dict[str, str]] = []
     if todo:
         context = setup()
-        for unit, sha, attrs in todo:
+        for i, (unit, sha, attrs) in enumerate(todo):
+            if decodes:
+                from .decoded import prefetch
+                prefetch([a for _, _, a in todo[i + 1: i + 3]])
             try:
                 compute_one(store, context, unit, sha, attrs)
                 complete[unit.path] = {"source": sha}

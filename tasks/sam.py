@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 
 from stores import unit_key
-from zsad.datasets import load_image
 
 from .common import zsad_task
+from .decoded import image_of
 from .runtime import decode_config, get_model, run_stage
 
 
@@ -26,7 +26,7 @@ def sam_masks(store_url: str, hashes: dict[str, str], units: list[str], cfg: dic
     pc = decode_config(cfg)
 
     def one(store, model, unit, sha, attrs):
-        out = model.generate(load_image(attrs["path"]))
+        out = model.generate(image_of(attrs))
         store.write_unit(unit_key("sam", hashes["sam"], unit), {
             "masks_packed": (pack_masks(out.masks_nhw), ("mask", "packed_byte")),
             "scores_n": (out.scores_n, ("mask",)),
@@ -34,4 +34,4 @@ def sam_masks(store_url: str, hashes: dict[str, str], units: list[str], cfg: dic
         }, {"height": attrs["height"], "width": attrs["width"]}, source=sha)
 
     return run_stage(store_url, "sam", hashes, units, one,
-                     lambda: get_model(pc.sam, device=pc.device, generator=pc.sam_generator))
+                     lambda: get_model(pc.sam, device=pc.device, generator=pc.sam_generator), decodes=True)

@@ -92,6 +92,27 @@ def test_aggregate_equals_one_call_scorer(prefect_harness, synthetic_root, synth
         assert np.array_equal(arrays["tile_scores_t"], ref.tile_scores_t)
 
 
+def test_each_image_is_decoded_once_per_shard(synthetic_root, synthetic_samples, tmp_path, tiny_cfg):
+    from flows.precompute import run_precompute
+    from tasks import decoded
+    runs = {}
+    for shared in (True, False):
+        decoded.enable(shared)
+        decoded.STATS.clear()
+        runtime.forget_stores()
+        out = run_precompute(synthetic_samples, "synthetic", str(tmp_path / f"{shared}.zarr"), tiny_cfg, progress=False)
+        runs[shared] = (dict(decoded.STATS), out)
+    decoded.enable(True)
+    # registration decodes each image (it checks the file); IS-Net, SAM, CLIP and CLIPSeg then reuse it
+    assert runs[True][0].get("decoded", 0) == 0 and runs[True][0]["hits"] == 8 * 4
+    assert runs[False][0]["decoded"] == 8 * 4 and runs[False][0].get("hits", 0) == 0  # before: 4 more decodes
+    a, b = (StageStore(str(tmp_path / f"{s}.zarr")) for s in (True, False))
+    plan = plan_stages(tiny_cfg)
+    for s in synthetic_samples:  # the same bytes either way
+        key = unit_key("clipseg", plan.hashes["clipseg"], Unit("synthetic", s.class_name, s.split, s.image_id))
+        assert np.array_equal(a.read_array(key, "maps_tlhw"), b.read_array(key, "maps_tlhw"))
+
+
 def test_unit_without_marker_is_recomputed_not_read(prefect_harness, synthetic_root, synthetic_samples, store_url):
     _precompute(synthetic_root, store_url)
     plan = plan_stages(PipelineConfig.tiny())

@@ -42,6 +42,26 @@ def test_clipseg_tiny_shapes_and_shared_vision_equals_forward(tiny_models):
     assert np.allclose(torch.sigmoid(ref).reshape(2, 3, 64, 64).numpy(), maps, atol=1e-5)
 
 
+def test_trimmed_text_tokens_give_the_same_embeddings(tiny_models):
+    from zsad.prompts import build_prompt_set
+    texts = build_prompt_set("pill").texts  # 882 prompts; the longest is far below 77 tokens
+    full, trimmed = (tiny_models.clip.encode_texts(texts, trim=t) for t in (False, True))
+    assert np.abs(full - trimmed).max() < 1e-6 and (full * trimmed).sum(1).min() > 1 - 1e-6
+    short = tiny_models.clip.encode_texts(["a pill"])  # trimmed to its own length in a batch of one
+    assert np.abs(short - tiny_models.clip.encode_texts(["a pill"], trim=False)).max() < 1e-6
+
+
+def test_clipseg_prompt_embeddings_are_kept_and_the_published_tower_is_b16(tiny_models):
+    from zsad.models.clipseg import _config_for
+    seg = tiny_models.clipseg
+    prompts = ["a scratch", "a dent"]
+    first = seg.prompt_embeddings(prompts)
+    assert seg.prompt_embeddings(list(prompts)) is first  # computed once per prompt list
+    assert seg.prompt_embeddings(["a dent"]) is not first
+    cfg = _config_for(ModelSpec("clipseg", "rd64-refined"), None)
+    assert cfg.vision_config.patch_size == 16 and cfg.reduce_dim == 64 and cfg.use_complex_transposed_convolution
+
+
 def test_sam_tiny_masks(tiny_models):
     out = tiny_models.sam.generate(IMG)
     assert out.masks_nhw.dtype == bool and out.masks_nhw.shape[1:] == (96, 128)

@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 import open_clip
 import torch
+from open_clip.transformer import text_global_pool
 from PIL import Image
 
 from ..config import ModelSpec
@@ -52,17 +53,41 @@ class ClipEncoder:
         return torch.cat(out).numpy() if out else np.zeros((0, self.embed_dim), np.float32)
 
     @torch.inference_mode()
-    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """Prompts -> (P, D) float32 unit-norm embeddings."""
+    def encode_texts(self, texts: Sequence[str], trim: bool = True) -> np.ndarray:
+        """Prompts -> (P, D) float32 unit-norm embeddings.
+
+        With ``trim`` the token sequences are cut after the longest prompt's end token instead of
+        running all 77 positions: the text tower's attention is causal and it pools at the end
+        token, so the padding after it never reaches the output (same embeddings up to float
+        rounding, ~4x less compute for WinCLIP's prompts).
+        """
         out = []
         for sl in batches(len(texts), 256):
             tokens = self.tokenizer(list(texts[sl])).to(self.device)
-            out.append(torch.nn.functional.normalize(self.model.encode_text(tokens).float(), dim=-1).cpu())
+            emb = self._encode_trimmed(tokens) if trim and _trimmable(self.model) else self.model.encode_text(tokens)
+            out.append(torch.nn.functional.normalize(emb.float(), dim=-1).cpu())
         return torch.cat(out).numpy()
+
+    def _encode_trimmed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """open_clip's ``CLIP.encode_text`` on the first n positions (n = longest prompt + 1)."""
+        m = self.model
+        n = int((tokens != 0).sum(dim=1).max())
+        tokens = tokens[:, :n]
+        cast = m.transformer.get_cast_dtype()
+        x = m.token_embedding(tokens).to(cast) + m.positional_embedding[:n].to(cast)
+        x = m.ln_final(m.transformer(x, attn_mask=m.attn_mask[:n, :n]))
+        x = text_global_pool(x, tokens, m.text_pool_type, eos_token_id=getattr(m, "text_eos_id", None))
+        return m.text_projection(x) if isinstance(m.text_projection, torch.nn.Linear) else x @ m.text_projection
 
     @property
     def embed_dim(self) -> int:
         return int(self.model.text_projection.shape[1])
+
+
+def _trimmable(model: torch.nn.Module) -> bool:
+    """A plain open_clip ``CLIP`` with a causal text tower pooled at the end token."""
+    return (all(hasattr(model, a) for a in ("token_embedding", "positional_embedding", "attn_mask", "ln_final"))
+            and model.attn_mask is not None and getattr(model, "text_pool_type", "argmax") in ("argmax", "eos"))
 
 
 def build_clip(spec: ModelSpec, weights_path: Path | None = None, device: str = "cpu",
