@@ -33,8 +33,9 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _clock(fn, device: str, repeats: int) -> float:
-    fn()  # warm-up (allocations, cuDNN autotune, lazy init)
+def _clock(fn, device: str, repeats: int, warmup: bool = True) -> float:
+    if warmup:
+        fn()  # warm-up (allocations, cuDNN autotune, lazy init)
     _sync(device)
     t = time.perf_counter()
     for _ in range(repeats):
@@ -94,14 +95,15 @@ def _sam_extrapolated(m, img, gen, n_batches: int, a) -> dict:
     import numpy as np
     import torch
     g, dev = m.generator, a.device
-    with torch.inference_mode():
-        enc = _clock(lambda: g.predictor.set_image(img), dev, 1)
+    with torch.inference_mode():  # on a CPU a warm-up of the encoder would cost minutes and change little
+        enc = _clock(lambda: g.predictor.set_image(img), dev, 1, warmup=False)
         pts = g.point_grids[0][: gen.points_per_batch] * np.array(img.shape[1::-1])[None]
         crop = [0, 0, img.shape[1], img.shape[0]]
-        per_batch = _clock(lambda: g._process_batch(pts, img.shape[:2], crop, img.shape[:2]), dev, a.sam_batches)
+        per_batch = _clock(lambda: g._process_batch(pts, img.shape[:2], crop, img.shape[:2]), dev, a.sam_batches,
+                           warmup=False)
     return {"s": enc + n_batches * per_batch, "what": f"SAM {a.sam}, {a.points_per_side}x{a.points_per_side} points "
             f"(encoder {enc:.1f} s + {n_batches} batches x {per_batch:.1f} s, from {a.sam_batches} timed)",
-            "per": "image"}
+            "per": "image", "encoder": enc, "per_batch": per_batch, "points_per_batch": gen.points_per_batch}
 
 
 def _peak_mb(device: str) -> float:
@@ -151,6 +153,13 @@ def main() -> None:
         print(f"| {stage} | {r['what']} | {r['s']:.3f} | {r['per']} | {r['peak_mb']:.0f} |")
     print(f"\nper image (all per-image stages): {total:.2f} s = {1 / total:.3f} images/s"
           f"{' (SAM extrapolated)' if 'sam' in a.stages and a.sam_batches > 0 and a.device == 'cpu' else ''}")
+    sam = dict(rows).get("sam", {})
+    if "encoder" in sam:  # cheaper SAM settings: the same encoder, fewer point batches
+        print("\n| SAM points per side | point batches | SAM s/image | precompute s/image |\n|---|---|---|---|")
+        for side in (32, 16, 8):
+            n = math.ceil(side * side / sam["points_per_batch"])
+            s = sam["encoder"] + n * sam["per_batch"]
+            print(f"| {side} | {n} | {s:.1f} | {total - sam['s'] + s:.1f} |")
 
 
 if __name__ == "__main__":

@@ -17,75 +17,10 @@ import os
 import sys
 from typing import Any
 
+from .cli_args import _common, _positive_int, _predict_args, _store_args, fraction as _fraction
 from .settings import apply_defaults
 
 EXIT_PARTIAL, EXIT_ERROR, EXIT_INTERRUPTED = 1, 2, 130
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {value}")
-    return value
-
-
-SECRET_WORDS = ("secret", "password", "token", "key")
-
-
-def _storage_options(text: str) -> str:
-    """Check ``--storage-options`` (non-secret fsspec options as JSON); passed on through the
-    environment so every task and worker process opens the store the same way."""
-    try:
-        opts = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"expected a JSON object, e.g. '{{\"endpoint_url\": "
-                                         f"\"http://127.0.0.1:9000\"}}' ({exc.msg})") from None
-    if not isinstance(opts, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got a {type(opts).__name__}")
-    secret = [k for k in opts if any(w in k.lower() for w in SECRET_WORDS)]
-    if secret:
-        raise argparse.ArgumentTypeError(f"{', '.join(secret)}: credentials do not belong on a command line (other "
-                                         "users can read it); set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or use a "
-                                         "profile in ~/.aws")
-    return text
-
-
-def _store_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", default="zsad-store.zarr", help="Zarr store: a path or any fsspec URL (s3://bucket/x.zarr)")
-    p.add_argument("--storage-options", type=_storage_options, default=None,
-                   help="fsspec options of a remote store as JSON, e.g. '{\"endpoint_url\": \"http://host:9000\"}' "
-                        "(or $ZSAD_STORAGE_OPTIONS); credentials from the AWS_* environment or ~/.aws")
-
-
-def _common(p: argparse.ArgumentParser, dataset: bool = True, prefect: bool = True) -> None:
-    _store_args(p)
-    p.add_argument("--config", default="tiny", help="'paper' (the seed's models), 'tiny' (random, CPU) or a JSON file")
-    if dataset:
-        p.add_argument("--dataset", default="synthetic", help="data set name in the store (default: its kind)")
-        p.add_argument("--classes", nargs="*", default=None, help="only these classes")
-    if prefect:
-        p.add_argument("--prefect", action="store_true",
-                       help="run as a Prefect flow (shown in the UI of the server PREFECT_API_URL names)")
-
-
-def _predict_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--class", dest="class_name", required=True, help="the object class (its name makes the prompts)")
-    p.add_argument("--variant", default="seed", help="aggregation variant (one), e.g. 'seed' or 'fusion=geometric'")
-    p.add_argument("--name", default="predict", help="data set name these images get in the store")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the config's)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="name of the data set in the store (default: its kind)")
     p.add_argument("--classes", nargs="*", default=None)
     p.add_argument("--shard-size", type=_positive_int, default=32)
+    p.add_argument("--images-per-batch", type=_positive_int, default=None,
+                   help="GPU: tiles of N images per CLIP/CLIPSeg batch (default 1: exact; >1 gets its own cache)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=None,
+                   help="CLIP/CLIPSeg under autocast (default fp32; others get their own cache)")
     p.add_argument("--verify", action="store_true", help="read every unit's completeness marker instead of "
                                                          "trusting the unit index (object storage)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the config's)")
@@ -182,12 +121,16 @@ def _precompute(args: argparse.Namespace) -> dict[str, Any]:
     from zsad.datasets import read_dataset
     name, shard = getattr(args, "name", None), getattr(args, "shard_size", 32)
     device, verify = getattr(args, "device", None), getattr(args, "verify", False)
+    speed = {"images_per_batch": getattr(args, "images_per_batch", None), "precision": getattr(args, "precision", None)}
     if _orchestrated(args):
+        if any(v is not None for v in speed.values()):
+            raise ValueError("--images-per-batch/--precision with --prefect: put them in a JSON config instead")
         out = precompute(dataset=args.dataset, root=args.root, store=args.store, config=args.config,
                          classes=args.classes, name=name, shard_size=shard, device=device, verify=verify)
     else:
         out = run_precompute(read_dataset(args.dataset, args.root, args.classes), dataset_name(args.dataset, name),
-                             args.store, load_pipeline_config(args.config, device=device), shard, verify=verify)
+                             args.store, load_pipeline_config(args.config, device=device, **speed), shard,
+                             verify=verify)
     _report_failures("precompute", out)
     if args.dataset == "folder":
         from zsad.datasets import scan_folder

@@ -8,20 +8,26 @@ import json
 from pathlib import Path
 from typing import Any
 
-from zsad.config import AggregateConfig, PipelineConfig, config_from_dict
+from zsad.config import AggregateConfig, PipelineConfig, SamGeneratorConfig, config_from_dict
+
+CHEAPER_SAM = {"paper-sam16": 16, "paper-sam8": 8}  # points per side (the paper: 32)
 
 
 def load_pipeline_config(name_or_path: str, **overrides: Any) -> PipelineConfig:
-    """``paper`` (the seed's models), ``tiny`` (random tiny models) or a JSON file of a
-    ``PipelineConfig`` (as written by ``zsad precompute --dump-config``)."""
+    """``paper`` (the seed's models), ``paper-sam16``/``paper-sam8`` (the same with SAM's point
+    grid at 16x16 / 8x8: cheaper on a CPU, not the seed's setting; see the README's figures),
+    ``tiny`` (random tiny models) or a JSON file of a ``PipelineConfig``."""
     if name_or_path == "paper":
         cfg = PipelineConfig.paper()
+    elif name_or_path in CHEAPER_SAM:
+        cfg = PipelineConfig.paper(sam_generator=SamGeneratorConfig(points_per_side=CHEAPER_SAM[name_or_path]))
     elif name_or_path == "tiny":
         cfg = PipelineConfig.tiny()
     else:
         path = Path(name_or_path)
         if not path.is_file():
-            raise ValueError(f"config {name_or_path!r} is neither 'paper', 'tiny' nor an existing JSON file")
+            raise ValueError(f"config {name_or_path!r} is neither 'paper', 'paper-sam16', 'paper-sam8', 'tiny' nor an "
+                             "existing JSON file")
         try:
             cfg = config_from_dict(PipelineConfig, json.loads(path.read_text()))
         except (json.JSONDecodeError, TypeError, ValueError) as exc:

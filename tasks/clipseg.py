@@ -9,7 +9,7 @@ from zsad.pixelmaps import store_maps
 from zsad.prompts import localising_prompts
 
 from .common import zsad_task
-from .crops import image_crops
+from .crops import image_crops, split_rows
 from .runtime import decode_config, get_model, run_stage
 
 
@@ -18,13 +18,20 @@ def clipseg_maps(store_url: str, hashes: dict[str, str], units: list[str], cfg: 
     pc = decode_config(cfg)
     prompts = localising_prompts(pc.prompts.localising)
 
-    def one(store, model, unit, sha, attrs):
-        crops = image_crops(store, hashes["tiles"], unit, attrs)
-        m = store_maps(model.predict_logits(crops, prompts), pc.map_dtype)
+    def write(store, unit, sha, logits):
+        m = store_maps(logits, pc.map_dtype)
         store.write_unit(unit_key("clipseg", hashes["clipseg"], unit),
                          {"maps_tlhw": (m, ("tile", "prompt", "y", "x")), "prompt": (list(prompts), ("prompt",))},
                          {"prompts": list(prompts)}, source=sha)
 
+    def one(store, model, unit, sha, attrs):
+        write(store, unit, sha, model.predict_logits(image_crops(store, hashes["tiles"], unit, attrs), prompts))
+
+    def many(store, model, items):  # tiles of several images in shared batches (images_per_batch > 1)
+        crops = [image_crops(store, hashes["tiles"], unit, attrs) for unit, _, attrs in items]
+        for (unit, sha, _), logits in zip(items, split_rows(model.predict_logits(sum(crops, []), prompts), crops)):
+            write(store, unit, sha, logits)
+
     return run_stage(store_url, "clipseg", hashes, units, one,
-                     lambda: get_model(pc.clipseg, device=pc.device, batch_size=pc.batch_size),
-                     decodes=True)
+                     lambda: get_model(pc.clipseg, device=pc.device, batch_size=pc.batch_size, precision=pc.precision),
+                     decodes=True, compute_group=many, group=pc.images_per_batch)

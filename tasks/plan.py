@@ -39,6 +39,17 @@ class StagePlan:
         return {s: self.hashes[s] for s in ("tiles", "clip_image", "clip_text", "clipseg")}
 
 
+def _batching(cfg: PipelineConfig) -> dict[str, Any]:
+    """Cross-image batches and mixed precision change the encoders' output bits: they are part of
+    the hash when used (the exact defaults leave existing hashes as they were)."""
+    out = {}
+    if cfg.images_per_batch != 1:
+        out["images_per_batch"] = cfg.images_per_batch
+    if cfg.precision != "fp32":
+        out["precision"] = cfg.precision
+    return out
+
+
 def stage_configs(cfg: PipelineConfig) -> dict[str, Any]:
     """Each precompute stage's own config (what its group records), without touching weights."""
     return {
@@ -47,10 +58,10 @@ def stage_configs(cfg: PipelineConfig) -> dict[str, Any]:
         "sam": {"model": _spec(cfg.sam), "generator": to_jsonable(cfg.sam_generator)},
         "foreground": to_jsonable(cfg.foreground),
         "tiles": to_jsonable(cfg.tiling),
-        "clip_image": {"model": _spec(cfg.clip)},
+        "clip_image": {"model": _spec(cfg.clip), **_batching(cfg)},
         "clip_text": {"model": _spec(cfg.clip), "object_name": cfg.prompts.object_name},
         "clipseg": {"model": _spec(cfg.clipseg), "prompts": list(localising_prompts(cfg.prompts.localising)),
-                    "map_dtype": cfg.map_dtype},
+                    "map_dtype": cfg.map_dtype, **_batching(cfg)},
     }
 
 

@@ -111,13 +111,18 @@ def failure_text(record: dict[str, str]) -> str:
 
 def run_stage(store_url: str, stage: str, plan_hashes: dict[str, str], units: list[str],
               compute_one: Callable[[StageStore, Any, Unit, str, dict], None],
-              setup: Callable[[], Any] = lambda: None, decodes: bool = False) -> dict[str, list]:
+              setup: Callable[[], Any] = lambda: None, decodes: bool = False,
+              compute_group: Callable[[StageStore, Any, list[tuple[Unit, str, dict]]], None] | None = None,
+              group: int = 1) -> dict[str, list]:
     """Skip complete units and compute the rest, one image at a time, isolating failures.
 
     ``setup()`` runs once when there is work (it loads the model: its errors concern every image
     and fail the task); ``compute_one(store, context, unit, sha256, image_attrs)`` writes one
     unit. An exception there is recorded for that image and the others go on. ``decodes``: the
     stage reads the images (``tasks.decoded.image_of``), so the next two are decoded ahead.
+    With ``compute_group`` and ``group`` > 1, ``group`` images at a time go to
+    ``compute_group(store, context, [(unit, sha256, attrs), ...])`` (one batch for the model);
+    if a group fails, its images are retried one by one so that only the bad one is recorded.
 
     Returns:
         ``{"done": [unit paths computed or already complete], "failed": [unit_error records]}``.
@@ -128,15 +133,25 @@ def run_stage(store_url: str, stage: str, plan_hashes: dict[str, str], units: li
     failed: list[dict[str, str]] = []
     if todo:
         context = setup()
-        for i, (unit, sha, attrs) in enumerate(todo):
+        size = group if compute_group is not None else 1
+        for start in range(0, len(todo), size):
+            items = todo[start: start + size]
             if decodes:
                 from .decoded import prefetch
-                prefetch([a for _, _, a in todo[i + 1: i + 3]])
-            try:
-                compute_one(store, context, unit, sha, attrs)
-                complete[unit.path] = {"source": sha}
-            except Exception as exc:  # noqa: BLE001 - one image's failure must not stop the others
-                failed.append(unit_error(unit, stage, attrs.get("path", ""), exc))
+                prefetch([a for _, _, a in todo[start + size: start + 2 * size + 1]])
+            if size > 1:
+                try:
+                    compute_group(store, context, items)
+                    complete.update({u.path: {"source": sha} for u, sha, _ in items})
+                    continue
+                except Exception:  # noqa: BLE001 - find the bad image: one at a time below
+                    pass
+            for unit, sha, attrs in items:
+                try:
+                    compute_one(store, context, unit, sha, attrs)
+                    complete[unit.path] = {"source": sha}
+                except Exception as exc:  # noqa: BLE001 - one image's failure must not stop the others
+                    failed.append(unit_error(unit, stage, attrs.get("path", ""), exc))
     add_to_index(store, stage, plan_hashes[stage], complete)
     bad = {f["unit"] for f in failed}
     return {"done": [u.path for u in parsed if u.path not in bad], "failed": failed}

@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+PRECISIONS = ("fp32", "bf16", "fp16")
+
 # Bump a stage's version whenever its code changes its output.
 STAGE_VERSIONS: dict[str, int] = {
     "image": 2,  # 2: faithful decoding (EXIF orientation, 16-bit, float, alpha)
@@ -147,6 +149,18 @@ class PipelineConfig:
     map_dtype: str = "logit8"
     device: str = "cpu"
     batch_size: int = 16
+    images_per_batch: int = 1
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        """``images_per_batch`` > 1 batches tiles of several images through CLIP and CLIPSeg (fills
+        a GPU; results equal the exact per-image mode up to float rounding, so they get their own
+        stage hash); ``precision`` ``bf16``/``fp16`` runs those two encoders under autocast."""
+        if not isinstance(self.images_per_batch, int) or self.images_per_batch < 1:
+            raise ValueError(f"images_per_batch must be a whole number >= 1 (1 = exact per-image batches), "
+                             f"got {self.images_per_batch!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
     @classmethod
     def paper(cls, **overrides: Any) -> "PipelineConfig":

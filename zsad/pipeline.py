@@ -33,8 +33,8 @@ class Models:
     @classmethod
     def load(cls, cfg: PipelineConfig) -> "Models":
         return cls(
-            clip=load_model(cfg.clip, device=cfg.device, batch_size=cfg.batch_size),
-            clipseg=load_model(cfg.clipseg, device=cfg.device, batch_size=cfg.batch_size),
+            clip=load_model(cfg.clip, device=cfg.device, batch_size=cfg.batch_size, precision=cfg.precision),
+            clipseg=load_model(cfg.clipseg, device=cfg.device, batch_size=cfg.batch_size, precision=cfg.precision),
             sam=load_model(cfg.sam, device=cfg.device, generator=cfg.sam_generator),
             isnet=load_model(cfg.isnet, device=cfg.device),
         )

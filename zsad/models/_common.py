@@ -55,6 +55,14 @@ def resize_batch(images: Sequence[np.ndarray], size: int, resample: int, mean: S
     return (x - m) / s
 
 
+def autocast(device: str, precision: str = "fp32"):
+    """``torch.autocast`` for ``bf16``/``fp16`` (a no-op context for ``fp32``)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+
+
 def batches(n: int, size: int) -> Iterator[slice]:
     """Consecutive slices of at most ``size`` covering ``range(n)``."""
     if size < 1:

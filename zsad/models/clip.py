@@ -13,7 +13,7 @@ from PIL import Image
 
 from ..config import ModelSpec
 from ..weights import WeightsError, load_checked, safe_load_state_dict
-from ._common import batches, quiet_logging, resize_batch, seeded
+from ._common import autocast, batches, quiet_logging, resize_batch, seeded
 
 TINY_CONFIG = Path(__file__).parent / "configs" / "zsad-tiny-clip.json"
 CLIP_ARCHS = {"tiny": "zsad-tiny-clip"}  # anything else is an open_clip model name
@@ -27,10 +27,11 @@ class ClipEncoder:
     the model's mean/std.
     """
 
-    def __init__(self, model: torch.nn.Module, device: str = "cpu", batch_size: int = 16):
+    def __init__(self, model: torch.nn.Module, device: str = "cpu", batch_size: int = 16, precision: str = "fp32"):
         self.model = model.eval().to(device)
         self.device = device
         self.batch_size = batch_size
+        self.precision = precision
         cfg = model.visual.preprocess_cfg if hasattr(model.visual, "preprocess_cfg") else {}
         self.mean = cfg.get("mean", open_clip.OPENAI_DATASET_MEAN)
         self.std = cfg.get("std", open_clip.OPENAI_DATASET_STD)
@@ -49,7 +50,9 @@ class ClipEncoder:
         out = []
         for sl in batches(len(tiles), self.batch_size):
             x = resize_batch(tiles[sl], self.image_size, Image.BICUBIC, self.mean, self.std).to(self.device)
-            out.append(torch.nn.functional.normalize(self.model.encode_image(x).float(), dim=-1).cpu())
+            with autocast(self.device, self.precision):
+                emb = self.model.encode_image(x)
+            out.append(torch.nn.functional.normalize(emb.float(), dim=-1).cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, self.embed_dim), np.float32)
 
     @torch.inference_mode()
@@ -91,7 +94,7 @@ def _trimmable(model: torch.nn.Module) -> bool:
 
 
 def build_clip(spec: ModelSpec, weights_path: Path | None = None, device: str = "cpu",
-               batch_size: int = 16) -> ClipEncoder:
+               batch_size: int = 16, precision: str = "fp32") -> ClipEncoder:
     """Build an open_clip model for ``spec.arch``; random weights when ``weights_path`` is None."""
     if spec.arch == "tiny" and "zsad-tiny-clip" not in open_clip.list_models():
         open_clip.add_model_config(TINY_CONFIG)
@@ -106,4 +109,4 @@ def build_clip(spec: ModelSpec, weights_path: Path | None = None, device: str = 
         if "positional_embedding" not in sd:
             raise WeightsError(f"{weights_path}: not an open_clip CLIP state dict (no 'positional_embedding')")
         load_checked(model, sd, Path(weights_path))
-    return ClipEncoder(model, device, batch_size)
+    return ClipEncoder(model, device, batch_size, precision)

@@ -21,7 +21,7 @@ from transformers import CLIPSegConfig, CLIPSegForImageSegmentation
 
 from ..config import ModelSpec
 from ..weights import WeightsError, load_checked, safe_load_state_dict
-from ._common import batches, quiet_logging, resize_batch, seeded
+from ._common import autocast, batches, quiet_logging, resize_batch, seeded
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -61,12 +61,13 @@ class ClipSegMapper:
     """Per-prompt CLIPSeg probability maps of tiles."""
 
     def __init__(self, model: CLIPSegForImageSegmentation, input_size: int, device: str = "cpu",
-                 batch_size: int = 8, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+                 batch_size: int = 8, mean=IMAGENET_MEAN, std=IMAGENET_STD, precision: str = "fp32"):
         self.model = model.eval().to(device)
         self.input_size = input_size
         self.device = device
         self.batch_size = batch_size
         self.mean, self.std = mean, std
+        self.precision = precision
         self.weights_sha256 = "random"
         self._cond: dict[tuple[str, ...], torch.Tensor] = {}
 
@@ -97,7 +98,8 @@ class ClipSegMapper:
         out = []
         for sl in batches(len(tiles), self.batch_size):
             x = resize_batch(tiles[sl], self.input_size, Image.BILINEAR, self.mean, self.std).to(self.device)
-            out.append(self.logits(x, cond).float().cpu())
+            with autocast(self.device, self.precision):
+                out.append(self.logits(x, cond).float().cpu())
         if not out:
             return np.zeros((0, len(prompts), self.input_size, self.input_size), np.float32)
         return torch.cat(out).numpy()
@@ -120,7 +122,7 @@ def _config_for(spec: ModelSpec, weights_path: Path | None) -> CLIPSegConfig:
 
 
 def build_clipseg(spec: ModelSpec, weights_path: Path | None = None, device: str = "cpu",
-                  batch_size: int = 8) -> ClipSegMapper:
+                  batch_size: int = 8, precision: str = "fp32") -> ClipSegMapper:
     """Build CLIPSeg for ``spec.arch``; random weights when ``weights_path`` is None."""
     config = _config_for(spec, weights_path)
     with seeded(0), quiet_logging():
@@ -133,4 +135,4 @@ def build_clipseg(spec: ModelSpec, weights_path: Path | None = None, device: str
         if pre.is_file():
             pc = json.loads(pre.read_text())
             mean, std = tuple(pc.get("image_mean", mean)), tuple(pc.get("image_std", std))
-    return ClipSegMapper(model, INPUT_SIZE.get(spec.arch, 352), device, batch_size, mean, std)
+    return ClipSegMapper(model, INPUT_SIZE.get(spec.arch, 352), device, batch_size, mean, std, precision)

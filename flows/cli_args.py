@@ -1,0 +1,71 @@
+"""Argument types and shared options of the ``zsad`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {value}")
+    return value
+
+
+SECRET_WORDS = ("secret", "password", "token", "key")
+
+
+def _storage_options(text: str) -> str:
+    """Check ``--storage-options`` (non-secret fsspec options as JSON); passed on through the
+    environment so every task and worker process opens the store the same way."""
+    try:
+        opts = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, e.g. '{{\"endpoint_url\": "
+                                         f"\"http://127.0.0.1:9000\"}}' ({exc.msg})") from None
+    if not isinstance(opts, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got a {type(opts).__name__}")
+    secret = [k for k in opts if any(w in k.lower() for w in SECRET_WORDS)]
+    if secret:
+        raise argparse.ArgumentTypeError(f"{', '.join(secret)}: credentials do not belong on a command line (other "
+                                         "users can read it); set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or use a "
+                                         "profile in ~/.aws")
+    return text
+
+
+def _store_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", default="zsad-store.zarr", help="Zarr store: a path or any fsspec URL (s3://bucket/x.zarr)")
+    p.add_argument("--storage-options", type=_storage_options, default=None,
+                   help="fsspec options of a remote store as JSON, e.g. '{\"endpoint_url\": \"http://host:9000\"}' "
+                        "(or $ZSAD_STORAGE_OPTIONS); credentials from the AWS_* environment or ~/.aws")
+
+
+def _common(p: argparse.ArgumentParser, dataset: bool = True, prefect: bool = True) -> None:
+    _store_args(p)
+    p.add_argument("--config", default="tiny", help="'paper' (the seed's models), 'tiny' (random, CPU) or a JSON file")
+    if dataset:
+        p.add_argument("--dataset", default="synthetic", help="data set name in the store (default: its kind)")
+        p.add_argument("--classes", nargs="*", default=None, help="only these classes")
+    if prefect:
+        p.add_argument("--prefect", action="store_true",
+                       help="run as a Prefect flow (shown in the UI of the server PREFECT_API_URL names)")
+
+
+def _predict_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--class", dest="class_name", required=True, help="the object class (its name makes the prompts)")
+    p.add_argument("--variant", default="seed", help="aggregation variant (one), e.g. 'seed' or 'fusion=geometric'")
+    p.add_argument("--name", default="predict", help="data set name these images get in the store")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the config's)")
