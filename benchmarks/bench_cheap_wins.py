@@ -45,7 +45,7 @@ def text_and_clipseg(device: str) -> list[tuple]:
     before, full = timed(lambda: clip.encode_texts(texts, trim=False))
     after, trimmed = timed(lambda: clip.encode_texts(texts))
     diff = float(np.abs(full - trimmed).max())
-    rows = [(f"CLIP text, {len(texts)} prompts (s per class)", before, after, f"max |diff| {diff:.1e}")]
+    rows = [(f"CLIP text, {len(texts)} prompts (s per class)", before, after, f"largest difference {diff:.1e}")]
     seg = build_clipseg(ModelSpec("clipseg", "rd64-refined"), device=device)
     img = np.random.default_rng(0).integers(0, 255, (768, 1024, 3), dtype=np.uint8)
     tiles, prompts = [img[:352, :352]] * 4, list(SEED_LOCALISING_PROMPTS)

@@ -9,6 +9,7 @@ to the grid's batches (said in the table). The output is a Markdown table whose 
 the same, so a GPU run can be pasted into the README as it is.
 
     .venv/bin/python benchmarks/bench_models.py [--device cuda] [--sam-batches 2] [--points-per-side 32]
+    .venv/bin/python benchmarks/bench_models.py --device cuda --images-per-batch 8 --batch 64 --precision bf16
 """
 
 from __future__ import annotations
@@ -55,16 +56,16 @@ def measure(stage: str, a) -> dict:
     """One stage in this process: seconds per image (per class for clip_text) and what it ran."""
     from zsad.config import ModelSpec, SamGeneratorConfig
     from zsad.models import build_clip, build_clipseg, build_isnet, build_sam
-    dev, img = a.device, _image(a)
-    tiles = [img[:352, :352]] * a.tiles
+    dev, img, k = a.device, _image(a), a.images_per_batch
+    tiles = [img[:352, :352]] * a.tiles * k  # k images' tiles in one call (the GPU path), timed per image
     if stage == "isnet":
         m = build_isnet(ModelSpec("isnet", "isnet"), device=dev)
         return {"s": _clock(lambda: m.predict(img), dev, a.repeats), "what": "IS-Net general-use, 1024 px",
                 "per": "image"}
     if stage == "clip_image":
-        m = build_clip(ModelSpec("clip", "ViT-B-16-plus-240"), device=dev, batch_size=a.batch)
-        return {"s": _clock(lambda: m.encode_images(tiles), dev, a.repeats),
-                "what": f"CLIP ViT-B-16-plus-240, {a.tiles} tiles at 240", "per": "image"}
+        m = build_clip(ModelSpec("clip", "ViT-B-16-plus-240"), device=dev, batch_size=a.batch, precision=a.precision)
+        return {"s": _clock(lambda: m.encode_images(tiles), dev, a.repeats) / k,
+                "what": f"CLIP ViT-B-16-plus-240, {a.tiles} tiles at 240{_mode(a)}", "per": "image"}
     if stage == "clip_text":
         from zsad.prompts import build_prompt_set
         m = build_clip(ModelSpec("clip", "ViT-B-16-plus-240"), device=dev)
@@ -73,12 +74,12 @@ def measure(stage: str, a) -> dict:
                 "what": f"CLIP text, {len(texts)} prompts (once per class)", "per": "class"}
     if stage == "clipseg":
         from zsad.prompts import SEED_LOCALISING_PROMPTS
-        m = build_clipseg(ModelSpec("clipseg", "rd64-refined"), device=dev, batch_size=a.batch)
+        m = build_clipseg(ModelSpec("clipseg", "rd64-refined"), device=dev, batch_size=a.batch, precision=a.precision)
         patch = m.model.config.vision_config.patch_size
         prompts = list(SEED_LOCALISING_PROMPTS)
-        return {"s": _clock(lambda: m.predict_logits(tiles, prompts), dev, a.repeats),
-                "what": f"CLIPSeg rd64-refined (ViT-B/{patch}, 352 px), {a.tiles} tiles x {len(prompts)} prompts",
-                "per": "image"}
+        return {"s": _clock(lambda: m.predict_logits(tiles, prompts), dev, a.repeats) / k,
+                "what": f"CLIPSeg rd64-refined (ViT-B/{patch}, 352 px), {a.tiles} tiles x {len(prompts)} prompts"
+                        f"{_mode(a)}", "per": "image"}
     if stage == "sam":
         gen = SamGeneratorConfig(points_per_side=a.points_per_side)
         m = build_sam(ModelSpec("sam", a.sam), device=dev, generator=gen)
@@ -106,6 +107,11 @@ def _sam_extrapolated(m, img, gen, n_batches: int, a) -> dict:
             "per": "image", "encoder": enc, "per_batch": per_batch, "points_per_batch": gen.points_per_batch}
 
 
+def _mode(a) -> str:
+    return (f", {a.images_per_batch} images per batch" if a.images_per_batch > 1 else "") + \
+        (f", {a.precision}" if a.precision != "fp32" else "")
+
+
 def _peak_mb(device: str) -> float:
     import torch
     if device.startswith("cuda"):
@@ -122,7 +128,9 @@ def main() -> None:
     ap.add_argument("--sam-batches", type=int, default=2, help="CPU: time this many point batches and extrapolate "
                                                                "(0: run the whole grid)")
     ap.add_argument("--tiles", type=int, default=4, help="tiles per image (VisA's mean is ~2-4)")
-    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=16, help="tiles per forward pass")
+    ap.add_argument("--images-per-batch", type=int, default=1, help="CLIP/CLIPSeg: tiles of N images per call")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="CLIP/CLIPSeg autocast")
     ap.add_argument("--image-size", default="1024x768", help="WxH of the test image")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: measure one stage, print JSON
