@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from stores.index import INDEX_ROOT
 from tasks.plan import plan_stages, stage_configs
 from tasks.runtime import open_store
 from zsad.config import to_jsonable
@@ -40,7 +41,10 @@ def human(n: int | None) -> str:
 
 def sizes(store: str) -> dict[str, Any]:
     """Per stage group: units, size (readable) and bytes, largest first, and the total."""
-    rows = sorted(list_stages(store), key=lambda r: -(r["bytes"] or 0))
+    rows, st = list_stages(store), open_store(store)
+    if INDEX_ROOT in st.children(""):  # the unit index's records (object storage): counted, not a stage
+        rows.append({"stage": INDEX_ROOT, "hash": "", "units": None, "bytes": st.size_bytes(INDEX_ROOT)})
+    rows.sort(key=lambda r: -(r["bytes"] or 0))
     total = sum(r["bytes"] or 0 for r in rows)
     return {"total": human(total), "total_bytes": total,
             "by_stage": [{"stage": r["stage"], "hash": r["hash"], "units": r["units"], "size": human(r["bytes"]),

@@ -100,6 +100,7 @@ def test_team_shares_a_bucket(s3, s3_env, synthetic_root, tmp_path):
     assert listed["clip_text"]["units"] == 2 and listed["thresholds"]["units"] == 2 and "_index" not in listed
     size = zsad(["cache", "size", "--store", store], s3_env, tmp_path / "bob")
     assert size["total_bytes"] > 0 and all(r["bytes"] > 0 for r in size["by_stage"])
+    assert "_index" in {r["stage"] for r in size["by_stage"]}  # the index's records are counted too
     assert zsad(["cache", "prune", "--store", store, "--keep", "tiny", "--dry-run"], s3_env, tmp_path)[
         "would_delete"] == []
     seed = plan_stages(PipelineConfig.tiny()).aggregate_hash(AggregateConfig())
