@@ -102,9 +102,31 @@ def _sam_extrapolated(m, img, gen, n_batches: int, a) -> dict:
         crop = [0, 0, img.shape[1], img.shape[0]]
         per_batch = _clock(lambda: g._process_batch(pts, img.shape[:2], crop, img.shape[:2]), dev, a.sam_batches,
                            warmup=False)
+        decoder, upsample = _sam_batch_parts(g, pts, img.shape[:2], dev)
     return {"s": enc + n_batches * per_batch, "what": f"SAM {a.sam}, {a.points_per_side}x{a.points_per_side} points "
             f"(encoder {enc:.1f} s + {n_batches} batches x {per_batch:.1f} s, from {a.sam_batches} timed)",
-            "per": "image", "encoder": enc, "per_batch": per_batch, "points_per_batch": gen.points_per_batch}
+            "per": "image", "encoder": enc, "per_batch": per_batch, "points_per_batch": gen.points_per_batch,
+            "decoder": decoder, "upsample": upsample}
+
+
+def _sam_batch_parts(g, pts, size_hw, dev: str) -> tuple[float, float]:
+    """One point batch split: prompt encoder + mask decoder, and upsampling its 3 masks per
+    point to the image (the rest of a batch: stability scores, boxes, RLE of full-size masks)."""
+    import torch
+    p = g.predictor
+    coords = torch.as_tensor(p.transform.apply_coords(pts, size_hw), device=p.device)[:, None, :]
+    labels = torch.ones(coords.shape[0], 1, dtype=torch.int, device=p.device)
+    out = {}
+
+    def decode():
+        sparse, dense = p.model.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+        out["low"], _ = p.model.mask_decoder(image_embeddings=p.features, image_pe=p.model.prompt_encoder.get_dense_pe(),
+                                             sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                                             multimask_output=True)
+    decoder = _clock(decode, dev, 1, warmup=False)
+    upsample = _clock(lambda: p.model.postprocess_masks(out["low"], p.input_size, p.original_size), dev, 1,
+                      warmup=False)
+    return decoder, upsample
 
 
 def _mode(a) -> str:
@@ -162,6 +184,10 @@ def main() -> None:
     print(f"\nper image (all per-image stages): {total:.2f} s = {1 / total:.3f} images/s"
           f"{' (SAM extrapolated)' if 'sam' in a.stages and a.sam_batches > 0 and a.device == 'cpu' else ''}")
     sam = dict(rows).get("sam", {})
+    if "decoder" in sam:
+        print(f"\nSAM point batch ({sam['points_per_batch']} points): {sam['per_batch']:.2f} s; its parts, timed "
+              f"separately: prompt encoder + mask decoder {sam['decoder']:.2f} s, upsampling the masks to the image "
+              f"{sam['upsample']:.2f} s (the rest: stability scores, boxes, RLE)")
     if "encoder" in sam:  # cheaper SAM settings: the same encoder, fewer point batches
         print("\n| SAM points per side | point batches | SAM s/image | precompute s/image |\n|---|---|---|---|")
         for side in (32, 16, 8):
