@@ -51,9 +51,10 @@ def example_panel(st, hashes, agg, row, out: Path, caption: str, found: dict | N
     t_img, t_pix = ((found or {}).get(level, {}).get("f1") for level in ("image", "pixel"))
     threshold = t_img.value if t_img else None
     verdict = decide(row["score"], threshold)
+    boxes = st.read_array(unit_key("tiles", hashes["tiles"], unit), "boxes_xyxy")
     png = prediction_panel(img, pixel, f"{caption} — {unit.image_id}: "
                            f"{describe(unit.class_name, row['score'], threshold, verdict)}", verdict,
-                           t_pix.value if t_pix else None, mask)
+                           t_pix.value if t_pix else None, mask, boxes_xyxy=boxes)
     src = png_uri(png, out / "examples" / unit.class_name / f"{unit.image_id}.png")
     return {"src": src, "alt": unit.image_id, "caption": f"{caption} — {unit.image_id}, score {row['score']:.3f}"}
 

@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
 from skimage.segmentation import mark_boundaries  # noqa: E402
 
 DECISION_COLOURS = {"anomalous": "#c62828", "normal": "#2e7d32", "unknown": "#555555"}
@@ -21,7 +22,7 @@ DECISION_COLOURS = {"anomalous": "#c62828", "normal": "#2e7d32", "unknown": "#55
 
 def prediction_panel(image_hw3: np.ndarray, map_hw: np.ndarray, title: str, decision: str = "unknown",
                      pixel_threshold: float | None = None, gt_mask_hw: np.ndarray | None = None,
-                     cmap: str = "jet", alpha: float = 0.5) -> bytes:
+                     cmap: str = "jet", alpha: float = 0.5, boxes_xyxy: np.ndarray | None = None) -> bytes:
     """PNG bytes of the panel for one image.
 
     Args:
@@ -33,11 +34,15 @@ def prediction_panel(image_hw3: np.ndarray, map_hw: np.ndarray, title: str, deci
             in red; ``None`` draws no mask and says so.
         gt_mask_hw: (H, W) bool ground truth: when given (all False for a normal image), a
             second panel shows it in green; ``None`` (unlabelled images) leaves the panel out.
+        boxes_xyxy: (T, 4) tiles the scores came from, drawn as white frames on the image.
     """
     panels = 3 if gt_mask_hw is None else 4
     fig, axes = plt.subplots(1, panels, figsize=(4 * panels, 4.3), dpi=100, constrained_layout=True)
     axes[0].imshow(image_hw3)
-    axes[0].set_title("image")
+    axes[0].set_title("image" if boxes_xyxy is None else f"image, {len(boxes_xyxy)} tile(s)")
+    for x0, y0, x1, y1 in ([] if boxes_xyxy is None else np.asarray(boxes_xyxy)):
+        axes[0].add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor="white",
+                                    linewidth=1.2, linestyle="--"))
     if gt_mask_hw is not None:  # ground truth: the mask over a dimmed image, outlined
         gt = np.asarray(gt_mask_hw, bool)
         shown = mark_boundaries((image_hw3 * 0.45).astype(np.uint8), gt.astype(int), color=(0, 1, 0))
