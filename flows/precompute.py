@@ -87,6 +87,7 @@ def run_precompute(samples: list[Sample], dataset: str, store: str, cfg: Pipelin
         record_failures(st, hashes["image"], failed[n_failed:])
         clear_failures(st, hashes["image"], dataset, units)
         n_failed = len(failed)
+    start_shard()  # release the last shard's decoded images (a worker process lives on)
     for cls in sorted({s.class_name for s in samples}):
         call(clip_text, store, hashes, dataset, cls, cfg_json)
     return {"dataset": dataset, "n_images": len(samples), "classes": sorted({s.class_name for s in samples}),
