@@ -82,7 +82,8 @@ class LocalS3:
     def filesystem(self):
         import s3fs
         return s3fs.S3FileSystem(endpoint_url=self.endpoint_url, key=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                                 secret=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+                                 secret=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"], use_listings_cache=False,
+                                 skip_instance_cache=True)  # see other processes' writes at once
 
     def make_bucket(self, name: str) -> str:
         fs = self.filesystem()

@@ -133,8 +133,16 @@ class StageStore:
         return attrs if ok else None
 
     def write_unit(self, key: str, arrays: dict[str, tuple[np.ndarray, tuple[str, ...]]],
-                   attrs: dict[str, Any] | None = None, source: str | None = None) -> str:
-        """Write a unit: ``arrays`` maps name -> (data, dimension names); marker last."""
+                   attrs: dict[str, Any] | None = None, source: str | None = None, replace: bool = False) -> str:
+        """Write a unit: ``arrays`` maps name -> (data, dimension names); marker last.
+
+        On object storage (written in place) a unit that another writer completed from the same
+        ``source`` while this one was computing is kept, not overwritten (``replace`` forces it):
+        a teammate's overlapping run then costs work, never a window where a finished unit reads
+        as incomplete or a half-replaced one.
+        """
+        if not self.local and source is not None and not replace and self.is_complete(key, source):
+            return key
         self._write(key, arrays, dict(attrs or {}, source=source))
         with self._lock:
             self.writes += 1

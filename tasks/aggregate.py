@@ -62,7 +62,7 @@ def _write(store, vh: str, unit: Unit, image: dict[str, Any], component_t: np.nd
         arrays["pixel_map_hw"] = (result.pixel_map_hw.astype(np.float16), ("y", "x"))
     store.write_unit(unit_key("aggregate", vh, unit), arrays,
                      {"sample_score": result.sample_score, "label": image["label"], "has_map": save_maps},
-                     source=image["sha256"])
+                     source=image["sha256"], replace=True)  # aggregate decided to write (e.g. maps now wanted)
 
 
 def aggregate_unit(store_url: str, hashes: dict[str, str], variants: Variants, unit_path: str,

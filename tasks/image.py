@@ -49,7 +49,7 @@ def _register(store, image_hash: str, dataset: str, s: dict[str, Any]) -> dict[s
     sha = file_sha256(s["path"])
     remember(s["path"], sha, image)  # the shard's stages decode it no more
     attrs = dict(s, sha256=sha, height=h, width=w, size=st.st_size, mtime_ns=st.st_mtime_ns)
-    store.write_unit(key, {}, attrs, source=sha)
+    store.write_unit(key, {}, attrs, source=sha, replace=True)  # a new size/mtime is news even with the same bytes
     return {"source": sha, **{k: attrs[k] for k in INDEXED}}
 
 

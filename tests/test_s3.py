@@ -84,6 +84,10 @@ def test_team_shares_a_bucket(s3, s3_env, synthetic_root, tmp_path):
     # a teammate, elsewhere: everything is cached, nothing computed, the metrics equal a local run's
     second = zsad(pre, s3_env, tmp_path / "bob")
     assert second["units_written"] == 0 and second["models_loaded"] == 0
+    (seed_meta,) = zsad(["aggregate", "--store", store], s3_env, tmp_path / "alice").values()
+    assert seed_meta["written"] == 8
+    (again,) = zsad(["aggregate", "--store", store], s3_env, tmp_path / "bob").values()
+    assert again["written"] == 0 and again["n_images"] == 8  # bob reads alice's scores
     local = str(tmp_path / "local.zarr")
     zsad(["precompute", "--dataset", "synthetic", "--root", str(synthetic_root), "--store", local], s3_env,
          tmp_path / "bob")
@@ -176,3 +180,16 @@ def test_storage_options_errors_do_not_echo_secrets(tmp_path, monkeypatch, capsy
     assert main(["cache", "list", "--store", "s3://b/x.zarr"]) == 2
     err = capsys.readouterr().err
     assert "ZSAD_STORAGE_OPTIONS is not valid JSON" in err and "hunter2" not in err
+
+
+def test_an_overlapping_writer_keeps_the_unit_another_finished(s3, s3_env):
+    import numpy as np
+    store, key = s3.make_bucket("overlap") + "/zsad.zarr", "tiles/h/synthetic/pill/test/x"
+    alice, bob = StageStore(store), StageStore(store)
+    alice.write_unit(key, {"v": (np.arange(3), ("t",))}, source="sha-1")
+    bob.write_unit(key, {"v": (np.zeros(3, int), ("t",))}, source="sha-1")  # computed while alice wrote it
+    assert bob.writes == 0 and (StageStore(store).read_array(key, "v") == np.arange(3)).all()
+    bob.write_unit(key, {"v": (np.zeros(3, int), ("t",))}, source="sha-2")  # the image changed: replaced
+    assert bob.writes == 1 and (StageStore(store).read_array(key, "v") == 0).all()
+    bob.write_unit(key, {"v": (np.ones(3, int), ("t",))}, source="sha-2", replace=True)  # asked to: replaced
+    assert (StageStore(store).read_array(key, "v") == 1).all()
