@@ -10,7 +10,7 @@ from tasks.runtime import open_store
 from zsad.config import to_jsonable
 from zsad.weights import WeightsError
 
-from .configs import load_pipeline_config, resolve_variants
+from .configs import load_pipeline_config, names_hash, resolve_variants, stored_variants
 
 
 def list_stages(store: str) -> list[dict[str, Any]]:
@@ -102,7 +102,11 @@ def prune(store: str, keep_configs: list[str], dry_run: bool = False) -> list[st
             # thresholds of a variant pruned on its own (prune --variants) are kept: calibrations are dear
             if stage == level and (inputs <= kept or (stage == "thresholds" and not inputs & present)):
                 kept.add(h)
-    doomed = [f"{stage}/{h}" for stage, h, _ in groups if h not in kept]
+    return _delete(st, [f"{stage}/{h}" for stage, h, _ in groups if h not in kept], dry_run)
+
+
+def _delete(st, doomed: list[str], dry_run: bool) -> list[str]:
+    """Delete these ``stage/hash`` groups (unless ``dry_run``); returns them."""
     if not dry_run:
         for path in doomed:
             st.delete(path)
@@ -115,18 +119,16 @@ def prune_variants(store: str, spec: str, dry_run: bool = False, thresholds: boo
     variant with such a config, whatever pipeline config it was aggregated from). Their stored thresholds are kept unless
     ``thresholds``. Needs no model weights. Returns the deleted ``stage/hash`` paths."""
     st = open_store(store)
-    stored = [(h, a["config"]) for s, h, a in st.stages() if s == "aggregate" and "config" in a]
+    groups = list(st.stages())
+    stored = stored_variants(groups)
     words = spec.split() if "=" not in spec else [spec]
-    by_hash = {w for w in words if len(w) >= 6 and any(h.startswith(w.lower()) for h, _ in stored)}
-    chosen = {h for h, _ in stored for w in by_hash if h.startswith(w.lower())}
+    by_hash = {w for w in words if any(names_hash(w, h) for h, _ in stored)}
+    chosen = {h for h, _ in stored for w in by_hash if names_hash(w, h)}
     rest = " ".join(w for w in words if w not in by_hash)
     if rest:
         wanted = [to_jsonable(a) for a in resolve_variants(rest, stored)]
         chosen |= {h for h, recorded in stored if recorded in wanted}
     doomed = [f"aggregate/{h}" for h in sorted(chosen)]
     if thresholds:
-        doomed += [f"thresholds/{h}" for s, h, _ in st.stages() if s == "thresholds" and h in chosen]
-    if not dry_run:
-        for path in doomed:
-            st.delete(path)
-    return doomed
+        doomed += [f"thresholds/{h}" for s, h, _ in groups if s == "thresholds" and h in chosen]
+    return _delete(st, doomed, dry_run)

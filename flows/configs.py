@@ -120,6 +120,17 @@ def variant_label(agg: AggregateConfig) -> str:
         ("" if agg.logit_scale is None else f"/scale{agg.logit_scale:.4g}")
 
 
+def stored_variants(groups) -> list[tuple[str, dict[str, Any]]]:
+    """``(aggregate hash, recorded config)`` of the aggregate variants among a store's stage
+    ``groups`` (``StageStore.stages()``)."""
+    return [(h, a["config"]) for s, h, a in groups if s == "aggregate" and "config" in a]
+
+
+def names_hash(word: str, stage_hash: str) -> bool:
+    """``word`` names ``stage_hash``: it is the hash or a prefix of it of at least 6 hex digits."""
+    return len(word) >= 6 and stage_hash.startswith(word.lower())
+
+
 def resolve_variants(spec: str | None, stored: list[tuple[str, dict[str, Any]]] = ()) -> list[AggregateConfig]:
     """Variants named by a grammar (``variant_grid``), a label (``harmonic/top0.25/...``), or an
     aggregate hash (or its prefix, at least 6 hex digits) of a variant the store holds.
@@ -139,7 +150,7 @@ def resolve_variants(spec: str | None, stored: list[tuple[str, dict[str, Any]]] 
         if word in known:
             out.append(known[word])
             continue
-        hits = [c for h, c in stored if len(word) >= 6 and h.startswith(word.lower())]
+        hits = [c for h, c in stored if names_hash(word, h)]
         if len(hits) != 1:
             why = "matches several stored variants" if hits else "is neither a stored variant's hash nor a label"
             raise ValueError(f"variant {word!r} {why}; `zsad cache list` shows the aggregate hashes, and labels look "

@@ -11,7 +11,7 @@ from typing import Any
 from prefect import flow
 
 from tasks.runtime import open_store
-from zsad.evaluation import seed_table, with_mean
+from zsad.evaluation import evaluate_classes, seed_table
 
 from .aggregate import run_variants
 from .configs import variant_grid
@@ -36,7 +36,7 @@ def variant_results(meta: dict[str, Any], store: str, dataset: str, variant_hash
         if not read_only:
             save_thresholds(st, variant_hash, cls, found)
         thresholds[cls] = {f"{lvl}_{kind}": t.value for lvl, by_kind in found.items() for kind, t in by_kind.items()}
-    return with_mean({cls: ev.result() for cls, ev in sorted(evaluators.items())}), thresholds
+    return evaluate_classes(evaluators), thresholds
 
 
 def write_results(out_dir: Path, results: dict[str, Any]) -> list[Path]:

@@ -23,10 +23,10 @@ from tasks.errors import list_failures
 from tasks.plan import plan_stages
 from tasks.runtime import open_store
 from zsad.config import AggregateConfig, config_from_dict, to_jsonable
-from zsad.evaluation import seed_rows, with_mean
+from zsad.evaluation import evaluate_classes, seed_rows
 
 from .aggregate import run_variants
-from .configs import GRID, SCALE_NAMES, load_pipeline_config, resolve_variants, variant_label
+from .configs import GRID, SCALE_NAMES, load_pipeline_config, resolve_variants, stored_variants, variant_label
 from .report_parts import class_chart, example_panel, gallery, pick_examples, png_uri, provenance
 
 METRICS = ("sample_f1_max", "sample_auroc", "sample_ap", "pixel_f1_max", "pixel_auroc", "pixel_ap", "pixel_aupro")
@@ -68,8 +68,7 @@ def build_report(store: str, dataset: str, config: str = "tiny", out: str = "zsa
         ranked = _from_results(Path(results), plan)
         meta = {}
     else:
-        stored = [(h, a["config"]) for s, h, a in st.stages() if s == "aggregate" and "config" in a]
-        meta = run_variants(store, dataset, config, resolve_variants(variants, stored), evaluate=True,
+        meta = run_variants(store, dataset, config, resolve_variants(variants, stored_variants(st.stages())), evaluate=True,
                             read_only=True)
         ranked = {vh: {"label": m["label"], "config": m["config"], "metrics": _metrics(m)} for vh, m in meta.items()}
     order = sorted(ranked, key=lambda vh: _rank_key(ranked[vh]["metrics"]))
@@ -81,7 +80,8 @@ def build_report(store: str, dataset: str, config: str = "tiny", out: str = "zsa
     if best not in meta:
         meta = run_variants(store, dataset, config, [agg], evaluate=True, read_only=True)
     nav = [("report", "report.html")] + ([("variants", "variants.html")] if len(order) > 1 else [])
-    report = _variant_report(st, plan, dataset, config, agg, best, meta[best], out_dir, nav, len(order))
+    measured = ranked[best]["metrics"] if results is None else None  # this pass's metrics: not computed again
+    report = _variant_report(st, plan, dataset, config, agg, best, meta[best], out_dir, nav, len(order), measured)
     if len(order) == 1:
         return report
     return _variants_page(ranked, order, dataset, config, out_dir, nav)
@@ -89,7 +89,7 @@ def build_report(store: str, dataset: str, config: str = "tiny", out: str = "zsa
 
 def _metrics(meta: dict[str, Any]) -> dict[str, dict[str, float]] | None:
     evaluators = meta.get("evaluators", {})
-    return with_mean({c: e.result() for c, e in sorted(evaluators.items())}) if evaluators else None
+    return evaluate_classes(evaluators) if evaluators else None
 
 
 def _rank_key(metrics: dict[str, dict[str, float]] | None) -> tuple[float, ...]:
@@ -113,7 +113,8 @@ def _from_results(path: Path, plan) -> dict[str, Any]:
 
 
 def _variant_report(st, plan, dataset: str, config: str, agg: AggregateConfig, vh: str, meta: dict[str, Any],
-                    out_dir: Path, nav: list, n_variants: int) -> Path:
+                    out_dir: Path, nav: list, n_variants: int, metrics: dict[str, dict[str, float]] | None = None
+                    ) -> Path:
     evaluators, rows_by_class = meta.get("evaluators", {}), meta["rows"]
     ctx = {"title": f"zsad report — {dataset}", "nav": nav, "dataset": dataset, "label": variant_label(agg),
            "variant_hash": vh, "config": config, "n_images": meta["n_images"], "n_variants": n_variants,
@@ -123,8 +124,9 @@ def _variant_report(st, plan, dataset: str, config: str, agg: AggregateConfig, v
     if not evaluators:  # no labels (a plain folder): rank the images instead of measuring
         return render("report.html.j2", out_dir / "report.html", gallery=gallery(st, plan.hashes, agg, rows_by_class,
                                                                                   out_dir), **ctx)
-    results = with_mean({c: e.result() for c, e in sorted(evaluators.items())})
-    results["mean"]["n_images"] = sum(r["n_images"] for c, r in results.items() if c != "mean")  # all, not a mean
+    results = dict(metrics or _metrics(meta))
+    total = sum(r["n_images"] for c, r in results.items() if c != "mean")
+    results["mean"] = {**results["mean"], "n_images": total}  # all images, not a mean
     thresholds = {cls: ev.thresholds(dataset, None) for cls, ev in evaluators.items()}
     labelled = sorted(c for c in rows_by_class if c in evaluators)
     charts = [class_chart(c, rows_by_class[c], evaluators[c], thresholds[c], out_dir) for c in labelled]

@@ -47,7 +47,7 @@ def example_panel(st, hashes, agg, row, out: Path, caption: str, found: dict | N
     image = st.read_attrs(unit_key("image", hashes["image"], unit))
     img = load_image(image["path"])
     mask = known_ground_truth(image["label"], image["mask_path"], img.shape[:2])
-    pixel = pixel_map(st.url, hashes, agg, row["unit"])  # computed now: variants store no maps
+    pixel = pixel_map(st.url, hashes, agg, row["unit"], image)  # computed now: variants store no maps
     t_img, t_pix = ((found or {}).get(level, {}).get("f1") for level in ("image", "pixel"))
     threshold = t_img.value if t_img else None
     verdict = decide(row["score"], threshold)

@@ -71,6 +71,17 @@ def env_storage_options() -> dict[str, Any] | None:
     return opts
 
 
+def _despite_races(create):
+    """``create()``, retried while another process is creating the same Zarr group this instant
+    (two runs starting on one shared store both see it missing; one wins). None if it never settles."""
+    for attempt in range(5):
+        try:
+            return create()
+        except zarr.errors.ContainsGroupError:
+            time.sleep(0.05 * (attempt + 1))  # the other writer's group is there now: open it
+    return None
+
+
 async def _list_dir(store, prefix: str) -> list[str]:
     return [name async for name in store.list_dir(prefix)]
 
@@ -91,15 +102,12 @@ class StageStore:
             storage_options = env_storage_options()
         if self.url.split("://")[0] in FRESH_LISTINGS:  # listings must show other writers' units now
             storage_options = {"use_listings_cache": False, **(storage_options or {})}
-        for attempt in range(5):
-            try:
-                self.root = zarr.open_group(self.url, mode="a", zarr_format=3, storage_options=storage_options)
-                break
-            except zarr.errors.ContainsGroupError:  # another run created the store this instant: open it
-                time.sleep(0.05 * (attempt + 1))
-            except Exception as exc:  # noqa: BLE001 - any backend error becomes one clear message
-                raise StoreError(f"cannot open the Zarr store at {self.url}: {exc}") from None
-        else:
+        try:
+            self.root = _despite_races(lambda: zarr.open_group(self.url, mode="a", zarr_format=3,
+                                                               storage_options=storage_options))
+        except Exception as exc:  # noqa: BLE001 - any backend error becomes one clear message
+            raise StoreError(f"cannot open the Zarr store at {self.url}: {exc}") from None
+        if self.root is None:
             raise StoreError(f"cannot open the Zarr store at {self.url}: it kept changing while opened")
         self.writes = 0
         self._lock = threading.Lock()
@@ -159,14 +167,9 @@ class StageStore:
             self._fill(group, arrays, meta)
 
     def _require_group(self, path: str) -> zarr.Group:
-        """``require_group`` that tolerates another process creating the same group at the same
-        moment (two runs starting on one shared store both see it missing, one creates it first)."""
-        for attempt in range(5):
-            try:
-                return self.root.require_group(path)
-            except zarr.errors.ContainsGroupError:
-                time.sleep(0.05 * (attempt + 1))  # the other writer's group is there now: open it
-        return self.root[path]
+        """``require_group`` that tolerates another process creating the same group at once."""
+        group = _despite_races(lambda: self.root.require_group(path))
+        return self.root[path] if group is None else group
 
     def _require_parents(self, parent: str) -> None:
         """Group metadata for every level of ``parent`` (once per parent and process). Each level

@@ -47,10 +47,13 @@ def compute_unit(store_url: str, hashes: dict[str, str], unit: Unit, image: dict
         store.read_array(tiles_key, "boxes_xyxy"), component_t, (image["height"], image["width"]), cfgs), component_t
 
 
-def pixel_map(store_url: str, hashes: dict[str, str], agg: AggregateConfig, unit_path: str) -> np.ndarray:
-    """One image's (H, W) float32 anomaly map for one variant, computed now (nothing written)."""
+def pixel_map(store_url: str, hashes: dict[str, str], agg: AggregateConfig, unit_path: str,
+              image: dict[str, Any] | None = None) -> np.ndarray:
+    """One image's (H, W) float32 anomaly map for one variant, computed now (nothing written);
+    ``image``: its record, when the caller has read it already."""
     unit = Unit(*unit_path.split("/"))
-    image = open_store(store_url).read_attrs(unit_key("image", hashes["image"], unit))
+    if image is None:
+        image = open_store(store_url).read_attrs(unit_key("image", hashes["image"], unit))
     return compute_unit(store_url, hashes, unit, image, [agg])[0][0].pixel_map_hw
 
 

@@ -15,17 +15,14 @@ from .runtime import decode_config, get_model, run_stage
 def clip_image(store_url: str, hashes: dict[str, str], units: list[str], cfg: dict[str, Any]) -> dict[str, list]:
     pc = decode_config(cfg)
 
-    def write(store, unit, sha, emb):
-        store.write_unit(unit_key("clip_image", hashes["clip_image"], unit), {"emb_td": (emb, ("tile", "embed"))},
-                         source=sha)
-
-    def one(store, model, unit, sha, attrs):
-        write(store, unit, sha, model.encode_images(image_crops(store, hashes["tiles"], unit, attrs)))
+    def one(store, model, unit, sha, attrs):  # a batch of one image: the exact per-image mode
+        many(store, model, [(unit, sha, attrs)])
 
     def many(store, model, items):  # tiles of several images in shared batches (images_per_batch > 1)
         crops = [image_crops(store, hashes["tiles"], unit, attrs) for unit, _, attrs in items]
         for (unit, sha, _), emb in zip(items, split_rows(model.encode_images(sum(crops, [])), crops)):
-            write(store, unit, sha, emb)
+            store.write_unit(unit_key("clip_image", hashes["clip_image"], unit), {"emb_td": (emb, ("tile", "embed"))},
+                             source=sha)
 
     return run_stage(store_url, "clip_image", hashes, units, one,
                      lambda: get_model(pc.clip, device=pc.device, batch_size=pc.batch_size, precision=pc.precision),

@@ -18,19 +18,15 @@ def clipseg_maps(store_url: str, hashes: dict[str, str], units: list[str], cfg: 
     pc = decode_config(cfg)
     prompts = localising_prompts(pc.prompts.localising)
 
-    def write(store, unit, sha, logits):
-        m = store_maps(logits, pc.map_dtype)
-        store.write_unit(unit_key("clipseg", hashes["clipseg"], unit),
-                         {"maps_tlhw": (m, ("tile", "prompt", "y", "x")), "prompt": (list(prompts), ("prompt",))},
-                         {"prompts": list(prompts)}, source=sha)
-
-    def one(store, model, unit, sha, attrs):
-        write(store, unit, sha, model.predict_logits(image_crops(store, hashes["tiles"], unit, attrs), prompts))
+    def one(store, model, unit, sha, attrs):  # a batch of one image: the exact per-image mode
+        many(store, model, [(unit, sha, attrs)])
 
     def many(store, model, items):  # tiles of several images in shared batches (images_per_batch > 1)
         crops = [image_crops(store, hashes["tiles"], unit, attrs) for unit, _, attrs in items]
         for (unit, sha, _), logits in zip(items, split_rows(model.predict_logits(sum(crops, []), prompts), crops)):
-            write(store, unit, sha, logits)
+            store.write_unit(unit_key("clipseg", hashes["clipseg"], unit),
+                             {"maps_tlhw": (store_maps(logits, pc.map_dtype), ("tile", "prompt", "y", "x")),
+                              "prompt": (list(prompts), ("prompt",))}, {"prompts": list(prompts)}, source=sha)
 
     return run_stage(store_url, "clipseg", hashes, units, one,
                      lambda: get_model(pc.clipseg, device=pc.device, batch_size=pc.batch_size, precision=pc.precision),

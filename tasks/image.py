@@ -24,21 +24,25 @@ def _unchanged(record: dict[str, Any] | None, path: str) -> bool:
     return record.get("size") == st.st_size and record.get("mtime_ns") == st.st_mtime_ns
 
 
+def _indexed_unchanged(store, key: str, path: str) -> bool:
+    """The unit index (object storage) records ``key``'s image as this file, unchanged."""
+    _, image_hash, unit_path = key.split("/", 2)
+    dataset = unit_path.split("/", 1)[0]
+    return _unchanged(store.index.entries("image", image_hash, dataset).get(unit_path), path)
+
+
 def registered(store, key: str, path: str) -> bool:
     """True when ``key`` holds a complete record of ``path`` with its current size and mtime
     (the file has not changed since it was registered; its content is not re-read). The index
     answers without a read when it can."""
-    _, image_hash, dataset, unit_path = key.split("/", 3)
-    if _unchanged(store.index.entries("image", image_hash, dataset).get(f"{dataset}/{unit_path}"), path):
-        return True
-    return _unchanged(store.complete_attrs(key), path)
+    return _indexed_unchanged(store, key, path) or _unchanged(store.complete_attrs(key), path)
 
 
 def _register(store, image_hash: str, dataset: str, s: dict[str, Any]) -> dict[str, Any] | None:
     """Register one sample; returns its index facts when they were not already indexed."""
     unit = Unit(dataset, s["class_name"], s["split"], s["image_id"])
     key = unit_key("image", image_hash, unit)
-    if _unchanged(store.index.entries("image", image_hash, dataset).get(unit.path), s["path"]):
+    if _indexed_unchanged(store, key, s["path"]):
         return None
     old = store.complete_attrs(key)
     if _unchanged(old, s["path"]):

@@ -9,6 +9,8 @@ from typing import Any, Callable, Iterable
 from stores import StageStore, Unit, unit_key
 from zsad.config import ModelSpec, PipelineConfig, config_from_dict
 
+from .decoded import prefetch, start_shard as forget_images
+
 _STORES: dict[str, StageStore] = {}
 _MODELS: dict[tuple, Any] = {}
 _LOCK = threading.Lock()
@@ -60,7 +62,6 @@ def image_source(store: StageStore, image_hash: str, unit: Unit) -> tuple[str, d
 
 def start_shard() -> None:
     """A new shard: forget the previous one's image records and decoded images."""
-    from .decoded import start_shard as forget_images
     _IMAGE_RECORDS.clear()
     forget_images()
 
@@ -137,7 +138,6 @@ def run_stage(store_url: str, stage: str, plan_hashes: dict[str, str], units: li
         for start in range(0, len(todo), size):
             items = todo[start: start + size]
             if decodes:
-                from .decoded import prefetch
                 prefetch([a for _, _, a in todo[start + size: start + 2 * size + 1]])
             if size > 1:
                 try:

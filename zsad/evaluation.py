@@ -109,6 +109,11 @@ def with_mean(per_class: dict[str, dict[str, float]]) -> dict[str, dict[str, flo
     return {**per_class, "mean": mean}
 
 
+def evaluate_classes(evaluators: dict[str, "ClassEvaluator"]) -> dict[str, dict[str, float]]:
+    """Each class's metrics (``ClassEvaluator.result``) and their ``mean`` row."""
+    return with_mean({c: e.result() for c, e in sorted(evaluators.items())})
+
+
 def _fmt(v: float) -> str:
     return "-" if v is None or math.isnan(v) else f"{100 * v:.1f}"
 
