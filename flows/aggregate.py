@@ -13,9 +13,11 @@ import dask
 from prefect import flow
 
 from tasks.aggregate import aggregate_units, merge_chunks
+from tasks.patches import patch_contexts
 from tasks.plan import plan_stages
 from tasks.runtime import open_store
 from zsad.config import to_jsonable
+from zsad.modes import normalise
 
 from .configs import load_pipeline_config, variant_grid, variant_label
 
@@ -36,7 +38,10 @@ def run_variants(store: str, dataset: str, config: str = "tiny", variants: str |
 
     ``units`` restricts the work to these unit paths (``dataset/class/split/id``); default: every
     image of ``dataset`` (and ``classes``) whose precompute finished (the last stage, ``clipseg``,
-    is complete): an image that failed there has nothing to aggregate and is left out.
+    is complete): an image that failed there has nothing to aggregate and is left out, and so are
+    the train split's images (the few-shot mode's references, never scored as test images).
+    Few-shot and mutual variants first find or build their per-class reference memories and
+    compute the missing mutual scores (``tasks.patches``; a Dask pass of its own).
     ``save_maps`` also writes each image's full-size map (float16). ``evaluate`` adds, per
     variant, ``evaluators`` (``{class: ClassEvaluator}``, maps streamed in this pass) and ``rows``
     (``{class: [{"unit", "label", "score"}]}``) to the returned facts. ``read_only`` writes
@@ -51,19 +56,22 @@ def run_variants(store: str, dataset: str, config: str = "tiny", variants: str |
     if not read_only:
         st.sweep_temps()
     if units is None:
-        units = [u.path for u in st.list_units("clipseg", plan.hashes["clipseg"], dataset, classes)]
+        units = [u.path for u in st.list_units("clipseg", plan.hashes["clipseg"], dataset, classes) if u.split != "train"]
     if not units:
         raise ValueError(f"{store}: no images of data set {dataset!r} (classes {classes or 'all'}) are cached "
                          f"for this config; run `zsad precompute` first")
-    meta, variant_list = {}, []
-    for agg in variant_grid(variants) if isinstance(variants, (str, type(None))) else variants:
+    meta, variant_list, chosen = {}, [], []
+    wanted = variant_grid(variants) if isinstance(variants, (str, type(None))) else variants
+    for agg in dict.fromkeys(normalise(a) for a in wanted):
         vh = plan.aggregate_hash(agg)
         if not read_only:
-            st.ensure_stage("aggregate", vh, to_jsonable(agg), plan.aggregate_inputs())
+            st.ensure_stage("aggregate", vh, to_jsonable(agg), plan.aggregate_inputs(agg))
         meta[vh] = {"label": variant_label(agg), "config": to_jsonable(agg), "n_images": 0, "written": 0}
+        chosen.append((vh, agg))
         variant_list.append((vh, to_jsonable(agg)))
+    contexts = patch_contexts(store, plan, chosen, units, dataset, read_only, scheduler)
     jobs = [dask.delayed(aggregate_units)(store, plan.hashes, variant_list, units[i: i + chunk], overwrite,
-                                          save_maps, evaluate, pixel_size, read_only)
+                                          save_maps, evaluate, pixel_size, read_only, contexts)
             for i in range(0, len(units), chunk)]
     while len(jobs) > 1:  # a tree of merges: partial accumulators are released as they are merged
         jobs = [dask.delayed(merge_chunks)(*jobs[i: i + 2]) if i + 1 < len(jobs) else jobs[i]

@@ -43,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true", help="read every unit's completeness marker instead of "
                                                          "trusting the unit index (object storage)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the config's)")
+    p.add_argument("--patches", action="store_true", help="also cache CLIP patch tokens (few-shot and mutual modes; "
+                                                          "~1.6 MB per tile with the paper's CLIP)")
+    p.add_argument("--split", choices=["test", "train"], default="test",
+                   help="train: cache the normal training images (references of the few-shot mode)")
     pr = sub.add_parser("predict", help="score images or folders: scores.csv, a heatmap panel per image")
     pr.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
     _common(pr, dataset=False, prefect=False)
@@ -121,15 +125,17 @@ def _precompute(args: argparse.Namespace) -> dict[str, Any]:
     from zsad.datasets import read_dataset
     name, shard = getattr(args, "name", None), getattr(args, "shard_size", 32)
     device, verify = getattr(args, "device", None), getattr(args, "verify", False)
+    patches, split = getattr(args, "patches", None) or None, getattr(args, "split", "test")
     speed = {"images_per_batch": getattr(args, "images_per_batch", None), "precision": getattr(args, "precision", None)}
     if _orchestrated(args):
         if any(v is not None for v in speed.values()):
             raise ValueError("--images-per-batch/--precision with --prefect: put them in a JSON config instead")
         out = precompute(dataset=args.dataset, root=args.root, store=args.store, config=args.config,
-                         classes=args.classes, name=name, shard_size=shard, device=device, verify=verify)
+                         classes=args.classes, name=name, shard_size=shard, device=device, verify=verify,
+                         patches=patches, split=split)
     else:
-        out = run_precompute(read_dataset(args.dataset, args.root, args.classes), dataset_name(args.dataset, name),
-                             args.store, load_pipeline_config(args.config, device=device, **speed), shard,
+        out = run_precompute(read_dataset(args.dataset, args.root, args.classes, split), dataset_name(args.dataset, name),
+                             args.store, load_pipeline_config(args.config, device=device, patches=patches, **speed), shard,
                              verify=verify)
     _report_failures("precompute", out)
     if args.dataset == "folder":

@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from zsad.config import AggregateConfig, PipelineConfig, SamGeneratorConfig, config_from_dict
+from zsad.config import MODES, AggregateConfig, PipelineConfig, SamGeneratorConfig, config_from_dict
+from zsad.modes import mode_label, normalise
 
 CHEAPER_SAM = {"paper-sam16": 16, "paper-sam8": 8}  # points per side (the paper: 32)
 
@@ -64,11 +65,24 @@ GRID = {
     "logit_scale": (None, 1 / 0.07),  # CLIP's own (100), WinCLIP's temperature 0.07
 }
 SCALE_NAMES = {"clip": None, "winclip": 1 / 0.07}
+# Fields a sweep may name besides GRID's (not in the full grid): the few-shot and mutual modes.
+MODE_FIELDS = {
+    "mode": MODES,
+    "combine": ("mean", "patch"),
+    "neighbourhood": (1,),
+    "mutual_fraction": (0.3,),
+    "shots": (0,),
+    "shot_seed": (0,),
+    "reference": ("",),
+}
+FIELDS = {**GRID, **MODE_FIELDS}
 
 
 def variant_grid(spec: str | None) -> list[AggregateConfig]:
     """``None``/``seed``: the seed's variant; ``grid``: the full grid (72 variants);
-    or ``key=v1,v2;key=v3`` to sweep named fields (others at the seed's values).
+    or ``key=v1,v2;key=v3`` to sweep named fields (others at the seed's values), including the
+    modes: ``mode=zero-shot,few-shot,mutual;shots=1,2,4``. Fields a mode ignores are reset, so
+    a sweep lists each distinct variant once.
 
     Values are parsed by the field's type: booleans only ``true``/``false``, numbers as numbers;
     anything else is an error naming the field. Repeated values give one variant.
@@ -82,13 +96,14 @@ def variant_grid(spec: str | None) -> list[AggregateConfig]:
         for part in filter(None, (p.strip() for p in spec.split(";"))):
             key, eq, values = part.partition("=")
             key = key.strip()
-            if key not in GRID:
-                raise ValueError(f"unknown aggregation field {key!r} in {spec!r}; known: {sorted(GRID)}")
+            if key not in FIELDS:
+                raise ValueError(f"unknown aggregation field {key!r} in {spec!r}; known: {sorted(FIELDS)}")
             if not eq or not values.strip():
                 raise ValueError(f"aggregation field {key!r} in {spec!r} has no values; write {key}=v1,v2")
             axes[key] = tuple(dict.fromkeys(_parse(key, v.strip()) for v in values.split(",")))
     names = list(axes)
-    return [AggregateConfig(**dict(zip(names, combo))) for combo in itertools.product(*(axes[n] for n in names))]
+    return list(dict.fromkeys(normalise(AggregateConfig(**dict(zip(names, combo))))
+                              for combo in itertools.product(*(axes[n] for n in names))))
 
 
 def _parse(key: str, v: str) -> Any:
@@ -99,7 +114,14 @@ def _parse(key: str, v: str) -> Any:
             return float(v)
         except ValueError:
             raise ValueError(f"aggregation field 'logit_scale' takes clip, winclip or a number, got {v!r}") from None
-    kind = type(GRID[key][0])
+    kind = type(FIELDS[key][0])
+    if key == "reference":
+        return v
+    if kind is int:
+        try:
+            return int(v)
+        except ValueError:
+            raise ValueError(f"aggregation field {key!r} takes a whole number, got {v!r}") from None
     if kind is bool:
         if v.lower() not in ("true", "false"):
             raise ValueError(f"aggregation field {key!r} takes true or false, got {v!r}")
@@ -109,15 +131,15 @@ def _parse(key: str, v: str) -> Any:
             return float(v)
         except ValueError:
             raise ValueError(f"aggregation field {key!r} takes a number, got {v!r}") from None
-    if v not in GRID[key]:
-        raise ValueError(f"aggregation field {key!r} takes one of {', '.join(GRID[key])}, got {v!r}")
+    if v not in FIELDS[key]:
+        raise ValueError(f"aggregation field {key!r} takes one of {', '.join(FIELDS[key])}, got {v!r}")
     return v
 
 
 def variant_label(agg: AggregateConfig) -> str:
     return f"{agg.fusion}/top{agg.top_fraction:g}/{'scaled' if agg.scale_by_tile_score else 'unscaled'}/" \
            f"{'seed' if agg.seed_states else 'winclip'}-prompts" + \
-        ("" if agg.logit_scale is None else f"/scale{agg.logit_scale:.4g}")
+        ("" if agg.logit_scale is None else f"/scale{agg.logit_scale:.4g}") + mode_label(agg)
 
 
 def stored_variants(groups) -> list[tuple[str, dict[str, Any]]]:

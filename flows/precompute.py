@@ -24,7 +24,7 @@ from tasks.errors import clear_failures, record_failures
 from tasks.foreground import foreground
 from tasks.image import register_images
 from tasks.isnet import isnet_maps
-from tasks.plan import PRECOMPUTE_STAGES, StagePlan, plan_stages
+from tasks.plan import StagePlan, plan_stages
 from tasks.runtime import MODEL_LOADS, open_store, start_shard
 from tasks.sam import sam_masks
 from tasks.tiles import tiles
@@ -37,7 +37,7 @@ IMAGE_STAGES = (isnet_maps, sam_masks, foreground, tiles, clip_image, clipseg_ma
 
 
 def prepare_store(store: StageStore, plan: StagePlan) -> None:
-    for stage in PRECOMPUTE_STAGES:
+    for stage in plan.stages():
         store.ensure_stage(stage, plan.hashes[stage], plan.configs[stage], plan.inputs[stage], plan.weights[stage])
 
 
@@ -99,11 +99,13 @@ def run_precompute(samples: list[Sample], dataset: str, store: str, cfg: Pipelin
 def precompute(dataset: str = "synthetic", root: str = "zsad-demo/data", store: str = "zsad-store.zarr",
                config: str = "tiny", classes: list[str] | None = None, name: str | None = None,
                shard_size: int = 32, device: str | None = None, progress: bool = True,
-               verify: bool = False) -> dict[str, Any]:
+               verify: bool = False, patches: bool | None = None, split: str = "test") -> dict[str, Any]:
     """Compute and cache IS-Net, SAM, foreground, tiles, CLIP and CLIPSeg outputs for a data set.
 
-    Re-running skips every complete unit; an interrupted run resumes where it stopped.
+    Re-running skips every complete unit; an interrupted run resumes where it stopped. ``patches``
+    adds CLIP patch tokens (the few-shot and mutual modes); ``split="train"`` caches the data
+    set's normal training images (the few-shot mode's references).
     """
-    cfg = load_pipeline_config(config, device=device)
-    return run_precompute(read_dataset(dataset, root, classes), dataset_name(dataset, name), store, cfg,
+    cfg = load_pipeline_config(config, device=device, patches=patches)
+    return run_precompute(read_dataset(dataset, root, classes, split), dataset_name(dataset, name), store, cfg,
                           shard_size, progress, verify)

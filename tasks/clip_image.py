@@ -1,8 +1,11 @@
-"""Stage ``clip_image``: unit-norm CLIP embeddings of every tile, (T, D) float32."""
+"""Stages ``clip_image`` (unit-norm CLIP tile embeddings, (T, D) float32) and, when the config
+asks for patches, ``clip_patch`` (patch tokens, (T, L, gy, gx, C) float16) from the same pass."""
 
 from __future__ import annotations
 
 from typing import Any
+
+import numpy as np
 
 from stores import unit_key
 
@@ -10,20 +13,49 @@ from .common import zsad_task
 from .crops import image_crops, split_rows
 from .runtime import decode_config, get_model, run_stage
 
+PATCH_DIMS = ("tile", "layer", "y", "x", "channel")
+
+
+def _writer(hashes: dict[str, str], stages: tuple[str, ...], layers: tuple[int, ...] | None):
+    """``(one, many)`` compute functions for ``run_stage`` writing the units of ``stages``."""
+
+    def many(store, model, items):  # tiles of several images in shared batches (images_per_batch > 1)
+        crops = [image_crops(store, hashes["tiles"], unit, attrs) for unit, _, attrs in items]
+        if "clip_patch" in stages:
+            emb, patches = model.encode_images_and_patches(sum(crops, []), layers)
+            used = list(model.resolve_layers(layers))
+        else:
+            emb, patches, used = model.encode_images(sum(crops, [])), None, None
+        per_image = split_rows(patches, crops) if patches is not None else [None] * len(items)
+        for (unit, sha, _), e, p in zip(items, split_rows(emb, crops), per_image):
+            if "clip_image" in stages:
+                store.write_unit(unit_key("clip_image", hashes["clip_image"], unit), {"emb_td": (e, ("tile", "embed"))},
+                                 source=sha)
+            if p is not None and not store.is_complete(unit_key("clip_patch", hashes["clip_patch"], unit), sha):
+                store.write_unit(unit_key("clip_patch", hashes["clip_patch"], unit),
+                                 {"patches_tlyxc": (np.ascontiguousarray(p), PATCH_DIMS)},
+                                 {"layers": used, "grid": list(p.shape[2:4])}, source=sha)
+
+    def one(store, model, unit, sha, attrs):  # a batch of one image: the exact per-image mode
+        many(store, model, [(unit, sha, attrs)])
+
+    return one, many
+
 
 @zsad_task("clip_image")
 def clip_image(store_url: str, hashes: dict[str, str], units: list[str], cfg: dict[str, Any]) -> dict[str, list]:
     pc = decode_config(cfg)
 
-    def one(store, model, unit, sha, attrs):  # a batch of one image: the exact per-image mode
-        many(store, model, [(unit, sha, attrs)])
+    def setup():
+        return get_model(pc.clip, device=pc.device, batch_size=pc.batch_size, precision=pc.precision)
 
-    def many(store, model, items):  # tiles of several images in shared batches (images_per_batch > 1)
-        crops = [image_crops(store, hashes["tiles"], unit, attrs) for unit, _, attrs in items]
-        for (unit, sha, _), emb in zip(items, split_rows(model.encode_images(sum(crops, [])), crops)):
-            store.write_unit(unit_key("clip_image", hashes["clip_image"], unit), {"emb_td": (emb, ("tile", "embed"))},
-                             source=sha)
-
-    return run_stage(store_url, "clip_image", hashes, units, one,
-                     lambda: get_model(pc.clip, device=pc.device, batch_size=pc.batch_size, precision=pc.precision),
-                     decodes=True, compute_group=many, group=pc.images_per_batch)
+    stages = ("clip_image", "clip_patch") if pc.patches else ("clip_image",)
+    one, many = _writer(hashes, stages, pc.patch_layers)
+    out = run_stage(store_url, "clip_image", hashes, units, one, setup, decodes=True, compute_group=many,
+                    group=pc.images_per_batch)
+    if pc.patches:  # images whose embeddings were cached before patches were asked for: patches only
+        one, many = _writer(hashes, ("clip_patch",), pc.patch_layers)
+        more = run_stage(store_url, "clip_patch", hashes, out["done"], one, setup, decodes=True,
+                         compute_group=many, group=pc.images_per_batch)
+        out = {"done": more["done"], "failed": out["failed"] + more["failed"]}
+    return out

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from zsad.config import AggregateConfig, ModelSpec, PipelineConfig, stage_hash, to_jsonable
+from zsad.modes import hash_view, normalise
 from zsad.prompts import localising_prompts
 from zsad.weights import locate_weights
 
 PRECOMPUTE_STAGES = ("image", "isnet", "sam", "foreground", "tiles", "clip_image", "clip_text", "clipseg")
+PATCH_STAGE = "clip_patch"  # opt-in (PipelineConfig.patches): written by the clip_image task
 
 
 def _spec(spec: ModelSpec) -> dict[str, Any]:
@@ -31,12 +33,23 @@ class StagePlan:
     configs: dict[str, Any]
     inputs: dict[str, dict[str, str]]
     weights: dict[str, str | None]
+    patches: bool = False
 
     def aggregate_hash(self, agg: AggregateConfig) -> str:
-        return stage_hash("aggregate", agg, None, tuple(self.aggregate_inputs().values()))
+        """A variant's hash: its (normalised) config and the stages it reads; a few-shot or mutual
+        variant also reads the patch stage (its per-class reference set or batch is checked per
+        unit, see ``tasks.patches``)."""
+        return stage_hash("aggregate", hash_view(agg), None, tuple(self.aggregate_inputs(agg).values()))
 
-    def aggregate_inputs(self) -> dict[str, str]:
-        return {s: self.hashes[s] for s in ("tiles", "clip_image", "clip_text", "clipseg")}
+    def aggregate_inputs(self, agg: AggregateConfig | None = None) -> dict[str, str]:
+        stages = ("tiles", "clip_image", "clip_text", "clipseg")
+        if agg is not None and normalise(agg).mode != "zero-shot":
+            stages += (PATCH_STAGE,)
+        return {s: self.hashes[s] for s in stages}
+
+    def stages(self) -> tuple[str, ...]:
+        """The stages a precompute with this config writes."""
+        return PRECOMPUTE_STAGES + ((PATCH_STAGE,) if self.patches else ())
 
 
 def _batching(cfg: PipelineConfig) -> dict[str, Any]:
@@ -59,6 +72,8 @@ def stage_configs(cfg: PipelineConfig) -> dict[str, Any]:
         "foreground": to_jsonable(cfg.foreground),
         "tiles": to_jsonable(cfg.tiling),
         "clip_image": {"model": _spec(cfg.clip), **_batching(cfg)},
+        PATCH_STAGE: {"model": _spec(cfg.clip), "layers": None if cfg.patch_layers is None else list(cfg.patch_layers),
+                      **_batching(cfg)},
         "clip_text": {"model": _spec(cfg.clip), "object_name": cfg.prompts.object_name},
         "clipseg": {"model": _spec(cfg.clipseg), "prompts": list(localising_prompts(cfg.prompts.localising)),
                     "map_dtype": cfg.map_dtype, **_batching(cfg)},
@@ -69,12 +84,14 @@ def plan_stages(cfg: PipelineConfig) -> StagePlan:
     weights = {fam: locate_weights(getattr(cfg, fam))[1] for fam in ("isnet", "sam", "clip", "clipseg")}
     configs = stage_configs(cfg)
     deps = {"image": (), "isnet": ("image",), "sam": ("image",), "foreground": ("isnet", "sam"),
-            "tiles": ("foreground",), "clip_image": ("tiles",), "clip_text": (), "clipseg": ("tiles",)}
-    model_of = {"isnet": "isnet", "sam": "sam", "clip_image": "clip", "clip_text": "clip", "clipseg": "clipseg"}
+            "tiles": ("foreground",), "clip_image": ("tiles",), "clip_text": (), "clipseg": ("tiles",),
+            PATCH_STAGE: ("tiles",)}
+    model_of = {"isnet": "isnet", "sam": "sam", "clip_image": "clip", "clip_text": "clip", "clipseg": "clipseg",
+                PATCH_STAGE: "clip"}
     hashes: dict[str, str] = {}
     inputs: dict[str, dict[str, str]] = {}
-    for stage in PRECOMPUTE_STAGES:
+    for stage in PRECOMPUTE_STAGES + (PATCH_STAGE,):
         inputs[stage] = {d: hashes[d] for d in deps[stage]}
         w = weights.get(model_of.get(stage, ""), None)
         hashes[stage] = stage_hash(stage, configs[stage], w, tuple(inputs[stage].values()))
-    return StagePlan(hashes, configs, inputs, {s: weights.get(model_of.get(s, "")) for s in hashes})
+    return StagePlan(hashes, configs, inputs, {s: weights.get(model_of.get(s, "")) for s in hashes}, cfg.patches)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import AggregateConfig
+from .patches import combine_maps
 from .pixelmaps import fuse_stored_maps, paste_tiles
 from .scoring import tile_scores
 
@@ -60,7 +61,8 @@ class Aggregated:
 def aggregate_variants(image_emb_td: np.ndarray, text_emb_pd: np.ndarray, anomalous_p: np.ndarray,
                        seed_extension_p: np.ndarray, logit_scale: float, maps_tlhw: np.ndarray,
                        boxes_xyxy: np.ndarray, component_t: np.ndarray, image_hw: tuple[int, int],
-                       cfgs: list[AggregateConfig]) -> list[Aggregated]:
+                       cfgs: list[AggregateConfig], patch_tyx: list[np.ndarray | None] | None = None
+                       ) -> list[Aggregated]:
     """Everything after the models, for several variants of one image at once.
 
     Fusion is computed once per fusion method and tile scores once per prompt set, so a grid
@@ -75,13 +77,17 @@ def aggregate_variants(image_emb_td: np.ndarray, text_emb_pd: np.ndarray, anomal
             probabilities).
         boxes_xyxy: (T, 4) tile boxes; component_t: (T,) component ids.
         image_hw: (H, W) of the image.
-        cfgs: the variants (fusion, top fraction, scaling, prompt set).
+        cfgs: the variants (fusion, top fraction, scaling, prompt set, mode).
+        patch_tyx: per variant, its (T, gy, gx) patch scores (``zsad.patches``) when its mode is
+            few-shot or mutual, else None. Such a variant's map and sample score combine the
+            zero-shot ones with the pasted patch map (``combine_maps``); tile scores stay zero-shot.
     """
+    patch_tyx = patch_tyx if patch_tyx is not None else [None] * len(cfgs)
     anomalous_p, ext_p = np.asarray(anomalous_p, bool), np.asarray(seed_extension_p, bool)
     scores: dict[tuple, np.ndarray] = {}
     fused: dict[str, np.ndarray] = {}
     out = []
-    for cfg in cfgs:
+    for cfg, patches in zip(cfgs, patch_tyx):
         key = (cfg.seed_states, cfg.logit_scale)
         if key not in scores:
             use = np.ones(len(anomalous_p), bool) if cfg.seed_states else ~ext_p
@@ -92,8 +98,12 @@ def aggregate_variants(image_emb_td: np.ndarray, text_emb_pd: np.ndarray, anomal
         s = scores[key]
         maps = fused[cfg.fusion] * s.astype(np.float32)[:, None, None] if cfg.scale_by_tile_score \
             else fused[cfg.fusion]
-        out.append(Aggregated(s, paste_tiles(maps, boxes_xyxy, image_hw),
-                              sample_score(s, component_t, cfg.top_fraction)))
+        pixel, score = paste_tiles(maps, boxes_xyxy, image_hw), sample_score(s, component_t, cfg.top_fraction)
+        if cfg.mode != "zero-shot":
+            if patches is None:
+                raise ValueError(f"a {cfg.mode} variant needs its (T, gy, gx) patch scores; none were given")
+            pixel, score = combine_maps(pixel, paste_tiles(patches, boxes_xyxy, image_hw), score, cfg.combine)
+        out.append(Aggregated(s, pixel, score))
     return out
 
 

@@ -25,6 +25,9 @@ STAGE_VERSIONS: dict[str, int] = {
     "clip_image": 1,
     "clip_text": 2,  # 2: tokens trimmed after the longest prompt (same up to float rounding; ~5x faster)
     "clipseg": 2,  # 2: logits cached (logit8), not float16 probabilities
+    "clip_patch": 1,  # CLIP patch tokens per tile (opt-in: few-shot and mutual modes)
+    "memory": 1,  # per-class reference patch memory (few-shot)
+    "mutual": 1,  # per-image mutual patch scores against the other images of its class
     "aggregate": 2,  # 2: maps only when asked (float16), component scores
     "thresholds": 1,  # not computed: decision thresholds stored under an aggregate variant's hash
     "errors": 1,  # not computed: per-image failure records under the image stage's hash
@@ -108,6 +111,15 @@ class AggregateConfig:
             ``"arithmetic"`` or ``"geometric"`` mean.
         top_fraction: fraction of foreground components averaged for the sample score (seed 0.25).
         scale_by_tile_score: multiply each tile's pixel map by its tile score (seed: True).
+        mode: ``zero-shot`` (the seed), ``few-shot`` (WinCLIP+: patches against normal reference
+            images) or ``mutual`` (MuSc: patches against the other test images of the class).
+        combine: few-shot/mutual only: ``mean`` of the zero-shot and patch evidence (WinCLIP+)
+            or ``patch`` evidence alone (``zsad.patches.combine_maps``).
+        neighbourhood: largest r x r patch neighbourhood averaged (odd); None = 1 for few-shot
+            (WinCLIP+), 3 for mutual (MuSc's 1, 3, 5 on a 37 x 37 grid, scaled to 15 x 15).
+        mutual_fraction: mutual only: share of the other images averaged (MuSc: lowest 30%).
+        shots: few-shot only: reference images per class (0 = all there are), drawn with
+            ``shot_seed`` from the train split of data set ``reference`` ("" = the data set itself).
         seed_states: include the seed's extra normal/anomalous states (seed: True); False is
             plain WinCLIP's compositional ensemble.
         logit_scale: the tile-score softmax's scale: ``None`` = the CLIP model's own
@@ -120,8 +132,16 @@ class AggregateConfig:
     scale_by_tile_score: bool = True
     seed_states: bool = True
     logit_scale: float | None = None
+    mode: str = "zero-shot"
+    combine: str = "mean"
+    neighbourhood: int | None = None
+    mutual_fraction: float = 0.3
+    shots: int = 0
+    shot_seed: int = 0
+    reference: str = ""
 
     def __post_init__(self) -> None:
+        _check_modes(self)
         if self.fusion not in ("harmonic", "arithmetic", "geometric"):
             raise ValueError(
                 f"AggregateConfig.fusion must be 'harmonic', 'arithmetic' or 'geometric', got {self.fusion!r}"
@@ -131,6 +151,29 @@ class AggregateConfig:
         if self.logit_scale is not None and not self.logit_scale > 0:
             raise ValueError(f"AggregateConfig.logit_scale must be positive or None (CLIP's own), "
                              f"got {self.logit_scale!r}")
+
+
+MODES = ("zero-shot", "few-shot", "mutual")
+# The patch-mode fields of AggregateConfig: left out of the aggregate hash of a zero-shot variant
+# (so the hashes of variants stored before they existed stay the same).
+PATCH_FIELDS = ("mode", "combine", "neighbourhood", "mutual_fraction", "shots", "shot_seed", "reference")
+
+
+def _check_modes(self: "AggregateConfig") -> None:
+    """Checks of the patch-mode fields (``AggregateConfig``'s docstring explains them)."""
+    if self.mode not in MODES:
+        raise ValueError(f"AggregateConfig.mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+    if self.combine not in ("mean", "patch"):
+        raise ValueError(f"AggregateConfig.combine must be 'mean' (WinCLIP+) or 'patch', got {self.combine!r}")
+    if self.neighbourhood is not None and (not isinstance(self.neighbourhood, int) or self.neighbourhood < 1
+                                           or self.neighbourhood % 2 == 0):
+        raise ValueError(f"AggregateConfig.neighbourhood must be an odd whole number >= 1 or None, "
+                         f"got {self.neighbourhood!r}")
+    if not 0 < self.mutual_fraction <= 1:
+        raise ValueError(f"AggregateConfig.mutual_fraction must be in (0, 1], got {self.mutual_fraction!r}")
+    if not isinstance(self.shots, int) or self.shots < 0:
+        raise ValueError(f"AggregateConfig.shots must be a whole number >= 0 (0 = every reference image), "
+                         f"got {self.shots!r}")
 
 
 @dataclass(frozen=True)
@@ -147,13 +190,17 @@ class PipelineConfig:
     prompts: PromptConfig = PromptConfig()
     aggregate: AggregateConfig = AggregateConfig()
     map_dtype: str = "logit8"
+    patches: bool = False
+    patch_layers: tuple[int, ...] | None = None
     device: str = "cpu"
     batch_size: int = 16
     images_per_batch: int = 1
     precision: str = "fp32"
 
     def __post_init__(self) -> None:
-        """``images_per_batch`` > 1 batches tiles of several images through CLIP and CLIPSeg (fills
+        """``patches`` adds the ``clip_patch`` stage (CLIP patch tokens after the blocks ``patch_layers``;
+        None = the last block of each quarter of the tower) that the few-shot and mutual modes read.
+        ``images_per_batch`` > 1 batches tiles of several images through CLIP and CLIPSeg (fills
         a GPU; results equal the exact per-image mode up to float rounding, so they get their own
         stage hash); ``precision`` ``bf16``/``fp16`` runs those two encoders under autocast."""
         if not isinstance(self.images_per_batch, int) or self.images_per_batch < 1:
@@ -248,6 +295,6 @@ def config_from_dict(cls: type, data: dict[str, Any]) -> Any:
 
 _DATACLASSES = {c.__name__: c for c in (ModelSpec, SamGeneratorConfig, ForegroundConfig, TilingConfig,
                                          PromptConfig, AggregateConfig, PipelineConfig)}
-__all__ = ["ModelSpec", "SamGeneratorConfig", "ForegroundConfig", "TilingConfig", "PromptConfig",
+__all__ = ["MODES", "PATCH_FIELDS", "ModelSpec", "SamGeneratorConfig", "ForegroundConfig", "TilingConfig", "PromptConfig",
            "AggregateConfig", "PipelineConfig", "stage_hash", "to_jsonable", "config_from_dict",
            "STAGE_VERSIONS"]

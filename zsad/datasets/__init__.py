@@ -13,16 +13,22 @@ from .visa import VISA_CLASSES, read_visa
 DATASET_KINDS = ("visa", "mvtec", "folder", "synthetic")
 
 
-def read_dataset(kind: str, root: str | Path, classes: list[str] | None = None) -> list[Sample]:
-    """Test samples of a data set of ``kind`` (synthetic sets use the MVTec reader).
+def read_dataset(kind: str, root: str | Path, classes: list[str] | None = None, split: str = "test") -> list[Sample]:
+    """Samples of a data set of ``kind`` (synthetic sets use the MVTec reader): its ``test`` split,
+    or its ``train`` split (normal images: the few-shot mode's references).
 
     Raises:
         DatasetError: also when two samples would share a store key (class, split, image id).
     """
+    if split not in ("test", "train"):
+        raise ValueError(f"split must be 'test' or 'train', got {split!r}")
     if kind == "visa":
-        samples = read_visa(root, classes)
+        samples = read_visa(root, classes, split)
     elif kind in ("mvtec", "synthetic"):
-        samples = read_mvtec(root, classes)
+        samples = read_mvtec(root, classes, split)
+    elif kind == "folder" and split == "train":
+        raise ValueError("a plain folder has no train split; precompute the reference images as their own "
+                         "folder data set, or give them to `zsad predict --reference DIR`")
     elif kind == "folder":
         samples = read_folder(root, classes[0] if classes else None)
     else:

@@ -56,6 +56,54 @@ class ClipEncoder:
         return torch.cat(out).numpy() if out else np.zeros((0, self.embed_dim), np.float32)
 
     @torch.inference_mode()
+    def encode_images_and_patches(self, tiles: Sequence[np.ndarray], layers: Sequence[int]
+                                  ) -> tuple[np.ndarray, np.ndarray]:
+        """Tile embeddings and, from the same forward pass, the patch tokens after the residual
+        blocks ``layers`` (0-based; the class token dropped).
+
+        Returns:
+            ``emb_td`` (T, D) float32 unit-norm, as ``encode_images``; ``patches_tlyxc``
+            (T, L, gy, gx, C) float16 (C = the vision width, 896 for ViT-B-16-plus-240).
+        """
+        blocks = self.model.visual.transformer.resblocks
+        layers = self.resolve_layers(layers)
+        gy, gx = self.grid_size
+        seen: list[torch.Tensor] = []
+        hooks = [blocks[i].register_forward_hook(lambda _m, _i, out: seen.append(out)) for i in layers]
+        embs, patches = [], []
+        try:
+            for sl in batches(len(tiles), self.batch_size):
+                seen.clear()
+                x = resize_batch(tiles[sl], self.image_size, Image.BICUBIC, self.mean, self.std).to(self.device)
+                with autocast(self.device, self.precision):
+                    emb = self.model.encode_image(x)
+                embs.append(torch.nn.functional.normalize(emb.float(), dim=-1).cpu())
+                tok = torch.stack([o if self.model.visual.transformer.batch_first else o.transpose(0, 1)
+                                   for o in seen], dim=1)  # (B, L, N, C)
+                tok = tok[:, :, tok.shape[2] - gy * gx:]  # drop the class (and any register) tokens
+                patches.append(tok.reshape(tok.shape[0], len(layers), gy, gx, -1).to(torch.float16).cpu())
+        finally:
+            for h in hooks:
+                h.remove()
+        if not embs:
+            return (np.zeros((0, self.embed_dim), np.float32),
+                    np.zeros((0, len(layers), gy, gx, self.width), np.float16))
+        return torch.cat(embs).numpy(), torch.cat(patches).numpy()
+
+    def resolve_layers(self, layers: Sequence[int] | None) -> tuple[int, ...]:
+        """``layers`` checked against this tower (None = ``default_patch_layers``)."""
+        return check_layers(layers, len(self.model.visual.transformer.resblocks))
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        g = self.model.visual.grid_size
+        return int(g[0]), int(g[1])
+
+    @property
+    def width(self) -> int:
+        return int(self.model.visual.transformer.width)
+
+    @torch.inference_mode()
     def encode_texts(self, texts: Sequence[str], trim: bool = True) -> np.ndarray:
         """Prompts -> (P, D) float32 unit-norm embeddings.
 
@@ -85,6 +133,29 @@ class ClipEncoder:
     @property
     def embed_dim(self) -> int:
         return int(self.model.text_projection.shape[1])
+
+
+def default_patch_layers(depth: int) -> tuple[int, ...]:
+    """The last block of each quarter of the vision tower, 0-based (MuSc and APRIL-GAN take
+    blocks 6/12/18/24 of ViT-L/14; for ViT-B-16-plus-240's 12 blocks: 2, 5, 8, 11).
+
+    Example:
+        >>> default_patch_layers(12), default_patch_layers(2)
+        ((2, 5, 8, 11), (0, 1))
+    """
+    return tuple(dict.fromkeys(max(0, depth * q // 4 - 1) for q in (1, 2, 3, 4)))
+
+
+def check_layers(layers: Sequence[int] | None, depth: int) -> tuple[int, ...]:
+    """``layers`` (None = ``default_patch_layers``) checked against the tower's ``depth``."""
+    if layers is None:
+        return default_patch_layers(depth)
+    layers = tuple(layers)
+    bad = [i for i in layers if not isinstance(i, int) or not 0 <= i < depth]
+    if not layers or bad:
+        raise ValueError(f"patch layers must be block indices in 0..{depth - 1} of this CLIP vision tower, "
+                         f"got {list(layers)}")
+    return layers
 
 
 def _trimmable(model: torch.nn.Module) -> bool:

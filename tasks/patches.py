@@ -1,0 +1,180 @@
+"""Patch evidence of few-shot and mutual variants: per-class reference memories and mutual scores.
+
+Both depend on a set of images beyond the one scored: the class's reference images (few-shot)
+or the class's whole test batch (mutual). That set is named by a digest of its (unit, image
+sha256) pairs, and every unit that depends on it records ``{image sha256}+{digest}`` as its
+source: adding an image to the batch or changing the references recomputes exactly what it
+changes, and a rerun with the same sets recomputes nothing.
+
+- ``memory/{hash}/{dataset}/{class}``: the reference tiles' patch features, concatenated
+  (hash: the reference selection, shots and seed, and the patch stage).
+- ``mutual/{hash}/{unit}``: an image's (T, gy, gx) mutual scores against the rest of its class
+  (hash: fraction, neighbourhood and the patch stage), computed with Dask in blocks of images.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+from typing import Any
+
+import dask
+import numpy as np
+
+from stores import StageStore, Unit, class_key, unit_key
+from zsad.config import AggregateConfig, config_from_dict, stage_hash, to_jsonable
+from zsad.modes import normalise
+from zsad.patches import mutual_scores
+
+from .clip_image import PATCH_DIMS
+from .plan import PATCH_STAGE, StagePlan
+from .runtime import open_store
+
+Context = dict[str, Any]
+
+
+def digest(pairs: list[tuple[str, str]]) -> str:
+    """16 hex digits naming a set of (unit path, sha256) pairs, whatever their order."""
+    return hashlib.sha256(json.dumps(sorted(pairs)).encode()).hexdigest()[:16]
+
+
+def image_records(store: StageStore, image_hash: str, units: list[Unit]) -> dict[str, tuple[str, str]]:
+    """unit path -> (image sha256, image file path), one record read each."""
+    out = {}
+    for u in units:
+        attrs = store.read_attrs(unit_key("image", image_hash, u))
+        out[u.path] = (attrs["sha256"], attrs.get("path", u.path))
+    return out
+
+
+def reference_units(store: StageStore, plan: StagePlan, agg: AggregateConfig, dataset: str, cls: str) -> list[Unit]:
+    """The reference images of ``cls``: ``shots`` of the train split of data set ``agg.reference``
+    (or ``dataset``) cached with patches, drawn with ``shot_seed`` (0 shots = all of them)."""
+    ref_ds = agg.reference or dataset
+    found = store.list_units(PATCH_STAGE, plan.hashes[PATCH_STAGE], ref_ds, [cls], split="train")
+    if not found:
+        raise ValueError(f"few-shot: no reference images of class {cls!r} are cached with patches in data set "
+                         f"{ref_ds!r} (train split); run `zsad precompute --root DATA --name {ref_ds} --split train "
+                         "--patches` (or give `zsad predict --reference DIR`)")
+    if agg.shots > len(found):
+        raise ValueError(f"few-shot: {agg.shots} shots asked for class {cls!r}, but data set {ref_ds!r} holds only "
+                         f"{len(found)} reference image(s); ask for at most {len(found)} or cache more")
+    if agg.shots:
+        picked = np.random.default_rng(agg.shot_seed).choice(len(found), agg.shots, replace=False)
+        found = [found[i] for i in sorted(picked)]
+    return found
+
+
+def check_no_leak(refs: dict[str, tuple[str, str]], tests: dict[str, tuple[str, str]], cls: str) -> None:
+    """A ``ValueError`` naming the files when a reference image is also a test image (same bytes)."""
+    by_sha = {sha: path for sha, path in refs.values()}
+    leaks = [(path, by_sha[sha]) for sha, path in tests.values() if sha in by_sha]
+    if leaks:
+        shown = "; ".join(f"{t} is reference {r}" for t, r in leaks[:3])
+        raise ValueError(f"few-shot, class {cls!r}: {len(leaks)} test image(s) are also reference images ({shown}); "
+                         "a reference scored as a test image inflates the metrics: remove it from one of the sets")
+
+
+def memory_context(store: StageStore, plan: StagePlan, agg: AggregateConfig, dataset: str, cls: str,
+                   tests: dict[str, tuple[str, str]], read_only: bool) -> Context:
+    """Build (or find) the class's reference memory; what aggregation needs to read it."""
+    refs = reference_units(store, plan, agg, dataset, cls)
+    records = image_records(store, plan.hashes["image"], refs)
+    check_no_leak(records, tests, cls)
+    source = digest([(p, sha) for p, (sha, _) in records.items()])
+    ref_keys = [unit_key(PATCH_STAGE, plan.hashes[PATCH_STAGE], u) for u in refs]
+    config = {"shots": agg.shots, "shot_seed": agg.shot_seed, "reference": agg.reference}
+    mh = stage_hash("memory", config, None, (plan.hashes[PATCH_STAGE],))
+    key = class_key("memory", mh, dataset, cls)
+    if not store.is_complete(key, source):
+        if read_only:  # aggregation concatenates the reference units itself
+            return {"source": source, "memory": None, "references": ref_keys}
+        store.ensure_stage("memory", mh, config, {PATCH_STAGE: plan.hashes[PATCH_STAGE]})
+        feats = np.concatenate([store.read_array(k, "patches_tlyxc") for k in ref_keys])
+        store.write_unit(key, {"patches_tlyxc": (feats, PATCH_DIMS)},
+                         {"references": [u.path for u in refs], "files": [records[u.path][1] for u in refs]},
+                         source=source, replace=True)
+    return {"source": source, "memory": key, "references": ref_keys}
+
+
+def mutual_hash(plan: StagePlan, agg: AggregateConfig) -> str:
+    return stage_hash("mutual", {"mutual_fraction": agg.mutual_fraction, "neighbourhood": agg.neighbourhood},
+                      None, (plan.hashes[PATCH_STAGE],))
+
+
+def mutual_block(store_url: str, patch_hash: str, mh: str, agg: dict[str, Any], batch: list[str],
+                 queries: list[str], sources: dict[str, str], block: int, write: bool) -> dict[str, np.ndarray]:
+    """One Dask task: mutual scores of ``queries`` against every image of ``batch`` (themselves
+    excluded), reading the batch ``block`` images at a time. Writes each query's unit (one
+    writer per unit) or, when not ``write``, returns the scores."""
+    store, cfg = open_store(store_url), config_from_dict(AggregateConfig, agg)
+
+    def read(path: str) -> np.ndarray:
+        return store.read_array(unit_key(PATCH_STAGE, patch_hash, Unit(*path.split("/"))), "patches_tlyxc")
+
+    blocks = ([(p, read(p)) for p in batch[i: i + block]] for i in range(0, len(batch), block))
+    scores = mutual_scores({q: read(q) for q in queries}, blocks, cfg.mutual_fraction, cfg.neighbourhood)
+    if not write:
+        return scores
+    for path, sc in scores.items():
+        store.write_unit(unit_key("mutual", mh, Unit(*path.split("/"))), {"scores_tyx": (sc, ("tile", "y", "x"))},
+                         {"batch_images": len(batch)}, source=sources[path], replace=True)
+    return {}
+
+
+def mutual_contexts(store_url: str, plan: StagePlan, agg: AggregateConfig, by_class: dict[str, dict[str, tuple]],
+                    read_only: bool, scheduler: str, block: int = 16) -> dict[str, Context]:
+    """Compute the missing mutual scores of every class's batch (Dask: one task per ``block``
+    query images); class -> context for aggregation."""
+    store, mh = open_store(store_url), mutual_hash(plan, agg)
+    contexts, jobs = {}, []
+    for cls, tests in sorted(by_class.items()):
+        if len(tests) < 2:
+            raise ValueError(f"mutual mode, class {cls!r}: needs at least 2 test images to compare, got {len(tests)}")
+        batch_digest = digest([(p, sha) for p, (sha, _) in tests.items()])
+        sources = {p: f"{sha}+{batch_digest}" for p, (sha, _) in tests.items()}
+        contexts[cls] = {"source": batch_digest, "mutual": mh, "scores": {}}
+        pending = [p for p in sorted(tests) if not store.is_complete(unit_key("mutual", mh, Unit(*p.split("/"))),
+                                                                     sources[p])]
+        if pending and not read_only:
+            store.ensure_stage("mutual", mh, {"mutual_fraction": agg.mutual_fraction,
+                                              "neighbourhood": agg.neighbourhood},
+                               {PATCH_STAGE: plan.hashes[PATCH_STAGE]})
+        jobs += [(cls, dask.delayed(mutual_block)(store_url, plan.hashes[PATCH_STAGE], mh, to_jsonable(agg), sorted(tests),
+                                                  pending[i: i + block], sources, block, not read_only))
+                 for i in range(0, len(pending), block)]
+    results = dask.compute(*[j for _, j in jobs], scheduler=scheduler) if jobs else ()
+    for (cls, _), scores in zip(jobs, results):
+        contexts[cls]["scores"].update(scores)
+    return contexts
+
+
+def patch_contexts(store_url: str, plan: StagePlan, variants: list[tuple[str, AggregateConfig]], units: list[str],
+                   dataset: str, read_only: bool, scheduler: str = "threads") -> dict[tuple[str, str], Context]:
+    """``(variant hash, class) -> context`` for the few-shot and mutual variants among ``variants``
+    (zero-shot ones need none). Checks that every test image has patch features."""
+    patch_variants = [(vh, normalise(a)) for vh, a in variants if normalise(a).mode != "zero-shot"]
+    if not patch_variants:
+        return {}
+    store = open_store(store_url)
+    parsed = [Unit(*u.split("/")) for u in units]
+    with_patches = {u.path for u in store.list_units(PATCH_STAGE, plan.hashes[PATCH_STAGE], dataset,
+                                                     sorted({u.class_name for u in parsed}))}
+    missing = [u.path for u in parsed if u.path not in with_patches]
+    if missing:
+        raise ValueError(f"{len(missing)} image(s) have no cached patch features (e.g. {missing[0]}), which the "
+                         "few-shot and mutual modes need; run `zsad precompute ... --patches` first")
+    records = image_records(store, plan.hashes["image"], parsed)
+    by_class: dict[str, dict[str, tuple]] = collections.defaultdict(dict)
+    for u in parsed:
+        by_class[u.class_name][u.path] = records[u.path]
+    out: dict[tuple[str, str], Context] = {}
+    for vh, agg in patch_variants:
+        if agg.mode == "few-shot":
+            for cls, tests in by_class.items():
+                out[(vh, cls)] = memory_context(store, plan, agg, dataset, cls, tests, read_only)
+        else:
+            for cls, ctx in mutual_contexts(store_url, plan, agg, by_class, read_only, scheduler).items():
+                out[(vh, cls)] = ctx
+    return out
