@@ -70,6 +70,8 @@ def run_variants(store: str, dataset: str, config: str = "tiny", variants: str |
         chosen.append((vh, agg))
         variant_list.append((vh, to_jsonable(agg)))
     contexts = patch_contexts(store, plan, chosen, units, dataset, read_only, scheduler)
+    for (vh, cls), ctx in contexts.items():  # what drawing a map of the variant needs (report panels)
+        meta[vh].setdefault("contexts", {})[cls] = ctx
     jobs = [dask.delayed(aggregate_units)(store, plan.hashes, variant_list, units[i: i + chunk], overwrite,
                                           save_maps, evaluate, pixel_size, read_only, contexts)
             for i in range(0, len(units), chunk)]

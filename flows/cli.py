@@ -17,7 +17,8 @@ import os
 import sys
 from typing import Any
 
-from .cli_args import _common, _positive_int, _predict_args, _store_args, fraction as _fraction
+from .cli_args import _common, _positive_int, _predict_args, _shots_args, _store_args, fraction as _fraction
+from .configs import with_shots
 from .settings import apply_defaults
 
 EXIT_PARTIAL, EXIT_ERROR, EXIT_INTERRUPTED = 1, 2, 130
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--scheduler", default="threads", choices=["threads", "processes", "synchronous"])
     a.add_argument("--dask-address", default=None, help="a dask.distributed scheduler, e.g. tcp://host:8786")
     a.add_argument("--save-maps", action="store_true", help="also store each image's full-size map (float16)")
+    _shots_args(a)
     e = sub.add_parser("evaluate", help="metrics per class and mean; stores F1-max and FPR thresholds")
     _common(e)
     e.add_argument("--variants", default="seed")
@@ -74,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate pixels at this square size (default: full)")
     e.add_argument("--fpr", type=_fraction, default=0.01, help="also store thresholds at this FPR on normal images")
     e.add_argument("--save-maps", action="store_true", help="also store each image's full-size map (float16)")
+    _shots_args(e)
     e.add_argument("--root", default=None, help="with --dataset visa|mvtec: precompute this data set first")
     e.add_argument("--read-only", action="store_true",
                    help="write nothing to the store (read-only access to a shared cache): metrics and thresholds "
@@ -162,19 +165,19 @@ def run(args: argparse.Namespace) -> Any:  # noqa: C901 - a flat dispatch table
     if args.command == "predict":
         from .predict import run_predict
         out = run_predict(args.paths, args.class_name, args.store, args.config, args.threshold, args.pixel_threshold,
-                          args.out, args.variant, args.name, args.device)
+                          args.out, args.variant, args.name, args.device, reference=args.reference)
         return {"n_scored": out["n_scored"], "n_failed": out["n_failed"], "quiet": True}
     if args.command == "calibrate":
         from .predict import run_calibrate
         out = run_calibrate(args.good, args.class_name, args.store, args.config, args.fpr, args.variant, args.name,
-                            args.device)
+                            args.device, reference=args.reference)
         _report_failures("calibrate", out)
         return out
     if args.command == "aggregate":
         from .aggregate import aggregate, run_variants
         fn = aggregate if _orchestrated(args) else run_variants
-        return fn(store=args.store, dataset=args.dataset, config=args.config, variants=args.variants,
-                  classes=args.classes, scheduler=args.scheduler, dask_address=args.dask_address,
+        return fn(store=args.store, dataset=args.dataset, config=args.config,
+                  variants=with_shots(args.variants, args.shots, args.shot_seed), classes=args.classes, scheduler=args.scheduler, dask_address=args.dask_address,
                   save_maps=args.save_maps)
     if args.command == "evaluate":
         from .evaluate import evaluate, run_evaluate
@@ -185,8 +188,8 @@ def run(args: argparse.Namespace) -> Any:  # noqa: C901 - a flat dispatch table
                 raise ValueError("some images of the data set could not be computed (listed above); fix or remove "
                                  "them: metrics over part of a data set would not compare with published ones")
         fn = evaluate if _orchestrated(args) else run_evaluate
-        fn(store=args.store, dataset=args.dataset, config=args.config, variants=args.variants,
-           classes=args.classes, out_dir=args.out, pixel_size=args.pixel_size, fpr=args.fpr, save_maps=args.save_maps,
+        fn(store=args.store, dataset=args.dataset, config=args.config,
+           variants=with_shots(args.variants, args.shots, args.shot_seed), classes=args.classes, out_dir=args.out, pixel_size=args.pixel_size, fpr=args.fpr, save_maps=args.save_maps,
            read_only=args.read_only)
         return {"quiet": True}
     if args.command == "report":

@@ -69,3 +69,12 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", default="seed", help="aggregation variant (one), e.g. 'seed' or 'fusion=geometric'")
     p.add_argument("--name", default="predict", help="data set name these images get in the store")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the config's)")
+    p.add_argument("--reference", default=None, metavar="DIR",
+                   help="few-shot: a folder of normal images of the class to compare the images' patches with")
+
+
+def _shots_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--shots", type=_positive_int, default=None,
+                   help="few-shot: K normal reference images per class from the data set's train split (cached with "
+                        "`zsad precompute --split train --patches`); adds mode=few-shot when --variants names no mode")
+    p.add_argument("--shot-seed", type=int, default=None, help="few-shot: which K images are drawn (default 0)")

@@ -106,6 +106,31 @@ def variant_grid(spec: str | None) -> list[AggregateConfig]:
                               for combo in itertools.product(*(axes[n] for n in names))))
 
 
+def with_shots(spec: str | None, shots: int | None, seed: int | None) -> str | None:
+    """``--shots K --shot-seed S`` as grammar: ``spec`` with ``shots=K;shot_seed=S`` (and
+    ``mode=few-shot`` when it names no mode).
+
+    Example:
+        >>> with_shots("seed", 4, None), with_shots("mode=zero-shot,few-shot", 2, 1)
+        ('mode=few-shot;shots=4', 'mode=zero-shot,few-shot;shots=2;shot_seed=1')
+    """
+    if shots is None and seed is None:
+        return spec
+    if spec in (None, "", "seed"):
+        spec = "mode=few-shot"
+    elif spec == "grid" or "=" not in spec:
+        raise ValueError(f"--shots/--shot-seed extend a sweep such as 'mode=few-shot;fusion=harmonic', not {spec!r}; "
+                         "or write shots=K;shot_seed=S into --variants")
+    fields = {p.partition("=")[0].strip() for p in spec.split(";")}
+    if fields & {"shots", "shot_seed"}:
+        raise ValueError(f"--variants {spec!r} already names shots or shot_seed; drop --shots/--shot-seed")
+    if "mode" not in fields:
+        spec += ";mode=few-shot"
+    elif "few-shot" not in spec:
+        raise ValueError(f"--shots: --variants {spec!r} has no few-shot mode; add few-shot to its mode= values")
+    return spec + (f";shots={shots}" if shots is not None else "") + (f";shot_seed={seed}" if seed is not None else "")
+
+
 def _parse(key: str, v: str) -> Any:
     if key == "logit_scale":
         if v.lower() in SCALE_NAMES:

@@ -18,7 +18,8 @@ from .configs import load_pipeline_config
 from .evaluate import evaluate
 from .precompute import precompute
 
-DEMO_SWEEP = "fusion=harmonic,arithmetic,geometric;top_fraction=0.25,1"  # the report's variants page: 6 variants
+DEMO_MODES = "mode=zero-shot,few-shot,mutual"  # one cache, three modes: no normal images / a few / the batch
+DEMO_SWEEP = f"{DEMO_MODES};fusion=harmonic,geometric;top_fraction=0.25,1"  # the report's variants page: 12
 
 
 def write_heatmaps(store: str, dataset: str, config: str, out_dir: Path, agg: AggregateConfig = AggregateConfig()
@@ -41,15 +42,20 @@ def write_heatmaps(store: str, dataset: str, config: str, out_dir: Path, agg: Ag
 
 
 def run_demo(out: str = "zsad-demo", image_size: int = 192, report: bool = True) -> dict[str, Any]:
-    """Write a synthetic data set, precompute with tiny models, evaluate, draw heatmaps."""
+    """Write a synthetic data set, precompute with tiny models (test images, and the train split's
+    normal images as few-shot references, with patch tokens), evaluate the three modes, draw
+    heatmaps, and report a sweep."""
     out_dir = Path(out)
     data, store = out_dir / "data", str(out_dir / "store.zarr")
     t0 = time.perf_counter()
     if not (data / "pill").is_dir():
         write_synthetic(data, SyntheticSpec(image_size=image_size))
-    first = precompute(dataset="synthetic", root=str(data), store=store, config="tiny")
-    second = precompute(dataset="synthetic", root=str(data), store=store, config="tiny", progress=False)
-    results = evaluate(store=store, dataset="synthetic", config="tiny", variants="seed",
+    first = precompute(dataset="synthetic", root=str(data), store=store, config="tiny", patches=True)
+    precompute(dataset="synthetic", root=str(data), store=store, config="tiny", patches=True, split="train",
+               progress=False)
+    second = precompute(dataset="synthetic", root=str(data), store=store, config="tiny", patches=True,
+                        progress=False)
+    results = evaluate(store=store, dataset="synthetic", config="tiny", variants=DEMO_MODES,
                        out_dir=str(out_dir / "results"))
     heatmaps = write_heatmaps(store, "synthetic", "tiny", out_dir / "heatmaps")
     report_path = None

@@ -59,13 +59,15 @@ def summary_markdown(summary: dict[str, Any], root: str, out: Path) -> str:
 @flow(name="zsad-nightly", persist_result=True)
 def nightly(root: str, class_name: str, store: str = "zsad-store.zarr", config: str = "paper",
             threshold: str = "auto", variant: str = "seed", name: str = "line", out_dir: str = "zsad-runs",
-            device: str | None = None) -> dict[str, Any]:
-    """Score the new images under ``root`` (of ``class_name``) and publish the results."""
+            device: str | None = None, reference: str | None = None) -> dict[str, Any]:
+    """Score the new images under ``root`` (of ``class_name``) and publish the results; few-shot
+    against the normal images of folder ``reference`` when given."""
     logger = get_run_logger()
     fresh, total = new_files(root, class_name, store, config, name)
     run_dir = Path(out_dir) / name / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
     summary = run_predict([str(f) for f in fresh], class_name, store, config, threshold, out=str(run_dir),
-                          variant=variant, name=name, device=device, progress=False, echo=False) if fresh else \
+                          variant=variant, name=name, device=device, progress=False, echo=False,
+                          reference=reference) if fresh else \
         {"n_scored": 0, "n_failed": 0, "n_anomalous": 0, "rows": [], "scores_csv": None,
          "threshold_source": "(nothing to score)", "threshold": None}
     summary.update(n_new=len(fresh), n_total=total)

@@ -9,6 +9,8 @@ rate thresholds from known-good images.
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
 import math
 import os
 import sys
@@ -22,6 +24,7 @@ from tasks.runtime import failure_text, open_store, unit_error
 from zsad.config import AggregateConfig, to_jsonable
 from zsad.datasets import Sample, image_ids, load_image, scan_folder
 from zsad.evaluation import ClassEvaluator
+from zsad.modes import normalise
 from zsad.plots import prediction_panel, save_png
 from zsad.predict import describe
 from zsad.thresholds import Threshold, decide
@@ -64,20 +67,55 @@ def collect_files(paths: list[str]) -> tuple[list[Path], list[dict[str, str]], l
     return unique, errors, skipped
 
 
-def one_variant(variant: str) -> AggregateConfig:
+def one_variant(variant: str, reference: str | None = None, name: str = "predict") -> AggregateConfig:
+    """The one variant ``predict`` scores. With ``reference`` (a folder of normal images of the
+    class) it is few-shot against exactly those images: they are cached as data set
+    ``{name}-ref-{digest of their paths, sizes and times}``, so other references make another
+    variant (with its own thresholds)."""
     variants = variant_grid(variant)
     if len(variants) != 1:
         raise ValueError(f"predict scores one variant; {variant!r} names {len(variants)}")
-    return variants[0]
+    agg = variants[0]
+    if reference is None:
+        return agg
+    if agg.mode == "mutual":
+        raise ValueError("--reference gives few-shot references; a mutual variant compares the images scored with "
+                         "each other and takes none: drop --reference or use mode=few-shot")
+    return normalise(dataclasses.replace(agg, mode="few-shot", reference=reference_name(reference, name)))
+
+
+def reference_name(folder: str, name: str) -> str:
+    """Data set name of a reference folder's images: changes whenever a file is added, removed or
+    modified (the folder then names another reference set)."""
+    files, errors, _ = collect_files([folder])
+    if errors:
+        raise ValueError(f"--reference {folder}: {errors[0]['error']}")
+    stamp = sorted((f.as_posix(), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    return f"{name}-ref-{hashlib.sha256(repr(stamp).encode()).hexdigest()[:8]}"
+
+
+def _precompute_references(folder: str, agg: AggregateConfig, class_name: str, store: str, cfg, progress: bool
+                           ) -> list[dict[str, str]]:
+    """Cache the reference folder's images (train split); their failures, marked as references."""
+    files, _, _ = collect_files([folder])
+    ids = image_ids([f.as_posix() for f in files])
+    refs = [Sample(str(f), class_name, "train", 0, None, i, "good") for f, i in zip(files, ids)]
+    failed = run_precompute(refs, agg.reference, store, cfg, progress=progress)["failed"]
+    return [dict(f, stage=f"reference {f['stage']}") for f in failed]
 
 
 def score_files(paths: list[str], class_name: str, store: str, config: str, variant: str = "seed",
-                name: str = "predict", device: str | None = None, progress: bool = True) -> Scored:
-    """Precompute what is missing and aggregate one variant for the given files."""
-    cfg = load_pipeline_config(config, device=device)
-    agg = one_variant(variant)
+                name: str = "predict", device: str | None = None, progress: bool = True,
+                reference: str | None = None) -> Scored:
+    """Precompute what is missing and aggregate one variant for the given files (few-shot against
+    the images of folder ``reference`` when given; a mutual variant compares the files with
+    each other)."""
+    agg = one_variant(variant, reference, name)
+    cfg = load_pipeline_config(config, device=device, patches=True if agg.mode != "zero-shot" else None)
     vh = plan_stages(cfg).aggregate_hash(agg)
     files, errors, skipped = collect_files(paths)
+    if reference is not None:
+        errors += _precompute_references(reference, agg, class_name, store, cfg, progress)
     ids = image_ids([f.as_posix() for f in files])
     samples = [Sample(str(f), class_name, "test", -1, None, i, "") for f, i in zip(files, ids)]  # unlabelled
     Unit(name, class_name, "test", "x")  # checks the names before any work
@@ -100,16 +138,17 @@ def _error_row(err: dict[str, str], class_name: str, status: str = "error") -> d
 def run_predict(paths: list[str], class_name: str, store: str = "zsad-store.zarr", config: str = "tiny",
                 threshold: str = "auto", pixel_threshold: str | None = None, out: str = "zsad-predict",
                 variant: str = "seed", name: str = "predict", device: str | None = None, heatmaps: bool = True,
-                progress: bool = True, echo: bool = True) -> dict[str, Any]:
+                progress: bool = True, echo: bool = True, reference: str | None = None) -> dict[str, Any]:
     """Score images (files or folders) of ``class_name``: ``scores.csv``, one PNG per image.
 
     Thresholds are resolved first (``--threshold auto`` without a stored one fails before any
     model runs). Returns a small summary: counts, paths, the thresholds used and the rows.
     """
-    agg = one_variant(variant)
+    agg = one_variant(variant, reference, name)
     vh = plan_stages(load_pipeline_config(config)).aggregate_hash(agg)
     decision = resolve_thresholds(threshold, pixel_threshold, open_store(store), vh, class_name, store)
-    scored = score_files(paths, class_name, store, config, variant, name, device, progress=progress)
+    scored = score_files(paths, class_name, store, config, variant, name, device, progress=progress,
+                         reference=reference)
     errors, vh = scored.errors, scored.variant_hash
     out_dir = Path(out)
     st, rows = open_store(store), []
@@ -194,11 +233,12 @@ def print_table(rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
 
 def run_calibrate(good: list[str], class_name: str, store: str = "zsad-store.zarr", config: str = "tiny",
                   fpr: float = 0.01, variant: str = "seed", name: str = "predict", device: str | None = None,
-                  progress: bool = True) -> dict[str, Any]:
+                  progress: bool = True, reference: str | None = None) -> dict[str, Any]:
     """Store image and pixel thresholds at false-alarm rate ``fpr`` from known-good images only."""
     if not 0.0 <= fpr < 1.0 or math.isnan(fpr):
         raise ValueError(f"--fpr must be in [0, 1), got {fpr}")
-    scored = score_files(good, class_name, store, config, variant, name, device, progress=progress)
+    scored = score_files(good, class_name, store, config, variant, name, device, progress=progress,
+                         reference=reference)
     errors, vh = scored.errors, scored.variant_hash
     st, ev = open_store(store), ClassEvaluator()
     for sample, unit in scored.items:
@@ -211,6 +251,6 @@ def run_calibrate(good: list[str], class_name: str, store: str = "zsad-store.zar
     found = ev.thresholds(source, fpr)
     save_thresholds(st, vh, class_name, {lvl: {"fpr": found[lvl]["fpr"]} for lvl in found if "fpr" in found[lvl]})
     t: Threshold = found["image"]["fpr"]
-    return {"class": class_name, "variant_hash": vh, "variant": to_jsonable(one_variant(variant)),
+    return {"class": class_name, "variant_hash": vh, "variant": to_jsonable(one_variant(variant, reference, name)),
             "n_images": len(ev.labels), "n_failed": len(errors), "fpr": fpr, "image_threshold": t.value,
             "pixel_threshold": found["pixel"].get("fpr") and found["pixel"]["fpr"].value, "failed": errors}

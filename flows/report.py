@@ -115,7 +115,7 @@ def _from_results(path: Path, plan) -> dict[str, Any]:
 def _variant_report(st, plan, dataset: str, config: str, agg: AggregateConfig, vh: str, meta: dict[str, Any],
                     out_dir: Path, nav: list, n_variants: int, metrics: dict[str, dict[str, float]] | None = None
                     ) -> Path:
-    evaluators, rows_by_class = meta.get("evaluators", {}), meta["rows"]
+    evaluators, rows_by_class, contexts = meta.get("evaluators", {}), meta["rows"], meta.get("contexts")
     ctx = {"title": f"zsad report — {dataset}", "nav": nav, "dataset": dataset, "label": variant_label(agg),
            "variant_hash": vh, "config": config, "n_images": meta["n_images"], "n_variants": n_variants,
            "variants_page": "variants.html" if n_variants > 1 else None,
@@ -123,14 +123,14 @@ def _variant_report(st, plan, dataset: str, config: str, agg: AggregateConfig, v
            "provenance": provenance(st, plan, to_jsonable(agg), vh)}
     if not evaluators:  # no labels (a plain folder): rank the images instead of measuring
         return render("report.html.j2", out_dir / "report.html", gallery=gallery(st, plan.hashes, agg, rows_by_class,
-                                                                                  out_dir), **ctx)
+                                                                                  out_dir, contexts=contexts), **ctx)
     results = dict(metrics or _metrics(meta))
     total = sum(r["n_images"] for c, r in results.items() if c != "mean")
     results["mean"] = {**results["mean"], "n_images": total}  # all images, not a mean
     thresholds = {cls: ev.thresholds(dataset, None) for cls, ev in evaluators.items()}
     labelled = sorted(c for c in rows_by_class if c in evaluators)
     charts = [class_chart(c, rows_by_class[c], evaluators[c], thresholds[c], out_dir) for c in labelled]
-    examples = [(c, [example_panel(st, plan.hashes, agg, row, out_dir, caption, thresholds.get(c))
+    examples = [(c, [example_panel(st, plan.hashes, agg, row, out_dir, caption, thresholds.get(c), contexts)
                      for caption, row in pick_examples(rows_by_class[c])]) for c in sorted(rows_by_class)]
     return render("report.html.j2", out_dir / "report.html", gallery=None, results=results, metric_names=METRICS,
                   seed_tables=[("Sample level", seed_rows(results, "sample")),

@@ -40,14 +40,17 @@ def pick_examples(rows: list[dict]) -> list[tuple[str, dict]]:
     return picks
 
 
-def example_panel(st, hashes, agg, row, out: Path, caption: str, found: dict | None = None) -> dict[str, str]:
+def example_panel(st, hashes, agg, row, out: Path, caption: str, found: dict | None = None,
+                  contexts: dict[str, dict] | None = None) -> dict[str, str]:
     """anomalib's layout: image with ground truth | heatmap on [0, 1] with a colour bar | predicted
-    mask at the class's stored pixel threshold. Returns ``{src, alt, caption}``."""
+    mask at the class's stored pixel threshold. Returns ``{src, alt, caption}``. ``contexts``:
+    class -> patch context of a few-shot or mutual variant (``run_variants``' meta)."""
     unit = Unit(*row["unit"].split("/"))
     image = st.read_attrs(unit_key("image", hashes["image"], unit))
     img = load_image(image["path"])
     mask = known_ground_truth(image["label"], image["mask_path"], img.shape[:2])
-    pixel = pixel_map(st.url, hashes, agg, row["unit"], image)  # computed now: variants store no maps
+    pixel = pixel_map(st.url, hashes, agg, row["unit"], image,  # computed now: variants store no maps
+                      (contexts or {}).get(unit.class_name))
     t_img, t_pix = ((found or {}).get(level, {}).get("f1") for level in ("image", "pixel"))
     threshold = t_img.value if t_img else None
     verdict = decide(row["score"], threshold)
@@ -73,7 +76,8 @@ def class_chart(cls: str, rows: list[dict], ev, found: dict, out_dir: Path) -> d
     return {"cls": cls, "src": png_uri(png, out_dir / "charts" / f"{cls}.png")}
 
 
-def gallery(st, hashes, agg, rows_by_class: dict[str, list[dict]], out_dir: Path, top: int = 12) -> list[dict]:
+def gallery(st, hashes, agg, rows_by_class: dict[str, list[dict]], out_dir: Path, top: int = 12,
+            contexts: dict[str, dict] | None = None) -> list[dict]:
     """Unlabelled images, per class: every score ranked (``rows``: rank, path, score) and the
     ``top`` highest as panels."""
     out = []
@@ -82,7 +86,7 @@ def gallery(st, hashes, agg, rows_by_class: dict[str, list[dict]], out_dir: Path
         paths = [st.read_attrs(unit_key("image", hashes["image"], Unit(*r["unit"].split("/"))))["path"] for r in ranked]
         out.append({"cls": cls, "rows": [{"rank": i, "path": p, "score": r["score"]}
                                          for i, (r, p) in enumerate(zip(ranked, paths), 1)],
-                    "panels": [example_panel(st, hashes, agg, r, out_dir, f"rank {i}")
+                    "panels": [example_panel(st, hashes, agg, r, out_dir, f"rank {i}", contexts=contexts)
                                for i, r in enumerate(ranked[:top], 1)]})
     return out
 

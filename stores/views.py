@@ -32,6 +32,9 @@ def upstream_hash(st: StageStore, stage: str, stage_hash: str, wanted: str) -> s
     return None
 
 
+GRID_STAGES = ("clipseg", "clip_patch", "mutual")  # their y/x are a model's grid (352, 15 x 15), not pixels
+
+
 def open_unit(store_url: str, key: str) -> xr.Dataset:
     """A unit as an ``xarray.Dataset`` (lazy, Dask-backed) with its named dimensions.
 
@@ -55,7 +58,7 @@ def open_unit(store_url: str, key: str) -> xr.Dataset:
         arrays, _ = st.read_unit(f"tiles/{tiles_hash}/{rest}")
         ds = ds.assign_coords(component=("tile", arrays["component_t"]),
                               box_xyxy=(("tile", "corner"), arrays["boxes_xyxy"]))
-    if stage != "clipseg" and {"y", "x"} <= set(ds.dims):  # CLIPSeg's y/x are its 352 grid, not pixels
+    if stage not in GRID_STAGES and {"y", "x"} <= set(ds.dims):
         ds = ds.assign_coords(y=np.arange(ds.sizes["y"]), x=np.arange(ds.sizes["x"]))
     return ds
 

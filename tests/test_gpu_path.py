@@ -23,7 +23,7 @@ def test_cross_image_batches_match_the_exact_mode(synthetic_samples, tiny_cfg, t
     run_precompute(synthetic_samples, "synthetic", store, tiny_cfg, progress=False)
     batched = dataclasses.replace(tiny_cfg, images_per_batch=4)
     a, b = plan_stages(tiny_cfg).hashes, plan_stages(batched).hashes
-    assert {s for s in a if a[s] != b[s]} == {"clip_image", "clipseg"}  # its own cache, the rest shared
+    assert {s for s in a if a[s] != b[s]} == {"clip_image", "clipseg", "clip_patch"}  # own caches, the rest shared
     out = run_precompute(synthetic_samples, "synthetic", store, batched, progress=False)
     assert out["units_written"] == 8 * 2 and out["failed"] == []
     st = StageStore(store)

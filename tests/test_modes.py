@@ -1,0 +1,139 @@
+"""Zero-shot, few-shot and mutual modes from one cache, on synthetic images with tiny random models.
+
+Random weights know nothing about defects, so zero-shot stays at chance; the patch modes compare
+an image's patches with other images' and see local differences even through random features.
+That contrast is the honest check that the patch plumbing works end to end.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from flows.aggregate import run_variants
+from flows.configs import load_pipeline_config
+from flows.evaluate import run_evaluate
+from flows.precompute import run_precompute
+from stores.views import open_unit
+from tasks import runtime
+from tasks.plan import plan_stages
+from zsad.datasets import Sample, SyntheticSpec, read_dataset, write_synthetic
+
+MODES = "mode=zero-shot,few-shot,mutual;combine=mean,patch"
+
+
+@pytest.fixture(scope="module")
+def modes_store(tmp_path_factory):
+    """16 test images and 4 references per class, cached with patch tokens."""
+    runtime.forget_stores()
+    tmp = tmp_path_factory.mktemp("modes")
+    root = write_synthetic(tmp / "data", SyntheticSpec(image_size=192, n_good=8, n_per_defect=2, n_train=4))
+    store, cfg = str(tmp / "store.zarr"), load_pipeline_config("tiny", patches=True)
+    for split in ("test", "train"):
+        out = run_precompute(read_dataset("synthetic", root, None, split), "synthetic", store, cfg, progress=False)
+        assert not out["failed"]
+    return {"root": root, "store": store, "tmp": tmp}
+
+
+@pytest.fixture(scope="module")
+def results(modes_store):
+    res = run_evaluate(modes_store["store"], "synthetic", "tiny", MODES, out_dir=str(modes_store["tmp"] / "res"),
+                       echo=False)
+    return {v["label"]: v["metrics"] for v in res.values()}
+
+
+def test_patch_modes_separate_defects_while_zero_shot_is_at_chance(results):
+    auroc = {label: m["mean"]["sample_auroc"] for label, m in results.items()}
+    print("sample AUROC per mode:", {k: round(v, 3) for k, v in auroc.items()})
+    zero = auroc["harmonic/top0.25/scaled/seed-prompts"]
+    assert abs(zero - 0.5) < 0.2, auroc
+    for label, value in auroc.items():
+        if "few-shot" in label or "mutual" in label:
+            assert value >= 0.75 and value > zero + 0.2, (label, auroc)
+    for label, m in results.items():  # the patch evidence alone localises the defects
+        if label.endswith("/patch/r1") or label.endswith("/patch/r3"):
+            assert m["mean"]["pixel_auroc"] > 0.9, (label, m["mean"])
+
+
+def test_one_row_per_mode_in_the_tables(modes_store, results):
+    tables = (modes_store["tmp"] / "res" / "tables.md").read_text()
+    for label in results:
+        assert label in tables
+    csv = (modes_store["tmp"] / "res" / "metrics.csv").read_text()
+    assert csv.count("/mutual0.3/") == 2 * 3 and csv.count("/few-shotall/") == 2 * 3  # 2 classes + mean each
+
+
+def test_second_run_recomputes_nothing(modes_store, results):
+    st = runtime.open_store(modes_store["store"])
+    before = st.writes
+    meta = run_variants(modes_store["store"], "synthetic", "tiny", MODES)
+    assert all(m["written"] == 0 and m["n_images"] == 32 for m in meta.values()), meta
+    cfg = load_pipeline_config("tiny", patches=True)
+    again = run_precompute(read_dataset("synthetic", modes_store["root"]), "synthetic", modes_store["store"], cfg,
+                           progress=False)
+    assert again["units_written"] == 0 and again["models_loaded"] == 0
+    assert st.writes == before
+
+
+def test_references_never_scored_and_shots_are_seeded(modes_store, results):
+    plan = plan_stages(load_pipeline_config("tiny"))
+    meta = run_variants(modes_store["store"], "synthetic", "tiny", "mode=few-shot;shots=2;shot_seed=0,1")
+    assert all(m["n_images"] == 32 for m in meta.values())  # the 8 train images are not test images
+    st = runtime.open_store(modes_store["store"])
+    refs = {}
+    for stage, h, attrs in st.stages():
+        if stage == "memory" and attrs["config"]["shots"] == 2:
+            refs[attrs["config"]["shot_seed"]] = st.read_attrs(f"memory/{h}/synthetic/pill")["references"]
+    assert len(refs[0]) == 2 and refs[0] != refs[1] and all("/train/" in r for r in refs[0] + refs[1])
+    with pytest.raises(ValueError, match="only 4 reference image"):
+        run_variants(modes_store["store"], "synthetic", "tiny", "mode=few-shot;shots=5")
+    assert plan.hashes["clip_patch"]
+
+
+def test_a_reference_among_the_test_images_is_refused(modes_store):
+    root, tmp = modes_store["root"], modes_store["tmp"]
+    leak = tmp / "leak.png"
+    shutil.copy(root / "pill" / "train" / "good" / "001.png", leak)
+    tests = read_dataset("synthetic", root, ["pill"])[:3] + [Sample(str(leak), "pill", "test", 0, None, "leak")]
+    cfg = load_pipeline_config("tiny", patches=True)
+    for samples in (tests, read_dataset("synthetic", root, ["pill"], "train")):
+        assert not run_precompute(samples, "leaky", modes_store["store"], cfg, progress=False)["failed"]
+    with pytest.raises(ValueError, match=r"leak\.png is reference .*001\.png"):
+        run_variants(modes_store["store"], "leaky", "tiny", "mode=few-shot")
+    run_variants(modes_store["store"], "leaky", "tiny", "mode=mutual")  # no references: nothing leaks
+
+
+def test_patch_modes_need_patch_features(modes_store):
+    root = modes_store["root"]
+    samples = read_dataset("synthetic", root, ["washer"])[:3]
+    run_precompute(samples, "nopatch", modes_store["store"], load_pipeline_config("tiny"), progress=False)
+    with pytest.raises(ValueError, match="--patches"):
+        run_variants(modes_store["store"], "nopatch", "tiny", "mode=mutual")
+    run_variants(modes_store["store"], "nopatch", "tiny", "seed")  # zero-shot needs none
+
+
+def test_read_only_mutual_writes_nothing_and_agrees(modes_store, results):
+    st = runtime.open_store(modes_store["store"])
+    spec = "mode=mutual;mutual_fraction=0.5;combine=patch"
+    before = st.writes
+    ro = run_variants(modes_store["store"], "synthetic", "tiny", spec, read_only=True, evaluate=True)
+    assert st.writes == before
+    rw = run_variants(modes_store["store"], "synthetic", "tiny", spec, evaluate=True)
+    assert st.writes > before
+    (vh,) = ro
+    for cls in ("pill", "washer"):
+        a = sorted((r["unit"], r["score"]) for r in ro[vh]["rows"][cls])
+        b = sorted((r["unit"], r["score"]) for r in rw[vh]["rows"][cls])
+        assert a == b
+
+
+def test_patch_unit_opens_with_named_dimensions(modes_store):
+    plan = plan_stages(load_pipeline_config("tiny", patches=True))
+    unit = runtime.open_store(modes_store["store"]).list_units("clip_patch", plan.hashes["clip_patch"], "synthetic",
+                                                                ["pill"], "test")[0]
+    ds = open_unit(modes_store["store"], f"clip_patch/{plan.hashes['clip_patch']}/{unit.path}")
+    assert ds["patches_tlyxc"].dims == ("tile", "layer", "y", "x", "channel")
+    assert ds["patches_tlyxc"].dtype == np.float16
+    assert ds.attrs["layers"] == [0, 1]
