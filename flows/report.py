@@ -26,7 +26,7 @@ from zsad.config import AggregateConfig, config_from_dict, to_jsonable
 from zsad.evaluation import evaluate_classes, seed_rows
 
 from .aggregate import run_variants
-from .configs import GRID, SCALE_NAMES, load_pipeline_config, resolve_variants, stored_variants, variant_label
+from .configs import FIELDS, SCALE_NAMES, load_pipeline_config, resolve_variants, stored_variants, variant_label
 from .report_parts import class_chart, example_panel, gallery, pick_examples, png_uri, provenance
 
 METRICS = ("sample_f1_max", "sample_auroc", "sample_ap", "pixel_f1_max", "pixel_auroc", "pixel_ap", "pixel_aupro")
@@ -149,7 +149,7 @@ def _variants_page(ranked: dict[str, Any], order: list[str], dataset: str, confi
                    nav: list) -> Path:
     from zsad.plots import variant_small_multiples
     seed = to_jsonable(AggregateConfig())
-    params = [p for p in GRID if len({json.dumps(ranked[vh]["config"].get(p)) for vh in order}) > 1]
+    params = [p for p in FIELDS if len({json.dumps(ranked[vh]["config"].get(p)) for vh in order}) > 1]
     classes = sorted({c for vh in order for c in ranked[vh]["metrics"] if c != "mean"})
     rows = []
     for rank, vh in enumerate(order, 1):
