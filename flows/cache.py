@@ -94,7 +94,7 @@ def prune(store: str, keep_configs: list[str], dry_run: bool = False) -> list[st
     for stage, h, attrs in groups:
         if (stage, to_jsonable(attrs.get("config"))) in by_config:
             kept.add(h)
-    derived = ("aggregate", "thresholds", "errors")  # kept with their inputs, in this order
+    derived = ("memory", "mutual", "aggregate", "thresholds", "errors")  # kept with their inputs, in this order
     present = {h for stage, h, _ in groups if stage == "aggregate"}  # thresholds share their variant's hash
     for level in derived:
         for stage, h, attrs in groups:

@@ -49,7 +49,7 @@ def run_demo(out: str = "zsad-demo", image_size: int = 192, report: bool = True)
     data, store = out_dir / "data", str(out_dir / "store.zarr")
     t0 = time.perf_counter()
     if not (data / "pill").is_dir():
-        write_synthetic(data, SyntheticSpec(image_size=image_size))
+        write_synthetic(data, SyntheticSpec(image_size=image_size, n_train=4))  # 4 references per class
     first = precompute(dataset="synthetic", root=str(data), store=store, config="tiny", patches=True)
     precompute(dataset="synthetic", root=str(data), store=store, config="tiny", patches=True, split="train",
                progress=False)

@@ -69,7 +69,7 @@ def collect_files(paths: list[str]) -> tuple[list[Path], list[dict[str, str]], l
 
 def one_variant(variant: str, reference: str | None = None, name: str = "predict") -> AggregateConfig:
     """The one variant ``predict`` scores. With ``reference`` (a folder of normal images of the
-    class) it is few-shot against exactly those images: they are cached as data set
+    class) it is few-shot against exactly those images (all of them): they are cached as data set
     ``{name}-ref-{digest of their paths, sizes and times}``, so other references make another
     variant (with its own thresholds)."""
     variants = variant_grid(variant)
@@ -81,7 +81,7 @@ def one_variant(variant: str, reference: str | None = None, name: str = "predict
     if agg.mode == "mutual":
         raise ValueError("--reference gives few-shot references; a mutual variant compares the images scored with "
                          "each other and takes none: drop --reference or use mode=few-shot")
-    return normalise(dataclasses.replace(agg, mode="few-shot", reference=reference_name(reference, name)))
+    return normalise(dataclasses.replace(agg, mode="few-shot", reference=reference_name(reference, name), shots=0))
 
 
 def reference_name(folder: str, name: str) -> str:

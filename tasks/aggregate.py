@@ -36,7 +36,7 @@ def _text(store_url: str, key: str) -> tuple:
     return arrays["emb_pd"], arrays["anomalous_p"], arrays["seed_extension_p"], float(attrs["logit_scale"])
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=2)  # chunks run class by class; a full-shot memory can be GBs
 def _memory(store_url: str, key: str | None, references: tuple[str, ...], source: str) -> np.ndarray:
     """A class's reference patch features: its memory unit, or (read-only runs that found none)
     the reference units themselves; ``source`` keys the cache to the reference set."""

@@ -62,7 +62,7 @@ def test_one_row_per_mode_in_the_tables(modes_store, results):
     for label in results:
         assert label in tables
     csv = (modes_store["tmp"] / "res" / "metrics.csv").read_text()
-    assert csv.count("/mutual0.3/") == 2 * 3 and csv.count("/few-shotall/") == 2 * 3  # 2 classes + mean each
+    assert csv.count("/mutual0.3/") == 2 * 3 and csv.count("/few-shot4/") == 2 * 3  # 2 classes + mean each
 
 
 def test_second_run_recomputes_nothing(modes_store, results):
@@ -137,3 +137,32 @@ def test_patch_unit_opens_with_named_dimensions(modes_store):
     assert ds["patches_tlyxc"].dims == ("tile", "layer", "y", "x", "channel")
     assert ds["patches_tlyxc"].dtype == np.float16
     assert ds.attrs["layers"] == [0, 1]
+
+
+def test_predict_few_shot_against_a_reference_folder_and_mutual(modes_store, tmp_path):
+    from flows.predict import run_predict
+    root, store = modes_store["root"], modes_store["store"]
+    refs = tmp_path / "known-good"
+    shutil.copytree(root / "washer" / "train" / "good", refs)
+    images = [str(p) for p in sorted((root / "washer" / "test").glob("*/00[01].png"))]
+    out = run_predict(images, "washer", store, threshold="0.5", out=str(tmp_path / "p"), name="line",
+                      reference=str(refs), progress=False, echo=False)
+    assert out["n_scored"] == len(images) == 10 and out["n_failed"] == 0
+    labels = {r["variant"] for r in out["rows"]}
+    assert len(labels) == 1 and "/few-shotall@line-ref-" in labels.pop()
+    assert all(r["heatmap"] for r in out["rows"])
+    st = runtime.open_store(store)
+    before = st.writes
+    again = run_predict(images, "washer", store, threshold="0.5", out=str(tmp_path / "p2"), name="line",
+                        reference=str(refs), progress=False, echo=False)
+    assert st.writes == before  # references, memory and scores all cached
+    assert [r["sample_score"] for r in again["rows"]] == [r["sample_score"] for r in out["rows"]]
+    with pytest.raises(ValueError, match="is reference"):
+        run_predict([str(refs / "000.png")], "washer", store, threshold="0.5", out=str(tmp_path / "p3"),
+                    name="line", reference=str(refs), progress=False, echo=False)
+    mutual = run_predict(images, "washer", store, threshold="0.5", out=str(tmp_path / "p4"), name="line",
+                         variant="mode=mutual", progress=False, echo=False)
+    assert mutual["n_scored"] == 10 and "/mutual0.3/" in mutual["rows"][0]["variant"]
+    with pytest.raises(ValueError, match="takes none"):
+        run_predict(images, "washer", store, threshold="0.5", variant="mode=mutual", reference=str(refs),
+                    progress=False, echo=False)

@@ -150,7 +150,7 @@ def test_grammar_modes_dedupe_and_labels():
     assert len(vs) == 5  # zero-shot ignores combine: once
     labels = [variant_label(v) for v in vs]
     assert labels[0] == "harmonic/top0.25/scaled/seed-prompts"
-    assert "harmonic/top0.25/scaled/seed-prompts/few-shotall/patch/r1" in labels
+    assert "harmonic/top0.25/scaled/seed-prompts/few-shot4/patch/r1" in labels
     assert "harmonic/top0.25/scaled/seed-prompts/mutual0.3/mean/r3" in labels
     assert [v.shots for v in variant_grid("mode=few-shot;shots=1,2,4")] == [1, 2, 4]
     assert len(variant_grid("mode=mutual;shots=1,2")) == 1  # mutual ignores shots

@@ -118,7 +118,8 @@ class AggregateConfig:
         neighbourhood: largest r x r patch neighbourhood averaged (odd); None = 1 for few-shot
             (WinCLIP+), 3 for mutual (MuSc's 1, 3, 5 on a 37 x 37 grid, scaled to 15 x 15).
         mutual_fraction: mutual only: share of the other images averaged (MuSc: lowest 30%).
-        shots: few-shot only: reference images per class (0 = all there are), drawn with
+        shots: few-shot only: reference images per class (WinCLIP+ reports 1, 2 and 4; 0 = all
+            there are: full-shot, a memory of every training image, costly on VisA), drawn with
             ``shot_seed`` from the train split of data set ``reference`` ("" = the data set itself).
         seed_states: include the seed's extra normal/anomalous states (seed: True); False is
             plain WinCLIP's compositional ensemble.
@@ -136,7 +137,7 @@ class AggregateConfig:
     combine: str = "mean"
     neighbourhood: int | None = None
     mutual_fraction: float = 0.3
-    shots: int = 0
+    shots: int = 4
     shot_seed: int = 0
     reference: str = ""
 

@@ -24,8 +24,8 @@ def normalise(agg: AggregateConfig) -> AggregateConfig:
     """``agg`` with the fields its mode ignores at their defaults and its neighbourhood resolved.
 
     Example:
-        >>> normalise(AggregateConfig(mode="mutual", shots=4)).shots, normalise(AggregateConfig(mode="mutual")).neighbourhood
-        (0, 3)
+        >>> normalise(AggregateConfig(mode="mutual", shots=2)).shots, normalise(AggregateConfig(mode="mutual")).neighbourhood
+        (4, 3)
     """
     defaults = AggregateConfig()
     changes: dict[str, Any] = {f: getattr(defaults, f) for f in _IGNORED[agg.mode]}
