@@ -150,6 +150,24 @@ def _precompute(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def _few_shot_spec(args: argparse.Namespace) -> str | None:
+    """``--variants`` with ``--shots/--shot-seed/--reference``; a reference folder is cached first."""
+    ref = None
+    if args.reference:
+        if getattr(args, "read_only", False):
+            raise ValueError("--reference caches the folder's images into the store; with --read-only cache them "
+                             "first (a run without --read-only)")
+        from .configs import load_pipeline_config
+        from .references import cache_references, reference_classes
+        cfg = load_pipeline_config(args.config, patches=True)
+        ref, failed = cache_references(args.reference, reference_classes(args.reference, args.classes), args.store,
+                                       cfg, args.dataset)
+        from tasks.runtime import failure_text
+        for f in failed:
+            print(f"zsad {args.command}: reference left out: {failure_text(f)}", file=sys.stderr)
+    return with_shots(args.variants, args.shots, args.shot_seed, ref)
+
+
 def run(args: argparse.Namespace) -> Any:  # noqa: C901 - a flat dispatch table
     if args.command == "demo":
         from .demo import run_demo
@@ -177,7 +195,7 @@ def run(args: argparse.Namespace) -> Any:  # noqa: C901 - a flat dispatch table
         from .aggregate import aggregate, run_variants
         fn = aggregate if _orchestrated(args) else run_variants
         return fn(store=args.store, dataset=args.dataset, config=args.config,
-                  variants=with_shots(args.variants, args.shots, args.shot_seed), classes=args.classes, scheduler=args.scheduler, dask_address=args.dask_address,
+                  variants=_few_shot_spec(args), classes=args.classes, scheduler=args.scheduler, dask_address=args.dask_address,
                   save_maps=args.save_maps)
     if args.command == "evaluate":
         from .evaluate import evaluate, run_evaluate
@@ -189,7 +207,7 @@ def run(args: argparse.Namespace) -> Any:  # noqa: C901 - a flat dispatch table
                                  "them: metrics over part of a data set would not compare with published ones")
         fn = evaluate if _orchestrated(args) else run_evaluate
         fn(store=args.store, dataset=args.dataset, config=args.config,
-           variants=with_shots(args.variants, args.shots, args.shot_seed), classes=args.classes, out_dir=args.out, pixel_size=args.pixel_size, fpr=args.fpr, save_maps=args.save_maps,
+           variants=_few_shot_spec(args), classes=args.classes, out_dir=args.out, pixel_size=args.pixel_size, fpr=args.fpr, save_maps=args.save_maps,
            read_only=args.read_only)
         return {"quiet": True}
     if args.command == "report":

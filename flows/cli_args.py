@@ -77,4 +77,8 @@ def _shots_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shots", type=_positive_int, default=None,
                    help="few-shot: K normal reference images per class from the data set's train split (cached with "
                         "`zsad precompute --split train --patches`); adds mode=few-shot when --variants names no mode")
-    p.add_argument("--shot-seed", type=int, default=None, help="few-shot: which K images are drawn (default 0)")
+    p.add_argument("--shot-seed", "--seed", dest="shot_seed", type=int, default=None,
+                   help="few-shot: which K images are drawn (default 0)")
+    p.add_argument("--reference", default=None, metavar="DIR",
+                   help="few-shot against the normal images of DIR/<class>/ (or of DIR itself for one --classes) "
+                        "instead of the data set's train split; all of them unless --shots")

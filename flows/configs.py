@@ -106,29 +106,38 @@ def variant_grid(spec: str | None) -> list[AggregateConfig]:
                               for combo in itertools.product(*(axes[n] for n in names))))
 
 
-def with_shots(spec: str | None, shots: int | None, seed: int | None) -> str | None:
-    """``--shots K --shot-seed S`` as grammar: ``spec`` with ``shots=K;shot_seed=S`` (and
-    ``mode=few-shot`` when it names no mode).
+def with_shots(spec: str | None, shots: int | None, seed: int | None, reference: str | None = None
+               ) -> str | None:
+    """``--shots K --shot-seed S [--reference DIR]`` as grammar: ``spec`` with
+    ``shots=K;shot_seed=S`` (and ``mode=few-shot`` when it names no mode); ``reference`` (the
+    data set name of a cached reference folder) adds ``reference=NAME`` and, unless ``shots``
+    is given, ``shots=0`` (every image of the folder).
 
     Example:
         >>> with_shots("seed", 4, None), with_shots("mode=zero-shot,few-shot", 2, 1)
         ('mode=few-shot;shots=4', 'mode=zero-shot,few-shot;shots=2;shot_seed=1')
+        >>> with_shots("seed", None, None, "visa-ref-0a1b2c3d")
+        'mode=few-shot;shots=0;reference=visa-ref-0a1b2c3d'
     """
-    if shots is None and seed is None:
+    if shots is None and seed is None and reference is None:
         return spec
+    if reference is not None and shots is None:
+        shots = 0
     if spec in (None, "", "seed"):
         spec = "mode=few-shot"
     elif spec == "grid" or "=" not in spec:
         raise ValueError(f"--shots/--shot-seed extend a sweep such as 'mode=few-shot;fusion=harmonic', not {spec!r}; "
                          "or write shots=K;shot_seed=S into --variants")
     fields = {p.partition("=")[0].strip() for p in spec.split(";")}
-    if fields & {"shots", "shot_seed"}:
-        raise ValueError(f"--variants {spec!r} already names shots or shot_seed; drop --shots/--shot-seed")
+    if fields & {"shots", "shot_seed", "reference"}:
+        raise ValueError(f"--variants {spec!r} already names shots, shot_seed or reference; drop --shots/--shot-seed/"
+                         "--reference")
     if "mode" not in fields:
         spec += ";mode=few-shot"
     elif "few-shot" not in spec:
         raise ValueError(f"--shots: --variants {spec!r} has no few-shot mode; add few-shot to its mode= values")
-    return spec + (f";shots={shots}" if shots is not None else "") + (f";shot_seed={seed}" if seed is not None else "")
+    return spec + (f";shots={shots}" if shots is not None else "") + (f";shot_seed={seed}" if seed is not None else "") \
+        + (f";reference={reference}" if reference is not None else "")
 
 
 def _parse(key: str, v: str) -> Any:

@@ -67,7 +67,7 @@ def nightly(root: str, class_name: str, store: str = "zsad-store.zarr", config: 
     run_dir = Path(out_dir) / name / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
     summary = run_predict([str(f) for f in fresh], class_name, store, config, threshold, out=str(run_dir),
                           variant=variant, name=name, device=device, progress=False, echo=False,
-                          reference=reference) if fresh else \
+                          reference=reference or None) if fresh else \
         {"n_scored": 0, "n_failed": 0, "n_anomalous": 0, "rows": [], "scores_csv": None,
          "threshold_source": "(nothing to score)", "threshold": None}
     summary.update(n_new=len(fresh), n_total=total)

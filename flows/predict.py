@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import math
 import os
 import sys
@@ -32,6 +31,7 @@ from zsad.thresholds import Threshold, decide
 from .aggregate import run_variants
 from .configs import load_pipeline_config, variant_grid, variant_label
 from .precompute import run_precompute
+from .references import cache_references, reference_name
 from .thresholds import Decision, resolve_thresholds, save_thresholds
 
 CSV_FIELDS = ("path", "class", "status", "sample_score", "decision", "threshold", "pixel_threshold",
@@ -70,8 +70,8 @@ def collect_files(paths: list[str]) -> tuple[list[Path], list[dict[str, str]], l
 def one_variant(variant: str, reference: str | None = None, name: str = "predict") -> AggregateConfig:
     """The one variant ``predict`` scores. With ``reference`` (a folder of normal images of the
     class) it is few-shot against exactly those images (all of them): they are cached as data set
-    ``{name}-ref-{digest of their paths, sizes and times}``, so other references make another
-    variant (with its own thresholds)."""
+    ``{name}-ref-{digest of their paths, sizes and times}`` (``flows.references``), so other
+    references make another variant (with its own thresholds)."""
     variants = variant_grid(variant)
     if len(variants) != 1:
         raise ValueError(f"predict scores one variant; {variant!r} names {len(variants)}")
@@ -82,26 +82,6 @@ def one_variant(variant: str, reference: str | None = None, name: str = "predict
         raise ValueError("--reference gives few-shot references; a mutual variant compares the images scored with "
                          "each other and takes none: drop --reference or use mode=few-shot")
     return normalise(dataclasses.replace(agg, mode="few-shot", reference=reference_name(reference, name), shots=0))
-
-
-def reference_name(folder: str, name: str) -> str:
-    """Data set name of a reference folder's images: changes whenever a file is added, removed or
-    modified (the folder then names another reference set)."""
-    files, errors, _ = collect_files([folder])
-    if errors:
-        raise ValueError(f"--reference {folder}: {errors[0]['error']}")
-    stamp = sorted((f.as_posix(), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
-    return f"{name}-ref-{hashlib.sha256(repr(stamp).encode()).hexdigest()[:8]}"
-
-
-def _precompute_references(folder: str, agg: AggregateConfig, class_name: str, store: str, cfg, progress: bool
-                           ) -> list[dict[str, str]]:
-    """Cache the reference folder's images (train split); their failures, marked as references."""
-    files, _, _ = collect_files([folder])
-    ids = image_ids([f.as_posix() for f in files])
-    refs = [Sample(str(f), class_name, "train", 0, None, i, "good") for f, i in zip(files, ids)]
-    failed = run_precompute(refs, agg.reference, store, cfg, progress=progress)["failed"]
-    return [dict(f, stage=f"reference {f['stage']}") for f in failed]
 
 
 def score_files(paths: list[str], class_name: str, store: str, config: str, variant: str = "seed",
@@ -115,7 +95,7 @@ def score_files(paths: list[str], class_name: str, store: str, config: str, vari
     vh = plan_stages(cfg).aggregate_hash(agg)
     files, errors, skipped = collect_files(paths)
     if reference is not None:
-        errors += _precompute_references(reference, agg, class_name, store, cfg, progress)
+        errors += cache_references(reference, [class_name], store, cfg, name, progress)[1]
     ids = image_ids([f.as_posix() for f in files])
     samples = [Sample(str(f), class_name, "test", -1, None, i, "") for f, i in zip(files, ids)]  # unlabelled
     Unit(name, class_name, "test", "x")  # checks the names before any work

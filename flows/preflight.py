@@ -9,7 +9,9 @@ a missing folder, an unknown config, absent weights or a class without a stored 
 * ``ZSAD_STORE``: the Zarr store (default ``$ZSAD_HOME/zsad-store.zarr``);
 * ``ZSAD_CONFIG``: ``paper``, ``tiny`` or a JSON config (default ``paper``);
 * ``ZSAD_LINE_ROOT``, ``ZSAD_LINE_CLASS``: the inspection folder and its object class (nightly);
-* ``ZSAD_THRESHOLD``: ``auto`` (stored, default) or a number; ``ZSAD_OUT``: results folder.
+* ``ZSAD_THRESHOLD``: ``auto`` (stored, default) or a number; ``ZSAD_OUT``: results folder;
+* ``ZSAD_LINE_REFERENCE`` (optional): a folder of known-good parts: the nightly flow then scores
+  few-shot against them (its threshold is the few-shot variant's: ``zsad calibrate --reference``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from typing import Any
 
 from stores import Unit
 
-from .configs import load_pipeline_config, variant_grid
+from .configs import load_pipeline_config
+from .predict import one_variant
+from .references import reference_name
 
 
 def _env(name: str, default: str | None = None) -> str:
@@ -46,13 +50,17 @@ def check_deployment(line: bool = False, **_: Any) -> dict[str, Any]:
         if not root.is_dir():
             raise ValueError(f"prefect deploy: ZSAD_LINE_ROOT={root} is not a folder")
         cls = _env("ZSAD_LINE_CLASS")
+        reference = os.environ.get("ZSAD_LINE_REFERENCE") or None
+        if reference is not None:
+            reference = str(Path(reference).resolve())
+            reference_name(reference, "line")  # a folder with images, or a clear error
         Unit("line", cls, "test", "x")  # a valid class name
         threshold = _env("ZSAD_THRESHOLD", "auto")
         if threshold == "auto":
             from tasks.runtime import open_store
 
             from .thresholds import resolve_thresholds
-            vh = plan.aggregate_hash(variant_grid("seed")[0])
+            vh = plan.aggregate_hash(one_variant("seed", reference, "line"))
             resolve_thresholds("auto", None, open_store(store), vh, cls, store)  # raises, naming the fix
         else:
             try:
@@ -60,5 +68,5 @@ def check_deployment(line: bool = False, **_: Any) -> dict[str, Any]:
             except ValueError:
                 raise ValueError(f"prefect deploy: ZSAD_THRESHOLD must be 'auto' or a number, got {threshold!r}") \
                     from None
-        out.update(line_root=str(root), line_class=cls, threshold=threshold)
+        out.update(line_root=str(root), line_class=cls, threshold=threshold, line_reference=reference or "")
     return out

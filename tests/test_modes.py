@@ -7,6 +7,7 @@ That contrast is the honest check that the patch plumbing works end to end.
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -166,3 +167,20 @@ def test_predict_few_shot_against_a_reference_folder_and_mutual(modes_store, tmp
     with pytest.raises(ValueError, match="takes none"):
         run_predict(images, "washer", store, threshold="0.5", variant="mode=mutual", reference=str(refs),
                     progress=False, echo=False)
+
+
+def test_cli_evaluate_with_a_reference_folder_and_shots(modes_store, tmp_path, capsys):
+    from flows.cli import main
+    root, store = modes_store["root"], modes_store["store"]
+    refs = tmp_path / "refs" / "pill"
+    shutil.copytree(root / "pill" / "train" / "good", refs)
+    out = tmp_path / "res"
+    assert main(["evaluate", "--store", store, "--classes", "pill", "--reference", str(refs.parent),
+                 "--shots", "3", "--seed", "2", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    (label,) = [v["label"] for v in metrics.values()]
+    assert "/few-shot3@synthetic-ref-" in label and "s2/" in label
+    assert main(["evaluate", "--store", store, "--variants", "grid", "--shots", "2", "--out", str(out)]) == 2
+    assert "--shots/--shot-seed extend a sweep" in capsys.readouterr().err
+    assert main(["evaluate", "--store", store, "--reference", str(tmp_path / "nothing"), "--out", str(out)]) == 2
+    assert "--reference" in capsys.readouterr().err
