@@ -145,11 +145,24 @@ def _shown(param: str, value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def _distinct_params(params: list[str], configs: list[dict[str, Any]]) -> list[str]:
+    """``params`` without those that only rename an earlier one (a one-to-one map between their
+    values, e.g. the neighbourhood each mode defaults to): one column and one chart each."""
+    def values(p: str) -> list[str]:
+        return [json.dumps(c.get(p)) for c in configs]
+    kept: list[str] = []
+    for p in params:
+        if not any(len(set(zip(values(q), values(p)))) == len(set(values(q))) == len(set(values(p))) for q in kept):
+            kept.append(p)
+    return kept
+
+
 def _variants_page(ranked: dict[str, Any], order: list[str], dataset: str, config: str, out_dir: Path,
                    nav: list) -> Path:
     from zsad.plots import variant_small_multiples
     seed = to_jsonable(AggregateConfig())
-    params = [p for p in FIELDS if len({json.dumps(ranked[vh]["config"].get(p)) for vh in order}) > 1]
+    params = _distinct_params([p for p in FIELDS if len({json.dumps(ranked[vh]["config"].get(p)) for vh in order}) > 1],
+                              [ranked[vh]["config"] for vh in order])
     classes = sorted({c for vh in order for c in ranked[vh]["metrics"] if c != "mean"})
     rows = []
     for rank, vh in enumerate(order, 1):
