@@ -108,11 +108,15 @@ def lowest_mean(distances_np: np.ndarray, fraction: float) -> np.ndarray:
 
 def image_distances(query_lpc: torch.Tensor, others: Sequence[torch.Tensor]) -> torch.Tensor:
     """(N, L, P): for each other image (its (L, K_j, C) features), each query patch's distance to
-    its nearest patch there, per layer. Images are batched into one matrix product per call."""
+    its nearest patch there, per layer. The images are batched into one matrix product per layer
+    (a (P, sum K_j) similarity matrix at a time: ~50 MB for 16 images of 2 tiles)."""
     keys = torch.cat(list(others), dim=1)
-    sim = torch.bmm(query_lpc, keys.transpose(1, 2))  # (L, P, sum K_j)
     bounds = np.cumsum([0] + [o.shape[1] for o in others])
-    best = torch.stack([sim[:, :, a:b].amax(dim=2) for a, b in zip(bounds[:-1], bounds[1:])])
+    best = torch.empty(len(others), query_lpc.shape[0], query_lpc.shape[1])
+    for layer in range(query_lpc.shape[0]):
+        sim = query_lpc[layer] @ keys[layer].T  # (P, sum K_j)
+        for j, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+            best[j, layer] = sim[:, a:b].amax(dim=1)
     return (1 - best) / 2
 
 
