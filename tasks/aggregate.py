@@ -19,8 +19,8 @@ from stores import Unit, class_key, unit_key
 from zsad.aggregate import Aggregated, aggregate_variants, component_means
 from zsad.config import AggregateConfig, config_from_dict
 from zsad.datasets import ground_truth
-from zsad.modes import normalise
 from zsad.evaluation import ClassEvaluator
+from zsad.modes import normalise
 from zsad.patches import few_shot_scores
 
 from .plan import PATCH_STAGE
@@ -51,6 +51,9 @@ def patch_scores(store_url: str, hashes: dict[str, str], unit: Unit, cfg: Aggreg
     """(T, gy, gx) patch scores of a few-shot or mutual variant (None for zero-shot)."""
     if cfg.mode == "zero-shot":
         return None
+    if ctx is None:
+        raise ValueError(f"{unit.path}: a {cfg.mode} variant needs its class's reference set or batch "
+                         "(tasks.patches.patch_contexts; run_variants builds them)")
     store = open_store(store_url)
     if cfg.mode == "few-shot":
         query = store.read_array(unit_key(PATCH_STAGE, hashes[PATCH_STAGE], unit), "patches_tlyxc")

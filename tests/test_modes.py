@@ -184,3 +184,19 @@ def test_cli_evaluate_with_a_reference_folder_and_shots(modes_store, tmp_path, c
     assert "--shots/--shot-seed extend a sweep" in capsys.readouterr().err
     assert main(["evaluate", "--store", store, "--reference", str(tmp_path / "nothing"), "--out", str(out)]) == 2
     assert "--reference" in capsys.readouterr().err
+
+
+def test_a_new_image_recomputes_its_class_batch_only(modes_store):
+    root, store = modes_store["root"], modes_store["store"]
+    cfg = load_pipeline_config("tiny", patches=True)
+    washers = read_dataset("synthetic", root, ["washer"])
+    pills = read_dataset("synthetic", root, ["pill"])[:2]
+    run_precompute(washers[:3] + pills, "grow", store, cfg, progress=False)
+    first = run_variants(store, "grow", "tiny", "mode=mutual")
+    assert [m["written"] for m in first.values()] == [5]
+    run_precompute(washers[3:4], "grow", store, cfg, progress=False)
+    st = runtime.open_store(store)
+    before = st.writes
+    again = run_variants(store, "grow", "tiny", "mode=mutual")
+    # the washer batch changed: its 4 mutual units and 4 scores again; the pills' untouched
+    assert [m["written"] for m in again.values()] == [4] and st.writes - before == 8
