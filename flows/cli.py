@@ -158,10 +158,11 @@ def _few_shot_spec(args: argparse.Namespace) -> str | None:
             raise ValueError("--reference caches the folder's images into the store; with --read-only cache them "
                              "first (a run without --read-only)")
         from .configs import load_pipeline_config
-        from .references import cache_references, reference_classes
+        from .references import cache_references, reference_classes, reference_name
         cfg = load_pipeline_config(args.config, patches=True)
-        ref, failed = cache_references(args.reference, reference_classes(args.reference, args.classes), args.store,
-                                       cfg, args.dataset)
+        ref = reference_name(args.reference, args.dataset)
+        failed = cache_references(args.reference, reference_classes(args.reference, args.classes), args.store, cfg,
+                                  ref)
         from tasks.runtime import failure_text
         for f in failed:
             print(f"zsad {args.command}: reference left out: {failure_text(f)}", file=sys.stderr)

@@ -84,18 +84,17 @@ def one_variant(variant: str, reference: str | None = None, name: str = "predict
     return normalise(dataclasses.replace(agg, mode="few-shot", reference=reference_name(reference, name), shots=0))
 
 
-def score_files(paths: list[str], class_name: str, store: str, config: str, variant: str = "seed",
+def score_files(paths: list[str], class_name: str, store: str, config: str, agg: AggregateConfig,
                 name: str = "predict", device: str | None = None, progress: bool = True,
                 reference: str | None = None) -> Scored:
-    """Precompute what is missing and aggregate one variant for the given files (few-shot against
-    the images of folder ``reference`` when given; a mutual variant compares the files with
-    each other)."""
-    agg = one_variant(variant, reference, name)
+    """Precompute what is missing and aggregate variant ``agg`` (``one_variant``) for the given
+    files (few-shot against the images of folder ``reference`` when given; a mutual variant
+    compares the files with each other)."""
     cfg = load_pipeline_config(config, device=device, patches=True if agg.mode != "zero-shot" else None)
     vh = plan_stages(cfg).aggregate_hash(agg)
     files, errors, skipped = collect_files(paths)
     if reference is not None:
-        errors += cache_references(reference, [class_name], store, cfg, name, progress)[1]
+        errors += cache_references(reference, [class_name], store, cfg, agg.reference, progress)
     ids = image_ids([f.as_posix() for f in files])
     samples = [Sample(str(f), class_name, "test", -1, None, i, "") for f, i in zip(files, ids)]  # unlabelled
     Unit(name, class_name, "test", "x")  # checks the names before any work
@@ -127,7 +126,7 @@ def run_predict(paths: list[str], class_name: str, store: str = "zsad-store.zarr
     agg = one_variant(variant, reference, name)
     vh = plan_stages(load_pipeline_config(config)).aggregate_hash(agg)
     decision = resolve_thresholds(threshold, pixel_threshold, open_store(store), vh, class_name, store)
-    scored = score_files(paths, class_name, store, config, variant, name, device, progress=progress,
+    scored = score_files(paths, class_name, store, config, agg, name, device, progress=progress,
                          reference=reference)
     errors, vh = scored.errors, scored.variant_hash
     out_dir = Path(out)
@@ -217,7 +216,8 @@ def run_calibrate(good: list[str], class_name: str, store: str = "zsad-store.zar
     """Store image and pixel thresholds at false-alarm rate ``fpr`` from known-good images only."""
     if not 0.0 <= fpr < 1.0 or math.isnan(fpr):
         raise ValueError(f"--fpr must be in [0, 1), got {fpr}")
-    scored = score_files(good, class_name, store, config, variant, name, device, progress=progress,
+    agg = one_variant(variant, reference, name)
+    scored = score_files(good, class_name, store, config, agg, name, device, progress=progress,
                          reference=reference)
     errors, vh = scored.errors, scored.variant_hash
     st, ev = open_store(store), ClassEvaluator()
@@ -231,6 +231,6 @@ def run_calibrate(good: list[str], class_name: str, store: str = "zsad-store.zar
     found = ev.thresholds(source, fpr)
     save_thresholds(st, vh, class_name, {lvl: {"fpr": found[lvl]["fpr"]} for lvl in found if "fpr" in found[lvl]})
     t: Threshold = found["image"]["fpr"]
-    return {"class": class_name, "variant_hash": vh, "variant": to_jsonable(one_variant(variant, reference, name)),
+    return {"class": class_name, "variant_hash": vh, "variant": to_jsonable(agg),
             "n_images": len(ev.labels), "n_failed": len(errors), "fpr": fpr, "image_threshold": t.value,
             "pixel_threshold": found["pixel"].get("fpr") and found["pixel"]["fpr"].value, "failed": errors}

@@ -61,11 +61,10 @@ def reference_samples(folder: str | Path, classes: list[str]) -> list[Sample]:
     return out
 
 
-def cache_references(folder: str | Path, classes: list[str], store: str, cfg: PipelineConfig, name: str,
-                     progress: bool = True) -> tuple[str, list[dict[str, str]]]:
-    """Precompute the reference images (with patches) under their data set name; that name and
-    their failures (stage marked ``reference ...``: a bad reference is named, the rest are used)."""
-    ref = reference_name(folder, name)
-    samples = reference_samples(folder, classes)
-    failed = run_precompute(samples, ref, store, cfg, progress=progress)["failed"]
-    return ref, [dict(f, stage=f"reference {f['stage']}") for f in failed]
+def cache_references(folder: str | Path, classes: list[str], store: str, cfg: PipelineConfig, ref: str,
+                     progress: bool = True) -> list[dict[str, str]]:
+    """Precompute the reference images (with patches) as data set ``ref`` (``reference_name``,
+    named once by the caller: the variant it scores carries the same name); their failures
+    (stage marked ``reference ...``: a bad reference is named, the rest are used)."""
+    failed = run_precompute(reference_samples(folder, classes), ref, store, cfg, progress=progress)["failed"]
+    return [dict(f, stage=f"reference {f['stage']}") for f in failed]

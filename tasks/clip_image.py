@@ -31,7 +31,7 @@ def _writer(hashes: dict[str, str], stages: tuple[str, ...], layers: tuple[int, 
             if "clip_image" in stages:
                 store.write_unit(unit_key("clip_image", hashes["clip_image"], unit), {"emb_td": (e, ("tile", "embed"))},
                                  source=sha)
-            if p is not None and not store.is_complete(unit_key("clip_patch", hashes["clip_patch"], unit), sha):
+            if p is not None:
                 store.write_unit(unit_key("clip_patch", hashes["clip_patch"], unit),
                                  {"patches_tlyxc": (np.ascontiguousarray(p), PATCH_DIMS)},
                                  {"layers": used, "grid": list(p.shape[2:4])}, source=sha)

@@ -154,7 +154,7 @@ def patch_contexts(store_url: str, plan: StagePlan, variants: list[tuple[str, Ag
                    dataset: str, read_only: bool, scheduler: str = "threads") -> dict[tuple[str, str], Context]:
     """``(variant hash, class) -> context`` for the few-shot and mutual variants among ``variants``
     (zero-shot ones need none). Checks that every test image has patch features."""
-    patch_variants = [(vh, normalise(a)) for vh, a in variants if normalise(a).mode != "zero-shot"]
+    patch_variants = [(vh, a) for vh, a in ((vh, normalise(a)) for vh, a in variants) if a.mode != "zero-shot"]
     if not patch_variants:
         return {}
     store = open_store(store_url)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import open_clip
@@ -47,12 +47,19 @@ class ClipEncoder:
     @torch.inference_mode()
     def encode_images(self, tiles: Sequence[np.ndarray]) -> np.ndarray:
         """(h, w, 3) uint8 crops -> (T, D) float32 unit-norm embeddings."""
+        return self._encode(tiles)
+
+    def _encode(self, tiles: Sequence[np.ndarray], after_batch: Callable[[], None] | None = None) -> np.ndarray:
+        """The embedding loop; ``after_batch()`` runs after each batch's forward pass (where forward
+        hooks have seen that batch)."""
         out = []
         for sl in batches(len(tiles), self.batch_size):
             x = resize_batch(tiles[sl], self.image_size, Image.BICUBIC, self.mean, self.std).to(self.device)
             with autocast(self.device, self.precision):
                 emb = self.model.encode_image(x)
             out.append(torch.nn.functional.normalize(emb.float(), dim=-1).cpu())
+            if after_batch is not None:
+                after_batch()
         return torch.cat(out).numpy() if out else np.zeros((0, self.embed_dim), np.float32)
 
     @torch.inference_mode()
@@ -69,26 +76,22 @@ class ClipEncoder:
         layers = self.resolve_layers(layers)
         gy, gx = self.grid_size
         seen: list[torch.Tensor] = []
+        patches = [np.zeros((0, len(layers), gy, gx, self.width), np.float16)]
+
+        def collect() -> None:  # the batch's tokens, as the hooks saw them
+            tok = torch.stack([o if self.model.visual.transformer.batch_first else o.transpose(0, 1)
+                               for o in seen], dim=1)  # (B, L, N, C)
+            tok = tok[:, :, tok.shape[2] - gy * gx:]  # drop the class (and any register) tokens
+            patches.append(tok.reshape(tok.shape[0], len(layers), gy, gx, -1).to(torch.float16).cpu().numpy())
+            seen.clear()
+
         hooks = [blocks[i].register_forward_hook(lambda _m, _i, out: seen.append(out)) for i in layers]
-        embs, patches = [], []
         try:
-            for sl in batches(len(tiles), self.batch_size):
-                seen.clear()
-                x = resize_batch(tiles[sl], self.image_size, Image.BICUBIC, self.mean, self.std).to(self.device)
-                with autocast(self.device, self.precision):
-                    emb = self.model.encode_image(x)
-                embs.append(torch.nn.functional.normalize(emb.float(), dim=-1).cpu())
-                tok = torch.stack([o if self.model.visual.transformer.batch_first else o.transpose(0, 1)
-                                   for o in seen], dim=1)  # (B, L, N, C)
-                tok = tok[:, :, tok.shape[2] - gy * gx:]  # drop the class (and any register) tokens
-                patches.append(tok.reshape(tok.shape[0], len(layers), gy, gx, -1).to(torch.float16).cpu())
+            emb = self._encode(tiles, collect)
         finally:
             for h in hooks:
                 h.remove()
-        if not embs:
-            return (np.zeros((0, self.embed_dim), np.float32),
-                    np.zeros((0, len(layers), gy, gx, self.width), np.float16))
-        return torch.cat(embs).numpy(), torch.cat(patches).numpy()
+        return emb, np.concatenate(patches)
 
     def resolve_layers(self, layers: Sequence[int] | None) -> tuple[int, ...]:
         """``layers`` checked against this tower (None = ``default_patch_layers``)."""
