@@ -200,3 +200,23 @@ def test_a_new_image_recomputes_its_class_batch_only(modes_store):
     again = run_variants(store, "grow", "tiny", "mode=mutual")
     # the washer batch changed: its 4 mutual units and 4 scores again; the pills' untouched
     assert [m["written"] for m in again.values()] == [4] and st.writes - before == 8
+
+
+def test_a_broken_reference_is_named_and_the_others_are_used(modes_store, tmp_path):
+    from flows.predict import run_predict
+    root, store = modes_store["root"], modes_store["store"]
+    refs = tmp_path / "refs"
+    shutil.copytree(root / "pill" / "train" / "good", refs)
+    (refs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not an image")
+    images = [str(p) for p in sorted((root / "pill" / "test").glob("*/000.png"))]
+    out = run_predict(images, "pill", store, threshold="0.5", out=str(tmp_path / "p"), name="brk",
+                      reference=str(refs), progress=False, echo=False)
+    scored = [r for r in out["rows"] if r["status"] == "scored"]
+    errors = [r for r in out["rows"] if r["status"] == "error"]
+    assert len(scored) == len(images) == 5
+    assert len(errors) == 1 and errors[0]["path"].endswith("broken.png")
+    assert errors[0]["stage"].startswith("reference")
+    st = runtime.open_store(store)
+    (memory,) = [h for stage, h, a in st.stages()
+                 if stage == "memory" and a["config"]["reference"].startswith("brk-ref-")]
+    assert len(st.read_attrs(f"memory/{memory}/brk/pill")["references"]) == 4  # the four good references
