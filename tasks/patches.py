@@ -98,9 +98,13 @@ def memory_context(store: StageStore, plan: StagePlan, agg: AggregateConfig, dat
     return {"source": source, "memory": key, "references": ref_keys}
 
 
+def mutual_config(agg: AggregateConfig) -> dict[str, Any]:
+    """What the ``mutual`` stage's output depends on besides the patches (its group records it)."""
+    return {"mutual_fraction": agg.mutual_fraction, "neighbourhood": agg.neighbourhood}
+
+
 def mutual_hash(plan: StagePlan, agg: AggregateConfig) -> str:
-    return stage_hash("mutual", {"mutual_fraction": agg.mutual_fraction, "neighbourhood": agg.neighbourhood},
-                      None, (plan.hashes[PATCH_STAGE],))
+    return stage_hash("mutual", mutual_config(agg), None, (plan.hashes[PATCH_STAGE],))
 
 
 def mutual_block(store_url: str, patch_hash: str, mh: str, agg: dict[str, Any], batch: list[str],
@@ -138,11 +142,10 @@ def mutual_contexts(store_url: str, plan: StagePlan, agg: AggregateConfig, by_cl
         pending = [p for p in sorted(tests) if not store.is_complete(unit_key("mutual", mh, Unit(*p.split("/"))),
                                                                      sources[p])]
         if pending and not read_only:
-            store.ensure_stage("mutual", mh, {"mutual_fraction": agg.mutual_fraction,
-                                              "neighbourhood": agg.neighbourhood},
-                               {PATCH_STAGE: plan.hashes[PATCH_STAGE]})
-        jobs += [(cls, dask.delayed(mutual_block)(store_url, plan.hashes[PATCH_STAGE], mh, to_jsonable(agg), sorted(tests),
-                                                  pending[i: i + block], sources, block, not read_only))
+            store.ensure_stage("mutual", mh, mutual_config(agg), {PATCH_STAGE: plan.hashes[PATCH_STAGE]})
+        jobs += [(cls, dask.delayed(mutual_block)(store_url, plan.hashes[PATCH_STAGE], mh, to_jsonable(agg),
+                                                  sorted(tests), pending[i: i + block], sources, block,
+                                                  not read_only))
                  for i in range(0, len(pending), block)]
     results = dask.compute(*[j for _, j in jobs], scheduler=scheduler) if jobs else ()
     for (cls, _), scores in zip(jobs, results):

@@ -24,7 +24,8 @@ def normalise(agg: AggregateConfig) -> AggregateConfig:
     """``agg`` with the fields its mode ignores at their defaults and its neighbourhood resolved.
 
     Example:
-        >>> normalise(AggregateConfig(mode="mutual", shots=2)).shots, normalise(AggregateConfig(mode="mutual")).neighbourhood
+        >>> mutual = normalise(AggregateConfig(mode="mutual", shots=2))
+        >>> mutual.shots, mutual.neighbourhood   # shots reset (mutual ignores them), r resolved
         (4, 3)
     """
     defaults = AggregateConfig()
