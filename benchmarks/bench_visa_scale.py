@@ -1,29 +1,31 @@
-"""Re-aggregation at VisA scale: the old path and the new path side by side, in one run.
+"""Re-aggregation at VisA scale: the previous code and this one side by side, in one run.
 
 A VisA-shaped store (image sizes 1024x768 to 1500x1000, 2-4 tiles of 352 px, 640-d CLIP
-embeddings, 882 prompts, 19 CLIPSeg maps per tile of realistic smooth logits, half the images
-with a small defect and its mask file) is generated once under ``--work`` and reused. Its
-CLIPSeg outputs are stored twice: as float16 probabilities (the old cache) and as logit8.
+embeddings, 882 prompts, 19 CLIPSeg maps per tile of realistic smooth logits cached as logit8,
+half the images with a small defect and its mask file) is generated once under ``--work`` and
+grown to each size asked for.
 
-* old path: one variant written with full-size float32-sized maps (as every variant was before),
-  then a metrics pass that reads those maps back (the old ``evaluate``);
-* new path: one pass that aggregates, writes the small per-variant units and streams each map
-  into exact metrics (``run_variants(evaluate=True)``), from the logit8 cache.
+* old: the code at ``--old-rev`` (checked out with ``git archive``), run in its own process on
+  the same store: ``run_variants(evaluate=True, overwrite=True)`` for the seed variant and the
+  grid (the grid on the first ``--old-grid-images`` images: it takes 25 ms per image-variant);
+* new: this checkout, the same calls, after a one-time build of the ``fused`` stage (its own line).
 
-Per-image times are extrapolated to VisA's 10,821 test images (the cost per image does not
-depend on how many there are). A cProfile of the new path shows where the time goes.
+Each measurement runs in a fresh process; CPU utilisation = (user + system time of the process
+and its workers) / (wall time x cores). Per-image times are extrapolated to VisA's 10,821 test
+images, and the metrics of old and new are compared (largest difference over every class and
+metric). The second size shows whether the cost per image grows with the store.
 
-    .venv/bin/python benchmarks/bench_visa_scale.py [--images 200] [--grid 36] [--work DIR]
+    .venv/bin/python benchmarks/bench_visa_scale.py [--sizes 500,2000] [--work DIR]
 """
 
 from __future__ import annotations
 
 import argparse
-import cProfile
 import dataclasses
-import io
 import json
-import pstats
+import os
+import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,41 +34,41 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+HERE = Path(__file__).resolve()
+sys.path.insert(0, str(HERE.parent))
 from bench_store_size import L, S, blob, smooth  # noqa: E402
 
 VISA_IMAGES = 10_821
 SIZES = ((768, 1024), (1000, 1500), (1000, 1274))
+GRID = "grid"  # the CLI's 72-variant grid
 
 
 def configs(work: Path) -> dict[str, str]:
     from zsad.config import PipelineConfig, to_jsonable
-    out = {}
-    for dt in ("float16", "logit8"):
-        path = work / f"{dt}.json"
-        path.write_text(json.dumps(to_jsonable(dataclasses.replace(PipelineConfig.tiny(), map_dtype=dt))))
-        out[dt] = str(path)
-    return out
+    path = work / "fused-float32.json"
+    path.write_text(json.dumps(to_jsonable(dataclasses.replace(PipelineConfig.tiny(), fused_dtype="float32"))))
+    return {"float16": "tiny", "float32": str(path)}  # the old code reads "tiny" (fused float16 is its default)
 
 
-def generate(work: Path, n: int, cfgs: dict[str, str]) -> None:
+def generate(work: Path, start: int, n: int, cfg: str) -> None:
+    """Images ``start`` .. ``n - 1`` of the store (each image's arrays depend only on its index)."""
     from flows.configs import load_pipeline_config
     from stores import StageStore, Unit, class_key, unit_key
     from tasks.plan import plan_stages
     from zsad.pixelmaps import store_maps
     from zsad.prompts import build_prompt_set
-    rng = np.random.default_rng(0)
-    plans = {dt: plan_stages(load_pipeline_config(c)) for dt, c in cfgs.items()}
-    h = plans["logit8"].hashes
+    h = plan_stages(load_pipeline_config(cfg)).hashes
     st = StageStore(work / "store.zarr")
-    ps = build_prompt_set("capsules")
-    st.write_unit(class_key("clip_text", h["clip_text"], "visa", "capsules"), {
-        "emb_pd": (rng.normal(size=(len(ps), 640)).astype(np.float32), ("prompt", "embed")),
-        "anomalous_p": (ps.anomalous_p, ("prompt",)), "seed_extension_p": (ps.seed_extension_p, ("prompt",))},
-        {"texts": list(ps.texts), "logit_scale": 100.0})
+    if start == 0:
+        rng = np.random.default_rng(0)
+        ps = build_prompt_set("capsules")
+        st.write_unit(class_key("clip_text", h["clip_text"], "visa", "capsules"), {
+            "emb_pd": (rng.normal(size=(len(ps), 640)).astype(np.float32), ("prompt", "embed")),
+            "anomalous_p": (ps.anomalous_p, ("prompt",)), "seed_extension_p": (ps.seed_extension_p, ("prompt",))},
+            {"texts": list(ps.texts), "logit_scale": 100.0})
     (work / "masks").mkdir(exist_ok=True)
-    for i in range(n):
+    for i in range(start, n):
+        rng = np.random.default_rng(1000 + i)
         unit, sha = Unit("visa", "capsules", "test", f"{i:05d}"), f"sha{i}"
         hh, ww = SIZES[i % len(SIZES)]
         t = int(rng.integers(2, 5))
@@ -87,94 +89,140 @@ def generate(work: Path, n: int, cfgs: dict[str, str]) -> None:
                       "component_t": (np.arange(1, t + 1, dtype=np.int32), ("tile",))}, source=sha)
         st.write_unit(unit_key("clip_image", h["clip_image"], unit),
                       {"emb_td": (rng.normal(size=(t, 640)).astype(np.float32), ("tile", "embed"))}, source=sha)
-        for dt, plan in plans.items():
-            st.write_unit(unit_key("clipseg", plan.hashes["clipseg"], unit),
-                          {"maps_tlhw": (store_maps(logits, dt), ("tile", "prompt", "y", "x"))}, source=sha)
+        st.write_unit(unit_key("clipseg", h["clipseg"], unit),
+                      {"maps_tlhw": (store_maps(logits, "logit8"), ("tile", "prompt", "y", "x"))}, source=sha)
 
 
-def old_path(store: str, cfg: str) -> None:
-    """Write maps for one variant, then read them back for the metrics (what evaluate did)."""
+def _metrics(meta: dict) -> dict[str, dict[str, float]]:
+    """variant label -> {metric: value} over every class (for comparing old and new)."""
+    out = {}
+    for m in meta.values():
+        for cls, ev in m.evaluators.items():
+            for k, v in ev.result().items():
+                out.setdefault(m.label, {})[f"{cls}/{k}"] = float(v)
+    return out
+
+
+def one(kind: str, work: Path, n: int, cfg: str) -> dict:
+    """One measurement in this process (``--one``): wall, CPU seconds (with workers), metrics."""
     from flows.aggregate import run_variants
-    from flows.configs import load_pipeline_config
-    from stores import StageStore, unit_key
-    from tasks.plan import plan_stages
-    from zsad.config import AggregateConfig
-    from zsad.datasets import ground_truth
-    from zsad.evaluation import ClassEvaluator
-    run_variants(store, "visa", cfg, "seed", overwrite=True, save_maps=True)
-    plan = plan_stages(load_pipeline_config(cfg))
-    vh, st, ev = plan.aggregate_hash(AggregateConfig()), StageStore(store), ClassEvaluator()
-    for u in st.list_units("aggregate", vh, "visa"):
-        image = st.read_attrs(unit_key("image", plan.hashes["image"], u))
-        arrays, attrs = st.read_unit(unit_key("aggregate", vh, u))
-        pixel = arrays["pixel_map_hw"].astype(np.float32)
-        ev.update(image["label"], attrs["sample_score"], ground_truth(image["mask_path"], pixel.shape), pixel)
-    ev.result()
+    units = [f"visa/capsules/test/{i:05d}" for i in range(n)]
+    store = str(work / "store.zarr")
+    r0, c0, t = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN), \
+        time.perf_counter()
+    out: dict = {}
+    if kind == "fused":
+        from flows.configs import load_pipeline_config
+        from stores import StageStore, Unit
+        from tasks.fused import build_fused
+        from tasks.plan import plan_stages
+        plan = plan_stages(load_pipeline_config(cfg))
+        out["written"] = build_fused(StageStore(store), plan, [Unit(*u.split("/")) for u in units],
+                                     ("harmonic", "arithmetic", "geometric"))
+        out["bytes"] = {f: StageStore(store).size_bytes(f"fused/{plan.fused_hash(f)}") / n
+                        for f in ("harmonic",)}
+    else:
+        meta = run_variants(store, "visa", cfg, "seed" if kind == "seed" else GRID, units=units, overwrite=True,
+                            evaluate=True)
+        out["metrics"] = _metrics(meta)
+        out["variants"] = len(meta)
+        out["scheduler"] = getattr(next(iter(meta.values())), "scheduler", "threads")
+    wall = time.perf_counter() - t
+    r1, c1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = sum(getattr(b, f) - getattr(a, f) for a, b in ((r0, r1), (c0, c1)) for f in ("ru_utime", "ru_stime"))
+    return {**out, "wall": wall, "cpu": cpu}
+
+
+def measure(kind: str, work: Path, n: int, cfg: str, src: Path | None = None) -> dict:
+    """``one`` in a fresh process; ``src``: run the code checked out there instead of this one."""
+    env = dict(os.environ, PYTHONPATH=str(src or HERE.parents[1]))
+    args = [sys.executable, str(HERE if src is None else src / "benchmarks" / "bench_visa_scale_old.py"),
+            "--one", kind, "--n", str(n), "--work", str(work), "--config", cfg]
+    res = subprocess.run(args, capture_output=True, text=True, env=env, cwd=str(src or HERE.parents[1]))
+    if res.returncode != 0:
+        raise SystemExit(f"{kind} ({'old' if src else 'new'}) failed:\n{res.stderr[-3000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def old_checkout(work: Path, rev: str) -> Path:
+    """The code at ``rev`` (``git archive``) with this file's ``one`` as its runner."""
+    src = work / f"old-{rev}"
+    if not src.exists():
+        src.mkdir(parents=True)
+        tar = subprocess.run(["git", "-C", str(HERE.parents[1]), "archive", rev], capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(src)], input=tar, check=True)
+    (src / "benchmarks" / "bench_visa_scale_old.py").write_text(HERE.read_text())
+    return src
+
+
+def _largest_diff(a: dict, b: dict) -> float:
+    diffs = [abs(a[v][k] - b[v][k]) for v in a if v in b for k in a[v] if k in b[v]
+             if not (np.isnan(a[v][k]) and np.isnan(b[v][k]))]
+    return max(diffs) if diffs else float("nan")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=int, default=200)
-    ap.add_argument("--grid", type=int, default=36, choices=[6, 36])
+    ap.add_argument("--sizes", default="500,2000", help="store sizes (images), smallest first")
+    ap.add_argument("--old-rev", default="96d8ae6", help="the code to compare with (a git revision)")
+    ap.add_argument("--old-grid-images", type=int, default=100)
     ap.add_argument("--work", default=None)
+    ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--config", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
-    from flows.aggregate import run_variants
-    from stores import StageStore
-    from tasks import runtime
     work = Path(a.work or tempfile.mkdtemp(prefix="zsad-visa-scale-"))
+    if a.one:
+        print(json.dumps(one(a.one, work, a.n, a.config)))
+        return
+    sys.path.insert(0, str(HERE.parents[1]))
     work.mkdir(parents=True, exist_ok=True)
-    cfgs, store = configs(work), str(work / "store.zarr")
-    marker = work / f"generated-{a.images}"
-    if not marker.exists():
+    cfgs, sizes = configs(work), [int(v) for v in a.sizes.split(",")]
+    have = int((work / "generated").read_text()) if (work / "generated").exists() else 0
+    if have < sizes[-1]:
         t = time.perf_counter()
-        generate(work, a.images, cfgs)
-        marker.touch()
-        print(f"generated {a.images} VisA-shaped images in {time.perf_counter() - t:.0f} s")
-    st = StageStore(store)
-    sizes = {stage: st.size_bytes(stage) / a.images for stage in ("tiles", "clip_image")}
-    from flows.configs import load_pipeline_config
-    from tasks.plan import plan_stages
-    for dt in ("float16", "logit8"):
-        sizes[f"clipseg ({dt})"] = st.size_bytes(f"clipseg/{plan_stages(load_pipeline_config(cfgs[dt])).hashes['clipseg']}"
-                                                 ) / a.images
+        generate(work, have, sizes[-1], cfgs["float16"])
+        (work / "generated").write_text(str(sizes[-1]))
+        print(f"generated images {have}..{sizes[-1] - 1} in {time.perf_counter() - t:.0f} s")
+    old = old_checkout(work, a.old_rev)
+    cores = os.cpu_count() or 1
+    rows, diffs = [], []
 
-    def clock(fn, *args, **kw) -> float:
-        runtime.forget_stores()
-        t = time.perf_counter()
-        fn(*args, **kw)
-        return time.perf_counter() - t
+    def row(label: str, r: dict, n: int, per: int = 1) -> None:
+        rows.append((label, n, r["wall"], r["wall"] / n / per * 1000, r["wall"] / n * VISA_IMAGES / 60,
+                     r["cpu"] / (r["wall"] * cores)))
 
-    t_old = clock(old_path, store, cfgs["float16"])
-    t_new = clock(run_variants, store, "visa", cfgs["logit8"], "seed", overwrite=True, evaluate=True)
-    from zsad.config import AggregateConfig
-    agg_old, agg_new = (st.size_bytes(f"aggregate/{plan_stages(load_pipeline_config(cfgs[dt])).aggregate_hash(AggregateConfig())}")
-                        for dt in ("float16", "logit8"))
-    grid = ("fusion=harmonic,arithmetic,geometric;top_fraction=0.25,0.5,1;scale_by_tile_score=true,false;"
-            "seed_states=true,false") if a.grid == 36 else "fusion=harmonic,arithmetic,geometric;top_fraction=0.25,0.5"
-    t_grid = clock(run_variants, store, "visa", cfgs["logit8"], grid, overwrite=True, evaluate=True)
-    prof = cProfile.Profile()
-    prof.enable()
-    run_variants(store, "visa", cfgs["logit8"], "seed", overwrite=True, evaluate=True, scheduler="synchronous")
-    prof.disable()
-
-    n, scale = a.images, VISA_IMAGES / a.images
-    print(f"\n{n} VisA-shaped images, 2 cores, Dask threads; VisA (10,821 images) extrapolated per image\n")
-    print("| what | measured | per image | VisA, extrapolated |\n|---|---:|---:|---:|")
-    for label, t, count in (("old path: one variant, maps written, metrics read back", t_old, 1),
-                            ("new path: one variant, metrics in the pass", t_new, 1),
-                            (f"new path: grid of {a.grid}, metrics in the pass", t_grid, a.grid)):
-        print(f"| {label} | {t:.1f} s | {t / n * 1000 / count:.0f} ms{' per variant' if count > 1 else ''} | "
-              f"{t * scale / 60:.1f} min |")
-    print(f"\nnew / old, one variant: {t_old / t_new:.2f}x faster\n")
-    print("| store bytes per image | MB |\n|---|---:|")
-    for k, v in sizes.items():
-        print(f"| {k} | {v / 1e6:.2f} |")
-    print(f"| aggregate, one variant, old (maps) | {agg_old / n / 1e6:.3f} |\n| aggregate, one variant, new | "
-          f"{agg_new / n / 1e6:.4f} |")
-    out = io.StringIO()
-    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(10)
-    print("\nwhere the new path's time goes (cProfile, serial, top 10 by own time):")
-    print("\n".join(line for line in out.getvalue().splitlines() if line.strip())[-1800:])
+    for n in sizes:
+        fused16 = measure("fused", work, n, cfgs["float16"])
+        row(f"new: fused stage built once (3 fusions, float16; {fused16['bytes']['harmonic'] / 1e6:.2f} MB per "
+            f"image per fusion)", fused16, n)
+        old_seed, new_seed = measure("seed", work, n, cfgs["float16"], old), measure("seed", work, n, cfgs["float16"])
+        row("old: seed variant, exact metrics", old_seed, n)
+        row(f"new: seed variant, exact metrics ({new_seed['scheduler']})", new_seed, n)
+        m = min(n, a.old_grid_images)
+        old_grid = measure("grid", work, m, cfgs["float16"], old)
+        row(f"old: grid of 72, metrics (first {m} images)", old_grid, m, 72)
+        new_grid = measure("grid", work, n, cfgs["float16"])
+        row(f"new: grid of 72, metrics ({new_grid['scheduler']})", new_grid, n, 72)
+        small = measure("grid", work, m, cfgs["float16"])
+        diffs.append((n, _largest_diff(old_seed["metrics"], new_seed["metrics"]),
+                      _largest_diff(old_grid["metrics"], small["metrics"])))
+    n = sizes[0]
+    fused32 = measure("fused", work, n, cfgs["float32"])
+    new32, new16 = measure("seed", work, n, cfgs["float32"]), measure("seed", work, n, cfgs["float16"])
+    old_seed = measure("seed", work, n, cfgs["float16"], old)
+    print(f"\n{cores} cores; VisA = {VISA_IMAGES:,} images, extrapolated per image\n")
+    print("| what | images | measured | per image | VisA, extrapolated | CPU utilisation |\n|---|---:|---:|---:|---:|---:|")
+    for label, k, wall, per, visa, util in rows:
+        unit = " per variant" if "grid" in label else ""
+        print(f"| {label} | {k} | {wall:.1f} s | {per:.2f} ms{unit} | {visa:.1f} min | {util:.0%} |")
+    print("\n| store size | old vs new metrics, seed: largest difference | grid (first images) |\n|---:|---:|---:|")
+    for k, d_seed, d_grid in diffs:
+        print(f"| {k} | {d_seed:.2e} | {d_grid:.2e} |")
+    print(f"\nfused cache as float32 instead of float16 ({n} images): {fused32['bytes']['harmonic'] / 1e6:.2f} MB "
+          f"per image per fusion; seed metrics, largest difference: old vs new float32 "
+          f"{_largest_diff(old_seed['metrics'], new32['metrics']):.2e} (the exact sigmoid alone), new float16 vs "
+          f"float32 {_largest_diff(new16['metrics'], new32['metrics']):.2e} (the cache's rounding alone)")
 
 
 if __name__ == "__main__":

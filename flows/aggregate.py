@@ -7,16 +7,21 @@ accumulators (merged pairwise, so memory stays bounded), and no map needs to be 
 
 from __future__ import annotations
 
+import contextlib
+import os
+from dataclasses import dataclass, field
 from typing import Any
 
 import dask
 from prefect import flow
 
-from tasks.aggregate import aggregate_units, merge_chunks
+from tasks.aggregate import AggregateRun, VariantJob, aggregate_units, merge_chunks
+from tasks.patches import Context
 from tasks.patches import patch_contexts
 from tasks.plan import plan_stages
 from tasks.runtime import open_store
 from zsad.config import to_jsonable
+from zsad.evaluation import ClassEvaluator
 from zsad.modes import normalise
 
 from .configs import load_pipeline_config, variant_grid, variant_label
@@ -30,10 +35,63 @@ def _client(address: str):
     return Client(address)
 
 
+@dataclass
+class VariantOutcome:
+    """What one run did for one variant (``run_variants`` returns one per variant hash).
+
+    Attributes:
+        label: the variant's readable label; config: its config as JSON.
+        n_images: images scored; written: units written now; scheduler: the Dask scheduler used.
+        contexts: class -> patch context (few-shot, mutual): what drawing its maps needs.
+        evaluators: class -> ``ClassEvaluator`` (``evaluate`` runs); rows: class -> that
+            class's ``{"unit", "label", "score"}`` rows (``evaluate`` runs).
+    """
+
+    label: str
+    config: dict[str, Any]
+    n_images: int = 0
+    written: int = 0
+    scheduler: str = "threads"
+    contexts: dict[str, Context] = field(default_factory=dict)
+    evaluators: dict[str, ClassEvaluator] = field(default_factory=dict)
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """The small, JSON-able facts (what the flow returns and the CLI prints)."""
+        return {"label": self.label, "config": self.config, "n_images": self.n_images, "written": self.written,
+                "scheduler": self.scheduler}
+
+
+@contextlib.contextmanager
+def one_thread_per_worker():
+    """BLAS and torch single-threaded while Dask's threads share the cores: the per-image work
+    is small, and nested pools spin or sleep (measured: 2 Dask threads x 2 BLAS/OpenMP threads on
+    2 cores burnt twice the CPU for the same wall time; a sleeping OpenMP pool took 3 ms to wake
+    for a 0.1 ms float16 conversion)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _chunks(units: list[str], chunk: int | None, workers: int) -> list[list[str]]:
+    """Chunks of units (one Dask task each): ``chunk`` images, or by default enough chunks to
+    keep ``workers`` busy (4 per worker) with at most 64 images each."""
+    if not chunk:
+        chunk = max(1, min(64, -(-len(units) // (4 * max(1, workers)))))
+    return [units[i: i + chunk] for i in range(0, len(units), chunk)]
+
+
 def run_variants(store: str, dataset: str, config: str = "tiny", variants: str | None = "seed",
-                 classes: list[str] | None = None, scheduler: str = "threads", dask_address: str | None = None,
-                 chunk: int = 8, overwrite: bool = False, units: list[str] | None = None, save_maps: bool = False,
-                 evaluate: bool = False, pixel_size: int | None = None, read_only: bool = False) -> dict[str, Any]:
+                 classes: list[str] | None = None, scheduler: str = "auto", dask_address: str | None = None,
+                 chunk: int | None = None, overwrite: bool = False, units: list[str] | None = None,
+                 save_maps: bool = False, evaluate: bool = False, pixel_size: int | None = None,
+                 read_only: bool = False) -> dict[str, VariantOutcome]:
     """The work of the ``aggregate`` flow, callable without Prefect (CLI, benchmarks, notebooks).
 
     ``units`` restricts the work to these unit paths (``dataset/class/split/id``); default: every
@@ -42,11 +100,12 @@ def run_variants(store: str, dataset: str, config: str = "tiny", variants: str |
     the train split's images (the few-shot mode's references, never scored as test images).
     Few-shot and mutual variants first find or build their per-class reference memories and
     compute the missing mutual scores (``tasks.patches``; a Dask pass of its own).
-    ``save_maps`` also writes each image's full-size map (float16). ``evaluate`` adds, per
-    variant, ``evaluators`` (``{class: ClassEvaluator}``, maps streamed in this pass) and ``rows``
-    (``{class: [{"unit", "label", "score"}]}``) to the returned facts. ``read_only`` writes
-    nothing to the store (missing scores are computed and returned, not kept): what a user with
-    read-only access to a shared cache can run.
+    ``save_maps`` also writes each image's full-size map (float16). ``evaluate`` fills each
+    ``VariantOutcome``'s ``evaluators`` (maps streamed in this pass) and ``rows``. ``read_only`` writes
+    nothing to the store (missing scores and fused maps are computed and returned, not kept):
+    what a user with read-only access to a shared cache can run. ``scheduler``: ``threads``
+    (``auto``; the numpy, torch and file work releases the GIL: both cores busy), ``processes``
+    (measured slower: each worker imports torch and results are pickled) or ``synchronous``.
     """
     if read_only and save_maps:
         raise ValueError("--save-maps writes maps into the store; it cannot be combined with --read-only")
@@ -60,47 +119,52 @@ def run_variants(store: str, dataset: str, config: str = "tiny", variants: str |
     if not units:
         raise ValueError(f"{store}: no images of data set {dataset!r} (classes {classes or 'all'}) are cached "
                          f"for this config; run `zsad precompute` first")
-    meta, variant_list, chosen = {}, [], []
+    meta, jobs = {}, []
     wanted = variant_grid(variants) if isinstance(variants, (str, type(None))) else variants
     for agg in dict.fromkeys(normalise(a) for a in wanted):
         vh = plan.aggregate_hash(agg)
         if not read_only:
             st.ensure_stage("aggregate", vh, to_jsonable(agg), plan.aggregate_inputs(agg))
-        meta[vh] = {"label": variant_label(agg), "config": to_jsonable(agg), "n_images": 0, "written": 0}
-        chosen.append((vh, agg))
-        variant_list.append((vh, to_jsonable(agg)))
-    contexts = patch_contexts(store, plan, chosen, units, dataset, read_only, scheduler)
+        meta[vh] = VariantOutcome(variant_label(agg), to_jsonable(agg))
+        jobs.append(VariantJob(vh, agg))
+    scheduler = "distributed" if dask_address else ("threads" if scheduler == "auto" else scheduler)
+    contexts = patch_contexts(store, plan, [(j.variant_hash, j.config) for j in jobs], units, dataset, read_only,
+                              "threads" if scheduler in ("distributed", "auto") else scheduler)
     for (vh, cls), ctx in contexts.items():  # what drawing a map of the variant needs (report panels)
-        meta[vh].setdefault("contexts", {})[cls] = ctx
-    jobs = [dask.delayed(aggregate_units)(store, plan.hashes, variant_list, units[i: i + chunk], overwrite,
-                                          save_maps, evaluate, pixel_size, read_only, contexts)
-            for i in range(0, len(units), chunk)]
-    while len(jobs) > 1:  # a tree of merges: partial accumulators are released as they are merged
-        jobs = [dask.delayed(merge_chunks)(*jobs[i: i + 2]) if i + 1 < len(jobs) else jobs[i]
-                for i in range(0, len(jobs), 2)]
+        meta[vh].contexts[cls] = ctx
+    run = AggregateRun(store, plan, tuple(jobs), contexts, overwrite, save_maps, evaluate, pixel_size, not read_only)
+    workers = 1 if scheduler in ("synchronous", "sync") else (os.cpu_count() or 1)
+    tasks = [dask.delayed(aggregate_units)(run, part) for part in _chunks(units, chunk, workers)]
+    while len(tasks) > 1:  # a tree of merges: partial accumulators are released as they are merged
+        tasks = [dask.delayed(merge_chunks)(*tasks[i: i + 2]) if i + 1 < len(tasks) else tasks[i]
+                 for i in range(0, len(tasks), 2)]
     if dask_address:
         client = _client(dask_address)
-        (result,) = client.gather(client.compute(jobs))
+        (result,) = client.gather(client.compute(tasks))
     else:
-        (result,) = dask.compute(*jobs, scheduler=scheduler)
-    for row in result["rows"]:
-        m = meta[row["variant"]]
-        m["n_images"] += 1
-        m["written"] += int(row["written"])
+        with one_thread_per_worker():
+            (result,) = dask.compute(*tasks, scheduler=scheduler)
+    for row in result.rows:
+        m = meta[row.variant]
+        m.n_images += 1
+        m.written += int(row.written)
         if evaluate:
-            m.setdefault("rows", {}).setdefault(row["unit"].split("/")[1], []).append(
-                {"unit": row["unit"], "label": row["label"], "score": row["sample_score"]})
+            m.rows.setdefault(row.unit.split("/")[1], []).append(
+                {"unit": row.unit, "label": row.label, "score": row.sample_score})
     if evaluate:
-        for (vh, cls), ev in sorted(result["evaluators"].items()):
-            meta[vh].setdefault("evaluators", {})[cls] = ev
+        for (vh, cls), ev in sorted(result.evaluators(run).items()):
+            meta[vh].evaluators[cls] = ev
+    for m in meta.values():
+        m.scheduler = scheduler
     return meta
 
 
 @flow(name="zsad-aggregate", persist_result=True)
 def aggregate(store: str = "zsad-store.zarr", dataset: str = "synthetic", config: str = "tiny",
-              variants: str | None = "seed", classes: list[str] | None = None, scheduler: str = "threads",
-              dask_address: str | None = None, chunk: int = 8, overwrite: bool = False,
+              variants: str | None = "seed", classes: list[str] | None = None, scheduler: str = "auto",
+              dask_address: str | None = None, chunk: int | None = None, overwrite: bool = False,
               save_maps: bool = False) -> dict[str, Any]:
     """Score cached images for the variants (``seed``, ``grid`` or ``field=a,b;field=c``)."""
-    return run_variants(store, dataset, config, variants, classes, scheduler, dask_address, chunk, overwrite,
-                        save_maps=save_maps)
+    out = run_variants(store, dataset, config, variants, classes, scheduler, dask_address, chunk, overwrite,
+                       save_maps=save_maps)
+    return {vh: o.summary() for vh, o in out.items()}

@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "~1.6 MB per tile with the paper's CLIP)")
     p.add_argument("--split", choices=["test", "train"], default="test",
                    help="train: cache the normal training images (references of the few-shot mode)")
+    p.add_argument("--fusions", type=_fusions, default=(), help="also build the fused maps of these fusion methods "
+                   "(e.g. harmonic,geometric; aggregation otherwise builds them on first need)")
     pr = sub.add_parser("predict", help="score images or folders: scores.csv, a heatmap panel per image")
     pr.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
     _common(pr, dataset=False, prefect=False)
@@ -64,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("aggregate", help="scores and maps of variants, from the store only (Dask)")
     _common(a)
     a.add_argument("--variants", default="seed", help="'seed', 'grid' or 'fusion=harmonic,geometric;top_fraction=.25,.5'")
-    a.add_argument("--scheduler", default="threads", choices=["threads", "processes", "synchronous"])
+    a.add_argument("--scheduler", default="auto", choices=["auto", "threads", "processes", "synchronous"],
+                   help="auto = threads (the hot loops release the GIL; processes measured slower)")
     a.add_argument("--dask-address", default=None, help="a dask.distributed scheduler, e.g. tcp://host:8786")
     a.add_argument("--save-maps", action="store_true", help="also store each image's full-size map (float16)")
     _shots_args(a)
@@ -122,6 +125,14 @@ def _report_failures(command: str, out: dict[str, Any]) -> None:
               f"{len(out['failed'])} failed (listed above)", file=sys.stderr)
 
 
+def _fusions(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))
+    bad = [n for n in names if n not in ("harmonic", "arithmetic", "geometric")]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"fusions are harmonic, arithmetic or geometric (comma-separated), got {text!r}")
+    return names
+
+
 def _precompute(args: argparse.Namespace) -> dict[str, Any]:
     from .configs import load_pipeline_config
     from .precompute import dataset_name, precompute, run_precompute
@@ -135,11 +146,11 @@ def _precompute(args: argparse.Namespace) -> dict[str, Any]:
             raise ValueError("--images-per-batch/--precision with --prefect: put them in a JSON config instead")
         out = precompute(dataset=args.dataset, root=args.root, store=args.store, config=args.config,
                          classes=args.classes, name=name, shard_size=shard, device=device, verify=verify,
-                         patches=patches, split=split)
+                         patches=patches, split=split, fusions=list(getattr(args, "fusions", ())))
     else:
         out = run_precompute(read_dataset(args.dataset, args.root, args.classes, split), dataset_name(args.dataset, name),
                              args.store, load_pipeline_config(args.config, device=device, patches=patches, **speed), shard,
-                             verify=verify)
+                             verify=verify, fusions=tuple(getattr(args, "fusions", ())))
     _report_failures("precompute", out)
     if args.dataset == "folder":
         from zsad.datasets import scan_folder
@@ -194,10 +205,11 @@ def run(args: argparse.Namespace) -> Any:  # noqa: C901 - a flat dispatch table
         return out
     if args.command == "aggregate":
         from .aggregate import aggregate, run_variants
-        fn = aggregate if _orchestrated(args) else run_variants
-        return fn(store=args.store, dataset=args.dataset, config=args.config,
-                  variants=_few_shot_spec(args), classes=args.classes, scheduler=args.scheduler, dask_address=args.dask_address,
-                  save_maps=args.save_maps)
+        kw = dict(store=args.store, dataset=args.dataset, config=args.config, variants=_few_shot_spec(args),
+                  classes=args.classes, scheduler=args.scheduler, dask_address=args.dask_address, save_maps=args.save_maps)
+        if _orchestrated(args):
+            return aggregate(**kw)
+        return {vh: o.summary() for vh, o in run_variants(**kw).items()}
     if args.command == "evaluate":
         from .evaluate import evaluate, run_evaluate
         if args.root and args.read_only:

@@ -31,7 +31,7 @@ def write_heatmaps(store: str, dataset: str, config: str, out_dir: Path, agg: Ag
     written = []
     for unit in st.list_units("aggregate", vh, dataset):
         image = st.read_attrs(unit_key("image", plan.hashes["image"], unit))
-        pixel = pixel_map(store, plan.hashes, agg, unit.path, image)  # variants store no maps unless asked
+        pixel = pixel_map(store, plan, agg, unit.path)  # variants store no maps unless asked
         img = load_image(image["path"])
         mask = known_ground_truth(image["label"], image["mask_path"], img.shape[:2])
         score = st.read_attrs(unit_key("aggregate", vh, unit))["sample_score"]

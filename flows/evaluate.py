@@ -13,18 +13,18 @@ from prefect import flow
 from tasks.runtime import open_store
 from zsad.evaluation import evaluate_classes, seed_table
 
-from .aggregate import run_variants
+from .aggregate import VariantOutcome, run_variants
 from .configs import variant_grid
 from .thresholds import save_thresholds
 
 
-def variant_results(meta: dict[str, Any], store: str, dataset: str, variant_hash: str, fpr: float | None,
+def variant_results(meta: VariantOutcome, store: str, dataset: str, variant_hash: str, fpr: float | None,
                     pixel_size: int | None, read_only: bool = False
                     ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
     """Metrics per class (plus the mean) of one variant from the evaluators ``run_variants``
     filled, and the decision thresholds each class's images give (also stored under the
     variant unless ``read_only``)."""
-    evaluators = meta.get("evaluators", {})
+    evaluators = meta.evaluators
     if not evaluators:
         raise ValueError(f"{store}: the images of {dataset!r} have no labels, so there is nothing to evaluate; "
                          "`zsad predict` scores unlabelled images and `zsad report` ranks them")
@@ -61,7 +61,7 @@ def write_results(out_dir: Path, results: dict[str, Any]) -> list[Path]:
 
 def run_evaluate(store: str = "zsad-store.zarr", dataset: str = "synthetic", config: str = "tiny",
                  variants: str | None = "seed", classes: list[str] | None = None, out_dir: str = "zsad-results",
-                 pixel_size: int | None = None, scheduler: str = "threads", fpr: float | None = 0.01,
+                 pixel_size: int | None = None, scheduler: str = "auto", fpr: float | None = 0.01,
                  echo: bool = True, save_maps: bool = False, read_only: bool = False) -> dict[str, Any]:
     """F1-max, AUROC, AP (sample, pixel) and AUPRO in one aggregation pass (maps are streamed, not
     stored unless ``save_maps``), and each class's decision thresholds (F1-max, and at ``fpr`` on
@@ -72,7 +72,7 @@ def run_evaluate(store: str = "zsad-store.zarr", dataset: str = "synthetic", con
     results = {}
     for vh, m in meta.items():
         metrics, thresholds = variant_results(m, store, dataset, vh, fpr, pixel_size, read_only)
-        results[vh] = {"label": m["label"], "config": m["config"], "metrics": metrics, "thresholds": thresholds}
+        results[vh] = {"label": m.label, "config": m.config, "metrics": metrics, "thresholds": thresholds}
     write_results(Path(out_dir), results)
     if echo:
         for vh, v in results.items():
@@ -87,7 +87,7 @@ def run_evaluate(store: str = "zsad-store.zarr", dataset: str = "synthetic", con
 @flow(name="zsad-evaluate", persist_result=True)
 def evaluate(store: str = "zsad-store.zarr", dataset: str = "synthetic", config: str = "tiny",
              variants: str | None = "seed", classes: list[str] | None = None, out_dir: str = "zsad-results",
-             pixel_size: int | None = None, scheduler: str = "threads", fpr: float | None = 0.01,
+             pixel_size: int | None = None, scheduler: str = "auto", fpr: float | None = 0.01,
              save_maps: bool = False, read_only: bool = False) -> dict[str, Any]:
     """Metrics per class and mean for each variant; stores each class's decision thresholds."""
     return run_evaluate(store, dataset, config, variants, classes, out_dir, pixel_size, scheduler, fpr,

@@ -15,13 +15,14 @@ from typing import Any
 from prefect import flow
 from tqdm import tqdm
 
-from stores import StageStore
+from stores import StageStore, Unit
 from tasks.clip_image import clip_image
 from tasks.clip_text import clip_text
 from tasks.clipseg import clipseg_maps
 from tasks.common import call
 from tasks.errors import clear_failures, record_failures
 from tasks.foreground import foreground
+from tasks.fused import build_fused
 from tasks.image import register_images
 from tasks.isnet import isnet_maps
 from tasks.plan import StagePlan, plan_stages
@@ -56,8 +57,10 @@ def _shards(samples: list[Sample], shard_size: int) -> list[list[Sample]]:
 
 
 def run_precompute(samples: list[Sample], dataset: str, store: str, cfg: PipelineConfig,
-                   shard_size: int = 32, progress: bool = True, verify: bool = False) -> dict[str, Any]:
-    """Compute every missing stage of ``samples`` into ``store`` under data set name ``dataset``.
+                   shard_size: int = 32, progress: bool = True, verify: bool = False,
+                   fusions: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Compute every missing stage of ``samples`` into ``store`` under data set name ``dataset``;
+    ``fusions``: also the derived ``fused`` maps of these fusion methods (``tasks.fused``).
 
     ``verify`` reads every unit's completeness marker instead of trusting the unit index (see
     ``stores.index``; object storage only).
@@ -90,7 +93,9 @@ def run_precompute(samples: list[Sample], dataset: str, store: str, cfg: Pipelin
     start_shard()  # release the last shard's decoded images (a worker process lives on)
     for cls in sorted({s.class_name for s in samples}):
         call(clip_text, store, hashes, dataset, cls, cfg_json)
-    return {"dataset": dataset, "n_images": len(samples), "classes": sorted({s.class_name for s in samples}),
+    fused = build_fused(st, plan, [Unit(*u.split("/")) if isinstance(u, str) else u for u in done], fusions) \
+        if fusions else 0
+    return {"fused_written": fused, "dataset": dataset, "n_images": len(samples), "classes": sorted({s.class_name for s in samples}),
             "hashes": hashes, "done": done, "failed": failed, "units_written": st.writes - writes_before,
             "models_loaded": sum(MODEL_LOADS.values()) - loads_before}
 
@@ -99,7 +104,8 @@ def run_precompute(samples: list[Sample], dataset: str, store: str, cfg: Pipelin
 def precompute(dataset: str = "synthetic", root: str = "zsad-demo/data", store: str = "zsad-store.zarr",
                config: str = "tiny", classes: list[str] | None = None, name: str | None = None,
                shard_size: int = 32, device: str | None = None, progress: bool = True,
-               verify: bool = False, patches: bool | None = None, split: str = "test") -> dict[str, Any]:
+               verify: bool = False, patches: bool | None = None, split: str = "test",
+               fusions: list[str] | None = None) -> dict[str, Any]:
     """Compute and cache IS-Net, SAM, foreground, tiles, CLIP and CLIPSeg outputs for a data set.
 
     Re-running skips every complete unit; an interrupted run resumes where it stopped. ``patches``
@@ -108,4 +114,4 @@ def precompute(dataset: str = "synthetic", root: str = "zsad-demo/data", store: 
     """
     cfg = load_pipeline_config(config, device=device, patches=patches)
     return run_precompute(read_dataset(dataset, root, classes, split), dataset_name(dataset, name), store, cfg,
-                          shard_size, progress, verify)
+                          shard_size, progress, verify, tuple(fusions or ()))

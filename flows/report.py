@@ -25,7 +25,7 @@ from tasks.runtime import open_store
 from zsad.config import AggregateConfig, config_from_dict, to_jsonable
 from zsad.evaluation import evaluate_classes, seed_rows
 
-from .aggregate import run_variants
+from .aggregate import VariantOutcome, run_variants
 from .configs import FIELDS, SCALE_NAMES, load_pipeline_config, resolve_variants, stored_variants, variant_label
 from .report_parts import class_chart, example_panel, gallery, pick_examples, png_uri, provenance
 
@@ -70,7 +70,7 @@ def build_report(store: str, dataset: str, config: str = "tiny", out: str = "zsa
     else:
         meta = run_variants(store, dataset, config, resolve_variants(variants, stored_variants(st.stages())), evaluate=True,
                             read_only=True)
-        ranked = {vh: {"label": m["label"], "config": m["config"], "metrics": _metrics(m)} for vh, m in meta.items()}
+        ranked = {vh: {"label": m.label, "config": m.config, "metrics": _metrics(m)} for vh, m in meta.items()}
     order = sorted(ranked, key=lambda vh: _rank_key(ranked[vh]["metrics"]))
     if len(order) > 1 and any(ranked[vh]["metrics"] is None for vh in order):
         raise ValueError(f"{dataset!r} has no labels: variants can only be compared on labelled images; "
@@ -87,8 +87,8 @@ def build_report(store: str, dataset: str, config: str = "tiny", out: str = "zsa
     return _variants_page(ranked, order, dataset, config, out_dir, nav)
 
 
-def _metrics(meta: dict[str, Any]) -> dict[str, dict[str, float]] | None:
-    evaluators = meta.get("evaluators", {})
+def _metrics(meta: VariantOutcome) -> dict[str, dict[str, float]] | None:
+    evaluators = meta.evaluators
     return evaluate_classes(evaluators) if evaluators else None
 
 
@@ -112,17 +112,17 @@ def _from_results(path: Path, plan) -> dict[str, Any]:
     return out
 
 
-def _variant_report(st, plan, dataset: str, config: str, agg: AggregateConfig, vh: str, meta: dict[str, Any],
+def _variant_report(st, plan, dataset: str, config: str, agg: AggregateConfig, vh: str, meta: VariantOutcome,
                     out_dir: Path, nav: list, n_variants: int, metrics: dict[str, dict[str, float]] | None = None
                     ) -> Path:
-    evaluators, rows_by_class, contexts = meta.get("evaluators", {}), meta["rows"], meta.get("contexts")
+    evaluators, rows_by_class, contexts = meta.evaluators, meta.rows, meta.contexts
     ctx = {"title": f"zsad report — {dataset}", "nav": nav, "dataset": dataset, "label": variant_label(agg),
-           "variant_hash": vh, "config": config, "n_images": meta["n_images"], "n_variants": n_variants,
+           "variant_hash": vh, "config": config, "n_images": meta.n_images, "n_variants": n_variants,
            "variants_page": "variants.html" if n_variants > 1 else None,
            "failures": list_failures(st, plan.hashes["image"], dataset),
            "provenance": provenance(st, plan, to_jsonable(agg), vh)}
     if not evaluators:  # no labels (a plain folder): rank the images instead of measuring
-        return render("report.html.j2", out_dir / "report.html", gallery=gallery(st, plan.hashes, agg, rows_by_class,
+        return render("report.html.j2", out_dir / "report.html", gallery=gallery(st, plan, agg, rows_by_class,
                                                                                   out_dir, contexts=contexts), **ctx)
     results = dict(metrics or _metrics(meta))
     total = sum(r["n_images"] for c, r in results.items() if c != "mean")
@@ -130,7 +130,7 @@ def _variant_report(st, plan, dataset: str, config: str, agg: AggregateConfig, v
     thresholds = {cls: ev.thresholds(dataset, None) for cls, ev in evaluators.items()}
     labelled = sorted(c for c in rows_by_class if c in evaluators)
     charts = [class_chart(c, rows_by_class[c], evaluators[c], thresholds[c], out_dir) for c in labelled]
-    examples = [(c, [example_panel(st, plan.hashes, agg, row, out_dir, caption, thresholds.get(c), contexts)
+    examples = [(c, [example_panel(st, plan, agg, row, out_dir, caption, thresholds.get(c), contexts)
                      for caption, row in pick_examples(rows_by_class[c])]) for c in sorted(rows_by_class)]
     return render("report.html.j2", out_dir / "report.html", gallery=None, results=results, metric_names=METRICS,
                   seed_tables=[("Sample level", seed_rows(results, "sample")),

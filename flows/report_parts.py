@@ -40,21 +40,21 @@ def pick_examples(rows: list[dict]) -> list[tuple[str, dict]]:
     return picks
 
 
-def example_panel(st, hashes, agg, row, out: Path, caption: str, found: dict | None = None,
+def example_panel(st, plan, agg, row, out: Path, caption: str, found: dict | None = None,
                   contexts: dict[str, dict] | None = None) -> dict[str, str]:
     """anomalib's layout: image with ground truth | heatmap on [0, 1] with a colour bar | predicted
     mask at the class's stored pixel threshold. Returns ``{src, alt, caption}``. ``contexts``:
     class -> patch context of a few-shot or mutual variant (``run_variants``' meta)."""
     unit = Unit(*row["unit"].split("/"))
-    image = st.read_attrs(unit_key("image", hashes["image"], unit))
+    image = st.read_attrs(unit_key("image", plan.hashes["image"], unit))
     img = load_image(image["path"])
     mask = known_ground_truth(image["label"], image["mask_path"], img.shape[:2])
-    pixel = pixel_map(st.url, hashes, agg, row["unit"], image,  # computed now: variants store no maps
+    pixel = pixel_map(st.url, plan, agg, row["unit"],  # computed now: variants store no maps
                       (contexts or {}).get(unit.class_name))
     t_img, t_pix = ((found or {}).get(level, {}).get("f1") for level in ("image", "pixel"))
     threshold = t_img.value if t_img else None
     verdict = decide(row["score"], threshold)
-    boxes = st.read_array(unit_key("tiles", hashes["tiles"], unit), "boxes_xyxy")
+    boxes = st.read_array(unit_key("tiles", plan.hashes["tiles"], unit), "boxes_xyxy")
     png = prediction_panel(img, pixel, f"{caption} — {unit.image_id}: "
                            f"{describe(unit.class_name, row['score'], threshold, verdict)}", verdict,
                            t_pix.value if t_pix else None, mask, boxes_xyxy=boxes)
@@ -76,17 +76,17 @@ def class_chart(cls: str, rows: list[dict], ev, found: dict, out_dir: Path) -> d
     return {"cls": cls, "src": png_uri(png, out_dir / "charts" / f"{cls}.png")}
 
 
-def gallery(st, hashes, agg, rows_by_class: dict[str, list[dict]], out_dir: Path, top: int = 12,
+def gallery(st, plan, agg, rows_by_class: dict[str, list[dict]], out_dir: Path, top: int = 12,
             contexts: dict[str, dict] | None = None) -> list[dict]:
     """Unlabelled images, per class: every score ranked (``rows``: rank, path, score) and the
     ``top`` highest as panels."""
     out = []
     for cls, rows in sorted(rows_by_class.items()):
         ranked = sorted(rows, key=lambda r: -r["score"])
-        paths = [st.read_attrs(unit_key("image", hashes["image"], Unit(*r["unit"].split("/"))))["path"] for r in ranked]
+        paths = [st.read_attrs(unit_key("image", plan.hashes["image"], Unit(*r["unit"].split("/"))))["path"] for r in ranked]
         out.append({"cls": cls, "rows": [{"rank": i, "path": p, "score": r["score"]}
                                          for i, (r, p) in enumerate(zip(ranked, paths), 1)],
-                    "panels": [example_panel(st, hashes, agg, r, out_dir, f"rank {i}", contexts=contexts)
+                    "panels": [example_panel(st, plan, agg, r, out_dir, f"rank {i}", contexts=contexts)
                                for i, r in enumerate(ranked[:top], 1)]})
     return out
 

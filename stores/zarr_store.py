@@ -24,6 +24,7 @@ import zarr
 from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
+from . import fastio
 from .index import INDEX_ROOT, UnitIndex
 from .keys import Unit, check_component, stage_root
 from .temps import _HOST, TMP_PREFIX, sweep_temp_folders
@@ -134,8 +135,10 @@ class StageStore:
     def complete_attrs(self, key: str, source: str | None = None) -> dict[str, Any] | None:
         """The attributes of a complete unit (made from ``source`` if given), else None: one read."""
         try:
-            attrs = dict(self.root[key].attrs)
+            attrs = fastio.read_attrs(self.path / key) if self.local else dict(self.root[key].attrs)
         except Exception:  # noqa: BLE001 - absent or half-written metadata both mean "not done"
+            return None
+        if attrs is None:
             return None
         ok = bool(attrs.get(COMPLETE)) and (source is None or attrs.get("source") == source)
         return attrs if ok else None
@@ -202,10 +205,14 @@ class StageStore:
 
     def _write_local(self, parent: str, name: str, arrays, meta) -> None:
         final = self.path / parent / name
+        if not arrays and fastio.replace_attrs(final, {**meta, COMPLETE: True}):
+            return  # an attributes-only unit rewritten in place: one atomic file replace
         tmp = self.path / parent / f"{TMP_PREFIX}{name}-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
-            group = zarr.open_group(LocalStore(tmp), mode="w", zarr_format=3)
-            self._fill(group, arrays, meta)
+            if fastio.writable(arrays):  # plain files, ~20x faster than zarr-python for small units
+                fastio.write_group(tmp, arrays, {**meta, COMPLETE: True})
+            else:
+                self._fill(zarr.open_group(LocalStore(tmp), mode="w", zarr_format=3), arrays, meta)
             if final.exists():
                 shutil.rmtree(final, ignore_errors=True)
             try:
@@ -222,6 +229,19 @@ class StageStore:
             raise StoreError(f"{self.url}: {key} is missing or incomplete; run `zsad precompute` first")
         group = self.root[key]
         return {name: arr[...] for name, arr in group.arrays()}, dict(group.attrs)
+
+    def read_complete(self, key: str, names: tuple[str, ...], source: str | None = None
+                      ) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+        """``names``' arrays and the attributes of a complete unit (made from ``source`` if
+        given), else None. On a local disk plain-layout units are read as files (``fastio``)."""
+        got = fastio.read_group(self.path / key, names) if self.local else None
+        attrs = got[1] if got else self.complete_attrs(key)
+        if attrs is None or not attrs.get(COMPLETE) or (source is not None and attrs.get("source") != source):
+            return None
+        if got:
+            return got
+        group = self.root[key]
+        return {n: group[n][...] for n in names}, attrs
 
     def read_array(self, key: str, name: str) -> np.ndarray:
         if not self.is_complete(key):

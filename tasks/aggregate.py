@@ -1,167 +1,206 @@
 """Stage ``aggregate``: tile scores, component scores and sample scores of variants, from the store only.
 
-Nothing here imports a model: re-aggregation reads cached arrays and runs numpy. An image's
-inputs are read once for all variants (``aggregate_variants`` shares fusion and tile scores).
-Per-variant units are small (tile scores, component scores, the sample score); the full-size
-pixel map is written only when asked (``save_maps``, float16). Evaluation streams each image's
-maps into per-class accumulators in the same pass, so metrics never need stored maps.
+Nothing here imports a model: re-aggregation reads cached arrays and runs numpy. Per image it
+reads its ``fused`` unit per fusion method (made on first need, ``tasks.fused``) and its CLIP
+embeddings, plans the sweep's distinct maps once (``zsad.aggregate.plan_maps``), pastes each
+distinct map once inside the tiles' window and, when evaluating, streams it into the pixel
+metrics shared by every variant of its group, against a ground truth prepared once per image.
+Per-variant units are small (tile scores, component scores, the sample score) and written as
+plain files on a local disk; the full-size map only when asked (``save_maps``, float16).
 The functions are plain Python so Dask (threads, processes, a distributed cluster) runs them.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
 from stores import Unit, class_key, unit_key
-from zsad.aggregate import Aggregated, aggregate_variants, component_means
-from zsad.config import AggregateConfig, config_from_dict
+from zsad.aggregate import Aggregated, ImageSweep, TextEvidence, map_key, plan_maps, sweep_image
+from zsad.config import AggregateConfig
 from zsad.datasets import ground_truth
 from zsad.evaluation import ClassEvaluator
+from zsad.metrics import CellTruth, GroundTruth
 from zsad.modes import normalise
-from zsad.patches import few_shot_scores
 
-from .plan import PATCH_STAGE
+from .fused import ImageFacts, read_evidence
+from .plan import PATCH_STAGE, StagePlan
 from .runtime import open_store
 
-Variants = list[tuple[str, dict[str, Any]]]
-Contexts = dict[tuple[str, str], dict[str, Any]]  # (variant hash, class) -> tasks.patches context
+if TYPE_CHECKING:  # tasks.patches imports torch: workers of zero-shot runs never need it
+    from .patches import Context
+
+
+@dataclass(frozen=True)
+class VariantJob:
+    """One variant of a run: its hash (where its units go) and its normalised config."""
+
+    variant_hash: str
+    config: AggregateConfig
+
+
+@dataclass(frozen=True)
+class AggregateRun:
+    """What every chunk of one aggregation run needs; small, so it travels to Dask workers.
+
+    Attributes:
+        store_url: the store; plan: the precompute stages' hashes (and the fused dtype).
+        variants: the run's variants; contexts: ``(variant hash, class)`` -> the patch context
+            of a few-shot or mutual variant.
+        overwrite: recompute units already complete; save_maps: also write full-size maps;
+        evaluate: stream labelled images into metrics (every variant is then computed);
+        pixel_size: resize maps and masks before the pixel metrics (None: full resolution);
+        write: False for read-only runs (nothing is written, fused maps included).
+    """
+
+    store_url: str
+    plan: StagePlan
+    variants: tuple[VariantJob, ...]
+    contexts: Mapping[tuple[str, str], Context] = field(default_factory=dict)
+    overwrite: bool = False
+    save_maps: bool = False
+    evaluate: bool = False
+    pixel_size: int | None = None
+    write: bool = True
+
+
+@dataclass(frozen=True)
+class Row:
+    """One image under one variant: what the flow reports."""
+
+    variant: str
+    unit: str
+    sample_score: float
+    label: int
+    written: bool
+
+
+@dataclass
+class ChunkResult:
+    """A chunk's rows and metric accumulators: sample sides per ``(variant hash, class)``,
+    pixel sides per ``(map key, class)`` (one per distinct map, shared by its variants)."""
+
+    rows: list[Row] = field(default_factory=list)
+    samples: dict[tuple[str, str], ClassEvaluator] = field(default_factory=dict)
+    pixels: dict[tuple[AggregateConfig, str], ClassEvaluator] = field(default_factory=dict)
+
+    def merge(self, other: "ChunkResult") -> "ChunkResult":
+        """Both chunks' results (a tree of these bounds what is held at once)."""
+        out = ChunkResult(self.rows + other.rows, dict(self.samples), dict(self.pixels))
+        for mine, theirs in ((out.samples, other.samples), (out.pixels, other.pixels)):
+            for key, ev in theirs.items():
+                mine[key] = mine[key].merge(ev) if key in mine else ev
+        return out
+
+    def evaluators(self, run: AggregateRun) -> dict[tuple[str, str], ClassEvaluator]:
+        """``(variant hash, class)`` -> its ``ClassEvaluator`` (sample scores and its map group's pixels)."""
+        configs = {job.variant_hash: job.config for job in run.variants}
+        out = {}
+        for (vh, cls), sample in self.samples.items():
+            pix = self.pixels.get((map_key(configs[vh]), cls))
+            out[(vh, cls)] = ClassEvaluator(run.pixel_size, sample.labels, sample.scores,
+                                            pix.pixels if pix else None, pix.normal_pixels if pix else None)
+        return out
 
 
 @functools.lru_cache(maxsize=64)
-def _text(store_url: str, key: str) -> tuple:
+def _text(store_url: str, key: str) -> TextEvidence:
     arrays, attrs = open_store(store_url).read_unit(key)
-    return arrays["emb_pd"], arrays["anomalous_p"], arrays["seed_extension_p"], float(attrs["logit_scale"])
+    return TextEvidence(arrays["emb_pd"], arrays["anomalous_p"], arrays["seed_extension_p"], float(attrs["logit_scale"]))
 
 
-@functools.lru_cache(maxsize=2)  # chunks run class by class; a full-shot memory can be GBs
-def _memory(store_url: str, key: str | None, references: tuple[str, ...], source: str) -> np.ndarray:
-    """A class's reference patch features: its memory unit, or (read-only runs that found none)
-    the reference units themselves; ``source`` keys the cache to the reference set."""
-    store = open_store(store_url)
-    if key is not None:
-        return store.read_array(key, "patches_tlyxc")
-    return np.concatenate([store.read_array(k, "patches_tlyxc") for k in references])
+def compute_sweep(run: AggregateRun, unit: Unit, facts: ImageFacts, jobs: list[VariantJob]) -> ImageSweep:
+    """One image under ``jobs``, in memory, from its cached evidence."""
+    store, cfgs = open_store(run.store_url), [j.config for j in jobs]
+    patches = []
+    for job in jobs:
+        ctx = run.contexts.get((job.variant_hash, unit.class_name))
+        if job.config.mode != "zero-shot" and ctx is None:
+            raise ValueError(f"{unit.path}: a {job.config.mode} variant needs its class's reference set or batch "
+                             "(tasks.patches.patch_contexts; run_variants builds them)")
+        patches.append(None if job.config.mode == "zero-shot" else
+                       ctx.scores_for(run.store_url, run.plan.hashes[PATCH_STAGE], unit, job.config))
+    evidence = read_evidence(store, run.plan, unit, [c.fusion for c in cfgs], facts, run.write)
+    text = _text(run.store_url, class_key("clip_text", run.plan.hashes["clip_text"], unit.dataset, unit.class_name))
+    return sweep_image(evidence, text, cfgs, groups=plan_maps(cfgs), patch_tyx=patches)
 
 
-def patch_scores(store_url: str, hashes: dict[str, str], unit: Unit, cfg: AggregateConfig,
-                 ctx: dict[str, Any] | None) -> np.ndarray | None:
-    """(T, gy, gx) patch scores of a few-shot or mutual variant (None for zero-shot)."""
-    if cfg.mode == "zero-shot":
-        return None
-    if ctx is None:
-        raise ValueError(f"{unit.path}: a {cfg.mode} variant needs its class's reference set or batch "
-                         "(tasks.patches.patch_contexts; run_variants builds them)")
-    store = open_store(store_url)
-    if cfg.mode == "few-shot":
-        query = store.read_array(unit_key(PATCH_STAGE, hashes[PATCH_STAGE], unit), "patches_tlyxc")
-        memory = _memory(store_url, ctx["memory"], tuple(ctx["references"]), ctx["source"])
-        return few_shot_scores(query, memory, cfg.neighbourhood)
-    if unit.path in ctx["scores"]:  # a read-only run keeps them in memory
-        return ctx["scores"][unit.path]
-    return store.read_array(unit_key("mutual", ctx["mutual"], unit), "scores_tyx")
+def pixel_map(store_url: str, plan: StagePlan, agg: AggregateConfig, unit_path: str,
+              context: Context | None = None) -> np.ndarray:
+    """One image's (H, W) float32 anomaly map for variant ``agg``, computed now (nothing is
+    written); ``context``: the variant's patch context for the image's class (few-shot, mutual)."""
+    unit, agg = Unit(*unit_path.split("/")), normalise(agg)
+    job = VariantJob(plan.aggregate_hash(agg), agg)
+    contexts = {} if context is None else {(job.variant_hash, unit.class_name): context}
+    run = AggregateRun(store_url, plan, (job,), contexts, write=False)
+    facts = ImageFacts.from_attrs(open_store(store_url).read_attrs(unit_key("image", plan.hashes["image"], unit)))
+    return compute_sweep(run, unit, facts, [job]).aggregated(0).pixel_map_hw
 
 
-def compute_unit(store_url: str, hashes: dict[str, str], unit: Unit, image: dict[str, Any],
-                 cfgs: list[AggregateConfig], contexts: list[dict[str, Any] | None] | None = None
-                 ) -> tuple[list[Aggregated], np.ndarray]:
-    """Aggregate one image for ``cfgs`` in memory, from its cached model outputs; also its
-    tiles' component ids (T,). ``contexts``: per variant, its patch context (few-shot, mutual)."""
-    store = open_store(store_url)
-    contexts = contexts if contexts is not None else [None] * len(cfgs)
-    patches = [patch_scores(store_url, hashes, unit, c, ctx) for c, ctx in zip(cfgs, contexts)]
-    tiles_key = unit_key("tiles", hashes["tiles"], unit)
-    emb_pd, anomalous_p, ext_p, scale = _text(store_url, class_key("clip_text", hashes["clip_text"], unit.dataset,
-                                                                   unit.class_name))
-    component_t = store.read_array(tiles_key, "component_t")
-    return aggregate_variants(
-        store.read_array(unit_key("clip_image", hashes["clip_image"], unit), "emb_td"), emb_pd, anomalous_p, ext_p,
-        scale, store.read_array(unit_key("clipseg", hashes["clipseg"], unit), "maps_tlhw"),
-        store.read_array(tiles_key, "boxes_xyxy"), component_t, (image["height"], image["width"]), cfgs,
-        patches), component_t
+def _write(run: AggregateRun, job: VariantJob, unit: Unit, facts: ImageFacts, result: Aggregated,
+           component_scores: np.ndarray, source: str) -> None:
+    """A variant's unit: scores as attributes (one small file; float64 values exact in JSON),
+    the full-size map as an array only with ``save_maps``."""
+    arrays = {"pixel_map_hw": (result.pixel_map_hw.astype(np.float16), ("y", "x"))} if run.save_maps else {}
+    open_store(run.store_url).write_unit(
+        unit_key("aggregate", job.variant_hash, unit), arrays,
+        {"sample_score": result.sample_score, "label": facts.label, "has_map": run.save_maps,
+         "tile_scores": result.tile_scores_t.tolist(),
+         "component_scores": component_scores.tolist()},
+        source=source, replace=True)  # aggregate decided to write (e.g. maps now wanted)
 
 
-def pixel_map(store_url: str, hashes: dict[str, str], agg: AggregateConfig, unit_path: str,
-              image: dict[str, Any] | None = None, context: dict[str, Any] | None = None) -> np.ndarray:
-    """One image's (H, W) float32 anomaly map for one variant, computed now (nothing written);
-    ``image``: its record, when the caller has read it already; ``context``: the variant's
-    patch context for the image's class (few-shot, mutual: ``tasks.patches.patch_contexts``)."""
-    unit = Unit(*unit_path.split("/"))
-    if image is None:
-        image = open_store(store_url).read_attrs(unit_key("image", hashes["image"], unit))
-    return compute_unit(store_url, hashes, unit, image, [normalise(agg)], [context])[0][0].pixel_map_hw
+def _source(run: AggregateRun, job: VariantJob, unit: Unit, facts: ImageFacts) -> str:
+    ctx = run.contexts.get((job.variant_hash, unit.class_name))
+    return facts.sha256 if ctx is None else f"{facts.sha256}+{ctx.source}"
 
 
-def _write(store, vh: str, unit: Unit, image: dict[str, Any], component_t: np.ndarray, result: Aggregated,
-           save_maps: bool, source: str) -> None:
-    arrays = {"tile_scores_t": (result.tile_scores_t, ("tile",)),
-              "component_scores_c": (component_means(result.tile_scores_t, component_t), ("component",))}
-    if save_maps:
-        arrays["pixel_map_hw"] = (result.pixel_map_hw.astype(np.float16), ("y", "x"))
-    store.write_unit(unit_key("aggregate", vh, unit), arrays,
-                     {"sample_score": result.sample_score, "label": image["label"], "has_map": save_maps},
-                     source=source, replace=True)  # aggregate decided to write (e.g. maps now wanted)
-
-
-def aggregate_unit(store_url: str, hashes: dict[str, str], variants: Variants, unit_path: str,
-                   overwrite: bool = False, save_maps: bool = False,
-                   evaluators: dict[tuple[str, str], ClassEvaluator] | None = None,
-                   pixel_size: int | None = None, read_only: bool = False, contexts: Contexts | None = None
-                   ) -> list[dict[str, Any]]:
-    """Aggregate one image for every (variant hash, config) not yet complete; small rows back.
-
-    With ``evaluators`` (a dict this call fills, keyed ``(variant hash, class)``), a labelled
-    image's maps are computed for every variant and streamed into them. ``read_only`` computes
-    what is missing without writing it. ``contexts`` hold the patch evidence of few-shot and
-    mutual variants; their units' source is ``{sha256}+{reference set or batch digest}``.
-    """
-    store = open_store(store_url)
-    unit = Unit(*unit_path.split("/"))
-    image = store.read_attrs(unit_key("image", hashes["image"], unit))
-    evaluate = evaluators is not None and image["label"] >= 0
-    rows, todo = [], []
-    for vh, agg in variants:
-        ctx = (contexts or {}).get((vh, unit.class_name))
-        source = image["sha256"] if ctx is None else f"{image['sha256']}+{ctx['source']}"
-        attrs = None if overwrite else store.complete_attrs(unit_key("aggregate", vh, unit), source)
-        done = attrs is not None and (not save_maps or attrs.get("has_map"))
+def aggregate_unit(run: AggregateRun, unit_path: str, out: ChunkResult) -> None:
+    """One image for every variant of ``run`` not yet complete (all of them when evaluating):
+    rows, units written, and (labelled images, ``run.evaluate``) metric accumulators in ``out``."""
+    store, unit = open_store(run.store_url), Unit(*unit_path.split("/"))
+    facts = ImageFacts.from_attrs(store.read_attrs(unit_key("image", run.plan.hashes["image"], unit)))
+    evaluate = run.evaluate and facts.label >= 0
+    todo: list[tuple[VariantJob, bool]] = []
+    for job in run.variants:
+        key = unit_key("aggregate", job.variant_hash, unit)
+        attrs = None if run.overwrite else store.complete_attrs(key, _source(run, job, unit, facts))
+        done = attrs is not None and (not run.save_maps or attrs.get("has_map"))
         if done and not evaluate:
-            rows.append({"variant": vh, "unit": unit_path, "sample_score": attrs["sample_score"],
-                         "label": image["label"], "written": False})
+            out.rows.append(Row(job.variant_hash, unit_path, attrs["sample_score"], facts.label, False))
         else:
-            todo.append((vh, normalise(config_from_dict(AggregateConfig, agg)), not done and not read_only, ctx,
-                         source))
+            todo.append((job, not done and run.write))
     if not todo:
-        return rows
-    results, component_t = compute_unit(store_url, hashes, unit, image, [t[1] for t in todo], [t[3] for t in todo])
-    mask = ground_truth(image["mask_path"], (image["height"], image["width"])) if evaluate else None
-    for (vh, _, write, _, source), result in zip(todo, results):
+        return
+    sweep = compute_sweep(run, unit, facts, [job for job, _ in todo])
+    for i, (job, write) in enumerate(todo):
         if write:
-            _write(store, vh, unit, image, component_t, result, save_maps, source)
+            _write(run, job, unit, facts, sweep.aggregated(i) if run.save_maps else
+                   Aggregated(sweep.tile_scores[i], np.zeros((0, 0), np.float32), sweep.sample_scores[i]),
+                   sweep.component_scores[i], _source(run, job, unit, facts))
+        out.rows.append(Row(job.variant_hash, unit_path, sweep.sample_scores[i], facts.label, write))
         if evaluate:
-            evaluators.setdefault((vh, unit.class_name), ClassEvaluator(pixel_size=pixel_size)).update(
-                image["label"], result.sample_score, mask, result.pixel_map_hw)
-        rows.append({"variant": vh, "unit": unit_path, "sample_score": result.sample_score, "label": image["label"],
-                     "written": write})
-    return rows
+            out.samples.setdefault((job.variant_hash, unit.class_name), ClassEvaluator()).add_sample(
+                facts.label, sweep.sample_scores[i])
+    if evaluate:  # the mask decoded, labelled and laid out once for all the image's maps
+        gt, layouts = GroundTruth.from_mask(ground_truth(facts.mask_path, facts.image_hw)), {}
+        for group, window in zip(sweep.groups, sweep.windows):
+            if window.boxes not in layouts:
+                layouts[window.boxes] = CellTruth.layout(gt, window.boxes)
+            out.pixels.setdefault((group.key, unit.class_name), ClassEvaluator(pixel_size=run.pixel_size)).add_pixels(
+                facts.label, layouts[window.boxes], window)
 
 
-def aggregate_units(store_url: str, hashes: dict[str, str], variants: Variants, unit_paths: list[str],
-                    overwrite: bool = False, save_maps: bool = False, evaluate: bool = False,
-                    pixel_size: int | None = None, read_only: bool = False, contexts: Contexts | None = None
-                    ) -> dict[str, Any]:
-    """A chunk of images (one Dask task): ``{"rows": [...], "evaluators": {(vh, class): ...}}``."""
-    evaluators: dict[tuple[str, str], ClassEvaluator] | None = {} if evaluate else None
-    rows = [row for u in unit_paths for row in aggregate_unit(store_url, hashes, variants, u, overwrite, save_maps,
-                                                              evaluators, pixel_size, read_only, contexts)]
-    return {"rows": rows, "evaluators": evaluators or {}}
+def aggregate_units(run: AggregateRun, unit_paths: list[str]) -> ChunkResult:
+    """A chunk of images (one Dask task)."""
+    out = ChunkResult()
+    for path in unit_paths:
+        aggregate_unit(run, path, out)
+    return out
 
 
-def merge_chunks(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Two chunks' results as one (a tree of these bounds what is held at once)."""
-    evaluators = dict(a["evaluators"])
-    for key, ev in b["evaluators"].items():
-        evaluators[key] = evaluators[key].merge(ev) if key in evaluators else ev
-    return {"rows": a["rows"] + b["rows"], "evaluators": evaluators}
+def merge_chunks(a: ChunkResult, b: ChunkResult) -> ChunkResult:
+    return a.merge(b)

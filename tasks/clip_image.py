@@ -10,10 +10,10 @@ import numpy as np
 from stores import unit_key
 
 from .common import zsad_task
+from .plan import PATCH_DIMS
 from .crops import image_crops, split_rows
 from .runtime import decode_config, get_model, run_stage
 
-PATCH_DIMS = ("tile", "layer", "y", "x", "channel")
 
 
 def _writer(hashes: dict[str, str], stages: tuple[str, ...], layers: tuple[int, ...] | None):

@@ -15,9 +15,11 @@ changes, and a rerun with the same sets recomputes nothing.
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
 import json
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Mapping
 
 import dask
 import numpy as np
@@ -25,13 +27,65 @@ import numpy as np
 from stores import StageStore, Unit, class_key, unit_key
 from zsad.config import AggregateConfig, config_from_dict, stage_hash, to_jsonable
 from zsad.modes import normalise
-from zsad.patches import mutual_scores
+from zsad.patches import few_shot_scores, mutual_scores
 
-from .clip_image import PATCH_DIMS
-from .plan import PATCH_STAGE, StagePlan
+from .plan import PATCH_DIMS, PATCH_STAGE, StagePlan
 from .runtime import open_store
 
-Context = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FewShotContext:
+    """A few-shot variant's class: its reference set and where its memory is.
+
+    Attributes:
+        source: digest of the reference set (units record ``{sha256}+{source}``).
+        memory_key: the class's ``memory`` unit, or None (read-only runs that found none: the
+            reference units are concatenated when read).
+        reference_keys: the references' patch units.
+    """
+
+    source: str
+    memory_key: str | None
+    reference_keys: tuple[str, ...]
+
+    def scores_for(self, store_url: str, patch_hash: str, unit: Unit, cfg: AggregateConfig) -> np.ndarray:
+        """(T, gy, gx) nearest-reference distances of ``unit``'s patches."""
+        query = open_store(store_url).read_array(unit_key(PATCH_STAGE, patch_hash, unit), "patches_tlyxc")
+        return few_shot_scores(query, _memory(store_url, self.memory_key, self.reference_keys, self.source),
+                               cfg.neighbourhood)
+
+
+@dataclass(frozen=True)
+class MutualContext:
+    """A mutual variant's class: its batch and where the scores are.
+
+    Attributes:
+        source: digest of the class's batch; stage_hash: the ``mutual`` stage's hash.
+        scores: unit path -> (T, gy, gx) scores kept in memory (read-only runs write none).
+    """
+
+    source: str
+    stage_hash: str
+    scores: Mapping[str, np.ndarray]
+
+    def scores_for(self, store_url: str, patch_hash: str, unit: Unit, cfg: AggregateConfig) -> np.ndarray:
+        if unit.path in self.scores:
+            return self.scores[unit.path]
+        return open_store(store_url).read_array(unit_key("mutual", self.stage_hash, unit), "scores_tyx")
+
+
+Context = FewShotContext | MutualContext
+
+
+@functools.lru_cache(maxsize=2)  # chunks run class by class; a full-shot memory can be GBs
+def _memory(store_url: str, key: str | None, references: tuple[str, ...], source: str) -> np.ndarray:
+    """A class's reference patch features: its memory unit, or the reference units themselves;
+    ``source`` keys the cache to the reference set."""
+    store = open_store(store_url)
+    if key is not None:
+        return store.read_array(key, "patches_tlyxc")
+    return np.concatenate([store.read_array(k, "patches_tlyxc") for k in references])
 
 
 def digest(pairs: list[tuple[str, str]]) -> str:
@@ -89,13 +143,13 @@ def memory_context(store: StageStore, plan: StagePlan, agg: AggregateConfig, dat
     key = class_key("memory", mh, dataset, cls)
     if not store.is_complete(key, source):
         if read_only:  # aggregation concatenates the reference units itself
-            return {"source": source, "memory": None, "references": ref_keys}
+            return FewShotContext(source, None, tuple(ref_keys))
         store.ensure_stage("memory", mh, config, {PATCH_STAGE: plan.hashes[PATCH_STAGE]})
         feats = np.concatenate([store.read_array(k, "patches_tlyxc") for k in ref_keys])
         store.write_unit(key, {"patches_tlyxc": (feats, PATCH_DIMS)},
                          {"references": [u.path for u in refs], "files": [records[u.path][1] for u in refs]},
                          source=source, replace=True)
-    return {"source": source, "memory": key, "references": ref_keys}
+    return FewShotContext(source, key, tuple(ref_keys))
 
 
 def mutual_config(agg: AggregateConfig) -> dict[str, Any]:
@@ -132,13 +186,13 @@ def mutual_contexts(store_url: str, plan: StagePlan, agg: AggregateConfig, by_cl
     """Compute the missing mutual scores of every class's batch (Dask: one task per ``block``
     query images); class -> context for aggregation."""
     store, mh = open_store(store_url), mutual_hash(plan, agg)
-    contexts, jobs = {}, []
+    digests, kept, jobs = {}, {}, []
     for cls, tests in sorted(by_class.items()):
         if len(tests) < 2:
             raise ValueError(f"mutual mode, class {cls!r}: needs at least 2 test images to compare, got {len(tests)}")
         batch_digest = digest([(p, sha) for p, (sha, _) in tests.items()])
         sources = {p: f"{sha}+{batch_digest}" for p, (sha, _) in tests.items()}
-        contexts[cls] = {"source": batch_digest, "mutual": mh, "scores": {}}
+        digests[cls], kept[cls] = batch_digest, {}
         pending = [p for p in sorted(tests) if not store.is_complete(unit_key("mutual", mh, Unit(*p.split("/"))),
                                                                      sources[p])]
         if pending and not read_only:
@@ -149,8 +203,8 @@ def mutual_contexts(store_url: str, plan: StagePlan, agg: AggregateConfig, by_cl
                  for i in range(0, len(pending), block)]
     results = dask.compute(*[j for _, j in jobs], scheduler=scheduler) if jobs else ()
     for (cls, _), scores in zip(jobs, results):
-        contexts[cls]["scores"].update(scores)
-    return contexts
+        kept[cls].update(scores)
+    return {cls: MutualContext(digests[cls], mh, kept[cls]) for cls in digests}
 
 
 def patch_contexts(store_url: str, plan: StagePlan, variants: list[tuple[str, AggregateConfig]], units: list[str],

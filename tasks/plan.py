@@ -18,6 +18,7 @@ from zsad.weights import locate_weights
 
 PRECOMPUTE_STAGES = ("image", "isnet", "sam", "foreground", "tiles", "clip_image", "clip_text", "clipseg")
 PATCH_STAGE = "clip_patch"  # opt-in (PipelineConfig.patches): written by the clip_image task
+PATCH_DIMS = ("tile", "layer", "y", "x", "channel")  # its array's dimensions
 
 
 def _spec(spec: ModelSpec) -> dict[str, Any]:
@@ -34,6 +35,19 @@ class StagePlan:
     inputs: dict[str, dict[str, str]]
     weights: dict[str, str | None]
     patches: bool = False
+    fused_dtype: str = "float16"
+
+    def fused_config(self, fusion: str) -> dict[str, Any]:
+        """What a ``fused`` unit depends on besides the CLIPSeg maps (its group records it)."""
+        return {"fusion": fusion, "dtype": self.fused_dtype}
+
+    def fused_inputs(self) -> dict[str, str]:
+        return {s: self.hashes[s] for s in ("image", "tiles", "clipseg")}
+
+    def fused_hash(self, fusion: str) -> str:
+        """The derived ``fused`` stage of one fusion method: keyed by the CLIPSeg hash (its model,
+        localising prompts and map dtype), the tiles and image it pastes into, and the dtype."""
+        return stage_hash("fused", self.fused_config(fusion), None, tuple(self.fused_inputs().values()))
 
     def aggregate_hash(self, agg: AggregateConfig) -> str:
         """A variant's hash: its (normalised) config and the stages it reads; a few-shot or mutual
@@ -45,7 +59,8 @@ class StagePlan:
         stages = ("tiles", "clip_image", "clip_text", "clipseg")
         if agg is not None and normalise(agg).mode != "zero-shot":
             stages += (PATCH_STAGE,)
-        return {s: self.hashes[s] for s in stages}
+        fused = {"fused": self.fused_hash(agg.fusion)} if agg is not None else {}
+        return {**{s: self.hashes[s] for s in stages}, **fused}
 
     def stages(self) -> tuple[str, ...]:
         """The stages a precompute with this config writes."""
@@ -94,4 +109,5 @@ def plan_stages(cfg: PipelineConfig) -> StagePlan:
         inputs[stage] = {d: hashes[d] for d in deps[stage]}
         w = weights.get(model_of.get(stage, ""), None)
         hashes[stage] = stage_hash(stage, configs[stage], w, tuple(inputs[stage].values()))
-    return StagePlan(hashes, configs, inputs, {s: weights.get(model_of.get(s, "")) for s in hashes}, cfg.patches)
+    return StagePlan(hashes, configs, inputs, {s: weights.get(model_of.get(s, "")) for s in hashes}, cfg.patches,
+                     cfg.fused_dtype)

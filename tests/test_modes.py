@@ -70,7 +70,7 @@ def test_second_run_recomputes_nothing(modes_store, results):
     st = runtime.open_store(modes_store["store"])
     before = st.writes
     meta = run_variants(modes_store["store"], "synthetic", "tiny", MODES)
-    assert all(m["written"] == 0 and m["n_images"] == 32 for m in meta.values()), meta
+    assert all(m.written == 0 and m.n_images == 32 for m in meta.values()), meta
     cfg = load_pipeline_config("tiny", patches=True)
     again = run_precompute(read_dataset("synthetic", modes_store["root"]), "synthetic", modes_store["store"], cfg,
                            progress=False)
@@ -81,7 +81,7 @@ def test_second_run_recomputes_nothing(modes_store, results):
 def test_references_never_scored_and_shots_are_seeded(modes_store, results):
     plan = plan_stages(load_pipeline_config("tiny"))
     meta = run_variants(modes_store["store"], "synthetic", "tiny", "mode=few-shot;shots=2;shot_seed=0,1")
-    assert all(m["n_images"] == 32 for m in meta.values())  # the 8 train images are not test images
+    assert all(m.n_images == 32 for m in meta.values())  # the 8 train images are not test images
     st = runtime.open_store(modes_store["store"])
     refs = {}
     for stage, h, attrs in st.stages():
@@ -193,13 +193,13 @@ def test_a_new_image_recomputes_its_class_batch_only(modes_store):
     pills = read_dataset("synthetic", root, ["pill"])[:2]
     run_precompute(washers[:3] + pills, "grow", store, cfg, progress=False)
     first = run_variants(store, "grow", "tiny", "mode=mutual")
-    assert [m["written"] for m in first.values()] == [5]
+    assert [m.written for m in first.values()] == [5]
     run_precompute(washers[3:4], "grow", store, cfg, progress=False)
     st = runtime.open_store(store)
     before = st.writes
     again = run_variants(store, "grow", "tiny", "mode=mutual")
     # the washer batch changed: its 4 mutual units and 4 scores again; the pills' untouched
-    assert [m["written"] for m in again.values()] == [4] and st.writes - before == 8
+    assert [m.written for m in again.values()] == [4] and st.writes - before == 8
 
 
 def test_a_broken_reference_is_named_and_the_others_are_used(modes_store, tmp_path):

@@ -9,6 +9,7 @@ import torch
 
 from flows.configs import variant_grid, variant_label
 from tasks.plan import plan_stages
+from tests.evidence import evidence
 from zsad.aggregate import aggregate_variants
 from zsad.config import AggregateConfig, PipelineConfig, stage_hash, to_jsonable
 from zsad.modes import normalise
@@ -135,14 +136,14 @@ def test_aggregate_variants_uses_patch_scores_only_for_patch_modes():
             np.array([1, 2]), (4, 6))
     patches = np.zeros((2, 2, 2), np.float32)
     patches[1, 0, 1] = 1.0
-    zs, few = aggregate_variants(*args, [AggregateConfig(), normalise(AggregateConfig(mode="few-shot",
-                                                                                      combine="patch"))],
-                                 [None, patches])
+    zs, few = aggregate_variants(*evidence(*args), [AggregateConfig(), normalise(AggregateConfig(mode="few-shot",
+                                                                                                combine="patch"))],
+                                 patch_tyx=[None, patches])
     assert few.sample_score == pytest.approx(few.pixel_map_hw.max())
     assert few.pixel_map_hw[0, 5] > 0.5 and few.pixel_map_hw[3, 0] == 0.0  # the odd patch: top right of tile 2
     np.testing.assert_array_equal(zs.tile_scores_t, few.tile_scores_t)  # tile scores stay zero-shot
     with pytest.raises(ValueError, match="patch scores"):
-        aggregate_variants(*args, [normalise(AggregateConfig(mode="mutual"))])
+        aggregate_variants(*evidence(*args), [normalise(AggregateConfig(mode="mutual"))])
 
 
 def test_grammar_modes_dedupe_and_labels():
@@ -164,7 +165,7 @@ def test_zero_shot_hashes_are_those_before_the_modes_existed():
     plan = plan_stages(PipelineConfig.tiny())
     before = {k: v for k, v in to_jsonable(AggregateConfig()).items()
               if k in ("fusion", "top_fraction", "scale_by_tile_score", "seed_states", "logit_scale")}
-    inputs = tuple(plan.hashes[s] for s in ("tiles", "clip_image", "clip_text", "clipseg"))
+    inputs = tuple(plan.hashes[s] for s in ("tiles", "clip_image", "clip_text", "clipseg")) + (plan.fused_hash("harmonic"),)
     assert plan.aggregate_hash(AggregateConfig()) == stage_hash("aggregate", before, None, inputs)
     few = plan.aggregate_hash(AggregateConfig(mode="few-shot"))
     assert few != plan.aggregate_hash(AggregateConfig())

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from tests.evidence import evidence
 from zsad.aggregate import aggregate_image, aggregate_variants, component_means, sample_score, top_fraction_count
 from zsad.config import AggregateConfig
 from zsad.pixelmaps import fuse_prompt_maps, paste_tiles
@@ -68,13 +69,13 @@ def _agg_inputs():
 def test_scaling_by_tile_score_and_prompt_subset():
     inputs = _agg_inputs()
     s_win = 1 / (1 + np.exp(-10 * np.array([0 - 1, 1 - 0])))        # tile 0 normal-like, tile 1 anomalous
-    scaled = aggregate_image(*inputs, AggregateConfig(seed_states=False))
+    scaled = aggregate_image(*evidence(*inputs), AggregateConfig(seed_states=False))
     assert np.allclose(scaled.tile_scores_t, s_win)
     assert np.allclose(scaled.pixel_map_hw[:, :4], 0.5 * s_win[0]) and np.allclose(scaled.pixel_map_hw[:, 4:],
                                                                                     0.5 * s_win[1])
-    plain = aggregate_image(*inputs, AggregateConfig(seed_states=False, scale_by_tile_score=False))
+    plain = aggregate_image(*evidence(*inputs), AggregateConfig(seed_states=False, scale_by_tile_score=False))
     assert np.allclose(plain.pixel_map_hw, 0.5)
-    both = aggregate_image(*inputs, AggregateConfig())              # all prompts: both tiles tie at 0.5
+    both = aggregate_image(*evidence(*inputs), AggregateConfig())              # all prompts: both tiles tie at 0.5
     assert np.allclose(both.tile_scores_t, 0.5)
 
 
@@ -82,8 +83,8 @@ def test_variants_at_once_equal_one_by_one():
     inputs = _agg_inputs()
     cfgs = [AggregateConfig(fusion=f, top_fraction=t, scale_by_tile_score=s, seed_states=e)
             for f in ("harmonic", "geometric") for t in (0.25, 1.0) for s in (True, False) for e in (True, False)]
-    for cfg, got in zip(cfgs, aggregate_variants(*inputs, cfgs)):
-        want = aggregate_image(*inputs, cfg)
+    for cfg, got in zip(cfgs, aggregate_variants(*evidence(*inputs), cfgs)):
+        want = aggregate_image(*evidence(*inputs), cfg)
         assert got.sample_score == want.sample_score and np.array_equal(got.pixel_map_hw, want.pixel_map_hw)
 
 

@@ -18,29 +18,75 @@ def test_key_grammar_and_validation():
         unit_key("nope", "ab", u)
 
 
-def test_crash_mid_write_leaves_nothing_that_looks_finished(tmp_path, monkeypatch):
+@pytest.mark.parametrize("writer", ["zarr", "plain"])
+def test_crash_mid_write_leaves_nothing_that_looks_finished(tmp_path, monkeypatch, writer):
+    """Ctrl-C after the arrays, before the marker, in either local writer (zarr-python for
+    large or text arrays, ``stores.fastio`` plain files for small numeric ones)."""
+    from stores import fastio
     st = StageStore(tmp_path / "s.zarr")
     key = unit_key("isnet", "h1", Unit("d", "c", "test", "img"))
     st.write_unit(key, {"prob_hw": (np.ones((4, 4), np.uint8), ("y", "x"))}, source="sha")
-    original = StageStore._fill
 
-    def crash(group, arrays, meta):
+    def crash_zarr(group, arrays, meta):
         group.create_array("prob_hw", data=np.zeros((4, 4), np.uint8), dimension_names=("y", "x"))
-        raise KeyboardInterrupt  # Ctrl-C after the arrays, before the marker
+        raise KeyboardInterrupt
 
-    monkeypatch.setattr(StageStore, "_fill", staticmethod(crash))
+    real_write = fastio.write_group
+
+    def crash_plain(folder, arrays, attrs):
+        real_write(folder, arrays, {})  # arrays written, group metadata without the marker
+        raise KeyboardInterrupt
+
+    def broken():
+        if writer == "zarr":
+            monkeypatch.setattr(fastio, "writable", lambda arrays: False)
+            monkeypatch.setattr(StageStore, "_fill", staticmethod(crash_zarr))
+        else:
+            monkeypatch.setattr(fastio, "write_group", crash_plain)
+
+    broken()
     with pytest.raises(KeyboardInterrupt):
         st.write_unit(key, {"prob_hw": (np.zeros((4, 4), np.uint8), ("y", "x"))}, source="sha2")
-    monkeypatch.setattr(StageStore, "_fill", staticmethod(original))
+    monkeypatch.undo()
     assert st.is_complete(key, "sha")  # the finished unit is still there and readable
     assert (st.read_array(key, "prob_hw") == 1).all()
+    assert st.read_complete(key, ("prob_hw",), "sha")[0]["prob_hw"].sum() == 16
     assert not [p for p in (tmp_path / "s.zarr").rglob(".tmp-*")]  # no debris
     other = unit_key("isnet", "h1", Unit("d", "c", "test", "new"))
-    monkeypatch.setattr(StageStore, "_fill", staticmethod(crash))
+    broken()
     with pytest.raises(KeyboardInterrupt):
         st.write_unit(other, {"prob_hw": (np.zeros((4, 4), np.uint8), ("y", "x"))}, source="sha")
-    assert not st.is_complete(other)
+    monkeypatch.undo()
+    assert not st.is_complete(other) and st.read_complete(other, ("prob_hw",)) is None
     assert st.list_units("isnet", "h1", "d") == [Unit("d", "c", "test", "img")]
+
+
+def test_plain_units_read_by_zarr_and_xarray(tmp_path):
+    """Units written as plain files are ordinary Zarr v3: zarr-python and xarray read them, with
+    compression above ``COMPRESS_ABOVE`` bytes; the plain reader gives the same arrays."""
+    import xarray as xr
+    import zarr
+
+    from stores import fastio
+    st = StageStore(tmp_path / "s.zarr")
+    key = unit_key("fused", "h", Unit("d", "c", "test", "img"))
+    rng = np.random.default_rng(0)
+    arrays = {"fused_thw": (rng.random((2, 40, 30)).astype(np.float16), ("tile", "y", "x")),
+              "component_t": (np.array([1, 2], np.int32), ("tile",)), "ok_t": (np.array([True, False]), ("tile",))}
+    st.write_unit(key, arrays, {"label": 1, "nan": float("nan")}, source="sha")
+    meta = (tmp_path / "s.zarr" / key / "fused_thw" / "zarr.json").read_text()
+    assert '"zstd"' in meta and '"zstd"' not in (tmp_path / "s.zarr" / key / "component_t" / "zarr.json").read_text()
+    group = zarr.open_group(str(tmp_path / "s.zarr" / key), mode="r")
+    plain, attrs = st.read_complete(key, tuple(arrays), "sha")
+    for name, (data, _) in arrays.items():
+        np.testing.assert_array_equal(group[name][...], data)
+        np.testing.assert_array_equal(plain[name], data)
+        assert plain[name].dtype == data.dtype
+    assert attrs["label"] == 1 and np.isnan(attrs["nan"]) and attrs["complete"] is True
+    ds = xr.open_zarr(str(tmp_path / "s.zarr" / key), consolidated=False)
+    assert ds["fused_thw"].dims == ("tile", "y", "x")
+    assert st.read_complete(key, ("fused_thw",), "other-sha") is None
+    assert fastio.read_array(tmp_path / "s.zarr" / key / "nope") is None
 
 
 def test_read_of_missing_unit_is_a_clear_error(tmp_path):

@@ -112,8 +112,9 @@ def test_logit_scale_variant_replaces_clips_own():
     img, txt = rng.normal(size=(3, 8)), rng.normal(size=(6, 8))
     anomalous, ext = np.array([0, 0, 0, 1, 1, 1], bool), np.zeros(6, bool)
     maps, boxes = rng.random((3, 2, 4, 4)), np.array([[0, 0, 4, 4], [2, 0, 6, 4], [0, 2, 4, 6]])
-    own, winclip = aggregate_variants(img, txt, anomalous, ext, 100.0, maps, boxes, np.array([1, 1, 2]), (6, 6),
-                                      [AggregateConfig(), AggregateConfig(logit_scale=1 / 0.07)])
+    from tests.evidence import evidence
+    own, winclip = aggregate_variants(*evidence(img, txt, anomalous, ext, 100.0, maps, boxes, np.array([1, 1, 2]),
+                                                (6, 6)), [AggregateConfig(), AggregateConfig(logit_scale=1 / 0.07)])
     assert np.array_equal(own.tile_scores_t, tile_scores(img, txt, anomalous, 100.0))
     assert np.array_equal(winclip.tile_scores_t, tile_scores(img, txt, anomalous, 1 / 0.07))
     assert not np.array_equal(own.pixel_map_hw, winclip.pixel_map_hw)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+FUSED_DTYPES = ("float16", "float32")  # the ``fused`` stage's maps (README: bytes vs effect on metrics)
 
 # Bump a stage's version whenever its code changes its output.
 STAGE_VERSIONS: dict[str, int] = {
@@ -28,7 +29,8 @@ STAGE_VERSIONS: dict[str, int] = {
     "clip_patch": 1,  # CLIP patch tokens per tile (opt-in: few-shot and mutual modes)
     "memory": 1,  # per-class reference patch memory (few-shot)
     "mutual": 1,  # per-image mutual patch scores against the other images of its class
-    "aggregate": 2,  # 2: maps only when asked (float16), component scores
+    "fused": 1,  # derived: the fused (T, h, w) CLIPSeg map of one fusion method, cached for re-aggregation
+    "aggregate": 3,  # 3: read fused maps; exact sigmoid of logit8 codes (was 14 % off at p ~ 1e-7); 2: maps only when asked
     "thresholds": 1,  # not computed: decision thresholds stored under an aggregate variant's hash
     "errors": 1,  # not computed: per-image failure records under the image stage's hash
 }
@@ -191,6 +193,7 @@ class PipelineConfig:
     prompts: PromptConfig = PromptConfig()
     aggregate: AggregateConfig = AggregateConfig()
     map_dtype: str = "logit8"
+    fused_dtype: str = "float16"
     patches: bool = False
     patch_layers: tuple[int, ...] | None = None
     device: str = "cpu"
@@ -209,6 +212,9 @@ class PipelineConfig:
                              f"got {self.images_per_batch!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.fused_dtype not in FUSED_DTYPES:
+            raise ValueError(f"fused_dtype (the cached fused maps) must be one of {', '.join(FUSED_DTYPES)}, "
+                             f"got {self.fused_dtype!r}")
 
     @classmethod
     def paper(cls, **overrides: Any) -> "PipelineConfig":

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .metrics import BIN_VALUES, FLOAT16_BINS, PixelAccumulator, float16_bins, sample_metrics
-from .pixelmaps import resize_map
+from .metrics import BIN_VALUES, FLOAT16_BINS, CellTruth, PixelAccumulator, float16_bins, sample_metrics
+from .pixelmaps import PastedMap, resize_map
 from .thresholds import Threshold, f1_threshold, fpr_threshold, histogram_fpr_threshold
 
 VISA_ORDER = ("pcb1", "pcb2", "pcb3", "pcb4", "capsules", "candle", "macaroni1", "macaroni2", "cashew",
@@ -58,8 +58,31 @@ class ClassEvaluator:
             self.pixels = PixelAccumulator()
         self.pixels.update(mask_hw, map_hw)
         if label == 0:
-            counts = np.bincount(float16_bins(map_hw).ravel(), minlength=FLOAT16_BINS)
-            self.normal_pixels = counts if self.normal_pixels is None else self.normal_pixels + counts
+            self._add_normal(np.bincount(float16_bins(map_hw).ravel(), minlength=FLOAT16_BINS))
+
+    def _add_normal(self, counts: np.ndarray) -> None:
+        self.normal_pixels = counts if self.normal_pixels is None else self.normal_pixels + counts
+
+    def add_sample(self, label: int, score: float) -> None:
+        """One image's label and sample score (no map)."""
+        self.labels.append(int(label))
+        self.scores.append(float(score))
+
+    def add_pixels(self, label: int, truth: CellTruth, window: PastedMap) -> None:
+        """One image's map (its covered cells) against its ground truth laid out along the same
+        cells (``CellTruth``, built once per image: a sweep's maps share it): the same counts as
+        ``update`` with the full map, binning only the covered pixels. With ``pixel_size`` the
+        full map is resized as in ``update``."""
+        if self.pixel_size:
+            n = len(self.labels)
+            self.update(label, 0.0, truth.gt.mask_hw, window.full())
+            del self.labels[n:], self.scores[n:]  # pixels only
+            return
+        if self.pixels is None:
+            self.pixels = PixelAccumulator()
+        counts = self.pixels.update_cells(truth, window.cells)
+        if label == 0:
+            self._add_normal(counts)
 
     def merge(self, other: "ClassEvaluator") -> "ClassEvaluator":
         """Add another evaluator's images (from another worker) to this one."""

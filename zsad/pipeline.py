@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .aggregate import Aggregated, aggregate_image
+from .aggregate import Aggregated, ImageEvidence, TextEvidence, aggregate_image
 from .config import PipelineConfig
 from .foreground import Foreground, extract_foreground
 from .models import load_model
@@ -47,6 +47,10 @@ class TextEmbeddings:
     prompts: PromptSet
     emb_pd: np.ndarray
     logit_scale: float
+
+    def evidence(self) -> TextEvidence:
+        """What aggregation reads of them."""
+        return TextEvidence(self.emb_pd, self.prompts.anomalous_p, self.prompts.seed_extension_p, self.logit_scale)
 
 
 def class_object_name(class_name: str, cfg: PipelineConfig) -> str:
@@ -88,8 +92,9 @@ def score_image(image_hw3: np.ndarray, class_name: str, models: Models, cfg: Pip
     emb = models.clip.encode_images(crops)
     text = text or embed_prompts(models.clip, class_name, cfg)
     maps = store_maps(models.clipseg.predict_logits(crops, localising_prompts(cfg.prompts.localising)), cfg.map_dtype)
-    agg: Aggregated = aggregate_image(emb, text.emb_pd, text.prompts.anomalous_p, text.prompts.seed_extension_p,
-                                      text.logit_scale, maps, tiles.boxes_xyxy, tiles.component_t,
-                                      image_hw3.shape[:2], cfg.aggregate)
+    evidence = ImageEvidence.from_maps(emb_td=emb, maps_tlhw=maps, fusions=[cfg.aggregate.fusion],
+                                       boxes_xyxy=tiles.boxes_xyxy, component_t=tiles.component_t,
+                                       image_hw=image_hw3.shape[:2], fused_dtype=cfg.fused_dtype)
+    agg: Aggregated = aggregate_image(evidence, text.evidence(), cfg.aggregate)
     return ImageResult(agg.sample_score, agg.pixel_map_hw, agg.tile_scores_t, tiles, fg, isnet_map,
                        int(sam.masks_nhw.shape[0]), maps, emb)

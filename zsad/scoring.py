@@ -41,7 +41,15 @@ def tile_scores(image_emb_td: np.ndarray, text_emb_pd: np.ndarray, anomalous_p: 
         raise ValueError(f"{text_emb_pd.shape[0]} prompt embeddings but {anomalous_p.shape[0]} prompt labels")
     if anomalous_p.all() or not anomalous_p.any():
         raise ValueError("tile_scores needs both normal and anomalous prompts")
-    sims = l2_normalize(image_emb_td) @ l2_normalize(text_emb_pd).T
+    return unit_tile_scores(l2_normalize(image_emb_td), l2_normalize(text_emb_pd), anomalous_p, logit_scale)
+
+
+def unit_tile_scores(image_unit_td: np.ndarray, text_unit_pd: np.ndarray, anomalous_p: np.ndarray,
+                     logit_scale: float) -> np.ndarray:
+    """``tile_scores`` of embeddings already normalised by ``l2_normalize`` (bit for bit the same;
+    a class's prompts are normalised once for all its images)."""
+    anomalous_p = np.asarray(anomalous_p, bool)
+    sims = image_unit_td @ text_unit_pd.T
     normal = sims[:, ~anomalous_p].mean(axis=1)
     anomalous = sims[:, anomalous_p].mean(axis=1)
     return 1.0 / (1.0 + np.exp(-float(logit_scale) * (anomalous - normal)))

@@ -14,7 +14,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import precision_recall_curve
 
 
 def f1_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -32,6 +31,7 @@ def f1_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
         raise ValueError(f"{labels.size} labels but {scores.size} scores")
     if not labels.any() or labels.all():
         return math.nan
+    from sklearn.metrics import precision_recall_curve  # here: aggregation workers need no scikit-learn
     precision, recall, thresholds = precision_recall_curve(labels, scores)
     p, r = precision[:-1], recall[:-1]  # the last point has no threshold
     f1 = np.divide(2 * p * r, p + r, out=np.zeros_like(p), where=(p + r) > 0)
@@ -66,7 +66,8 @@ def histogram_fpr_threshold(neg_counts: np.ndarray, bin_values: np.ndarray, fpr:
 
     ``neg_counts[i]`` counts normal scores equal to ``bin_values[i]`` (increasing); a score is
     flagged when it is ``>=`` the threshold. If even the top bin holds more than ``fpr``, the
-    top bin's value is returned.
+    threshold lies just above the top bin's value (as ``fpr_threshold`` goes just above the top
+    score), so no normal score is flagged.
 
     Example:
         >>> histogram_fpr_threshold(np.array([90, 9, 1, 0]), np.array([0.0, 0.25, 0.5, 0.75]), 0.05)
@@ -78,7 +79,9 @@ def histogram_fpr_threshold(neg_counts: np.ndarray, bin_values: np.ndarray, fpr:
         raise ValueError("a pixel FPR threshold needs normal pixels; got none")
     flagged = np.cumsum(neg[::-1])[::-1] / total  # fraction at or above each bin's value
     ok = np.flatnonzero(flagged <= fpr + 1e-12)
-    return float(bin_values[int(ok[0]) if ok.size else -1])
+    if ok.size:
+        return float(bin_values[int(ok[0])])
+    return float(np.nextafter(float(bin_values[-1]), np.inf))  # even the top bin alone is too many: above it
 
 
 @dataclass(frozen=True)

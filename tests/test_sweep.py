@@ -1,0 +1,292 @@
+"""Re-aggregation at scale: the fused stage, the grid planner, covered-cell metrics, precision fixes.
+
+The planned path (fused cache, one map per group, metrics on covered cells) is checked against a
+per-variant reference written here from the plain core functions (``fuse_stored_maps``,
+``paste_tiles``, ``tile_scores``, ``ClassEvaluator.update`` on full-size maps), on the synthetic
+set and on a generated VisA-shaped store.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from zsad.metrics import BIN_VALUES, FLOAT16_BINS, CellTruth, GroundTruth, PixelAccumulator
+from zsad.pixelmaps import _LOGIT8, LOGIT_STEP, load_maps, paste_cells, paste_tiles, store_maps
+from zsad.thresholds import histogram_fpr_threshold
+
+ROOT = Path(__file__).resolve().parents[1]
+GRID = "fusion=harmonic,geometric;top_fraction=0.25,1;scale_by_tile_score=true,false;seed_states=true,false"
+
+
+def test_sigmoid_is_exact_at_extreme_logits():
+    """logit8 codes for logits -16 .. -12 dequantise to within float32 rounding of the exact
+    sigmoid (the tanh form was 14 % off at -15.6: exactly the values a harmonic mean hinges on)."""
+    logits = np.arange(-16.0, -11.99, LOGIT_STEP)
+    exact = np.array([math.exp(x) / (1.0 + math.exp(x)) for x in logits])
+    got = load_maps(store_maps(logits, "logit8")).astype(np.float64)
+    assert np.max(np.abs(got / exact - 1)) < 2 ** -23
+    table = _LOGIT8["harmonic"][:33].astype(np.float64)  # 1 / p of the same codes
+    assert np.max(np.abs(table * exact - 1)) < 2 ** -22
+    assert load_maps(store_maps(np.array([30.0, 0.0]), "logit8")).tolist() == [pytest.approx(1 / (1 + math.exp(-15.875))),
+                                                                              0.5]
+
+
+def test_histogram_fpr_threshold_when_the_top_bin_holds_every_normal_pixel():
+    """No bin flags at most the FPR share: the threshold goes just above the top value, as the
+    image-level ``fpr_threshold`` does, and flags no normal pixel (it used to flag them all)."""
+    t = histogram_fpr_threshold(np.array([0, 0, 0, 100]), np.array([0.0, 0.25, 0.5, 0.75]), 0.01)
+    assert t > 0.75 and t == np.nextafter(0.75, np.inf)
+    counts = np.zeros(FLOAT16_BINS, np.int64)
+    counts[15360] = 50  # every normal pixel is exactly 1.0
+    t = histogram_fpr_threshold(counts, BIN_VALUES, 0.01)
+    assert t > 1.0 and not (np.ones(50) >= t).any()
+    counts[:] = 0
+    counts[[0, 15360]] = [990, 10]  # 1 % at 1.0: flagging them is allowed
+    t = histogram_fpr_threshold(counts, BIN_VALUES, 0.01)
+    assert 0 < t <= 1.0  # flags exactly the ten
+
+
+def _random_case(rng, h=60, w=80, tiles=4):
+    x0, y0 = rng.integers(0, w - 20, tiles), rng.integers(0, h - 20, tiles)
+    size = rng.integers(12, 30, tiles)
+    boxes = np.stack([x0, y0, np.minimum(x0 + size, w), np.minimum(y0 + size, h)], 1)
+    maps = [rng.random((16, 16)).astype(np.float32) * rng.choice([1.0, 1e-4, 1e-7]) for _ in range(tiles)]
+    mask = np.zeros((h, w), bool)
+    for cy, cx, r in zip(rng.integers(0, h, 3), rng.integers(0, w, 3), rng.integers(1, 6, 3)):
+        mask[max(0, cy - r): cy + r, max(0, cx - r): cx + r] = True  # regions inside, across and outside tiles
+    return maps, boxes, mask
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_paste_cells_and_cell_metrics_equal_the_full_map(seed):
+    rng = np.random.default_rng(seed)
+    maps, boxes, mask = _random_case(rng)
+    full = paste_tiles(maps, boxes, mask.shape)
+    cells = paste_cells(maps, boxes, mask.shape)
+    assert np.array_equal(cells.full(), full)  # bit for bit, overlaps included
+    for m in (mask, np.zeros_like(mask)):
+        want, got = PixelAccumulator(), PixelAccumulator()
+        want.update(m, full)
+        counts = got.update_cells(CellTruth.layout(GroundTruth.from_mask(m), cells.boxes), cells.cells)
+        assert np.array_equal(want.pos, got.pos) and np.array_equal(want.neg, got.neg)
+        assert np.allclose(want.region_weight, got.region_weight, rtol=1e-12, atol=1e-12)
+        assert want.n_regions == got.n_regions and counts.sum() == m.size
+        a, b = want.result(), got.result()
+        for k in a:
+            assert (math.isnan(a[k]) and math.isnan(b[k])) or abs(a[k] - b[k]) < 1e-12
+
+
+def test_one_component_and_empty_cases():
+    """One tile, no tile, an image fully covered: cells and metrics still equal the full map."""
+    mask = np.zeros((8, 8), bool)
+    mask[2:4, 2:4] = True
+    for boxes, maps in ((np.array([[0, 0, 8, 8]]), [np.full((4, 4), 0.5, np.float32)]),
+                        (np.zeros((0, 4), np.int64), []),
+                        (np.array([[1, 1, 5, 5]]), [np.zeros((4, 4), np.float32)])):
+        full, cells = paste_tiles(maps, boxes, (8, 8)), paste_cells(maps, boxes, (8, 8))
+        assert np.array_equal(full, cells.full())
+        want, got = PixelAccumulator(), PixelAccumulator()
+        want.update(mask, full)
+        got.update_cells(CellTruth.layout(GroundTruth.from_mask(mask), cells.boxes), cells.cells)
+        assert np.array_equal(want.pos, got.pos) and np.array_equal(want.neg, got.neg)
+
+
+# ---- the planned path against a per-variant reference --------------------------------------------
+
+def _reference(store_url: str, config: str, variants: str) -> dict[str, dict[str, float]]:
+    """Per variant and class, metrics computed the plain way: every variant fuses its maps
+    (rounded as the fused cache rounds them), pastes the full image and updates its own evaluator."""
+    from flows.configs import load_pipeline_config, variant_grid
+    from stores import StageStore, unit_key
+    from tasks.plan import plan_stages
+    from zsad.aggregate import sample_score
+    from zsad.datasets import ground_truth
+    from zsad.evaluation import ClassEvaluator, evaluate_classes
+    from zsad.pixelmaps import fuse_stored_maps
+    from zsad.scoring import tile_scores
+    plan, st = plan_stages(load_pipeline_config(config)), StageStore(store_url)
+    units = st.list_units("clipseg", plan.hashes["clipseg"], units_dataset(st, plan))
+    out = {}
+    for agg in variant_grid(variants):
+        evs = {}
+        for u in units:
+            image = st.read_attrs(unit_key("image", plan.hashes["image"], u))
+            if image["label"] < 0:
+                continue
+            tiles, _ = st.read_unit(unit_key("tiles", plan.hashes["tiles"], u))
+            emb = st.read_array(unit_key("clip_image", plan.hashes["clip_image"], u), "emb_td")
+            text, attrs = st.read_unit(f"clip_text/{plan.hashes['clip_text']}/{u.dataset}/{u.class_name}")
+            use = np.ones(len(text["anomalous_p"]), bool) if agg.seed_states else ~text["seed_extension_p"]
+            scale = attrs["logit_scale"] if agg.logit_scale is None else agg.logit_scale
+            s = tile_scores(emb, text["emb_pd"][use], text["anomalous_p"][use], scale)
+            fused = fuse_stored_maps(st.read_array(unit_key("clipseg", plan.hashes["clipseg"], u), "maps_tlhw"),
+                                     agg.fusion).astype(plan.fused_dtype)
+            maps = fused * s.astype(np.float32)[:, None, None] if agg.scale_by_tile_score else fused
+            full = paste_tiles(maps, tiles["boxes_xyxy"], (image["height"], image["width"]))
+            evs.setdefault(u.class_name, ClassEvaluator()).update(
+                image["label"], sample_score(s, tiles["component_t"], agg.top_fraction),
+                ground_truth(image["mask_path"], full.shape), full)
+        out[plan.aggregate_hash(agg)] = evaluate_classes(evs)
+    return out
+
+
+def units_dataset(st, plan) -> str:
+    return st.children(f"clipseg/{plan.hashes['clipseg']}")[0]
+
+
+def _assert_same(reference: dict, meta: dict) -> None:
+    from zsad.evaluation import evaluate_classes
+    assert set(reference) == set(meta)
+    for vh, want in reference.items():
+        got = evaluate_classes(meta[vh].evaluators)
+        for cls, row in want.items():
+            for k, v in row.items():
+                g = got[cls][k]
+                if k.startswith("sample_") or k.startswith("n_"):
+                    assert (math.isnan(v) and math.isnan(g)) or v == g, (vh, cls, k)  # bit for bit
+                else:
+                    assert (math.isnan(v) and math.isnan(g)) or abs(v - g) < 1e-12, (vh, cls, k, v, g)
+
+
+def _visa_store(tmp_path: Path, n: int) -> str:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_visa_scale import generate
+    generate(tmp_path, 0, n, "tiny")
+    return str(tmp_path / "store.zarr")
+
+
+@pytest.mark.parametrize("scheduler", ["synchronous", "processes"])
+def test_planned_grid_equals_per_variant_metrics_on_a_visa_shaped_store(tmp_path, scheduler):
+    from flows.aggregate import run_variants
+    store = _visa_store(tmp_path, 8)
+    meta = run_variants(store, "visa", "tiny", GRID, evaluate=True, scheduler=scheduler, chunk=3)
+    assert len(meta) == 16 and {m.scheduler for m in meta.values()} == {scheduler}
+    _assert_same(_reference(store, "tiny", GRID), meta)
+
+
+@pytest.mark.slow
+def test_planned_grid_equals_per_variant_metrics_on_the_synthetic_set(synthetic_samples, tmp_path, tiny_cfg):
+    from flows.aggregate import run_variants
+    from flows.precompute import run_precompute
+    store = str(tmp_path / "s.zarr")
+    run_precompute(synthetic_samples, "synthetic", store, tiny_cfg, progress=False)
+    meta = run_variants(store, "synthetic", "tiny", GRID, evaluate=True)
+    _assert_same(_reference(store, "tiny", GRID), meta)
+
+
+def test_fused_stage_invalidation(tmp_path):
+    """Made once by the first aggregation that needs it; another aggregation variant reads it
+    (nothing fused is written again); a CLIPSeg change (here its map dtype) names another
+    fused stage, so stale maps are never read."""
+    import dataclasses
+    import json
+
+    from flows.aggregate import run_variants
+    from stores import StageStore
+    from tasks.plan import plan_stages
+    from zsad.config import PipelineConfig, to_jsonable
+    store = _visa_store(tmp_path, 4)
+    plan = plan_stages(PipelineConfig.tiny())
+    fused = lambda: sorted(Path(store).glob("fused/*/visa/capsules/test/*/zarr.json"))  # noqa: E731
+    run_variants(store, "visa", "tiny", "seed")
+    first = {p: p.stat().st_mtime_ns for p in fused()}
+    assert len(first) == 4 and all(f"fused/{plan.fused_hash('harmonic')}/" in str(p) for p in first)
+    run_variants(store, "visa", "tiny", "top_fraction=0.5,1;scale_by_tile_score=true,false;seed_states=false")
+    assert {p: p.stat().st_mtime_ns for p in fused()} == first  # aggregation changes recompute no fused map
+    run_variants(store, "visa", "tiny", "fusion=geometric", read_only=True)
+    assert len(fused()) == 4  # a read-only run computes the new fusion in memory, writes nothing
+    other = dataclasses.replace(PipelineConfig.tiny(), map_dtype="float16")
+    assert plan_stages(other).fused_hash("harmonic") != plan.fused_hash("harmonic")
+    cfg = tmp_path / "f32.json"
+    cfg.write_text(json.dumps(to_jsonable(dataclasses.replace(PipelineConfig.tiny(), fused_dtype="float32"))))
+    assert plan_stages(other).hashes["clipseg"] != plan.hashes["clipseg"]
+    run_variants(store, "visa", "tiny", "seed")  # unchanged inputs: nothing to redo
+    assert {p: p.stat().st_mtime_ns for p in fused()} == first
+    run_variants(store, str("visa"), str(cfg), "seed")  # the cache's dtype is part of its hash
+    assert len(fused()) == 8 and StageStore(store).is_complete(
+        f"fused/{plan_stages(dataclasses.replace(PipelineConfig.tiny(), fused_dtype='float32')).fused_hash('harmonic')}"
+        "/visa/capsules/test/00000")
+
+
+def test_kill_9_while_fused_units_are_written(tmp_path):
+    """A build killed mid-way leaves only complete fused units (each equal to a clean build's);
+    a rerun writes exactly the missing ones and leaves no temp folder."""
+    from stores import StageStore, Unit
+    from tasks.fused import FUSED, build_fused
+    from tasks.plan import plan_stages
+    from zsad.config import PipelineConfig
+    store = _visa_store(tmp_path, 24)
+    code = ("import sys; sys.path.insert(0, %r)\nfrom stores import StageStore, Unit\nfrom tasks.fused import build_fused\n"
+            "from tasks.plan import plan_stages\nfrom zsad.config import PipelineConfig\n"
+            "build_fused(StageStore(%r), plan_stages(PipelineConfig.tiny()), "
+            "[Unit('visa', 'capsules', 'test', f'{i:05d}') for i in range(24)], ('harmonic', 'geometric'))"
+            % (str(ROOT), store))
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=str(ROOT))
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(Path(store).glob("fused/*/visa/capsules/test/*"))) < 6:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    st, plan = StageStore(store), plan_stages(PipelineConfig.tiny())
+    units = [Unit("visa", "capsules", "test", f"{i:05d}") for i in range(24)]
+    done = [(u, f) for u in units for f in ("harmonic", "geometric")
+            if st.is_complete(f"fused/{plan.fused_hash(f)}/{u.path}")]
+    assert 0 < len(done) < 48, "the kill must land mid-build"
+    st.sweep_temps()
+    written = build_fused(st, plan, units, ("harmonic", "geometric"))
+    assert written == 48 - len(done)
+    assert build_fused(st, plan, units, ("harmonic", "geometric")) == 0
+    clean = StageStore(tmp_path / "clean.zarr")
+    for u, f in done[:6]:
+        key = f"fused/{plan.fused_hash(f)}/{u.path}"
+        arrays, attrs = st.read_unit(key)
+        from tasks.fused import ImageFacts, compute_fused
+        facts = ImageFacts.from_attrs(st.read_attrs(f"image/{plan.hashes['image']}/{u.path}"))
+        again, _, _ = compute_fused(st, plan, u, [f], facts, write=False)
+        assert np.array_equal(arrays[FUSED], again[f]) and attrs["sha256"] == facts.sha256
+    assert not list(Path(store).rglob(".tmp-*")) and clean is not None
+
+
+@pytest.mark.slow
+def test_precompute_fusions_builds_the_fused_stage(synthetic_root, tmp_path):
+    """``zsad precompute --fusions`` writes the fused maps; a later aggregation writes none."""
+    from flows.aggregate import run_variants
+    from flows.cli import main
+    store = str(tmp_path / "s.zarr")
+    assert main(["precompute", "--root", str(synthetic_root), "--store", store, "--fusions", "harmonic,geometric"]) == 0
+    fused = lambda: {p: p.stat().st_mtime_ns for p in Path(store).glob("fused/*/synthetic/*/*/*/zarr.json")}  # noqa
+    before = fused()
+    assert len(before) == 2 * 8
+    run_variants(store, "synthetic", "tiny", "fusion=harmonic,geometric")
+    assert fused() == before
+    with pytest.raises(SystemExit):
+        main(["precompute", "--root", str(synthetic_root), "--store", store, "--fusions", "median"])
+
+
+def test_float16_rounding_matches_numpy_at_the_extremes():
+    """The fast conversion gives numpy's bits: ties to even, subnormals, overflow, NaN, -0."""
+    from zsad.metrics import float16_bins, round_to_float16
+    halves = np.arange(0, 0x7C01, dtype=np.uint16).view(np.float16).astype(np.float32)
+    mids = (halves[:-1].astype(np.float64) + np.diff(halves.astype(np.float64)) / 2).astype(np.float32)  # exact ties
+    rng = np.random.default_rng(0)
+    x = np.concatenate([halves, mids, -halves, np.nextafter(mids, np.float32(0)), np.nextafter(mids, np.float32(1e9)),
+                        rng.random(100_000, dtype=np.float32) * np.float32(1e-4), [65519.9, 65520.0, 1e30, 1e-45, -0.0,
+                                                                                   np.inf, np.nan]]).astype(np.float32)
+    with np.errstate(over="ignore"):
+        want = x.astype(np.float16).view(np.uint16)
+    assert np.array_equal(round_to_float16(x).view(np.uint16), want)
+    finite = x[np.isfinite(x)]
+    with np.errstate(over="ignore"):
+        assert np.array_equal(float16_bins(finite), np.where(finite.astype(np.float16).view(np.uint16) >= 0x8000, 0,
+                                                             finite.astype(np.float16).view(np.uint16)))
+    with pytest.raises(ValueError, match="NaN"):
+        float16_bins(np.array([0.5, np.nan], np.float32))
