@@ -24,7 +24,7 @@ from zsad.config import to_jsonable
 from zsad.evaluation import ClassEvaluator
 from zsad.modes import normalise
 
-from .configs import load_pipeline_config, variant_grid, variant_label
+from .configs import check_device, load_pipeline_config, variant_grid, variant_label
 
 
 def _client(address: str):
@@ -91,7 +91,7 @@ def run_variants(store: str, dataset: str, config: str = "tiny", variants: str |
                  classes: list[str] | None = None, scheduler: str = "auto", dask_address: str | None = None,
                  chunk: int | None = None, overwrite: bool = False, units: list[str] | None = None,
                  save_maps: bool = False, evaluate: bool = False, pixel_size: int | None = None,
-                 read_only: bool = False) -> dict[str, VariantOutcome]:
+                 read_only: bool = False, device: str = "cpu") -> dict[str, VariantOutcome]:
     """The work of the ``aggregate`` flow, callable without Prefect (CLI, benchmarks, notebooks).
 
     ``units`` restricts the work to these unit paths (``dataset/class/split/id``); default: every
@@ -106,6 +106,8 @@ def run_variants(store: str, dataset: str, config: str = "tiny", variants: str |
     what a user with read-only access to a shared cache can run. ``scheduler``: ``threads``
     (``auto``; the numpy, torch and file work releases the GIL: both cores busy), ``processes``
     (measured slower: each worker imports torch and results are pickled) or ``synchronous``.
+    ``device``: ``cuda`` pastes and counts the maps of an evaluation on the GPU (zero-shot
+    variants; ``zsad.torchpixels``).
     """
     if read_only and save_maps:
         raise ValueError("--save-maps writes maps into the store; it cannot be combined with --read-only")
@@ -132,7 +134,9 @@ def run_variants(store: str, dataset: str, config: str = "tiny", variants: str |
                               "threads" if scheduler in ("distributed", "auto") else scheduler)
     for (vh, cls), ctx in contexts.items():  # what drawing a map of the variant needs (report panels)
         meta[vh].contexts[cls] = ctx
-    run = AggregateRun(store, plan, tuple(jobs), contexts, overwrite, save_maps, evaluate, pixel_size, not read_only)
+    torch_device = None if check_device(device) == "cpu" else device  # the host's numpy path on a CPU
+    run = AggregateRun(store, plan, tuple(jobs), contexts, overwrite, save_maps, evaluate, pixel_size, not read_only,
+                       torch_device)
     workers = 1 if scheduler in ("synchronous", "sync") else (os.cpu_count() or 1)
     tasks = [dask.delayed(aggregate_units)(run, part) for part in _chunks(units, chunk, workers)]
     while len(tasks) > 1:  # a tree of merges: partial accumulators are released as they are merged

@@ -7,7 +7,7 @@ from typing import Any
 from stores.index import INDEX_ROOT
 from tasks.plan import plan_stages, stage_configs
 from tasks.runtime import open_store
-from zsad.config import to_jsonable
+from zsad.config import FUSIONS, to_jsonable
 from zsad.weights import WeightsError
 
 from .configs import load_pipeline_config, names_hash, resolve_variants, stored_variants
@@ -72,7 +72,8 @@ def _kept(keep_configs: list[str]) -> tuple[set[str], list[tuple[str, Any]]]:
     for name in keep_configs:
         cfg = load_pipeline_config(name)
         try:
-            hashes |= set(plan_stages(cfg).hashes.values())
+            plan = plan_stages(cfg)
+            hashes |= set(plan.hashes.values()) | {plan.fused_hash(f) for f in FUSIONS}
         except WeightsError:
             by_config += list(stage_configs(cfg).items())
     return hashes, by_config
@@ -94,7 +95,7 @@ def prune(store: str, keep_configs: list[str], dry_run: bool = False) -> list[st
     for stage, h, attrs in groups:
         if (stage, to_jsonable(attrs.get("config"))) in by_config:
             kept.add(h)
-    derived = ("memory", "mutual", "aggregate", "thresholds", "errors")  # kept with their inputs, in this order
+    derived = ("fused", "memory", "mutual", "aggregate", "thresholds", "errors")  # kept with their inputs, in order
     present = {h for stage, h, _ in groups if stage == "aggregate"}  # thresholds share their variant's hash
     for level in derived:
         for stage, h, attrs in groups:

@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     _shots_args(a)
     e = sub.add_parser("evaluate", help="metrics per class and mean; stores F1-max and FPR thresholds")
     _common(e)
+    e.add_argument("--device", default=None, help="cuda: paste and count the maps on the GPU (and precompute there "
+                                                  "with --root); default cpu")
     e.add_argument("--variants", default="seed")
     e.add_argument("--out", default="zsad-results")
     e.add_argument("--pixel-size", type=_positive_int, default=None,
@@ -127,7 +129,8 @@ def _report_failures(command: str, out: dict[str, Any]) -> None:
 
 def _fusions(text: str) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))
-    bad = [n for n in names if n not in ("harmonic", "arithmetic", "geometric")]
+    from zsad.config import FUSIONS
+    bad = [n for n in names if n not in FUSIONS]
     if bad or not names:
         raise argparse.ArgumentTypeError(f"fusions are harmonic, arithmetic or geometric (comma-separated), got {text!r}")
     return names
@@ -221,7 +224,7 @@ def run(args: argparse.Namespace) -> Any:  # noqa: C901 - a flat dispatch table
         fn = evaluate if _orchestrated(args) else run_evaluate
         fn(store=args.store, dataset=args.dataset, config=args.config,
            variants=_few_shot_spec(args), classes=args.classes, out_dir=args.out, pixel_size=args.pixel_size, fpr=args.fpr, save_maps=args.save_maps,
-           read_only=args.read_only)
+           read_only=args.read_only, device=args.device or "cpu")
         return {"quiet": True}
     if args.command == "report":
         from .report import build_report
@@ -252,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     apply_defaults()
     if getattr(args, "storage_options", None):
-        from stores.zarr_store import STORAGE_OPTIONS_ENV
+        from stores.options import STORAGE_OPTIONS_ENV
         os.environ[STORAGE_OPTIONS_ENV] = args.storage_options  # tasks and child processes open it alike
     try:
         out = run(args)

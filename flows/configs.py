@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from zsad.config import MODES, AggregateConfig, PipelineConfig, SamGeneratorConfig, config_from_dict
+from zsad.config import FUSIONS, MODES, AggregateConfig, PipelineConfig, SamGeneratorConfig, config_from_dict
 from zsad.modes import mode_label, normalise
 
 CHEAPER_SAM = {"paper-sam16": 16, "paper-sam8": 8}  # points per side (the paper: 32)
@@ -58,7 +58,7 @@ def check_device(device: str) -> str:
 
 
 GRID = {
-    "fusion": ("harmonic", "arithmetic", "geometric"),
+    "fusion": FUSIONS,
     "top_fraction": (0.25, 0.5, 1.0),
     "scale_by_tile_score": (True, False),
     "seed_states": (True, False),

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from stores import Unit, unit_key
-from stores.zarr_store import library_versions
+from stores.options import library_versions
 from tasks.aggregate import pixel_map
 from zsad.datasets import known_ground_truth, load_image
 from zsad.plots import class_charts, prediction_panel, save_png

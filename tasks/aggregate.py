@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Mapping
 import numpy as np
 
 from stores import Unit, class_key, unit_key
-from zsad.aggregate import Aggregated, ImageSweep, TextEvidence, map_key, plan_maps, sweep_image
+from zsad.aggregate import Aggregated, ImageEvidence, ImageSweep, TextEvidence, map_key, plan_maps, sweep_image
 from zsad.config import AggregateConfig
 from zsad.datasets import ground_truth
 from zsad.evaluation import ClassEvaluator
-from zsad.metrics import CellTruth, GroundTruth
+from zsad.bins import CellTruth, GroundTruth
 from zsad.modes import normalise
 
 from .fused import ImageFacts, read_evidence
@@ -54,6 +54,8 @@ class AggregateRun:
         evaluate: stream labelled images into metrics (every variant is then computed);
         pixel_size: resize maps and masks before the pixel metrics (None: full resolution);
         write: False for read-only runs (nothing is written, fused maps included).
+        device: None to paste and count an evaluation's maps with numpy on the host, or a torch
+            device to do it there (``zsad.torchpixels``; ``cuda``, or ``cpu`` in tests).
     """
 
     store_url: str
@@ -65,6 +67,7 @@ class AggregateRun:
     evaluate: bool = False
     pixel_size: int | None = None
     write: bool = True
+    device: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ class ChunkResult:
     rows: list[Row] = field(default_factory=list)
     samples: dict[tuple[str, str], ClassEvaluator] = field(default_factory=dict)
     pixels: dict[tuple[AggregateConfig, str], ClassEvaluator] = field(default_factory=dict)
+    device_pixels: dict = field(default_factory=dict)  # (map key, class) -> TorchPixels, within a chunk
 
     def merge(self, other: "ChunkResult") -> "ChunkResult":
         """Both chunks' results (a tree of these bounds what is held at once)."""
@@ -112,8 +116,9 @@ def _text(store_url: str, key: str) -> TextEvidence:
     return TextEvidence(arrays["emb_pd"], arrays["anomalous_p"], arrays["seed_extension_p"], float(attrs["logit_scale"]))
 
 
-def compute_sweep(run: AggregateRun, unit: Unit, facts: ImageFacts, jobs: list[VariantJob]) -> ImageSweep:
-    """One image under ``jobs``, in memory, from its cached evidence."""
+def compute_sweep(run: AggregateRun, unit: Unit, facts: ImageFacts, jobs: list[VariantJob], pixels: bool = True
+                  ) -> tuple[ImageEvidence, ImageSweep]:
+    """One image under ``jobs``, in memory, from its cached evidence (``pixels=False``: scores only)."""
     store, cfgs = open_store(run.store_url), [j.config for j in jobs]
     patches = []
     for job in jobs:
@@ -125,7 +130,7 @@ def compute_sweep(run: AggregateRun, unit: Unit, facts: ImageFacts, jobs: list[V
                        ctx.scores_for(run.store_url, run.plan.hashes[PATCH_STAGE], unit, job.config))
     evidence = read_evidence(store, run.plan, unit, [c.fusion for c in cfgs], facts, run.write)
     text = _text(run.store_url, class_key("clip_text", run.plan.hashes["clip_text"], unit.dataset, unit.class_name))
-    return sweep_image(evidence, text, cfgs, groups=plan_maps(cfgs), patch_tyx=patches)
+    return evidence, sweep_image(evidence, text, cfgs, groups=plan_maps(cfgs), patch_tyx=patches, pixels=pixels)
 
 
 def pixel_map(store_url: str, plan: StagePlan, agg: AggregateConfig, unit_path: str,
@@ -137,7 +142,7 @@ def pixel_map(store_url: str, plan: StagePlan, agg: AggregateConfig, unit_path: 
     contexts = {} if context is None else {(job.variant_hash, unit.class_name): context}
     run = AggregateRun(store_url, plan, (job,), contexts, write=False)
     facts = ImageFacts.from_attrs(open_store(store_url).read_attrs(unit_key("image", plan.hashes["image"], unit)))
-    return compute_sweep(run, unit, facts, [job]).aggregated(0).pixel_map_hw
+    return compute_sweep(run, unit, facts, [job])[1].aggregated(0).pixel_map_hw
 
 
 def _write(run: AggregateRun, job: VariantJob, unit: Unit, facts: ImageFacts, result: Aggregated,
@@ -175,7 +180,8 @@ def aggregate_unit(run: AggregateRun, unit_path: str, out: ChunkResult) -> None:
             todo.append((job, not done and run.write))
     if not todo:
         return
-    sweep = compute_sweep(run, unit, facts, [job for job, _ in todo])
+    on_device = run.device is not None and evaluate and not run.save_maps
+    evidence, sweep = compute_sweep(run, unit, facts, [job for job, _ in todo], pixels=not on_device)
     for i, (job, write) in enumerate(todo):
         if write:
             _write(run, job, unit, facts, sweep.aggregated(i) if run.save_maps else
@@ -187,6 +193,9 @@ def aggregate_unit(run: AggregateRun, unit_path: str, out: ChunkResult) -> None:
                 facts.label, sweep.sample_scores[i])
     if evaluate:  # the mask decoded, labelled and laid out once for all the image's maps
         gt, layouts = GroundTruth.from_mask(ground_truth(facts.mask_path, facts.image_hw)), {}
+        if on_device:
+            _add_on_device(run, unit, facts, evidence, sweep, [job.config for job, _ in todo], gt, out)
+            return
         for group, window in zip(sweep.groups, sweep.windows):
             if window.boxes not in layouts:
                 layouts[window.boxes] = CellTruth.layout(gt, window.boxes)
@@ -194,11 +203,30 @@ def aggregate_unit(run: AggregateRun, unit_path: str, out: ChunkResult) -> None:
                 facts.label, layouts[window.boxes], window)
 
 
+def _add_on_device(run: AggregateRun, unit: Unit, facts: ImageFacts, evidence, sweep: ImageSweep,
+                   cfgs: list[AggregateConfig], gt: GroundTruth, out: ChunkResult) -> None:
+    """The image's maps pasted and counted on ``run.device`` (``zsad.torchpixels``)."""
+    import torch
+
+    from zsad.torchpixels import TorchPixels, TorchTruth, sweep_cells
+    device = torch.device(run.device)
+    layouts = {}
+    for group, cells in zip(sweep.groups, sweep_cells(evidence, sweep, cfgs, device)):
+        boxes = tuple(box for box, _ in cells)
+        if boxes not in layouts:
+            layouts[boxes] = TorchTruth.of(CellTruth.layout(gt, boxes), device)
+        out.device_pixels.setdefault((group.key, unit.class_name), TorchPixels(device)).add(
+            facts.label, layouts[boxes], cells)
+
+
 def aggregate_units(run: AggregateRun, unit_paths: list[str]) -> ChunkResult:
-    """A chunk of images (one Dask task)."""
+    """A chunk of images (one Dask task); pixels counted on a device come back to the host here."""
     out = ChunkResult()
     for path in unit_paths:
         aggregate_unit(run, path, out)
+    for key, acc in out.device_pixels.items():
+        out.pixels[key] = acc.to_evaluator(run.pixel_size)
+    out.device_pixels = {}
     return out
 
 

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from zsad.metrics import BIN_VALUES, FLOAT16_BINS, CellTruth, GroundTruth, PixelAccumulator
+from zsad.bins import BIN_VALUES, FLOAT16_BINS, CellTruth, GroundTruth
+from zsad.metrics import PixelAccumulator
 from zsad.pixelmaps import _LOGIT8, LOGIT_STEP, load_maps, paste_cells, paste_tiles, store_maps
 from zsad.thresholds import histogram_fpr_threshold
 
@@ -274,7 +275,7 @@ def test_precompute_fusions_builds_the_fused_stage(synthetic_root, tmp_path):
 
 def test_float16_rounding_matches_numpy_at_the_extremes():
     """The fast conversion gives numpy's bits: ties to even, subnormals, overflow, NaN, -0."""
-    from zsad.metrics import float16_bins, round_to_float16
+    from zsad.bins import float16_bins, round_to_float16
     halves = np.arange(0, 0x7C01, dtype=np.uint16).view(np.float16).astype(np.float32)
     mids = (halves[:-1].astype(np.float64) + np.diff(halves.astype(np.float64)) / 2).astype(np.float32)  # exact ties
     rng = np.random.default_rng(0)
@@ -290,3 +291,43 @@ def test_float16_rounding_matches_numpy_at_the_extremes():
                                                              finite.astype(np.float16).view(np.uint16)))
     with pytest.raises(ValueError, match="NaN"):
         float16_bins(np.array([0.5, np.nan], np.float32))
+
+
+@pytest.mark.parametrize("variants", [GRID, "fusion=arithmetic;top_fraction=0.5"])
+def test_torch_pixel_path_equals_the_numpy_path(tmp_path, variants):
+    """The ``--device cuda`` path (``zsad.torchpixels``) run on CPU tensors: the same counts as
+    the host path, so the same metrics (region weights up to summation order)."""
+    from flows.aggregate import run_variants
+    from flows.configs import load_pipeline_config, variant_grid
+    from tasks.aggregate import AggregateRun, VariantJob, aggregate_units
+    from tasks.plan import plan_stages
+    from zsad.evaluation import evaluate_classes
+    store = _visa_store(tmp_path, 6)
+    plan = plan_stages(load_pipeline_config("tiny"))
+    host = run_variants(store, "visa", "tiny", variants, evaluate=True)
+    jobs = tuple(VariantJob(plan.aggregate_hash(a), a) for a in variant_grid(variants))
+    units = [f"visa/capsules/test/{i:05d}" for i in range(6)]
+    run = AggregateRun(store, plan, jobs, evaluate=True, write=False, device="cpu")
+    a, b = aggregate_units(run, units[:4]), aggregate_units(run, units[4:])
+    dev = a.merge(b).evaluators(run)
+    for job in jobs:
+        want = evaluate_classes(host[job.variant_hash].evaluators)
+        got = evaluate_classes({c: e for (vh, c), e in dev.items() if vh == job.variant_hash})
+        for cls in want:
+            for k, v in want[cls].items():
+                assert (math.isnan(v) and math.isnan(got[cls][k])) or abs(v - got[cls][k]) < 1e-12, (k, v, got[cls][k])
+        ev = dev[(job.variant_hash, "capsules")]
+        hv = host[job.variant_hash].evaluators["capsules"]
+        assert np.array_equal(ev.pixels.pos, hv.pixels.pos) and np.array_equal(ev.pixels.neg, hv.pixels.neg)
+        assert np.array_equal(ev.normal_pixels, hv.normal_pixels)
+
+
+def test_device_cuda_without_a_gpu_is_refused_up_front(tmp_path):
+    import torch
+
+    from flows.aggregate import run_variants
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible here")
+    store = _visa_store(tmp_path, 2)
+    with pytest.raises(ValueError, match="no CUDA GPU is visible"):
+        run_variants(store, "visa", "tiny", "seed", evaluate=True, device="cuda")

@@ -188,7 +188,7 @@ class ImageSweep:
 
 def sweep_image(evidence: ImageEvidence, text: TextEvidence, cfgs: Sequence[AggregateConfig], *,
                 groups: tuple[MapGroup, ...] | None = None,
-                patch_tyx: Sequence[np.ndarray | None] | None = None) -> ImageSweep:
+                patch_tyx: Sequence[np.ndarray | None] | None = None, pixels: bool = True) -> ImageSweep:
     """Everything after the models, for every variant of one image: tile scores once per prompt
     set and logit scale, each distinct map (``plan_maps``) pasted once, inside the tiles'
     cells (``paste_cells``: exactly ``paste_tiles``' values there, 0 elsewhere).
@@ -196,7 +196,8 @@ def sweep_image(evidence: ImageEvidence, text: TextEvidence, cfgs: Sequence[Aggr
     ``patch_tyx``: per variant, its (T, gy, gx) patch scores when its mode is few-shot or mutual,
     else None. Such a variant's map and sample score combine the zero-shot ones with the pasted
     patch map (``combine_maps``; the scores are distances >= 0, so the window's maximum is the
-    map's); its tile scores stay zero-shot.
+    map's); its tile scores stay zero-shot. ``pixels=False``: scores only, no maps (``windows``
+    is empty; ``zsad.torchpixels.sweep_cells`` makes them on a device).
     """
     groups = plan_maps(cfgs) if groups is None else groups
     patch_tyx = list(patch_tyx) if patch_tyx is not None else [None] * len(cfgs)
@@ -212,7 +213,7 @@ def sweep_image(evidence: ImageEvidence, text: TextEvidence, cfgs: Sequence[Aggr
         components.append(by_prompts[key][1])
         samples.append(top_mean(by_prompts[key][2], cfg.top_fraction))  # == sample_score(...), bit for bit
     windows, fused32 = [], {}  # a float16 cache is widened once per fusion (what ``fused * s`` does anyway)
-    for group in groups:
+    for group in groups if pixels else ():
         first = group.members[0]
         cfg, s = cfgs[first], tiles[first]
         if cfg.fusion not in fused32:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+FUSIONS = ("harmonic", "arithmetic", "geometric")  # how per-prompt CLIPSeg maps are combined
 FUSED_DTYPES = ("float16", "float32")  # the ``fused`` stage's maps (README: bytes vs effect on metrics)
 
 # Bump a stage's version whenever its code changes its output.
@@ -145,7 +146,7 @@ class AggregateConfig:
 
     def __post_init__(self) -> None:
         _check_modes(self)
-        if self.fusion not in ("harmonic", "arithmetic", "geometric"):
+        if self.fusion not in FUSIONS:
             raise ValueError(
                 f"AggregateConfig.fusion must be 'harmonic', 'arithmetic' or 'geometric', got {self.fusion!r}"
             )

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .metrics import BIN_VALUES, FLOAT16_BINS, CellTruth, PixelAccumulator, float16_bins, sample_metrics
+from .bins import BIN_VALUES, FLOAT16_BINS, CellTruth, float16_bins
+from .metrics import PixelAccumulator, sample_metrics
 from .pixelmaps import PastedMap, resize_map
 from .thresholds import Threshold, f1_threshold, fpr_threshold, histogram_fpr_threshold
 
