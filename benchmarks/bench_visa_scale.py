@@ -97,9 +97,10 @@ def _metrics(meta: dict) -> dict[str, dict[str, float]]:
     """variant label -> {metric: value} over every class (for comparing old and new)."""
     out = {}
     for m in meta.values():
-        for cls, ev in m.evaluators.items():
+        m = m if isinstance(m, dict) else vars(m)  # the old code returned dicts, this one VariantOutcome
+        for cls, ev in m.get("evaluators", {}).items():
             for k, v in ev.result().items():
-                out.setdefault(m.label, {})[f"{cls}/{k}"] = float(v)
+                out.setdefault(m["label"], {})[f"{cls}/{k}"] = float(v)
     return out
 
 
@@ -117,6 +118,10 @@ def one(kind: str, work: Path, n: int, cfg: str) -> dict:
         from tasks.fused import build_fused
         from tasks.plan import plan_stages
         plan = plan_stages(load_pipeline_config(cfg))
+        for f in ("harmonic", "arithmetic", "geometric"):  # a cold build each time
+            StageStore(store).delete(f"fused/{plan.fused_hash(f)}")
+        r0, c0, t = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN), \
+            time.perf_counter()
         out["written"] = build_fused(StageStore(store), plan, [Unit(*u.split("/")) for u in units],
                                      ("harmonic", "arithmetic", "geometric"))
         out["bytes"] = {f: StageStore(store).size_bytes(f"fused/{plan.fused_hash(f)}") / n
@@ -219,6 +224,15 @@ def main() -> None:
     print("\n| store size | old vs new metrics, seed: largest difference | grid (first images) |\n|---:|---:|---:|")
     for k, d_seed, d_grid in diffs:
         print(f"| {k} | {d_seed:.2e} | {d_grid:.2e} |")
+    if len(sizes) > 1:  # cost = fixed + n * marginal, from the two largest sizes
+        print("\n| what | fixed per run | marginal per image | VisA: fixed + 10,821 x marginal |\n|---|---:|---:|---:|")
+        for label in sorted({r[0] for r in rows if "first" not in r[0]}, key=[r[0] for r in rows].index):
+            pts = [(k, wall) for lab, k, wall, *_ in rows if lab == label][-2:]
+            if len(pts) == 2 and pts[1][0] > pts[0][0]:
+                marginal = (pts[1][1] - pts[0][1]) / (pts[1][0] - pts[0][0])
+                fixed = pts[0][1] - pts[0][0] * marginal
+                print(f"| {label} | {fixed:.1f} s | {marginal * 1000:.2f} ms | "
+                      f"{(fixed + VISA_IMAGES * marginal) / 60:.1f} min |")
     print(f"\nfused cache as float32 instead of float16 ({n} images): {fused32['bytes']['harmonic'] / 1e6:.2f} MB "
           f"per image per fusion; seed metrics, largest difference: old vs new float32 "
           f"{_largest_diff(old_seed['metrics'], new32['metrics']):.2e} (the exact sigmoid alone), new float16 vs "

@@ -205,15 +205,23 @@ def test_fused_stage_invalidation(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in fused()} == first  # aggregation changes recompute no fused map
     run_variants(store, "visa", "tiny", "fusion=geometric", read_only=True)
     assert len(fused()) == 4  # a read-only run computes the new fusion in memory, writes nothing
-    other = dataclasses.replace(PipelineConfig.tiny(), map_dtype="float16")
-    assert plan_stages(other).fused_hash("harmonic") != plan.fused_hash("harmonic")
-    cfg = tmp_path / "f32.json"
-    cfg.write_text(json.dumps(to_jsonable(dataclasses.replace(PipelineConfig.tiny(), fused_dtype="float32"))))
-    assert plan_stages(other).hashes["clipseg"] != plan.hashes["clipseg"]
     run_variants(store, "visa", "tiny", "seed")  # unchanged inputs: nothing to redo
     assert {p: p.stat().st_mtime_ns for p in fused()} == first
-    run_variants(store, str("visa"), str(cfg), "seed")  # the cache's dtype is part of its hash
-    assert len(fused()) == 8 and StageStore(store).is_complete(
+    # a CLIPSeg change (its map dtype here): a new CLIPSeg hash, so new fused units; the old ones stay
+    import shutil
+    other = dataclasses.replace(PipelineConfig.tiny(), map_dtype="float16")
+    other_plan, other_cfg = plan_stages(other), tmp_path / "other.json"
+    other_cfg.write_text(json.dumps(to_jsonable(other)))
+    assert other_plan.hashes["clipseg"] != plan.hashes["clipseg"] and \
+        other_plan.fused_hash("harmonic") != plan.fused_hash("harmonic")
+    shutil.copytree(Path(store) / "clipseg" / plan.hashes["clipseg"], Path(store) / "clipseg" / other_plan.hashes["clipseg"])
+    run_variants(store, "visa", str(other_cfg), "seed")
+    assert len(fused()) == 8 and {p: p.stat().st_mtime_ns for p in fused() if p in first} == first
+    assert StageStore(store).is_complete(f"fused/{other_plan.fused_hash('harmonic')}/visa/capsules/test/00003")
+    cfg = tmp_path / "f32.json"
+    cfg.write_text(json.dumps(to_jsonable(dataclasses.replace(PipelineConfig.tiny(), fused_dtype="float32"))))
+    run_variants(store, "visa", str(cfg), "seed")  # the cache's dtype is part of its hash
+    assert len(fused()) == 12 and StageStore(store).is_complete(
         f"fused/{plan_stages(dataclasses.replace(PipelineConfig.tiny(), fused_dtype='float32')).fused_hash('harmonic')}"
         "/visa/capsules/test/00000")
 
