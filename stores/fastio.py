@@ -48,6 +48,10 @@ def _array_meta(data: np.ndarray, dims: tuple[str, ...], compressed: bool) -> di
             "dimension_names": list(dims), "zarr_format": 3, "node_type": "array", "storage_transformers": []}
 
 
+def _group_json(attrs: dict[str, Any]) -> str:
+    return json.dumps({"attributes": attrs, "zarr_format": 3, "node_type": "group"})
+
+
 def write_group(folder: Path, arrays: dict[str, tuple[np.ndarray, tuple[str, ...]]], attrs: dict[str, Any]) -> None:
     """Write a unit into ``folder`` (a fresh temp folder the caller renames into place)."""
     folder.mkdir(parents=True)
@@ -59,7 +63,7 @@ def write_group(folder: Path, arrays: dict[str, tuple[np.ndarray, tuple[str, ...
         chunk_dir.mkdir(parents=True)
         (chunk_dir / "0").write_bytes(bytes(_zstd().encode(raw)) if compressed else raw)
         (folder / name / "zarr.json").write_text(json.dumps(_array_meta(data, dims, compressed)))
-    (folder / "zarr.json").write_text(json.dumps({"attributes": attrs, "zarr_format": 3, "node_type": "group"}))
+    (folder / "zarr.json").write_text(_group_json(attrs))
 
 
 def replace_attrs(folder: Path, attrs: dict[str, Any]) -> bool:
@@ -72,7 +76,7 @@ def replace_attrs(folder: Path, attrs: dict[str, Any]) -> bool:
         return False
     tmp = folder / f"{_TMP}{os.getpid()}.{uuid.uuid4().hex[:8]}"
     try:
-        tmp.write_text(json.dumps({"attributes": attrs, "zarr_format": 3, "node_type": "group"}))
+        tmp.write_text(_group_json(attrs))
         os.replace(tmp, folder / "zarr.json")
     except FileNotFoundError:  # another writer replaced the whole unit meanwhile: write it the usual way
         return False
@@ -110,7 +114,7 @@ def read_array(folder: Path) -> np.ndarray | None:
         return np.full(shape, meta["fill_value"], dtype)
     if len(codecs) == 2:
         raw = _zstd().decode(raw)
-    return np.frombuffer(raw, dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
+    return np.frombuffer(raw, dtype).reshape(shape).astype(dtype.newbyteorder("="))  # a writable copy, as zarr gives
 
 
 def read_group(folder: Path, names: tuple[str, ...]) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:

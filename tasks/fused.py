@@ -25,7 +25,6 @@ from .plan import StagePlan
 
 FUSED = "fused_thw"
 FUSED_DIMS = ("tile", "y", "x")
-_ENSURED: set[tuple[str, str]] = set()  # (store url, stage hash) groups this process created
 
 
 @dataclass(frozen=True)
@@ -54,13 +53,6 @@ def _facts_attrs(facts: ImageFacts, boxes_xyxy: np.ndarray, component_t: np.ndar
             "component_t": np.asarray(component_t).tolist()}
 
 
-def _ensure(store: StageStore, plan: StagePlan, fusion: str) -> None:
-    fh = plan.fused_hash(fusion)
-    if (store.url, fh) not in _ENSURED:
-        store.ensure_stage("fused", fh, plan.fused_config(fusion), plan.fused_inputs())
-        _ENSURED.add((store.url, fh))
-
-
 def compute_fused(store: StageStore, plan: StagePlan, unit: Unit, fusions: Iterable[str], facts: ImageFacts,
                   write: bool) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Fuse an image's cached CLIPSeg maps for ``fusions`` (rounded to ``fused_dtype``); write
@@ -74,7 +66,7 @@ def compute_fused(store: StageStore, plan: StagePlan, unit: Unit, fusions: Itera
     for fusion in fusions:
         out[fusion] = fuse_stored_maps(maps, fusion).astype(plan.fused_dtype)
         if write:
-            _ensure(store, plan, fusion)
+            store.ensure_stage("fused", plan.fused_hash(fusion), plan.fused_config(fusion), plan.fused_inputs())
             store.write_unit(unit_key("fused", plan.fused_hash(fusion), unit), {FUSED: (out[fusion], FUSED_DIMS)},
                              _facts_attrs(facts, tiles["boxes_xyxy"], tiles["component_t"]), source=facts.sha256,
                              replace=True)

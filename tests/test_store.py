@@ -81,7 +81,7 @@ def test_plain_units_read_by_zarr_and_xarray(tmp_path):
     for name, (data, _) in arrays.items():
         np.testing.assert_array_equal(group[name][...], data)
         np.testing.assert_array_equal(plain[name], data)
-        assert plain[name].dtype == data.dtype
+        assert plain[name].dtype == data.dtype and plain[name].flags.writeable
     assert attrs["label"] == 1 and np.isnan(attrs["nan"]) and attrs["complete"] is True
     ds = xr.open_zarr(str(tmp_path / "s.zarr" / key), consolidated=False)
     assert ds["fused_thw"].dims == ("tile", "y", "x")

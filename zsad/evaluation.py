@@ -45,10 +45,31 @@ class ClassEvaluator:
     normal_pixels: np.ndarray | None = None  # (FLOAT16_BINS,) counts of the pixels of normal images
 
     def update(self, label: int, score: float, mask_hw: np.ndarray | None, map_hw: np.ndarray | None) -> None:
+        """One image: its label and sample score, and (when given) its full-size map."""
+        self.add_sample(label, score)
+        if map_hw is not None:
+            self._add_full_map(label, mask_hw, map_hw)
+
+    def add_sample(self, label: int, score: float) -> None:
+        """One image's label and sample score (no map)."""
         self.labels.append(int(label))
         self.scores.append(float(score))
-        if map_hw is None:
+
+    def add_pixels(self, label: int, truth: CellTruth, window: PastedMap) -> None:
+        """One image's map (its covered cells) against its ground truth laid out along the same
+        cells (``CellTruth``, built once per image: a sweep's maps share it): the same counts as
+        ``update`` with the full map, binning only the covered pixels. With ``pixel_size`` the
+        full map is resized as in ``update``."""
+        if self.pixel_size:
+            self._add_full_map(label, truth.gt.mask_hw, window.full())
             return
+        if self.pixels is None:
+            self.pixels = PixelAccumulator()
+        counts = self.pixels.update_cells(truth, window.cells)
+        if label == 0:
+            self._add_normal(counts)
+
+    def _add_full_map(self, label: int, mask_hw: np.ndarray | None, map_hw: np.ndarray) -> None:
         if mask_hw is None:
             mask_hw = np.zeros(map_hw.shape, bool)
         if self.pixel_size:
@@ -63,27 +84,6 @@ class ClassEvaluator:
 
     def _add_normal(self, counts: np.ndarray) -> None:
         self.normal_pixels = counts if self.normal_pixels is None else self.normal_pixels + counts
-
-    def add_sample(self, label: int, score: float) -> None:
-        """One image's label and sample score (no map)."""
-        self.labels.append(int(label))
-        self.scores.append(float(score))
-
-    def add_pixels(self, label: int, truth: CellTruth, window: PastedMap) -> None:
-        """One image's map (its covered cells) against its ground truth laid out along the same
-        cells (``CellTruth``, built once per image: a sweep's maps share it): the same counts as
-        ``update`` with the full map, binning only the covered pixels. With ``pixel_size`` the
-        full map is resized as in ``update``."""
-        if self.pixel_size:
-            n = len(self.labels)
-            self.update(label, 0.0, truth.gt.mask_hw, window.full())
-            del self.labels[n:], self.scores[n:]  # pixels only
-            return
-        if self.pixels is None:
-            self.pixels = PixelAccumulator()
-        counts = self.pixels.update_cells(truth, window.cells)
-        if label == 0:
-            self._add_normal(counts)
 
     def merge(self, other: "ClassEvaluator") -> "ClassEvaluator":
         """Add another evaluator's images (from another worker) to this one."""
