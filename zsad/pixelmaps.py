@@ -83,15 +83,6 @@ class PastedMap:
         """The cells' (y0, y1, x0, x1), in order (``zsad.metrics.CellTruth.layout`` takes them)."""
         return tuple(box for box, _ in self.cells)
 
-    @property
-    def covered(self) -> int:
-        """How many pixels the cells hold."""
-        return sum(v.size for _, v in self.cells)
-
-    def map_values(self, fn) -> "PastedMap":
-        """The same cells with ``fn`` applied to each one's values (``fn(0) == 0`` is the caller's promise)."""
-        return PastedMap(tuple((box, fn(v)) for box, v in self.cells), self.image_hw)
-
 
 def paste_cells(tile_maps: list[np.ndarray] | np.ndarray, boxes_xyxy: np.ndarray,
                 image_hw: tuple[int, int]) -> PastedMap:
@@ -103,29 +94,40 @@ def paste_cells(tile_maps: list[np.ndarray] | np.ndarray, boxes_xyxy: np.ndarray
         >>> [(box, v.tolist()) for box, v in m.cells], m.full().tolist()
         ([((0, 1, 0, 1), [[1.0]]), ((0, 1, 1, 2), [[0.5]]), ((0, 1, 2, 3), [[0.0]])], [[1.0, 0.5, 0.0, 0.0]])
     """
-    h, w = image_hw
-    boxes = np.clip(np.asarray(boxes_xyxy, np.int64).reshape(-1, 4), 0, [w, h, w, h]).tolist()
     resized = [resize_map(np.asarray(m), (y1 - y0, x1 - x0)) if (y1 > y0 and x1 > x0) else None
-               for m, (x0, y0, x1, y1) in zip(tile_maps, boxes)]
+               for m, (x0, y0, x1, y1) in zip(tile_maps, clip_boxes(boxes_xyxy, image_hw))]
+    cells = []
+    for box, parts in cell_parts(resized, boxes_xyxy, image_hw):
+        if len(parts) == 1:
+            values = np.asarray(parts[0], np.float32)
+        else:
+            total = np.zeros(parts[0].shape, np.float64)
+            for part in parts:
+                total += part
+            values = (total / len(parts)).astype(np.float32)
+        cells.append((box, values))
+    return PastedMap(tuple(cells), tuple(image_hw))
+
+
+def clip_boxes(boxes_xyxy: np.ndarray, image_hw: tuple[int, int]) -> list[list[int]]:
+    """(T, 4) xyxy boxes clipped to the image, as lists of ints."""
+    h, w = image_hw
+    return np.clip(np.asarray(boxes_xyxy, np.int64).reshape(-1, 4), 0, [w, h, w, h]).tolist()
+
+
+def cell_parts(resized: list, boxes_xyxy: np.ndarray, image_hw: tuple[int, int]):
+    """The grid the boxes' edges cut the image into: per covered cell, ``((y0, y1, x0, x1),
+    [the part of each tile map covering it, in tile order])``. ``resized``: each tile's map at
+    its box's size (None for an empty box); numpy arrays or torch tensors alike."""
+    boxes = clip_boxes(boxes_xyxy, image_hw)
     ys = sorted({v for b in boxes for v in (b[1], b[3])})
     xs = sorted({v for b in boxes for v in (b[0], b[2])})
-    cells = []
     for cy0, cy1 in zip(ys, ys[1:]):
         for cx0, cx1 in zip(xs, xs[1:]):
-            over = [(t, b) for t, b in zip(resized, boxes) if t is not None and b[1] <= cy0 and cy1 <= b[3]
-                    and b[0] <= cx0 and cx1 <= b[2]]
-            if not over:
-                continue
-            parts = [t[cy0 - b[1]: cy1 - b[1], cx0 - b[0]: cx1 - b[0]] for t, b in over]
-            if len(parts) == 1:
-                values = np.asarray(parts[0], np.float32)
-            else:
-                total = np.zeros(parts[0].shape, np.float64)
-                for part in parts:
-                    total += part
-                values = (total / len(parts)).astype(np.float32)
-            cells.append(((cy0, cy1, cx0, cx1), values))
-    return PastedMap(tuple(cells), (h, w))
+            parts = [t[cy0 - b[1]: cy1 - b[1], cx0 - b[0]: cx1 - b[0]] for t, b in zip(resized, boxes)
+                     if t is not None and b[1] <= cy0 and cy1 <= b[3] and b[0] <= cx0 and cx1 <= b[2]]
+            if parts:
+                yield (cy0, cy1, cx0, cx1), parts
 
 
 def paste_tiles(tile_maps: list[np.ndarray] | np.ndarray, boxes_xyxy: np.ndarray,

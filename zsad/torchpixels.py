@@ -27,6 +27,7 @@ from .config import AggregateConfig
 from .evaluation import ClassEvaluator
 from .bins import FLOAT16_BINS, CellTruth
 from .metrics import PixelAccumulator
+from .pixelmaps import cell_parts, clip_boxes
 
 
 def _tile(values: torch.Tensor, size_hw: tuple[int, int]) -> torch.Tensor:
@@ -38,26 +39,18 @@ def _tile(values: torch.Tensor, size_hw: tuple[int, int]) -> torch.Tensor:
 def paste_cells_torch(maps_thw: torch.Tensor, boxes_xyxy: np.ndarray, image_hw: tuple[int, int]
                       ) -> list[tuple[tuple[int, int, int, int], torch.Tensor]]:
     """``paste_cells`` on a device: ((y0, y1, x0, x1), float32 values) per covered cell."""
-    h, w = image_hw
-    boxes = np.clip(np.asarray(boxes_xyxy, np.int64).reshape(-1, 4), 0, [w, h, w, h]).tolist()
     resized = [_tile(m, (y1 - y0, x1 - x0)) if (y1 > y0 and x1 > x0) else None
-               for m, (x0, y0, x1, y1) in zip(maps_thw, boxes)]
-    ys, xs = sorted({v for b in boxes for v in (b[1], b[3])}), sorted({v for b in boxes for v in (b[0], b[2])})
+               for m, (x0, y0, x1, y1) in zip(maps_thw, clip_boxes(boxes_xyxy, image_hw))]
     cells = []
-    for cy0, cy1 in zip(ys, ys[1:]):
-        for cx0, cx1 in zip(xs, xs[1:]):
-            parts = [t[cy0 - b[1]: cy1 - b[1], cx0 - b[0]: cx1 - b[0]] for t, b in zip(resized, boxes)
-                     if t is not None and b[1] <= cy0 and cy1 <= b[3] and b[0] <= cx0 and cx1 <= b[2]]
-            if not parts:
-                continue
-            if len(parts) == 1:
-                values = parts[0]
-            else:
-                total = torch.zeros(parts[0].shape, dtype=torch.float64, device=parts[0].device)
-                for part in parts:
-                    total += part
-                values = (total / len(parts)).to(torch.float32)
-            cells.append(((cy0, cy1, cx0, cx1), values))
+    for box, parts in cell_parts(resized, boxes_xyxy, image_hw):
+        if len(parts) == 1:
+            values = parts[0]
+        else:
+            total = torch.zeros(parts[0].shape, dtype=torch.float64, device=parts[0].device)
+            for part in parts:
+                total += part
+            values = (total / len(parts)).to(torch.float32)
+        cells.append((box, values))
     return cells
 
 
