@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Mapping
 import numpy as np
 
 from stores import Unit, class_key, unit_key
-from zsad.aggregate import Aggregated, ImageEvidence, ImageSweep, TextEvidence, map_key, plan_maps, sweep_image
+from zsad.aggregate import ImageEvidence, ImageSweep, TextEvidence, map_key, plan_maps, sweep_image
 from zsad.config import AggregateConfig
 from zsad.datasets import ground_truth
 from zsad.evaluation import ClassEvaluator
@@ -145,16 +145,16 @@ def pixel_map(store_url: str, plan: StagePlan, agg: AggregateConfig, unit_path: 
     return compute_sweep(run, unit, facts, [job])[1].aggregated(0).pixel_map_hw
 
 
-def _write(run: AggregateRun, job: VariantJob, unit: Unit, facts: ImageFacts, result: Aggregated,
-           component_scores: np.ndarray, source: str) -> None:
-    """A variant's unit: scores as attributes (one small file; float64 values exact in JSON),
+def _write(run: AggregateRun, job: VariantJob, unit: Unit, facts: ImageFacts, sweep: ImageSweep, i: int,
+           source: str) -> None:
+    """Variant ``i``'s unit: scores as attributes (one small file; float64 values exact in JSON),
     the full-size map as an array only with ``save_maps``."""
-    arrays = {"pixel_map_hw": (result.pixel_map_hw.astype(np.float16), ("y", "x"))} if run.save_maps else {}
+    arrays = {"pixel_map_hw": (sweep.aggregated(i).pixel_map_hw.astype(np.float16), ("y", "x"))} \
+        if run.save_maps else {}
     open_store(run.store_url).write_unit(
         unit_key("aggregate", job.variant_hash, unit), arrays,
-        {"sample_score": result.sample_score, "label": facts.label, "has_map": run.save_maps,
-         "tile_scores": result.tile_scores_t.tolist(),
-         "component_scores": component_scores.tolist()},
+        {"sample_score": sweep.sample_scores[i], "label": facts.label, "has_map": run.save_maps,
+         "tile_scores": sweep.tile_scores[i].tolist(), "component_scores": sweep.component_scores[i].tolist()},
         source=source, replace=True)  # aggregate decided to write (e.g. maps now wanted)
 
 
@@ -169,24 +169,22 @@ def aggregate_unit(run: AggregateRun, unit_path: str, out: ChunkResult) -> None:
     store, unit = open_store(run.store_url), Unit(*unit_path.split("/"))
     facts = ImageFacts.from_attrs(store.read_attrs(unit_key("image", run.plan.hashes["image"], unit)))
     evaluate = run.evaluate and facts.label >= 0
-    todo: list[tuple[VariantJob, bool]] = []
+    todo: list[tuple[VariantJob, str, bool]] = []  # (job, source, write)
     for job in run.variants:
-        key = unit_key("aggregate", job.variant_hash, unit)
-        attrs = None if run.overwrite else store.complete_attrs(key, _source(run, job, unit, facts))
+        source = _source(run, job, unit, facts)
+        attrs = None if run.overwrite else store.complete_attrs(unit_key("aggregate", job.variant_hash, unit), source)
         done = attrs is not None and (not run.save_maps or attrs.get("has_map"))
         if done and not evaluate:
             out.rows.append(Row(job.variant_hash, unit_path, attrs["sample_score"], facts.label, False))
         else:
-            todo.append((job, not done and run.write))
+            todo.append((job, source, not done and run.write))
     if not todo:
         return
     on_device = run.device is not None and evaluate and not run.save_maps
-    evidence, sweep = compute_sweep(run, unit, facts, [job for job, _ in todo], pixels=not on_device)
-    for i, (job, write) in enumerate(todo):
+    evidence, sweep = compute_sweep(run, unit, facts, [job for job, _, _ in todo], pixels=not on_device)
+    for i, (job, source, write) in enumerate(todo):
         if write:
-            _write(run, job, unit, facts, sweep.aggregated(i) if run.save_maps else
-                   Aggregated(sweep.tile_scores[i], np.zeros((0, 0), np.float32), sweep.sample_scores[i]),
-                   sweep.component_scores[i], _source(run, job, unit, facts))
+            _write(run, job, unit, facts, sweep, i, source)
         out.rows.append(Row(job.variant_hash, unit_path, sweep.sample_scores[i], facts.label, write))
         if evaluate:
             out.samples.setdefault((job.variant_hash, unit.class_name), ClassEvaluator()).add_sample(
@@ -194,7 +192,7 @@ def aggregate_unit(run: AggregateRun, unit_path: str, out: ChunkResult) -> None:
     if evaluate:  # the mask decoded, labelled and laid out once for all the image's maps
         gt, layouts = GroundTruth.from_mask(ground_truth(facts.mask_path, facts.image_hw)), {}
         if on_device:
-            _add_on_device(run, unit, facts, evidence, sweep, [job.config for job, _ in todo], gt, out)
+            _add_on_device(run, unit, facts, evidence, sweep, [job.config for job, _, _ in todo], gt, out)
             return
         for group, window in zip(sweep.groups, sweep.windows):
             if window.boxes not in layouts:
