@@ -151,13 +151,8 @@ def measure(kind: str, work: Path, n: int, cfg: str, src: Path | None = None) ->
 
 def old_checkout(work: Path, rev: str) -> Path:
     """The code at ``rev`` (``git archive``) with this file's ``one`` as its runner."""
-    src = work / f"old-{rev}"
-    if not src.exists():
-        src.mkdir(parents=True)
-        tar = subprocess.run(["git", "-C", str(HERE.parents[1]), "archive", rev], capture_output=True, check=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(src)], input=tar, check=True)
-    (src / "benchmarks" / "bench_visa_scale_old.py").write_text(HERE.read_text())
-    return src
+    from oldrev import checkout
+    return checkout(work, rev, HERE, "bench_visa_scale_old.py")
 
 
 def _largest_diff(a: dict, b: dict) -> float:

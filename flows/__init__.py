@@ -1,1 +1,2 @@
-"""Prefect flows (precompute, aggregate, evaluate, demo) and the ``zsad`` command line."""
+"""Prefect flows (precompute, aggregate, evaluate, demo), the ``zsad`` command line, and
+``flows.cluster``: the same work on a ``dask.distributed`` cluster."""

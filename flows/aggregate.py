@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,20 +20,13 @@ from tasks.aggregate import AggregateRun, VariantJob, aggregate_units, merge_chu
 from tasks.patches import Context
 from tasks.patches import patch_contexts
 from tasks.plan import plan_stages
-from tasks.runtime import open_store
+from tasks.runtime import begin_run
 from zsad.config import to_jsonable
 from zsad.evaluation import ClassEvaluator
 from zsad.modes import normalise
 
+from .cluster import check_shared_store, cluster_threads, dask_client
 from .configs import check_device, load_pipeline_config, variant_grid, variant_label
-
-
-def _client(address: str):
-    try:
-        from dask.distributed import Client
-    except ImportError:
-        raise ValueError("--dask-address needs dask.distributed: pip install 'dask[distributed]'") from None
-    return Client(address)
 
 
 @dataclass
@@ -91,7 +85,8 @@ def run_variants(store: str, dataset: str, config: str = "tiny", variants: str |
                  classes: list[str] | None = None, scheduler: str = "auto", dask_address: str | None = None,
                  chunk: int | None = None, overwrite: bool = False, units: list[str] | None = None,
                  save_maps: bool = False, evaluate: bool = False, pixel_size: int | None = None,
-                 read_only: bool = False, device: str = "cpu") -> dict[str, VariantOutcome]:
+                 read_only: bool = False, device: str = "cpu", shared_path: bool = False
+                 ) -> dict[str, VariantOutcome]:
     """The work of the ``aggregate`` flow, callable without Prefect (CLI, benchmarks, notebooks).
 
     ``units`` restricts the work to these unit paths (``dataset/class/split/id``); default: every
@@ -107,13 +102,25 @@ def run_variants(store: str, dataset: str, config: str = "tiny", variants: str |
     (``auto``; the numpy, torch and file work releases the GIL: both cores busy), ``processes``
     (measured slower: each worker imports torch and results are pickled) or ``synchronous``.
     ``device``: ``cuda`` pastes and counts the maps of an evaluation on the GPU (zero-shot
-    variants; ``zsad.torchpixels``).
+    variants; ``zsad.torchpixels``). ``dask_address``: the mutual pass and the chunks run on that
+    ``dask.distributed`` cluster, whose workers must all see ``store`` (``flows.cluster``).
     """
+    check_shared_store(store, dask_address, shared_path)
+    with contextlib.ExitStack() as stack:
+        client = stack.enter_context(dask_client(dask_address)) if dask_address else None
+        return _run_variants(store, dataset, config, variants, classes, scheduler, client, chunk, overwrite, units,
+                             save_maps, evaluate, pixel_size, read_only, device)
+
+
+def _run_variants(store: str, dataset: str, config: str, variants: str | None | list, classes: list[str] | None,
+                  scheduler: str, client: Any, chunk: int | None, overwrite: bool, units: list[str] | None,
+                  save_maps: bool, evaluate: bool, pixel_size: int | None, read_only: bool, device: str
+                  ) -> dict[str, VariantOutcome]:
     if read_only and save_maps:
         raise ValueError("--save-maps writes maps into the store; it cannot be combined with --read-only")
     plan = plan_stages(load_pipeline_config(config))
-    st = open_store(store)
-    st.index.forget()  # see units other writers completed since this process last looked
+    run_id = uuid.uuid4().hex
+    st = begin_run(store, run_id)  # see units other writers completed since this process last looked
     if not read_only:
         st.sweep_temps()
     if units is None:
@@ -129,25 +136,26 @@ def run_variants(store: str, dataset: str, config: str = "tiny", variants: str |
             st.ensure_stage("aggregate", vh, to_jsonable(agg), plan.aggregate_inputs(agg))
         meta[vh] = VariantOutcome(variant_label(agg), to_jsonable(agg))
         jobs.append(VariantJob(vh, agg))
-    scheduler = "distributed" if dask_address else ("threads" if scheduler == "auto" else scheduler)
+    scheduler = "distributed" if client else ("threads" if scheduler == "auto" else scheduler)
     contexts = patch_contexts(store, plan, [(j.variant_hash, j.config) for j in jobs], units, dataset, read_only,
-                              "threads" if scheduler in ("distributed", "auto") else scheduler)
+                              client.get if client else scheduler)
     for (vh, cls), ctx in contexts.items():  # what drawing a map of the variant needs (report panels)
         meta[vh].contexts[cls] = ctx
     torch_device = None if check_device(device) == "cpu" else device  # the host's numpy path on a CPU
     run = AggregateRun(store, plan, tuple(jobs), contexts, overwrite, save_maps, evaluate, pixel_size, not read_only,
-                       torch_device)
-    workers = 1 if scheduler in ("synchronous", "sync") else (os.cpu_count() or 1)
+                       torch_device, run_id)
+    workers = cluster_threads(client) if client else 1 if scheduler in ("synchronous", "sync") else (os.cpu_count() or 1)
     tasks = [dask.delayed(aggregate_units)(run, part) for part in _chunks(units, chunk, workers)]
     while len(tasks) > 1:  # a tree of merges: partial accumulators are released as they are merged
         tasks = [dask.delayed(merge_chunks)(*tasks[i: i + 2]) if i + 1 < len(tasks) else tasks[i]
                  for i in range(0, len(tasks), 2)]
-    if dask_address:
-        client = _client(dask_address)
+    if client:
         (result,) = client.gather(client.compute(tasks))
     else:
         with one_thread_per_worker():
             (result,) = dask.compute(*tasks, scheduler=scheduler)
+    if not read_only:  # what this process's threads wrote, into the unit index at once (object storage)
+        st.index.flush(("aggregate", "fused"))
     for row in result.rows:
         m = meta[row.variant]
         m.n_images += 1
@@ -167,8 +175,9 @@ def run_variants(store: str, dataset: str, config: str = "tiny", variants: str |
 def aggregate(store: str = "zsad-store.zarr", dataset: str = "synthetic", config: str = "tiny",
               variants: str | None = "seed", classes: list[str] | None = None, scheduler: str = "auto",
               dask_address: str | None = None, chunk: int | None = None, overwrite: bool = False,
-              save_maps: bool = False) -> dict[str, Any]:
-    """Score cached images for the variants (``seed``, ``grid`` or ``field=a,b;field=c``)."""
+              save_maps: bool = False, shared_path: bool = False) -> dict[str, Any]:
+    """Score cached images for the variants (``seed``, ``grid`` or ``field=a,b;field=c``);
+    ``dask_address``: on that Dask cluster (``flows.cluster``)."""
     out = run_variants(store, dataset, config, variants, classes, scheduler, dask_address, chunk, overwrite,
-                       save_maps=save_maps)
+                       save_maps=save_maps, shared_path=shared_path)
     return {vh: o.summary() for vh, o in out.items()}

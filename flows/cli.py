@@ -17,7 +17,8 @@ import os
 import sys
 from typing import Any
 
-from .cli_args import _common, _positive_int, _predict_args, _shots_args, _store_args, fraction as _fraction
+from .cli_args import _common, _positive_int, _predict_args, _shots_args, _store_args, cluster_args
+from .cli_args import fraction as _fraction
 from .configs import with_shots
 from .settings import apply_defaults
 
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train: cache the normal training images (references of the few-shot mode)")
     p.add_argument("--fusions", type=_fusions, default=(), help="also build the fused maps of these fusion methods "
                    "(e.g. harmonic,geometric; aggregation otherwise builds them on first need)")
+    cluster_args(p, "the shards (each worker loads the models once)")
     pr = sub.add_parser("predict", help="score images or folders: scores.csv, a heatmap panel per image")
     pr.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
     _common(pr, dataset=False, prefect=False)
@@ -68,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--variants", default="seed", help="'seed', 'grid' or 'fusion=harmonic,geometric;top_fraction=.25,.5'")
     a.add_argument("--scheduler", default="auto", choices=["auto", "threads", "processes", "synchronous"],
                    help="auto = threads (the hot loops release the GIL; processes measured slower)")
-    a.add_argument("--dask-address", default=None, help="a dask.distributed scheduler, e.g. tcp://host:8786")
+    cluster_args(a, "the mutual pass and the aggregation chunks")
     a.add_argument("--save-maps", action="store_true", help="also store each image's full-size map (float16)")
     _shots_args(a)
     e = sub.add_parser("evaluate", help="metrics per class and mean; stores F1-max and FPR thresholds")
@@ -80,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--pixel-size", type=_positive_int, default=None,
                    help="evaluate pixels at this square size (default: full)")
     e.add_argument("--fpr", type=_fraction, default=0.01, help="also store thresholds at this FPR on normal images")
+    cluster_args(e, "the precompute (with --root), the mutual pass and the aggregation")
     e.add_argument("--save-maps", action="store_true", help="also store each image's full-size map (float16)")
     _shots_args(e)
     e.add_argument("--root", default=None, help="with --dataset visa|mvtec: precompute this data set first")
@@ -144,17 +147,23 @@ def _precompute(args: argparse.Namespace) -> dict[str, Any]:
     device, verify = getattr(args, "device", None), getattr(args, "verify", False)
     patches, split = getattr(args, "patches", None) or None, getattr(args, "split", "test")
     speed = {"images_per_batch": getattr(args, "images_per_batch", None), "precision": getattr(args, "precision", None)}
+    cluster = {"dask_address": getattr(args, "dask_address", None), "shared_path": getattr(args, "shared_path", False)}
     if _orchestrated(args):
         if any(v is not None for v in speed.values()):
             raise ValueError("--images-per-batch/--precision with --prefect: put them in a JSON config instead")
         out = precompute(dataset=args.dataset, root=args.root, store=args.store, config=args.config,
                          classes=args.classes, name=name, shard_size=shard, device=device, verify=verify,
-                         patches=patches, split=split, fusions=list(getattr(args, "fusions", ())))
+                         patches=patches, split=split, fusions=list(getattr(args, "fusions", ())), **cluster)
     else:
         out = run_precompute(read_dataset(args.dataset, args.root, args.classes, split), dataset_name(args.dataset, name),
                              args.store, load_pipeline_config(args.config, device=device, patches=patches, **speed), shard,
-                             verify=verify, fusions=tuple(getattr(args, "fusions", ())))
+                             verify=verify, fusions=tuple(getattr(args, "fusions", ())), **cluster)
     _report_failures("precompute", out)
+    if cluster["dask_address"]:
+        for worker, w in sorted(out.get("workers", {}).items(), key=lambda kv: str(kv[0])):
+            loads = ", ".join(f"{k} {v}" for k, v in sorted(w["models_loaded"].items())) or "none (already loaded)"
+            print(f"zsad precompute: worker {worker}: {w['images']} images in {w['shards']} shards; "
+                  f"models loaded: {loads}", file=sys.stderr)
     if args.dataset == "folder":
         from zsad.datasets import scan_folder
         skipped = scan_folder(args.root)[1]
@@ -209,7 +218,8 @@ def run(args: argparse.Namespace) -> Any:  # noqa: C901 - a flat dispatch table
     if args.command == "aggregate":
         from .aggregate import aggregate, run_variants
         kw = dict(store=args.store, dataset=args.dataset, config=args.config, variants=_few_shot_spec(args),
-                  classes=args.classes, scheduler=args.scheduler, dask_address=args.dask_address, save_maps=args.save_maps)
+                  classes=args.classes, scheduler=args.scheduler, dask_address=args.dask_address, save_maps=args.save_maps,
+                  shared_path=args.shared_path)
         if _orchestrated(args):
             return aggregate(**kw)
         return {vh: o.summary() for vh, o in run_variants(**kw).items()}
@@ -224,7 +234,8 @@ def run(args: argparse.Namespace) -> Any:  # noqa: C901 - a flat dispatch table
         fn = evaluate if _orchestrated(args) else run_evaluate
         fn(store=args.store, dataset=args.dataset, config=args.config,
            variants=_few_shot_spec(args), classes=args.classes, out_dir=args.out, pixel_size=args.pixel_size, fpr=args.fpr, save_maps=args.save_maps,
-           read_only=args.read_only, device=args.device or "cpu")
+           read_only=args.read_only, device=args.device or "cpu", dask_address=args.dask_address,
+           shared_path=args.shared_path)
         return {"quiet": True}
     if args.command == "report":
         from .report import build_report
@@ -256,6 +267,10 @@ def main(argv: list[str] | None = None) -> int:
     apply_defaults()
     if getattr(args, "storage_options", None):
         from stores.options import STORAGE_OPTIONS_ENV
+        if getattr(args, "dask_address", None):  # the workers would open the store without them
+            print(f"zsad {args.command}: error: --storage-options reach this process only; with --dask-address set "
+                  f"${STORAGE_OPTIONS_ENV} in every worker's environment (and here) instead", file=sys.stderr)
+            return EXIT_ERROR
         os.environ[STORAGE_OPTIONS_ENV] = args.storage_options  # tasks and child processes open it alike
     try:
         out = run(args)

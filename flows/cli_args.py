@@ -82,3 +82,11 @@ def _shots_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reference", default=None, metavar="DIR",
                    help="few-shot against the normal images of DIR/<class>/ (or of DIR itself for one --classes) "
                         "instead of the data set's train split; all of them unless --shots")
+
+
+def cluster_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--dask-address", default=None, metavar="tcp://HOST:8786",
+                   help=f"run {what} on this dask.distributed cluster (README: 'More than one machine')")
+    p.add_argument("--shared-path", action="store_true",
+                   help="the local --store path is mounted at the same absolute path on every Dask worker "
+                        "(otherwise a cluster needs object storage)")

@@ -62,15 +62,16 @@ def write_results(out_dir: Path, results: dict[str, Any]) -> list[Path]:
 def run_evaluate(store: str = "zsad-store.zarr", dataset: str = "synthetic", config: str = "tiny",
                  variants: str | None = "seed", classes: list[str] | None = None, out_dir: str = "zsad-results",
                  pixel_size: int | None = None, scheduler: str = "auto", fpr: float | None = 0.01,
-                 echo: bool = True, save_maps: bool = False, read_only: bool = False, device: str = "cpu"
-                 ) -> dict[str, Any]:
+                 echo: bool = True, save_maps: bool = False, read_only: bool = False, device: str = "cpu",
+                 dask_address: str | None = None, shared_path: bool = False) -> dict[str, Any]:
     """F1-max, AUROC, AP (sample, pixel) and AUPRO in one aggregation pass (maps are streamed, not
     stored unless ``save_maps``), and each class's decision thresholds (F1-max, and at ``fpr`` on
     its normal images) stored under the variant. ``read_only`` writes nothing to the store (the
     metrics and thresholds go only to ``out_dir``). ``device``: ``cuda`` pastes and counts the
     maps on the GPU."""
     meta = run_variants(store, dataset, config, variants, classes, scheduler, evaluate=True, pixel_size=pixel_size,
-                        save_maps=save_maps, read_only=read_only, device=device)
+                        save_maps=save_maps, read_only=read_only, device=device, dask_address=dask_address,
+                        shared_path=shared_path)
     results = {}
     for vh, m in meta.items():
         metrics, thresholds = variant_results(m, store, dataset, vh, fpr, pixel_size, read_only)
@@ -90,10 +91,13 @@ def run_evaluate(store: str = "zsad-store.zarr", dataset: str = "synthetic", con
 def evaluate(store: str = "zsad-store.zarr", dataset: str = "synthetic", config: str = "tiny",
              variants: str | None = "seed", classes: list[str] | None = None, out_dir: str = "zsad-results",
              pixel_size: int | None = None, scheduler: str = "auto", fpr: float | None = 0.01,
-             save_maps: bool = False, read_only: bool = False, device: str = "cpu") -> dict[str, Any]:
-    """Metrics per class and mean for each variant; stores each class's decision thresholds."""
+             save_maps: bool = False, read_only: bool = False, device: str = "cpu", dask_address: str | None = None,
+             shared_path: bool = False) -> dict[str, Any]:
+    """Metrics per class and mean for each variant; stores each class's decision thresholds.
+    ``dask_address``: aggregate on that Dask cluster (``flows.cluster``)."""
     return run_evaluate(store, dataset, config, variants, classes, out_dir, pixel_size, scheduler, fpr,
-                        save_maps=save_maps, read_only=read_only, device=device)
+                        save_maps=save_maps, read_only=read_only, device=device, dask_address=dask_address,
+                        shared_path=shared_path)
 
 
 __all__ = ["evaluate", "run_evaluate", "variant_results", "write_results", "variant_grid"]

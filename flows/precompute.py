@@ -9,32 +9,25 @@ An image that fails in any stage is recorded and dropped from the later stages; 
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections import defaultdict
-from typing import Any
+from typing import Any, Callable, Iterable
 
 from prefect import flow
 from tqdm import tqdm
 
 from stores import StageStore, Unit
-from tasks.clip_image import clip_image
 from tasks.clip_text import clip_text
-from tasks.clipseg import clipseg_maps
 from tasks.common import call
-from tasks.errors import clear_failures, record_failures
-from tasks.foreground import foreground
 from tasks.fused import build_fused
-from tasks.image import register_images
-from tasks.isnet import isnet_maps
 from tasks.plan import StagePlan, plan_stages
-from tasks.runtime import MODEL_LOADS, open_store, start_shard
-from tasks.sam import sam_masks
-from tasks.tiles import tiles
+from tasks.runtime import MODEL_LOADS, begin_run
+from tasks.shard import ShardJob, ShardReport, precompute_shard
 from zsad.config import PipelineConfig, to_jsonable
 from zsad.datasets import Sample, read_dataset
 
+from .cluster import check_shared_store, cluster_threads, dask_client, plan_shards
 from .configs import load_pipeline_config
-
-IMAGE_STAGES = (isnet_maps, sam_masks, foreground, tiles, clip_image, clipseg_maps)
 
 
 def prepare_store(store: StageStore, plan: StagePlan) -> None:
@@ -56,48 +49,86 @@ def _shards(samples: list[Sample], shard_size: int) -> list[list[Sample]]:
             for i in range(0, len(group), shard_size)]
 
 
+def _summary(reports: Iterable[ShardReport]) -> dict[str, Any]:
+    """Done, failed, units written and, per worker, shards, images and model loads."""
+    done, failed, written, workers = [], [], 0, {}
+    for r in reports:
+        done += r.done
+        failed += r.failed
+        written += r.units_written
+        w = workers.setdefault(r.worker, {"shards": 0, "images": 0, "models_loaded": {}})
+        w["shards"] += 1
+        w["images"] += len(r.done) + len(r.failed)
+        for family, n in r.models_loaded.items():
+            w["models_loaded"][family] = w["models_loaded"].get(family, 0) + n
+    return {"done": done, "failed": failed, "units_written": written, "workers": workers}
+
+
+def _on_cluster(jobs: list[Callable[[], Any]], progress: bool) -> list[Any]:
+    """Submit ``jobs`` (each returns a future with ``.result()``) and wait for all of them."""
+    futures = [job() for job in jobs]
+    return [f.result() for f in tqdm(futures, desc="precompute", unit="shard", disable=not progress)]
+
+
 def run_precompute(samples: list[Sample], dataset: str, store: str, cfg: PipelineConfig,
                    shard_size: int = 32, progress: bool = True, verify: bool = False,
-                   fusions: tuple[str, ...] = ()) -> dict[str, Any]:
+                   fusions: tuple[str, ...] = (), dask_address: str | None = None,
+                   shared_path: bool = False) -> dict[str, Any]:
     """Compute every missing stage of ``samples`` into ``store`` under data set name ``dataset``;
     ``fusions``: also the derived ``fused`` maps of these fusion methods (``tasks.fused``).
 
     ``verify`` reads every unit's completeness marker instead of trusting the unit index (see
-    ``stores.index``; object storage only).
+    ``stores.index``; object storage only). ``dask_address``: run the shards (and the prompts)
+    as tasks on that ``dask.distributed`` cluster (``flows.cluster``; inside a flow run through
+    Prefect's ``DaskTaskRunner``, so each shard is a task in the UI); the store must be one
+    every worker sees (``check_shared_store``).
 
-    Returns small facts only: counts, stage hashes, model loads in this process, the units
-    done and the failures (``{"unit", "stage", "path", "error"}`` records).
+    Returns small facts only: counts, stage hashes, the units done and the failures
+    (``{"unit", "stage", "path", "error"}`` records), units written and models loaded, and per
+    worker the shards, images and model loads.
     """
+    check_shared_store(store, dask_address, shared_path)
     plan = plan_stages(cfg)
-    st = open_store(store)
-    st.sweep_temps()  # what a killed run left half-written
-    st.index.forget()  # read the index afresh: other writers may have added (or pruned) units
-    st.index.trusted = not verify
-    prepare_store(st, plan)
-    writes_before, loads_before = st.writes, sum(MODEL_LOADS.values())
     cfg_json, hashes = to_jsonable(cfg), plan.hashes
-    done, failed, n_failed = [], [], 0
-    for shard in tqdm(_shards(samples, shard_size), desc="precompute", unit="shard", disable=not progress):
-        start_shard()  # each image decoded once per shard, its record read once
-        out = call(register_images, store, hashes["image"], [dataclasses.asdict(s) for s in shard], dataset)
-        units, failed = out["done"], failed + out["failed"]
-        for stage in IMAGE_STAGES:
-            if not units:
-                break
-            out = call(stage, store, hashes, units, cfg_json)
-            units, failed = out["done"], failed + out["failed"]
-        done += units
-        record_failures(st, hashes["image"], failed[n_failed:])
-        clear_failures(st, hashes["image"], dataset, units)
-        n_failed = len(failed)
-    start_shard()  # release the last shard's decoded images (a worker process lives on)
-    for cls in sorted({s.class_name for s in samples}):
-        call(clip_text, store, hashes, dataset, cls, cfg_json)
-    fused = build_fused(st, plan, [Unit(*u.split("/")) if isinstance(u, str) else u for u in done], fusions) \
-        if fusions else 0
-    return {"fused_written": fused, "dataset": dataset, "n_images": len(samples), "classes": sorted({s.class_name for s in samples}),
-            "hashes": hashes, "done": done, "failed": failed, "units_written": st.writes - writes_before,
-            "models_loaded": sum(MODEL_LOADS.values()) - loads_before}
+    job = ShardJob(store, hashes, dataset, cfg_json, uuid.uuid4().hex, verify)
+    st = begin_run(store, job.run_id, verify)  # the unit index read afresh: others may have added or pruned units
+    st.sweep_temps()  # what a killed run left half-written
+    prepare_store(st, plan)
+    classes = sorted({s.class_name for s in samples})
+    records = lambda shard: [dataclasses.asdict(s) for s in shard]  # noqa: E731
+    if dask_address:
+        with dask_client(dask_address) as client:
+            shards = plan_shards(samples, cluster_threads(client), shard_size)
+            submit = _submitter(client)
+            reports = _on_cluster([lambda sh=sh: submit(precompute_shard, job, records(sh)) for sh in shards],
+                                  progress)
+            texts = _on_cluster([lambda c=c: submit(clip_text.fn, store, hashes, dataset, c, cfg_json)
+                                 for c in classes], False)
+    else:
+        loads_before = sum(MODEL_LOADS.values())
+        reports = [precompute_shard(job, records(sh))
+                   for sh in tqdm(_shards(samples, shard_size), desc="precompute", unit="shard",
+                                  disable=not progress)]
+        texts = [call(clip_text, store, hashes, dataset, cls, cfg_json) for cls in classes]
+        here = sum(MODEL_LOADS.values()) - loads_before  # the prompts' model too
+    out = _summary(reports)
+    out["units_written"] += sum(texts)
+    fused = build_fused(st, plan, [Unit(*u.split("/")) for u in out["done"]], fusions) if fusions else 0
+    return {"fused_written": fused, "dataset": dataset, "n_images": len(samples), "classes": classes,
+            "hashes": hashes, **out, "shards": len(reports),
+            "models_loaded": sum(n for w in out["workers"].values() for n in w["models_loaded"].values())
+            if dask_address else here}
+
+
+def _submitter(client: Any) -> Callable[..., Any]:
+    """``submit(fn, *args)``: a Prefect task on the flow's ``DaskTaskRunner`` inside a flow run
+    (visible in the UI), else a plain Dask task (``pure=False``: always run, never deduplicated)."""
+    from prefect.context import FlowRunContext
+    if FlowRunContext.get() is not None:
+        from tasks.shard import shard_task, text_task
+        tasks = {precompute_shard: shard_task, clip_text.fn: text_task}
+        return lambda fn, *args: tasks[fn].submit(*args)
+    return lambda fn, *args: client.submit(fn, *args, pure=False)
 
 
 @flow(name="zsad-precompute")
@@ -105,13 +136,32 @@ def precompute(dataset: str = "synthetic", root: str = "zsad-demo/data", store: 
                config: str = "tiny", classes: list[str] | None = None, name: str | None = None,
                shard_size: int = 32, device: str | None = None, progress: bool = True,
                verify: bool = False, patches: bool | None = None, split: str = "test",
-               fusions: list[str] | None = None) -> dict[str, Any]:
+               fusions: list[str] | None = None, dask_address: str | None = None,
+               shared_path: bool = False) -> dict[str, Any]:
     """Compute and cache IS-Net, SAM, foreground, tiles, CLIP and CLIPSeg outputs for a data set.
 
     Re-running skips every complete unit; an interrupted run resumes where it stopped. ``patches``
     adds CLIP patch tokens (the few-shot and mutual modes); ``split="train"`` caches the data
-    set's normal training images (the few-shot mode's references).
+    set's normal training images (the few-shot mode's references). ``dask_address``: the shards
+    run on that Dask cluster, as the tasks of a sub-flow on Prefect's ``DaskTaskRunner``.
     """
+    params = dict(dataset=dataset, root=root, store=store, config=config, classes=classes, name=name,
+                  shard_size=shard_size, device=device, progress=progress, verify=verify, patches=patches,
+                  split=split, fusions=fusions, dask_address=dask_address, shared_path=shared_path)
+    if not dask_address:
+        return _precompute_here(**params)
+    check_shared_store(store, dask_address, shared_path)  # before a cluster is contacted
+    from prefect_dask import DaskTaskRunner
+    return precompute_on_cluster.with_options(task_runner=DaskTaskRunner(address=dask_address))(**params)
+
+
+def _precompute_here(dataset: str, root: str, store: str, config: str, classes: list[str] | None, name: str | None,
+                     shard_size: int, device: str | None, progress: bool, verify: bool, patches: bool | None,
+                     split: str, fusions: list[str] | None, dask_address: str | None, shared_path: bool
+                     ) -> dict[str, Any]:
     cfg = load_pipeline_config(config, device=device, patches=patches)
     return run_precompute(read_dataset(dataset, root, classes, split), dataset_name(dataset, name), store, cfg,
-                          shard_size, progress, verify, tuple(fusions or ()))
+                          shard_size, progress, verify, tuple(fusions or ()), dask_address, shared_path)
+
+
+precompute_on_cluster = flow(name="zsad-precompute-on-cluster")(_precompute_here)

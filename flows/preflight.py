@@ -22,6 +22,7 @@ from typing import Any
 
 from stores import Unit
 
+from .cluster import check_shared_store
 from .configs import load_pipeline_config
 from .predict import one_variant
 from .references import reference_name
@@ -43,8 +44,10 @@ def check_deployment(line: bool = False, **_: Any) -> dict[str, Any]:
     store = _env("ZSAD_STORE", str(home / "zsad-store.zarr"))
     config = _env("ZSAD_CONFIG", "paper")
     plan = plan_stages(load_pipeline_config(config))  # unknown config or missing weights: a clear error
-    out = {"home": str(home), "store": store, "config": config,
-           "out_dir": _env("ZSAD_OUT", str(home / "zsad-runs"))}
+    dask_address, shared = os.environ.get("ZSAD_DASK_ADDRESS", ""), os.environ.get("ZSAD_SHARED_PATH", "") == "1"
+    check_shared_store(store, dask_address or None, shared)  # a store the cluster's workers cannot see: now
+    out = {"home": str(home), "store": store, "config": config, "dask_address": dask_address,
+           "shared_path": shared, "out_dir": _env("ZSAD_OUT", str(home / "zsad-runs"))}
     if line:
         root = Path(_env("ZSAD_LINE_ROOT")).resolve()
         if not root.is_dir():

@@ -2,11 +2,10 @@
 per-array machinery (its event loop, codec pipeline and metadata parsing cost ~0.5-2 ms per
 array; a re-aggregation sweep reads a few arrays and writes one unit per image and variant).
 
-What is written is ordinary Zarr v3: a group ``zarr.json`` with the attributes, and per array
-a ``zarr.json`` (one regular chunk, ``bytes`` little-endian, then ``zstd`` when larger than
-``COMPRESS_ABOVE`` bytes) and its chunk ``c/0/.../0``; ``zarr.open_group`` and xarray read it.
-What is read here is only that layout: anything else (several chunks, other codecs, texts)
-answers ``None`` and the caller uses zarr-python.
+What is written is ordinary Zarr v3 in the plain layout of ``stores.layout``: a group
+``zarr.json`` with the attributes, and per array a ``zarr.json`` and its one chunk;
+``zarr.open_group`` and xarray read it. What is read here is only that layout: anything else
+(several chunks, other codecs, texts) answers ``None`` and the caller uses zarr-python.
 """
 
 from __future__ import annotations
@@ -19,15 +18,9 @@ from typing import Any
 
 import numpy as np
 
-COMPRESS_ABOVE = 4096  # bytes: smaller chunks are stored raw (zstd's frame costs more than it saves)
-_ZSTD = {"name": "zstd", "configuration": {"level": 0, "checksum": False}}
-_BYTES = {"name": "bytes", "configuration": {"endian": "little"}}
+from .layout import ArraySpec, encode_array, group_document
+
 _TMP = ".zarr.json."  # an in-place rewrite's temp file, beside the group's zarr.json
-
-
-def _zstd():
-    from numcodecs import Zstd  # zarr's own dependency
-    return Zstd(level=0)
 
 
 def writable(arrays: dict[str, tuple[np.ndarray, tuple[str, ...]]]) -> bool:
@@ -39,31 +32,16 @@ def writable(arrays: dict[str, tuple[np.ndarray, tuple[str, ...]]]) -> bool:
     return True
 
 
-def _array_meta(data: np.ndarray, dims: tuple[str, ...], compressed: bool) -> dict[str, Any]:
-    fill = False if data.dtype.kind == "b" else (0.0 if data.dtype.kind == "f" else 0)
-    return {"shape": list(data.shape), "data_type": data.dtype.name,
-            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(data.shape)}},
-            "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
-            "fill_value": fill, "codecs": [_BYTES, _ZSTD] if compressed else [_BYTES], "attributes": {},
-            "dimension_names": list(dims), "zarr_format": 3, "node_type": "array", "storage_transformers": []}
-
-
-def _group_json(attrs: dict[str, Any]) -> str:
-    return json.dumps({"attributes": attrs, "zarr_format": 3, "node_type": "group"})
-
-
 def write_group(folder: Path, arrays: dict[str, tuple[np.ndarray, tuple[str, ...]]], attrs: dict[str, Any]) -> None:
     """Write a unit into ``folder`` (a fresh temp folder the caller renames into place)."""
     folder.mkdir(parents=True)
     for name, (data, dims) in arrays.items():
-        data = np.ascontiguousarray(data)
-        raw = data.astype(data.dtype.newbyteorder("<"), copy=False).tobytes()
-        compressed = len(raw) > COMPRESS_ABOVE
-        chunk_dir = folder / name / "c" / Path(*(["0"] * (data.ndim - 1))) if data.ndim > 1 else folder / name / "c"
-        chunk_dir.mkdir(parents=True)
-        (chunk_dir / "0").write_bytes(bytes(_zstd().encode(raw)) if compressed else raw)
-        (folder / name / "zarr.json").write_text(json.dumps(_array_meta(data, dims, compressed)))
-    (folder / "zarr.json").write_text(_group_json(attrs))
+        spec, chunk = encode_array(data, dims)
+        path = folder / name / spec.chunk_key
+        path.parent.mkdir(parents=True)
+        path.write_bytes(chunk)
+        (folder / name / "zarr.json").write_text(json.dumps(spec.meta()))
+    (folder / "zarr.json").write_bytes(group_document(attrs))
 
 
 def replace_attrs(folder: Path, attrs: dict[str, Any]) -> bool:
@@ -76,7 +54,7 @@ def replace_attrs(folder: Path, attrs: dict[str, Any]) -> bool:
         return False
     tmp = folder / f"{_TMP}{os.getpid()}.{uuid.uuid4().hex[:8]}"
     try:
-        tmp.write_text(_group_json(attrs))
+        tmp.write_bytes(group_document(attrs))
         os.replace(tmp, folder / "zarr.json")
     except FileNotFoundError:  # another writer replaced the whole unit meanwhile: write it the usual way
         return False
@@ -95,26 +73,17 @@ def read_attrs(folder: Path) -> dict[str, Any] | None:
 
 
 def read_array(folder: Path) -> np.ndarray | None:
-    """An array in the plain layout (one chunk; ``bytes`` then optionally ``zstd``), else None."""
+    """An array in the plain layout (``stores.layout``), else None."""
     try:
-        meta = json.loads((folder / "zarr.json").read_bytes())
-        shape, codecs = tuple(meta["shape"]), meta["codecs"]
-        if (meta.get("node_type") != "array" or tuple(meta["chunk_grid"]["configuration"]["chunk_shape"]) != shape
-                or meta["chunk_key_encoding"]["configuration"].get("separator") != "/" or not shape
-                or codecs[0] != _BYTES or len(codecs) > 2 or (len(codecs) == 2 and codecs[1]["name"] != "zstd")
-                or meta.get("storage_transformers")):
-            return None
-        dtype = np.dtype(meta["data_type"]).newbyteorder("<")
-        path = folder / "c" / os.path.join(*(["0"] * len(shape)))
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        spec = ArraySpec.from_meta(json.loads((folder / "zarr.json").read_bytes()))
+    except (OSError, ValueError):
+        return None
+    if spec is None or spec.text:
         return None
     try:
-        raw = path.read_bytes()
+        return spec.decode((folder / spec.chunk_key).read_bytes())
     except FileNotFoundError:  # a chunk never written holds the fill value
-        return np.full(shape, meta["fill_value"], dtype)
-    if len(codecs) == 2:
-        raw = _zstd().decode(raw)
-    return np.frombuffer(raw, dtype).reshape(shape).astype(dtype.newbyteorder("="))  # a writable copy, as zarr gives
+        return spec.decode(None)
 
 
 def read_group(folder: Path, names: tuple[str, ...]) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:

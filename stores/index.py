@@ -13,6 +13,10 @@ reader finds more than ``MERGE_AFTER`` records it writes them merged and deletes
 racing that merge may miss entries and falls back to reading units). Records never need locks:
 each writer writes its own, under a unique name.
 
+A unit this process wrote carries its compact document (attributes and how to decode each
+array: ``stores.objectio``) into its index entry (``note`` then ``add`` or ``flush``), so that
+a later reader trusting the index reads a unit's arrays without first reading its metadata.
+
 It is used on object storage (``ZSAD_UNIT_INDEX=auto``, the default; ``1`` everywhere, ``0``
 nowhere). Trusting it assumes what concurrent runs must respect anyway: no two processes write
 the same unit at once. ``zsad precompute --verify`` reads every unit's marker instead.
@@ -52,6 +56,7 @@ class UnitIndex:
         # auto: object storage only (a local marker read costs ~0.1 ms; there the marker is read every time)
         self.enabled = setting == "1" or (setting == "auto" and not store.local)
         self.trusted = True  # False (``precompute --verify``): read every marker, still record what is found
+        self._docs: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}  # written, not yet recorded
 
     @staticmethod
     def base(stage: str, stage_hash: str, dataset: str) -> str:
@@ -70,7 +75,7 @@ class UnitIndex:
         records, names = [], self.store.children(base)
         for name in names:
             try:
-                attrs = dict(self.store.root[f"{base}/{name}"].attrs)
+                attrs = self.store.record_attrs(f"{base}/{name}")
                 records.append((float(attrs["written"]), name, dict(attrs["units"])))
             except Exception:  # noqa: BLE001 - half-written or foreign: a hint less, nothing more
                 continue
@@ -83,11 +88,47 @@ class UnitIndex:
                 self._delete(f"{base}/{name}")
         return merged
 
+    @staticmethod
+    def _split(key: str) -> tuple[tuple[str, str, str], str] | None:
+        parts = key.split("/", 2)
+        if len(parts) < 3 or parts[0] == INDEX_ROOT:
+            return None
+        return (parts[0], parts[1], parts[2].split("/", 1)[0]), parts[2]
+
+    def doc(self, key: str) -> dict[str, Any] | None:
+        """The compact document the index holds for unit ``key`` (None: ask the store)."""
+        split = self._split(key) if self.enabled and self.trusted else None
+        if split is None:
+            return None
+        entry = self.entries(*split[0]).get(split[1])
+        return entry.get("doc") if entry else None
+
+    def note(self, key: str, doc: dict[str, Any]) -> None:
+        """A unit this process wrote (complete): its document goes into its next record."""
+        split = self._split(key) if self.enabled else None
+        if split is not None:
+            with self._lock:
+                self._docs.setdefault(split[0], {})[split[1]] = doc
+
+    def flush(self, stages: tuple[str, ...]) -> None:
+        """Record every unit of ``stages`` written since the last record (one record per stage,
+        hash and data set); never raises."""
+        with self._lock:
+            keys = [k for k in self._docs if k[0] in stages]
+        for key in keys:
+            self.add(*key, {})
+
     def add(self, stage: str, stage_hash: str, dataset: str, units: dict[str, dict[str, Any]]) -> None:
-        """Record ``units`` (all complete, with their facts) for later runs; never raises."""
+        """Record ``units`` (all complete, with their facts) and every unit of this stage, hash
+        and data set this process wrote since, with their documents; never raises."""
+        key = (stage, stage_hash, dataset)
+        with self._lock:
+            docs = self._docs.pop(key, {})
+        units = {**{p: {"source": d["attrs"].get("source")} for p, d in docs.items()}, **units}
+        for path, doc in docs.items():
+            units[path] = {**units[path], "doc": doc}
         if not units or not self.enabled:
             return
-        key = (stage, stage_hash, dataset)
         self._write(self.base(*key), units)
         with self._lock:
             if key in self._cache:

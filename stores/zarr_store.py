@@ -4,8 +4,9 @@ A *unit* (one image of one stage, or one class for ``clip_text``) is a group hol
 arrays and, written last, the attribute ``complete`` (with the sha256 of its source image).
 A unit without it is never read and is recomputed. On a local disk a unit is written into a
 hidden sibling folder and renamed into place, so readers and concurrent runs never see half
-a unit; on other fsspec stores (object storage) it is written in place, marker last, and
-concurrent runs must work on disjoint units (Zarr 3 has no locks). Arrays are not sharded.
+a unit; on other fsspec stores (object storage) it is written in place, marker last, in a
+few requests (``stores.objectio``), and concurrent runs must work on disjoint units (Zarr 3
+has no locks). Arrays are not sharded.
 """
 
 from __future__ import annotations
@@ -16,18 +17,20 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import zarr
-from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
 from . import fastio
+from .objectio import ObjectUnits
+from .recent import RecentUnits
+from .hierarchy import Hierarchy
 from .index import INDEX_ROOT, UnitIndex
-from .keys import Unit, check_component, stage_root
+from .keys import check_component, stage_root
 from .options import FRESH_LISTINGS, StoreError, env_storage_options, library_versions
-from .temps import _HOST, TMP_PREFIX, sweep_temp_folders
+from .temps import _HOST, TMP_PREFIX
 
 COMPLETE = "complete"
 
@@ -43,11 +46,7 @@ def _despite_races(create):
     return None
 
 
-async def _list_dir(store, prefix: str) -> list[str]:
-    return [name async for name in store.list_dir(prefix)]
-
-
-class StageStore:
+class StageStore(Hierarchy):
     """A Zarr v3 hierarchy at ``url`` (a local path or any fsspec URL).
 
     Attributes:
@@ -73,61 +72,96 @@ class StageStore:
         self.writes = 0
         self._lock = threading.Lock()
         self._parents: set[str] = set()
+        self.objects = None if self.local else ObjectUnits(self.root.store.fs, self.root.store.path)
+        self.recent = RecentUnits()  # object storage: what this process just wrote or read
         self.index = UnitIndex(self)
 
     # ---- stage groups -------------------------------------------------------------------------
     def ensure_stage(self, stage: str, stage_hash: str, config: Any, inputs: dict[str, str] | None = None,
                      weights_sha256: str | None = None) -> None:
-        """Create the stage group with its full config, inputs and library versions (once)."""
+        """Create the stage group with its full config, inputs and library versions (once; on
+        object storage checked once per process: one read)."""
         root = stage_root(stage, stage_hash)
+        attrs = {"stage": stage, "stage_hash": stage_hash, "config": config, "inputs": inputs or {},
+                 "weights_sha256": weights_sha256, "versions": library_versions(), "created": time.time()}
         with self._lock:
+            if not self.local:
+                if root not in self._parents:
+                    doc = self.objects.read_doc(root)
+                    if doc is None or "config" not in doc["attrs"]:
+                        self.objects.put_groups([stage])
+                        self.objects.write(root, {}, attrs)
+                    self._parents.add(root)
+                return
             group = self._require_group(root)
             if "config" not in group.attrs:
-                group.attrs.update({"stage": stage, "stage_hash": stage_hash, "config": config,
-                                    "inputs": inputs or {}, "weights_sha256": weights_sha256,
-                                    "versions": library_versions(), "created": time.time()})
+                group.attrs.update(attrs)
 
     # ---- units ---------------------------------------------------------------------------------
     def is_complete(self, key: str, source: str | None = None) -> bool:
         """True when the unit exists, has its marker, and (if given) was made from ``source``."""
         return self.complete_attrs(key, source) is not None
 
-    def complete_attrs(self, key: str, source: str | None = None) -> dict[str, Any] | None:
-        """The attributes of a complete unit (made from ``source`` if given), else None: one read."""
-        try:
-            attrs = fastio.read_attrs(self.path / key) if self.local else dict(self.root[key].attrs)
-        except Exception:  # noqa: BLE001 - absent or half-written metadata both mean "not done"
-            return None
+    def complete_attrs(self, key: str, source: str | None = None, listed: dict[str, set[str]] | None = None
+                       ) -> dict[str, Any] | None:
+        """The attributes of a complete unit (made from ``source`` if given), else None: one read
+        (none on object storage when this process has it or the unit index holds it).
+
+        ``listed``: a memo (folder -> names) shared by a caller's many checks: on object storage
+        one listing of the unit's folder answers "absent" for all its missing units at once."""
+        if self.local:
+            attrs = fastio.read_attrs(self.path / key)
+        else:
+            doc = self._doc(key, listed=listed)
+            attrs = None if doc is None else doc["attrs"]
         if attrs is None:
             return None
         ok = bool(attrs.get(COMPLETE)) and (source is None or attrs.get("source") == source)
         return attrs if ok else None
 
-    def write_unit(self, key: str, arrays: dict[str, tuple[np.ndarray, tuple[str, ...]]],
-                   attrs: dict[str, Any] | None = None, source: str | None = None, replace: bool = False) -> str:
-        """Write a unit: ``arrays`` maps name -> (data, dimension names); marker last.
+    def _doc(self, key: str, fresh: bool = False, listed: dict[str, set[str]] | None = None
+             ) -> dict[str, Any] | None:
+        """Object storage: a unit's compact document (``stores.objectio``): from this process's
+        recent units, the unit index, or one read (``fresh``: always the read)."""
+        attrs = None if fresh else self.recent.attrs(key)
+        if attrs is not None:
+            return {"attrs": attrs, "arrays": None, "recent": True}
+        doc = None if fresh else self.index.doc(key)
+        if doc is not None or (listed is not None and not self._listed(key, listed)):
+            return doc
+        return self.objects.read_doc(key)
 
-        On object storage (written in place) a unit that another writer completed from the same
-        ``source`` while this one was computing is kept, not overwritten (``replace`` forces it):
-        a teammate's overlapping run then costs work, never a window where a finished unit reads
-        as incomplete or a half-replaced one.
-        """
-        if not self.local and source is not None and not replace and self.is_complete(key, source):
-            return key
-        self._write(key, arrays, dict(attrs or {}, source=source))
+    def _listed(self, key: str, listed: dict[str, set[str]]) -> bool:
+        folder, name = key.rsplit("/", 1)
+        if folder not in listed:
+            listed[folder] = set(self.children(folder))
+        return name in listed[folder]
+
+    def write_unit(self, key: str, arrays: dict[str, tuple[np.ndarray, tuple[str, ...]]],
+                   attrs: dict[str, Any] | None = None, source: str | None = None) -> str:
+        """Write (or rewrite) a unit: ``arrays`` maps name -> (data, dimension names); marker last.
+        Nothing is checked first: the marker protocol keeps readers safe."""
+        parent, name = key.rsplit("/", 1)
+        check_component(name, "unit name")
+        self._require_parents(parent)
+        meta = dict(attrs or {}, source=source)
+        if self.local:
+            self._write_local(parent, name, arrays, meta)
+        else:
+            self._write_object(key, arrays, meta)
         with self._lock:
             self.writes += 1
         return key
 
-    def _write(self, key: str, arrays: dict[str, tuple[np.ndarray, tuple[str, ...]]], meta: dict[str, Any]) -> None:
-        parent, name = key.rsplit("/", 1)
-        check_component(name, "unit name")
-        self._require_parents(parent)
-        if self.local:
-            self._write_local(parent, name, arrays, meta)
-        else:
-            group = self.root.create_group(key, overwrite=True)
-            self._fill(group, arrays, meta)
+    def _write_object(self, key: str, arrays: dict[str, tuple[np.ndarray, tuple[str, ...]]],
+                      meta: dict[str, Any]) -> None:
+        self.recent.drop(key)
+        if all(np.asarray(d).size for d, _ in arrays.values()):
+            doc = self.objects.write(key, arrays, {**meta, COMPLETE: True})
+            self.recent.put(key, doc["attrs"], {n: np.asarray(d) for n, (d, _) in arrays.items()})
+            self.index.note(key, doc)
+        else:  # an empty array: zarr-python's layout
+            self._fill(self.root.create_group(key, overwrite=True), arrays, meta)
 
     def _require_group(self, path: str) -> zarr.Group:
         """``require_group`` that tolerates another process creating the same group at once."""
@@ -137,13 +171,19 @@ class StageStore:
     def _require_parents(self, parent: str) -> None:
         """Group metadata for every level of ``parent`` (once per parent and process). Each level
         is checked: a run killed between making a folder and writing its ``zarr.json`` leaves a
-        folder that listing skips, which would hide every unit below it."""
+        folder that listing skips, which would hide every unit below it. On object storage the
+        levels below a stage group are written blindly (the same bytes whoever writes them)."""
         if parent in self._parents:
             return
         with self._lock:
             parts = parent.split("/")
-            for i in range(1, len(parts) + 1):
-                self._require_group("/".join(parts[:i]))
+            named = 1 if parts[0] == INDEX_ROOT else 2  # stage groups carry attributes: never overwritten
+            for i in range(1, len(parts) + 1 if self.local else named + 1):
+                if self.local or "/".join(parts[:named]) not in self._parents:
+                    self._require_group("/".join(parts[:i]))
+            if not self.local:
+                self._parents.add("/".join(parts[:named]))
+                self.objects.put_groups(["/".join(parts[:i]) for i in range(named + 1, len(parts) + 1)])
             self._parents.add(parent)
 
     @staticmethod
@@ -187,15 +227,28 @@ class StageStore:
         """All arrays (as numpy) and attributes of a complete unit."""
         if not self.is_complete(key):
             raise StoreError(f"{self.url}: {key} is missing or incomplete; run `zsad precompute` first")
+        if not self.local:
+            doc = self._doc(key)
+            if doc is not None and doc["arrays"] is None:
+                doc = self._doc(key, fresh=True)
+            if doc is not None and doc["arrays"] is not None:
+                got = self.read_complete(key, tuple(doc["arrays"]))
+                if got is not None:
+                    return got
         group = self.root[key]
         return {name: arr[...] for name, arr in group.arrays()}, dict(group.attrs)
 
     def read_complete(self, key: str, names: tuple[str, ...], source: str | None = None
                       ) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
         """``names``' arrays and the attributes of a complete unit (made from ``source`` if
-        given), else None. On a local disk plain-layout units are read as files (``fastio``)."""
-        got = fastio.read_group(self.path / key, names) if self.local else None
-        attrs = got[1] if got else self.complete_attrs(key)
+        given), else None. On a local disk plain-layout units are read as files (``fastio``);
+        on object storage with one GET per array (``objectio``), or none for a unit kept in
+        ``recent``."""
+        if self.local:
+            got = fastio.read_group(self.path / key, names)
+            attrs = got[1] if got else self.complete_attrs(key)
+        else:
+            got, attrs = self._read_object(key, names)
         if attrs is None or not attrs.get(COMPLETE) or (source is not None and attrs.get("source") != source):
             return None
         if got:
@@ -203,83 +256,40 @@ class StageStore:
         group = self.root[key]
         return {n: group[n][...] for n in names}, attrs
 
+    def _read_object(self, key: str, names: tuple[str, ...]):
+        """(arrays and attrs, or None; attrs or None) of a unit on object storage. A document
+        from the index that no longer matches the unit's chunks is read again from the store."""
+        for fresh in (False, True):
+            doc = self._doc(key, fresh)
+            if doc is None:
+                return None, None
+            kept = self.recent.arrays(key, names) if doc.get("recent") else None
+            if kept is not None:
+                return (kept, doc["attrs"]), doc["attrs"]
+            if doc.get("recent"):
+                continue  # kept without these arrays: read them below
+            if doc["arrays"] is None:
+                return None, doc["attrs"]  # zarr-python's layout: read through zarr
+            arrays = self.objects.read_arrays(key, doc, names)
+            if arrays is not None:
+                self.recent.put(key, doc["attrs"], arrays, merge=True)
+                return ({n: np.array(a) for n, a in arrays.items()}, doc["attrs"]), doc["attrs"]
+        return None, None
+
+    def verify_unit(self, key: str) -> bool:
+        """True when the unit is complete and, on object storage, every chunk matches the CRC-32
+        its marker records (reads them all: ``precompute --verify``); local units are renamed
+        into place whole."""
+        return self.is_complete(key) if self.local else self.objects.verify(key)
+
     def read_array(self, key: str, name: str) -> np.ndarray:
-        if not self.is_complete(key):
+        got = self.read_complete(key, (name,))
+        if got is None:
             raise StoreError(f"{self.url}: {key} is missing or incomplete; run `zsad precompute` first")
-        return self.root[key][name][...]
+        return got[0][name]
 
     def read_attrs(self, key: str) -> dict[str, Any]:
         attrs = self.complete_attrs(key)
         if attrs is None:
             raise StoreError(f"{self.url}: {key} is missing or incomplete")
         return attrs
-
-    # ---- listing and maintenance --------------------------------------------------------------
-    def children(self, key: str) -> list[str]:
-        """Names below ``key`` (one listing; no metadata read, so a folder a killed run left
-        without its ``zarr.json`` is still listed). Hidden names and metadata files are left out."""
-        if self.local:
-            try:
-                names = [e.name for e in os.scandir(self.path / key) if e.is_dir(follow_symlinks=False)]
-            except (FileNotFoundError, NotADirectoryError):
-                return []
-        else:
-            names = [n for n in sync(_list_dir(self.root.store, key)) if n != "zarr.json"]
-        return sorted(n for n in names if not n.startswith("."))
-
-    def list_units(self, stage: str, stage_hash: str, dataset: str, classes: list[str] | None = None,
-                   split: str | None = None) -> list[Unit]:
-        """Complete units of one stage and data set, sorted (indexed ones without a read)."""
-        base = f"{stage_root(stage, stage_hash)}/{check_component(dataset, 'dataset')}"
-        indexed, out = self.index.entries(stage, stage_hash, dataset), []
-        for cls in classes or self.children(base):
-            for sp in ([split] if split else self.children(f"{base}/{cls}")):
-                for image_id in self.children(f"{base}/{cls}/{sp}"):
-                    unit = Unit(dataset, cls, sp, image_id)
-                    if unit.path in indexed or self.is_complete(f"{base}/{unit.class_name}/{sp}/{image_id}"):
-                        out.append(unit)
-        return sorted(out)
-
-    def stages(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
-        """(stage, stage_hash, attrs) of every stage group in the store."""
-        for stage in self.children(""):
-            if stage == INDEX_ROOT:
-                continue
-            for h in self.children(stage):
-                try:
-                    yield stage, h, dict(self.root[f"{stage}/{h}"].attrs)
-                except KeyError:  # a folder without group metadata: not a stage group
-                    continue
-
-    def write_record(self, key: str, attrs: dict[str, Any]) -> None:
-        """A small group holding only attributes (index records): atomic rename on a local disk,
-        one object written elsewhere."""
-        if self.local:
-            self._write(key, {}, attrs)  # not a unit: not counted in ``writes``
-            return
-        self._require_parents(key.rsplit("/", 1)[0])
-        self.root.create_group(key, attributes=attrs, overwrite=True)
-
-    def delete(self, key: str) -> None:
-        """Delete a unit or group; deleting a stage group (``stage/hash``) deletes its index too."""
-        parts = key.split("/")
-        if len(parts) == 2 and parts[0] != INDEX_ROOT:
-            self.delete(f"{INDEX_ROOT}/{key}")
-            self.index.forget(*parts)
-        with self._lock:
-            if self.local:
-                shutil.rmtree(self.path / key, ignore_errors=True)
-            elif key in self.root:
-                del self.root[key]
-
-    def sweep_temps(self) -> int:
-        """Remove temp folders left by writers killed mid-unit (local stores; live writers' temp
-        folders are kept); returns how many."""
-        return sweep_temp_folders(self.path) if self.local and self.path.is_dir() else 0
-
-    def size_bytes(self, key: str = "") -> int:
-        """Bytes under ``key``: a walk of the folder, or one recursive listing of an object store."""
-        if self.local:
-            return sum(f.stat().st_size for f in (self.path / key).rglob("*") if f.is_file())
-        fs, root = self.root.store.fs, self.root.store.path.rstrip("/")  # zarr's fs is asynchronous
-        return int(sync(fs._du(f"{root}/{key}".rstrip("/"), total=True)))

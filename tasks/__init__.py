@@ -1,2 +1,3 @@
 """Thin Prefect tasks, one module per stage: read keys from the store, call one core function,
-write the result, return keys. Models are loaded once per worker process (``tasks.runtime``)."""
+write the result, return keys. Models are loaded once per worker process (``tasks.runtime``);
+``tasks.shard`` runs a few images through every stage (the unit a Dask worker is given)."""

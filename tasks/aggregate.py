@@ -13,6 +13,7 @@ The functions are plain Python so Dask (threads, processes, a distributed cluste
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Mapping
 
@@ -28,7 +29,7 @@ from zsad.modes import normalise
 
 from .fused import ImageFacts, read_evidence
 from .plan import PATCH_STAGE, StagePlan
-from .runtime import open_store
+from .runtime import begin_run, open_store
 
 if TYPE_CHECKING:  # tasks.patches imports torch: workers of zero-shot runs never need it
     from .patches import Context
@@ -56,6 +57,10 @@ class AggregateRun:
         write: False for read-only runs (nothing is written, fused maps included).
         device: None to paste and count an evaluation's maps with numpy on the host, or a torch
             device to do it there (``zsad.torchpixels``; ``cuda``, or ``cpu`` in tests).
+        run_id: a worker process seeing a new one forgets what it knew of the unit index
+            (``tasks.runtime.begin_run``); owner_pid: the process that made the run (it
+            records the units its threads wrote in the index once, at the end; other
+            processes at the end of each chunk).
     """
 
     store_url: str
@@ -68,6 +73,8 @@ class AggregateRun:
     pixel_size: int | None = None
     write: bool = True
     device: str | None = None
+    run_id: str = ""
+    owner_pid: int = field(default_factory=os.getpid)
 
 
 @dataclass(frozen=True)
@@ -155,7 +162,7 @@ def _write(run: AggregateRun, job: VariantJob, unit: Unit, facts: ImageFacts, sw
         unit_key("aggregate", job.variant_hash, unit), arrays,
         {"sample_score": sweep.sample_scores[i], "label": facts.label, "has_map": run.save_maps,
          "tile_scores": sweep.tile_scores[i].tolist(), "component_scores": sweep.component_scores[i].tolist()},
-        source=source, replace=True)  # aggregate decided to write (e.g. maps now wanted)
+        source=source)  # aggregate decided to write (e.g. maps now wanted)
 
 
 def _source(run: AggregateRun, job: VariantJob, unit: Unit, facts: ImageFacts) -> str:
@@ -163,7 +170,8 @@ def _source(run: AggregateRun, job: VariantJob, unit: Unit, facts: ImageFacts) -
     return facts.sha256 if ctx is None else f"{facts.sha256}+{ctx.source}"
 
 
-def aggregate_unit(run: AggregateRun, unit_path: str, out: ChunkResult) -> None:
+def aggregate_unit(run: AggregateRun, unit_path: str, out: ChunkResult, listed: dict[str, set[str]] | None = None
+                   ) -> None:
     """One image for every variant of ``run`` not yet complete (all of them when evaluating):
     rows, units written, and (labelled images, ``run.evaluate``) metric accumulators in ``out``."""
     store, unit = open_store(run.store_url), Unit(*unit_path.split("/"))
@@ -172,7 +180,8 @@ def aggregate_unit(run: AggregateRun, unit_path: str, out: ChunkResult) -> None:
     todo: list[tuple[VariantJob, str, bool]] = []  # (job, source, write)
     for job in run.variants:
         source = _source(run, job, unit, facts)
-        attrs = None if run.overwrite else store.complete_attrs(unit_key("aggregate", job.variant_hash, unit), source)
+        attrs = None if run.overwrite else store.complete_attrs(unit_key("aggregate", job.variant_hash, unit), source,
+                                                                listed)
         done = attrs is not None and (not run.save_maps or attrs.get("has_map"))
         if done and not evaluate:
             out.rows.append(Row(job.variant_hash, unit_path, attrs["sample_score"], facts.label, False))
@@ -217,14 +226,29 @@ def _add_on_device(run: AggregateRun, unit: Unit, facts: ImageFacts, evidence, s
             facts.label, layouts[boxes], cells)
 
 
+_LISTED: dict[str, dict[str, set[str]]] = {}
+
+
+def _listings(run_id: str) -> dict[str, set[str]]:
+    """The run's folder listings in this process (``StageStore.complete_attrs``'s memo): one
+    listing per variant folder and process answers for every missing unit of the run."""
+    if run_id not in _LISTED:
+        _LISTED.clear()
+        _LISTED[run_id] = {}
+    return _LISTED[run_id]
+
+
 def aggregate_units(run: AggregateRun, unit_paths: list[str]) -> ChunkResult:
     """A chunk of images (one Dask task); pixels counted on a device come back to the host here."""
-    out = ChunkResult()
+    begin_run(run.store_url, run.run_id)
+    out, listed = ChunkResult(), _listings(run.run_id)
     for path in unit_paths:
-        aggregate_unit(run, path, out)
+        aggregate_unit(run, path, out, listed)
     for key, acc in out.device_pixels.items():
         out.pixels[key] = acc.to_evaluator(run.pixel_size)
     out.device_pixels = {}
+    if run.write and os.getpid() != run.owner_pid:  # the units written go into the unit index (object storage)
+        open_store(run.store_url).index.flush(("aggregate", "fused"))
     return out
 
 

@@ -11,17 +11,20 @@ from .runtime import decode_config, get_model, open_store
 
 
 @zsad_task("clip_text")
-def clip_text(store_url: str, hashes: dict[str, str], dataset: str, class_name: str, cfg: dict[str, Any]) -> str:
+def clip_text(store_url: str, hashes: dict[str, str], dataset: str, class_name: str, cfg: dict[str, Any]) -> int:
+    """The class's prompt embeddings, unless cached; returns the units written (0 or 1)."""
     pc = decode_config(cfg)
     store = open_store(store_url)
     key = class_key("clip_text", hashes["clip_text"], dataset, class_name)
     if store.is_complete(key):
-        return key
+        return 0
     from zsad.pipeline import embed_prompts  # model code only when there is work
     text = embed_prompts(get_model(pc.clip, device=pc.device, batch_size=pc.batch_size), class_name, pc)
-    return store.write_unit(key, {
+    store.write_unit(key, {
         "emb_pd": (text.emb_pd, ("prompt", "embed")),
         "anomalous_p": (text.prompts.anomalous_p, ("prompt",)),
         "seed_extension_p": (text.prompts.seed_extension_p, ("prompt",)),
         "prompt": (list(text.prompts.texts), ("prompt",)),  # the texts: a coordinate for plain xarray
     }, {"texts": list(text.prompts.texts), "logit_scale": text.logit_scale})
+    store.index.flush(("clip_text",))
+    return 1

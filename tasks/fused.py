@@ -68,8 +68,7 @@ def compute_fused(store: StageStore, plan: StagePlan, unit: Unit, fusions: Itera
         if write:
             store.ensure_stage("fused", plan.fused_hash(fusion), plan.fused_config(fusion), plan.fused_inputs())
             store.write_unit(unit_key("fused", plan.fused_hash(fusion), unit), {FUSED: (out[fusion], FUSED_DIMS)},
-                             _facts_attrs(facts, tiles["boxes_xyxy"], tiles["component_t"]), source=facts.sha256,
-                             replace=True)
+                             _facts_attrs(facts, tiles["boxes_xyxy"], tiles["component_t"]), source=facts.sha256)
     return out, tiles["boxes_xyxy"], tiles["component_t"]
 
 
@@ -107,4 +106,5 @@ def build_fused(store: StageStore, plan: StagePlan, units: Iterable[Unit], fusio
         if missing:
             compute_fused(store, plan, unit, missing, facts, write=True)
             written += len(missing)
+    store.index.flush(("fused",))
     return written

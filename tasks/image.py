@@ -38,13 +38,15 @@ def registered(store, key: str, path: str) -> bool:
     return _indexed_unchanged(store, key, path) or _unchanged(store.complete_attrs(key), path)
 
 
-def _register(store, image_hash: str, dataset: str, s: dict[str, Any]) -> dict[str, Any] | None:
-    """Register one sample; returns its index facts when they were not already indexed."""
+def _register(store, image_hash: str, dataset: str, s: dict[str, Any], listed: dict[str, set[str]]
+              ) -> dict[str, Any] | None:
+    """Register one sample; returns its index facts when they were not already indexed.
+    ``listed``: the folder listings memo of ``StageStore.complete_attrs``."""
     unit = Unit(dataset, s["class_name"], s["split"], s["image_id"])
     key = unit_key("image", image_hash, unit)
     if _indexed_unchanged(store, key, s["path"]):
         return None
-    old = store.complete_attrs(key)
+    old = store.complete_attrs(key, listed=listed)
     if _unchanged(old, s["path"]):
         return {"source": old["sha256"], **{k: old[k] for k in INDEXED}}
     st = os.stat(s["path"])
@@ -53,7 +55,7 @@ def _register(store, image_hash: str, dataset: str, s: dict[str, Any]) -> dict[s
     sha = file_sha256(s["path"])
     remember(s["path"], sha, image)  # the shard's stages decode it no more
     attrs = dict(s, sha256=sha, height=h, width=w, size=st.st_size, mtime_ns=st.st_mtime_ns)
-    store.write_unit(key, {}, attrs, source=sha, replace=True)  # a new size/mtime is news even with the same bytes
+    store.write_unit(key, {}, attrs, source=sha)  # a new size/mtime is news even with the same bytes
     return {"source": sha, **{k: attrs[k] for k in INDEXED}}
 
 
@@ -66,11 +68,11 @@ def register_images(store_url: str, image_hash: str, samples: list[dict[str, Any
     ``{"done": [unit paths], "failed": [error records]}``.
     """
     store = open_store(store_url)
-    done, failed, facts = [], [], {}
+    done, failed, facts, listed = [], [], {}, {}
     for s in samples:
         path = f"{dataset}/{s['class_name']}/{s['split']}/{s['image_id']}"
         try:
-            new = _register(store, image_hash, dataset, s)
+            new = _register(store, image_hash, dataset, s, listed)
             done.append(path)
             if new is not None:
                 facts[path] = new

@@ -19,7 +19,7 @@ import functools
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import dask
 import numpy as np
@@ -148,7 +148,7 @@ def memory_context(store: StageStore, plan: StagePlan, agg: AggregateConfig, dat
         feats = np.concatenate([store.read_array(k, "patches_tlyxc") for k in ref_keys])
         store.write_unit(key, {"patches_tlyxc": (feats, PATCH_DIMS)},
                          {"references": [u.path for u in refs], "files": [records[u.path][1] for u in refs]},
-                         source=source, replace=True)
+                         source=source)
     return FewShotContext(source, key, tuple(ref_keys))
 
 
@@ -177,12 +177,12 @@ def mutual_block(store_url: str, patch_hash: str, mh: str, agg: dict[str, Any], 
         return scores
     for path, sc in scores.items():
         store.write_unit(unit_key("mutual", mh, Unit(*path.split("/"))), {"scores_tyx": (sc, ("tile", "y", "x"))},
-                         {"batch_images": len(batch)}, source=sources[path], replace=True)
+                         {"batch_images": len(batch)}, source=sources[path])
     return {}
 
 
 def mutual_contexts(store_url: str, plan: StagePlan, agg: AggregateConfig, by_class: dict[str, dict[str, tuple]],
-                    read_only: bool, scheduler: str, block: int = 16) -> dict[str, Context]:
+                    read_only: bool, scheduler: str | Callable, block: int = 16) -> dict[str, Context]:
     """Compute the missing mutual scores of every class's batch (Dask: one task per ``block``
     query images); class -> context for aggregation."""
     store, mh = open_store(store_url), mutual_hash(plan, agg)
@@ -208,7 +208,8 @@ def mutual_contexts(store_url: str, plan: StagePlan, agg: AggregateConfig, by_cl
 
 
 def patch_contexts(store_url: str, plan: StagePlan, variants: list[tuple[str, AggregateConfig]], units: list[str],
-                   dataset: str, read_only: bool, scheduler: str = "threads") -> dict[tuple[str, str], Context]:
+                   dataset: str, read_only: bool, scheduler: str | Callable = "threads"
+                   ) -> dict[tuple[str, str], Context]:
     """``(variant hash, class) -> context`` for the few-shot and mutual variants among ``variants``
     (zero-shot ones need none). Checks that every test image has patch features."""
     patch_variants = [(vh, a) for vh, a in ((vh, normalise(a)) for vh, a in variants) if a.mode != "zero-shot"]

@@ -24,6 +24,22 @@ def open_store(url: str) -> StageStore:
         return _STORES[url]
 
 
+_RUNS: dict[str, str] = {}  # store URL -> the run this process last worked for
+
+
+def begin_run(store_url: str, run_id: str, verify: bool = False) -> StageStore:
+    """The store, its unit index forgotten when ``run_id`` is new to this process (a Dask worker
+    lives across runs; others may have added or pruned units since). ``verify``: read every
+    unit's marker instead of trusting the index."""
+    store = open_store(store_url)
+    with _LOCK:
+        if run_id and _RUNS.get(store_url) != run_id:
+            store.index.forget()
+            store.index.trusted = not verify
+            _RUNS[store_url] = run_id
+    return store
+
+
 def forget_stores() -> None:
     with _LOCK:
         _STORES.clear()
@@ -61,9 +77,12 @@ def image_source(store: StageStore, image_hash: str, unit: Unit) -> tuple[str, d
 
 
 def start_shard() -> None:
-    """A new shard: forget the previous one's image records and decoded images."""
+    """A new shard: forget the previous one's image records, decoded images and kept units."""
     _IMAGE_RECORDS.clear()
     forget_images()
+    with _LOCK:
+        for store in _STORES.values():
+            store.recent.clear()
 
 
 def pending(store: StageStore, stage: str, stage_hash: str, image_hash: str, units: list[Unit]
@@ -73,16 +92,18 @@ def pending(store: StageStore, stage: str, stage_hash: str, image_hash: str, uni
 
     A unit the index records as made from the image version the index records is skipped
     without a read; any other is checked by its marker (one read of the image record, one of
-    the unit).
+    the unit), unless one listing of its folder shows it absent. Not trusting the index
+    (``--verify``) also reads every chunk of a complete unit and checks it (``verify_unit``).
     """
-    todo, confirmed = [], {}
+    todo, confirmed, listed = [], {}, {}
     for unit in units:
         image = store.index.entries("image", image_hash, unit.dataset).get(unit.path)
         done = store.index.entries(stage, stage_hash, unit.dataset).get(unit.path)
         if image and done and done.get("source") == image.get("source"):
             continue
         sha, attrs = image_source(store, image_hash, unit)
-        if store.is_complete(unit_key(stage, stage_hash, unit), sha):
+        key = unit_key(stage, stage_hash, unit)
+        if store.complete_attrs(key, sha, listed) is not None and (store.index.trusted or store.verify_unit(key)):
             confirmed[unit.path] = {"source": sha}
         else:
             todo.append((unit, sha, attrs))

@@ -49,3 +49,36 @@ def prefect_harness():
     from prefect.testing.utilities import prefect_test_harness
     with prefect_test_harness(server_startup_timeout=60):
         yield
+
+
+SECRET = "zsad-test-secret-must-not-be-printed"  # the S3 secret: checked absent from every output
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory):
+    """moto's S3 server in its own process on 127.0.0.1, for the session."""
+    import importlib.util
+    if any(importlib.util.find_spec(m) is None for m in ("moto", "flask", "s3fs")):
+        pytest.skip("moto[server] and s3fs (the test extra) are not installed")
+    from stores.s3server import LocalS3
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    try:
+        server = LocalS3(log=log).__enter__()
+    except RuntimeError as exc:
+        pytest.skip(f"{exc}; log: {log.read_text()[-2000:] if log.exists() else ''}")
+    yield server
+    server.__exit__()
+
+
+@pytest.fixture()
+def s3_env(s3, monkeypatch):
+    """This process and its children reach the server the way a teammate would."""
+    from tasks import runtime
+    env = s3.env()
+    env["AWS_SECRET_ACCESS_KEY"] = SECRET  # moto accepts any
+    for k, v in env.items():
+        if k.startswith(("AWS_", "ZSAD_STORAGE")):
+            monkeypatch.setenv(k, v)
+    runtime.forget_stores()
+    yield env
+    runtime.forget_stores()

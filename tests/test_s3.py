@@ -10,43 +10,20 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from conftest import SECRET  # the s3 and s3_env fixtures live there too
 from stores import StageStore
 from tasks import runtime
+from units import complete_units
 from tasks.plan import plan_stages
 from zsad.config import AggregateConfig, PipelineConfig
 
 pytestmark = pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in ("moto", "flask", "s3fs")),
                                 reason="moto[server] and s3fs (the test extra) are not installed")
 ZSAD = str(Path(sys.executable).with_name("zsad"))
-SECRET = "zsad-test-secret-must-not-be-printed"
 N_UNITS = 8 * 7 + 2  # 8 images x 7 per-image stages + the prompts of 2 classes
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    from stores.s3server import LocalS3
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    try:
-        server = LocalS3(log=log).__enter__()
-    except RuntimeError as exc:
-        pytest.skip(f"{exc}; log: {log.read_text()[-2000:] if log.exists() else ''}")
-    yield server
-    server.__exit__()
-
-
-@pytest.fixture()
-def s3_env(s3, monkeypatch):
-    """This process and its children reach the server the way a teammate would."""
-    env = s3.env()
-    env["AWS_SECRET_ACCESS_KEY"] = SECRET  # moto accepts any; checked absent from every output
-    for k, v in env.items():
-        if k.startswith(("AWS_", "ZSAD_STORAGE")):
-            monkeypatch.setenv(k, v)
-    runtime.forget_stores()
-    yield env
-    runtime.forget_stores()
 
 
 def zsad(args: list[str], env: dict[str, str], cwd: Path, expect: int = 0) -> dict | str:
@@ -58,21 +35,6 @@ def zsad(args: list[str], env: dict[str, str], cwd: Path, expect: int = 0) -> di
         return json.loads(out.stdout)
     except json.JSONDecodeError:
         return out.stdout
-
-
-def complete_units(store: str) -> set[str]:
-    """Every unit that reads as complete, each read whole (arrays and all) to prove it."""
-    st, found = StageStore(store), set()
-    for stage, h, _ in st.stages():
-        stack = [f"{stage}/{h}"]
-        while stack:
-            key = stack.pop()
-            if st.is_complete(key):
-                st.read_unit(key)
-                found.add(key)
-            elif key.count("/") < 6:
-                stack += [f"{key}/{c}" for c in st.children(key)]
-    return found
 
 
 def test_team_shares_a_bucket(s3, s3_env, synthetic_root, tmp_path):
@@ -129,25 +91,25 @@ def test_two_processes_precompute_disjoint_classes_at_once(s3, s3_env, synthetic
 
 def test_a_kill_mid_unit_leaves_nothing_that_reads_as_complete(s3, s3_env, synthetic_root, tmp_path, monkeypatch):
     from flows.precompute import run_precompute
-    from stores import zarr_store
+    from stores import objectio
     from zsad.datasets import read_dataset
     store = s3.make_bucket("crash") + "/zsad.zarr"
     samples, cfg = read_dataset("synthetic", str(synthetic_root)), PipelineConfig.tiny()
-    fill, calls = zarr_store.StageStore._fill, []
+    write, calls = objectio.ObjectUnits.write, []
 
-    def dies_mid_unit(group, arrays, meta):  # from the 12th unit on, the first with arrays: one array lands, then
-        calls.append(1)                      # the process "dies" (Ctrl-C; no marker, no index record)
+    def dies_mid_unit(self, key, arrays, attrs):  # from the 12th unit on, the first with arrays: one array
+        calls.append(1)                          # lands, then the process "dies" (Ctrl-C; no marker, no index)
         if len(calls) >= 12 and arrays:
             name, (data, dims) = next(iter(arrays.items()))
-            fill(group, {name: (data, dims)}, {**meta, "complete": False})
-            group.attrs["complete"] = False
+            write(self, key, {name: (data, dims)}, {**attrs, "complete": False})
             raise KeyboardInterrupt
-        fill(group, arrays, meta)
+        return write(self, key, arrays, attrs)
 
-    monkeypatch.setattr(zarr_store.StageStore, "_fill", staticmethod(dies_mid_unit))
+    monkeypatch.setattr(objectio.ObjectUnits, "write", dies_mid_unit)
     with pytest.raises(KeyboardInterrupt):
         run_precompute(samples, "synthetic", store, cfg, progress=False)
-    monkeypatch.setattr(zarr_store.StageStore, "_fill", staticmethod(fill))
+    monkeypatch.setattr(objectio.ObjectUnits, "write", write)
+    runtime.forget_stores()
     done_before = complete_units(store)
     assert 0 < len(done_before) < N_UNITS
     st = StageStore(store)
@@ -182,14 +144,124 @@ def test_storage_options_errors_do_not_echo_secrets(tmp_path, monkeypatch, capsy
     assert "ZSAD_STORAGE_OPTIONS is not valid JSON" in err and "hunter2" not in err
 
 
-def test_an_overlapping_writer_keeps_the_unit_another_finished(s3, s3_env):
+def test_a_unit_rewritten_in_place_never_reads_mixed(s3, s3_env):
+    """No existence check before a write: an overlapping writer rewrites the unit in place; a
+    rewrite cut off after a chunk landed reads as incomplete (CRC-32 per chunk), never mixed."""
     import numpy as np
+    from zarr.core.sync import sync
+
+    from stores.layout import encode_array
     store, key = s3.make_bucket("overlap") + "/zsad.zarr", "tiles/h/synthetic/pill/test/x"
     alice, bob = StageStore(store), StageStore(store)
-    alice.write_unit(key, {"v": (np.arange(3), ("t",))}, source="sha-1")
-    bob.write_unit(key, {"v": (np.zeros(3, int), ("t",))}, source="sha-1")  # computed while alice wrote it
-    assert bob.writes == 0 and (StageStore(store).read_array(key, "v") == np.arange(3)).all()
-    bob.write_unit(key, {"v": (np.zeros(3, int), ("t",))}, source="sha-2")  # the image changed: replaced
-    assert bob.writes == 1 and (StageStore(store).read_array(key, "v") == 0).all()
-    bob.write_unit(key, {"v": (np.ones(3, int), ("t",))}, source="sha-2", replace=True)  # asked to: replaced
-    assert (StageStore(store).read_array(key, "v") == 1).all()
+    alice.write_unit(key, {"v": (np.arange(3), ("t",)), "w": (np.ones(2), ("u",))}, source="sha-1")
+    reader = StageStore(store)
+    assert (reader.read_array(key, "v") == np.arange(3)).all() and reader.verify_unit(key)
+    spec, chunk = encode_array(np.zeros(3, np.int64), ("t",))  # bob's first chunk lands, then bob dies
+    sync(bob.objects.fs._pipe_file(f"{bob.objects.root}/{key}/v/{spec.chunk_key}", chunk))
+    fresh = StageStore(store)
+    assert fresh.is_complete(key, "sha-1")  # the marker is alice's...
+    assert fresh.read_complete(key, ("v", "w")) is None and not fresh.verify_unit(key)  # ...the chunks disagree
+    with pytest.raises(ValueError, match="missing or incomplete"):
+        fresh.read_array(key, "v")
+    bob.write_unit(key, {"v": (np.zeros(3, int), ("t",)), "w": (np.zeros(2), ("u",))}, source="sha-1")
+    again = StageStore(store)
+    assert (again.read_array(key, "v") == 0).all() and (again.read_array(key, "w") == 0).all()
+    assert again.verify_unit(key)
+
+
+@pytest.mark.slow
+def test_a_misbehaving_object_store_still_gives_the_clean_store(s3, s3_env, synthetic_root, monkeypatch, tmp_path):
+    """5 % of requests answered 503 SlowDown or cut after the server acted: every request is
+    retried with backoff, the run completes, and the store equals a clean run's, unit for unit."""
+    from flows.aggregate import run_variants
+    from flows.precompute import run_precompute
+    from stores.s3proxy import S3Proxy
+    from units import unit_arrays
+    from zsad.datasets import read_dataset
+    samples, cfg = read_dataset("synthetic", str(synthetic_root)), PipelineConfig.tiny()
+    clean = s3.make_bucket("clean") + "/zsad.zarr"
+    run_precompute(samples, "synthetic", clean, cfg, progress=False)
+    run_variants(clean, "synthetic", "tiny", "seed")
+    with S3Proxy(s3.endpoint_url, fault_rate=0.05, seed=7) as proxy:
+        monkeypatch.setenv("ZSAD_STORAGE_OPTIONS", json.dumps({"endpoint_url": proxy.endpoint_url}))
+        runtime.forget_stores()
+        faulty = s3.make_bucket("faulty") + "/zsad.zarr"
+        out = run_precompute(samples, "synthetic", faulty, cfg, progress=False)
+        run_variants(faulty, "synthetic", "tiny", "seed")
+        assert out["failed"] == [] and proxy.faults > 20  # faults there were, and none surfaced
+    monkeypatch.setenv("ZSAD_STORAGE_OPTIONS", json.dumps(s3.storage_options()))
+    runtime.forget_stores()
+    units = complete_units(clean)
+    assert {k.split("/", 1)[1] for k in units} and units == complete_units(faulty)
+    a, b = unit_arrays(clean, units), unit_arrays(faulty, units)
+    for key in units:
+        assert a[key].keys() == b[key].keys()
+        for name in a[key]:
+            np.testing.assert_array_equal(a[key][name], b[key][name], err_msg=f"{key}/{name}")
+    agg = [k for k in units if k.startswith("aggregate/")]
+    assert len(agg) == 8 and all(StageStore(clean).read_attrs(k)["sample_score"] ==
+                                 StageStore(faulty).read_attrs(k)["sample_score"] for k in agg)
+
+
+@pytest.mark.slow
+def test_a_unit_that_cannot_be_written_fails_its_image_only(s3, s3_env, synthetic_root, monkeypatch):
+    """A write that keeps failing (retries exhausted) is that image's recorded failure; its unit
+    never reads as complete; the other images go on; the rerun completes it."""
+    from flows.precompute import run_precompute
+    from stores import objectio
+    from zsad.datasets import read_dataset
+    samples, cfg = read_dataset("synthetic", str(synthetic_root)), PipelineConfig.tiny()
+    store, victim = s3.make_bucket("unwritable") + "/zsad.zarr", samples[2]
+    write = objectio.ObjectUnits.write
+
+    def fails_for_victim(self, key, arrays, attrs):
+        if key.startswith("sam/") and key.endswith(f"/{victim.image_id}") and f"/{victim.class_name}/" in key:
+            write(self, key, dict(list(arrays.items())[:1]), {**attrs, "complete": False})  # part of it landed
+            raise OSError("SlowDown: retries exhausted")
+        return write(self, key, arrays, attrs)
+
+    monkeypatch.setattr(objectio.ObjectUnits, "write", fails_for_victim)
+    out = run_precompute(samples, "synthetic", store, cfg, progress=False)
+    assert [(f["path"], f["stage"]) for f in out["failed"]] == [(victim.path, "sam")]
+    assert "retries exhausted" in out["failed"][0]["error"] and len(out["done"]) == 7
+    key = f"sam/{plan_stages(cfg).hashes['sam']}/synthetic/{victim.class_name}/test/{victim.image_id}"
+    assert not StageStore(store).is_complete(key)
+    monkeypatch.setattr(objectio.ObjectUnits, "write", write)
+    runtime.forget_stores()
+    again = run_precompute(samples, "synthetic", store, cfg, progress=False)
+    assert again["failed"] == [] and len(again["done"]) == 8 and StageStore(store).is_complete(key)
+
+
+def test_units_written_as_few_objects_read_back_everywhere(s3, s3_env):
+    """One unit = per array its zarr.json and one chunk, then the group's zarr.json (marker, with
+    the arrays' metadata inline): 2 x arrays + 1 PUTs; zarr-python and xarray read it as Zarr v3."""
+    import xarray as xr
+    import zarr
+
+    from stores.s3proxy import S3Proxy
+    arrays = {"maps_tlhw": (np.random.default_rng(0).random((2, 3, 40, 40)).astype(np.float16),
+                            ("tile", "prompt", "y", "x")),
+              "kept_n": (np.array([True, False, True]), ("mask",)),
+              "prompt": (np.array(["a tear", "a rip", "ünïcode"]), ("prompt",)),
+              "count": (np.array([7], np.int64), ("one",))}
+    with S3Proxy(s3.endpoint_url) as proxy:
+        st = StageStore(s3.make_bucket("objects") + "/zsad.zarr", {"endpoint_url": proxy.endpoint_url})
+        st.ensure_stage("clipseg", "h", {}, {})
+        key = "clipseg/h/synthetic/pill/test/x"
+        st.write_unit(key, {"warm": (np.zeros(1), ("one",))}, source="s")  # the parents exist now
+        proxy.reset()
+        st.write_unit(key, arrays, {"note": 1}, source="sha")
+        assert proxy.counts() == {"PUT": 2 * len(arrays) + 1}
+        fresh = StageStore(st.url, {"endpoint_url": proxy.endpoint_url})
+        fresh.index.entries("clipseg", "h", "synthetic")  # a run reads the index once (nothing there yet)
+        proxy.reset()
+        got, attrs = fresh.read_complete(key, tuple(arrays), "sha")
+        assert proxy.counts() == {"GET": 1 + len(arrays)}  # the marker, then one chunk per array
+    assert attrs["note"] == 1 and attrs["complete"] is True
+    group = zarr.open_group(st.url, path=key, mode="r", storage_options=s3.storage_options())
+    ds = xr.open_zarr(st.url, group=key, consolidated=False, zarr_format=3,
+                      storage_options=s3.storage_options())
+    for name, (data, dims) in arrays.items():
+        for value in (got[name], group[name][...], ds[name].values):
+            assert value.tolist() == data.tolist(), name
+        assert ds[name].dims == dims
