@@ -178,6 +178,7 @@ def mutual_block(store_url: str, patch_hash: str, mh: str, agg: dict[str, Any], 
     for path, sc in scores.items():
         store.write_unit(unit_key("mutual", mh, Unit(*path.split("/"))), {"scores_tyx": (sc, ("tile", "y", "x"))},
                          {"batch_images": len(batch)}, source=sources[path])
+    store.index.flush(("mutual",))  # object storage: the units' documents into the index
     return {}
 
 
