@@ -64,9 +64,8 @@ def _summary(reports: Iterable[ShardReport]) -> dict[str, Any]:
     return {"done": done, "failed": failed, "units_written": written, "workers": workers}
 
 
-def _on_cluster(jobs: list[Callable[[], Any]], progress: bool) -> list[Any]:
-    """Submit ``jobs`` (each returns a future with ``.result()``) and wait for all of them."""
-    futures = [job() for job in jobs]
+def _results(futures: list[Any], progress: bool) -> list[Any]:
+    """Each future's result (Dask's or Prefect's), in order, with a progress bar."""
     return [f.result() for f in tqdm(futures, desc="precompute", unit="shard", disable=not progress)]
 
 
@@ -100,10 +99,8 @@ def run_precompute(samples: list[Sample], dataset: str, store: str, cfg: Pipelin
         with dask_client(dask_address) as client:
             shards = plan_shards(samples, cluster_threads(client), shard_size)
             submit = _submitter(client)
-            reports = _on_cluster([lambda sh=sh: submit(precompute_shard, job, records(sh)) for sh in shards],
-                                  progress)
-            texts = _on_cluster([lambda c=c: submit(clip_text.fn, store, hashes, dataset, c, cfg_json)
-                                 for c in classes], False)
+            reports = _results([submit(precompute_shard, job, records(sh)) for sh in shards], progress)
+            texts = _results([submit(clip_text.fn, store, hashes, dataset, c, cfg_json) for c in classes], False)
     else:
         loads_before = sum(MODEL_LOADS.values())
         reports = [precompute_shard(job, records(sh))
