@@ -109,10 +109,9 @@ def store_rows(tiles: int, n: int) -> list[tuple[str, str]]:
     import dask
     from stores import StageStore, Unit, unit_key
     from tasks.patches import mutual_block
-    from zsad.config import AggregateConfig, to_jsonable
-    from zsad.modes import normalise
+    from zsad.variants import Mutual
     rng, rows = np.random.default_rng(3), []
-    agg = to_jsonable(normalise(AggregateConfig(mode="mutual")))
+    agg = Mutual()
     with tempfile.TemporaryDirectory() as tmp:
         url = str(Path(tmp) / "s.zarr")
         st, paths = StageStore(url), [f"d/c/test/{i:04d}" for i in range(n)]

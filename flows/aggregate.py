@@ -23,7 +23,6 @@ from tasks.plan import plan_stages
 from tasks.runtime import begin_run
 from zsad.config import to_jsonable
 from zsad.evaluation import ClassEvaluator
-from zsad.modes import normalise
 
 from .cluster import check_shared_store, cluster_threads, dask_client
 from .configs import check_device, load_pipeline_config, variant_grid, variant_label
@@ -130,7 +129,7 @@ def _run_variants(store: str, dataset: str, config: str, variants: str | None | 
                          f"for this config; run `zsad precompute` first")
     meta, jobs = {}, []
     wanted = variant_grid(variants) if isinstance(variants, (str, type(None))) else variants
-    for agg in dict.fromkeys(normalise(a) for a in wanted):
+    for agg in dict.fromkeys(wanted):
         vh = plan.aggregate_hash(agg)
         if not read_only:
             st.ensure_stage("aggregate", vh, to_jsonable(agg), plan.aggregate_inputs(agg))

@@ -17,9 +17,10 @@ import os
 import sys
 from typing import Any
 
+from zsad.sweep import format_axes, parse_axes, with_shots
+
 from .cli_args import _common, _positive_int, _predict_args, _shots_args, _store_args, cluster_args
 from .cli_args import fraction as _fraction
-from .configs import with_shots
 from .settings import apply_defaults
 
 EXIT_PARTIAL, EXIT_ERROR, EXIT_INTERRUPTED = 1, 2, 130
@@ -189,7 +190,12 @@ def _few_shot_spec(args: argparse.Namespace) -> str | None:
         from tasks.runtime import failure_text
         for f in failed:
             print(f"zsad {args.command}: reference left out: {failure_text(f)}", file=sys.stderr)
-    return with_shots(args.variants, args.shots, args.shot_seed, ref)
+    if args.shots is None and args.shot_seed is None and ref is None:
+        return args.variants
+    if args.variants not in (None, "", "seed", "grid") and "=" not in args.variants:
+        raise ValueError(f"--shots/--shot-seed extend a sweep such as 'mode=few-shot;fusion=harmonic', "
+                         f"not {args.variants!r}; or write shots=K;shot_seed=S into --variants")
+    return format_axes(with_shots(parse_axes(args.variants), shots=args.shots, seed=args.shot_seed, reference=ref))
 
 
 def run(args: argparse.Namespace) -> Any:  # noqa: C901 - a flat dispatch table

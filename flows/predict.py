@@ -23,10 +23,10 @@ from tasks.runtime import failure_text, open_store, unit_error
 from zsad.config import AggregateConfig, to_jsonable
 from zsad.datasets import Sample, image_ids, load_image, scan_folder
 from zsad.evaluation import ClassEvaluator
-from zsad.modes import normalise
 from zsad.plots import prediction_panel, save_png
 from zsad.predict import describe
 from zsad.thresholds import Threshold, decide
+from zsad.variants import FewShot
 
 from .aggregate import run_variants
 from .configs import load_pipeline_config, variant_grid, variant_label
@@ -81,7 +81,8 @@ def one_variant(variant: str, reference: str | None = None, name: str = "predict
     if agg.mode == "mutual":
         raise ValueError("--reference gives few-shot references; a mutual variant compares the images scored with "
                          "each other and takes none: drop --reference or use mode=few-shot")
-    return normalise(dataclasses.replace(agg, mode="few-shot", reference=reference_name(reference, name), shots=0))
+    patch = agg.patch if isinstance(agg.patch, FewShot) else FewShot()
+    return agg.with_patch(dataclasses.replace(patch, reference=reference_name(reference, name), shots=0))
 
 
 def score_files(paths: list[str], class_name: str, store: str, config: str, agg: AggregateConfig,
@@ -94,7 +95,7 @@ def score_files(paths: list[str], class_name: str, store: str, config: str, agg:
     vh = plan_stages(cfg).aggregate_hash(agg)
     files, errors, skipped = collect_files(paths)
     if reference is not None:
-        errors += cache_references(reference, [class_name], store, cfg, agg.reference, progress)
+        errors += cache_references(reference, [class_name], store, cfg, agg.patch.reference, progress)
     ids = image_ids([f.as_posix() for f in files])
     samples = [Sample(str(f), class_name, "test", -1, None, i, "") for f, i in zip(files, ids)]  # unlabelled
     Unit(name, class_name, "test", "x")  # checks the names before any work

@@ -22,11 +22,12 @@ import jinja2
 from tasks.errors import list_failures
 from tasks.plan import plan_stages
 from tasks.runtime import open_store
-from zsad.config import AggregateConfig, config_from_dict, to_jsonable
+from zsad.config import AggregateConfig, to_jsonable
 from zsad.evaluation import evaluate_classes, seed_rows
+from zsad.sweep import KINDS, SCALE_NAMES
 
 from .aggregate import VariantOutcome, run_variants
-from .configs import FIELDS, SCALE_NAMES, load_pipeline_config, resolve_variants, stored_variants, variant_label
+from .configs import load_pipeline_config, resolve_variants, stored_variants, variant_label
 from .report_parts import class_chart, example_panel, gallery, pick_examples, png_uri, provenance
 
 METRICS = ("sample_f1_max", "sample_auroc", "sample_ap", "pixel_f1_max", "pixel_auroc", "pixel_ap", "pixel_aupro")
@@ -76,7 +77,7 @@ def build_report(store: str, dataset: str, config: str = "tiny", out: str = "zsa
         raise ValueError(f"{dataset!r} has no labels: variants can only be compared on labelled images; "
                          "report one variant (--variant seed) to rank its images")
     best = order[0]
-    agg = config_from_dict(AggregateConfig, ranked[best]["config"])
+    agg = AggregateConfig.from_json(ranked[best]["config"])
     if best not in meta:
         meta = run_variants(store, dataset, config, [agg], evaluate=True, read_only=True)
     nav = [("report", "report.html")] + ([("variants", "variants.html")] if len(order) > 1 else [])
@@ -105,7 +106,7 @@ def _from_results(path: Path, plan) -> dict[str, Any]:
     except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"{path}: not a metrics.json written by `zsad evaluate` ({exc})") from None
     for vh, v in out.items():
-        if plan.aggregate_hash(config_from_dict(AggregateConfig, v["config"])) != vh:
+        if plan.aggregate_hash(AggregateConfig.from_json(v["config"])) != vh:
             raise ValueError(f"{path}: variant {vh} was evaluated with another pipeline config than this one; "
                              "pass the --config used by `zsad evaluate`")
         v["metrics"] = {c: {k: (math.nan if x is None else x) for k, x in m.items()} for c, m in v["metrics"].items()}
@@ -161,7 +162,7 @@ def _variants_page(ranked: dict[str, Any], order: list[str], dataset: str, confi
                    nav: list) -> Path:
     from zsad.plots import variant_small_multiples
     seed = to_jsonable(AggregateConfig())
-    params = _distinct_params([p for p in FIELDS if len({json.dumps(ranked[vh]["config"].get(p)) for vh in order}) > 1],
+    params = _distinct_params([p for p in KINDS if len({json.dumps(ranked[vh]["config"].get(p)) for vh in order}) > 1],
                               [ranked[vh]["config"] for vh in order])
     classes = sorted({c for vh in order for c in ranked[vh]["metrics"] if c != "mean"})
     rows = []

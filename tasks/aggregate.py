@@ -25,7 +25,6 @@ from zsad.config import AggregateConfig
 from zsad.datasets import ground_truth
 from zsad.evaluation import ClassEvaluator
 from zsad.bins import CellTruth, GroundTruth
-from zsad.modes import normalise
 
 from .fused import ImageFacts, read_evidence
 from .plan import PATCH_STAGE, StagePlan
@@ -37,7 +36,7 @@ if TYPE_CHECKING:  # tasks.patches imports torch: workers of zero-shot runs neve
 
 @dataclass(frozen=True)
 class VariantJob:
-    """One variant of a run: its hash (where its units go) and its normalised config."""
+    """One variant of a run: its hash (where its units go) and its config."""
 
     variant_hash: str
     config: AggregateConfig
@@ -144,7 +143,7 @@ def pixel_map(store_url: str, plan: StagePlan, agg: AggregateConfig, unit_path: 
               context: Context | None = None) -> np.ndarray:
     """One image's (H, W) float32 anomaly map for variant ``agg``, computed now (nothing is
     written); ``context``: the variant's patch context for the image's class (few-shot, mutual)."""
-    unit, agg = Unit(*unit_path.split("/")), normalise(agg)
+    unit = Unit(*unit_path.split("/"))
     job = VariantJob(plan.aggregate_hash(agg), agg)
     contexts = {} if context is None else {(job.variant_hash, unit.class_name): context}
     run = AggregateRun(store_url, plan, (job,), contexts, write=False)

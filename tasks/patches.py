@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -25,9 +23,10 @@ import dask
 import numpy as np
 
 from stores import StageStore, Unit, class_key, unit_key
-from zsad.config import AggregateConfig, config_from_dict, stage_hash, to_jsonable
-from zsad.modes import normalise
+from zsad.config import AggregateConfig, stage_hash
 from zsad.patches import few_shot_scores, mutual_scores
+from zsad.shots import check_no_leak, digest, draw_shots
+from zsad.variants import FewShot, Mutual
 
 from .plan import PATCH_DIMS, PATCH_STAGE, StagePlan
 from .runtime import open_store
@@ -53,7 +52,7 @@ class FewShotContext:
         """(T, gy, gx) nearest-reference distances of ``unit``'s patches."""
         query = open_store(store_url).read_array(unit_key(PATCH_STAGE, patch_hash, unit), "patches_tlyxc")
         return few_shot_scores(query, _memory(store_url, self.memory_key, self.reference_keys, self.source),
-                               cfg.neighbourhood)
+                               cfg.patch.neighbourhood)
 
 
 @dataclass(frozen=True)
@@ -88,11 +87,6 @@ def _memory(store_url: str, key: str | None, references: tuple[str, ...], source
     return np.concatenate([store.read_array(k, "patches_tlyxc") for k in references])
 
 
-def digest(pairs: list[tuple[str, str]]) -> str:
-    """16 hex digits naming a set of (unit path, sha256) pairs, whatever their order."""
-    return hashlib.sha256(json.dumps(sorted(pairs)).encode()).hexdigest()[:16]
-
-
 def image_records(store: StageStore, image_hash: str, units: list[Unit]) -> dict[str, tuple[str, str]]:
     """unit path -> (image sha256, image file path), one record read each."""
     out = {}
@@ -102,43 +96,23 @@ def image_records(store: StageStore, image_hash: str, units: list[Unit]) -> dict
     return out
 
 
-def reference_units(store: StageStore, plan: StagePlan, agg: AggregateConfig, dataset: str, cls: str) -> list[Unit]:
-    """The reference images of ``cls``: ``shots`` of the train split of data set ``agg.reference``
-    (or ``dataset``) cached with patches, drawn with ``shot_seed`` (0 shots = all of them)."""
-    ref_ds = agg.reference or dataset
+def reference_units(store: StageStore, plan: StagePlan, few: FewShot, dataset: str, cls: str) -> list[Unit]:
+    """The reference images of ``cls``: ``few.shots`` of the train split of data set
+    ``few.reference`` (or ``dataset``) cached with patches (``zsad.shots.draw_shots``)."""
+    ref_ds = few.reference or dataset
     found = store.list_units(PATCH_STAGE, plan.hashes[PATCH_STAGE], ref_ds, [cls], split="train")
-    if not found:
-        raise ValueError(f"few-shot: no reference images of class {cls!r} are cached with patches in data set "
-                         f"{ref_ds!r} (train split); run `zsad precompute --root DATA --name {ref_ds} --split train "
-                         "--patches` (or give `zsad predict --reference DIR`)")
-    if agg.shots > len(found):
-        raise ValueError(f"few-shot: {agg.shots} shots asked for class {cls!r}, but data set {ref_ds!r} holds only "
-                         f"{len(found)} reference image(s); ask for at most {len(found)} or cache more")
-    if agg.shots:
-        picked = np.random.default_rng(agg.shot_seed).choice(len(found), agg.shots, replace=False)
-        found = [found[i] for i in sorted(picked)]
-    return found
+    return draw_shots(found, few.shots, few.shot_seed, class_name=cls, source=ref_ds)
 
 
-def check_no_leak(refs: dict[str, tuple[str, str]], tests: dict[str, tuple[str, str]], cls: str) -> None:
-    """A ``ValueError`` naming the files when a reference image is also a test image (same bytes)."""
-    by_sha = {sha: path for sha, path in refs.values()}
-    leaks = [(path, by_sha[sha]) for sha, path in tests.values() if sha in by_sha]
-    if leaks:
-        shown = "; ".join(f"{t} is reference {r}" for t, r in leaks[:3])
-        raise ValueError(f"few-shot, class {cls!r}: {len(leaks)} test image(s) are also reference images ({shown}); "
-                         "a reference scored as a test image inflates the metrics: remove it from one of the sets")
-
-
-def memory_context(store: StageStore, plan: StagePlan, agg: AggregateConfig, dataset: str, cls: str,
+def memory_context(store: StageStore, plan: StagePlan, few: FewShot, dataset: str, cls: str,
                    tests: dict[str, tuple[str, str]], read_only: bool) -> Context:
     """Build (or find) the class's reference memory; what aggregation needs to read it."""
-    refs = reference_units(store, plan, agg, dataset, cls)
+    refs = reference_units(store, plan, few, dataset, cls)
     records = image_records(store, plan.hashes["image"], refs)
     check_no_leak(records, tests, cls)
     source = digest([(p, sha) for p, (sha, _) in records.items()])
     ref_keys = [unit_key(PATCH_STAGE, plan.hashes[PATCH_STAGE], u) for u in refs]
-    config = {"shots": agg.shots, "shot_seed": agg.shot_seed, "reference": agg.reference}
+    config = {"shots": few.shots, "shot_seed": few.shot_seed, "reference": few.reference}
     mh = stage_hash("memory", config, None, (plan.hashes[PATCH_STAGE],))
     key = class_key("memory", mh, dataset, cls)
     if not store.is_complete(key, source):
@@ -152,27 +126,27 @@ def memory_context(store: StageStore, plan: StagePlan, agg: AggregateConfig, dat
     return FewShotContext(source, key, tuple(ref_keys))
 
 
-def mutual_config(agg: AggregateConfig) -> dict[str, Any]:
+def mutual_config(mutual: Mutual) -> dict[str, Any]:
     """What the ``mutual`` stage's output depends on besides the patches (its group records it)."""
-    return {"mutual_fraction": agg.mutual_fraction, "neighbourhood": agg.neighbourhood}
+    return {"mutual_fraction": mutual.mutual_fraction, "neighbourhood": mutual.neighbourhood}
 
 
-def mutual_hash(plan: StagePlan, agg: AggregateConfig) -> str:
-    return stage_hash("mutual", mutual_config(agg), None, (plan.hashes[PATCH_STAGE],))
+def mutual_hash(plan: StagePlan, mutual: Mutual) -> str:
+    return stage_hash("mutual", mutual_config(mutual), None, (plan.hashes[PATCH_STAGE],))
 
 
-def mutual_block(store_url: str, patch_hash: str, mh: str, agg: dict[str, Any], batch: list[str],
+def mutual_block(store_url: str, patch_hash: str, mh: str, mutual: Mutual, batch: list[str],
                  queries: list[str], sources: dict[str, str], block: int, write: bool) -> dict[str, np.ndarray]:
     """One Dask task: mutual scores of ``queries`` against every image of ``batch`` (themselves
     excluded), reading the batch ``block`` images at a time. Writes each query's unit (one
     writer per unit) or, when not ``write``, returns the scores."""
-    store, cfg = open_store(store_url), config_from_dict(AggregateConfig, agg)
+    store = open_store(store_url)
 
     def read(path: str) -> np.ndarray:
         return store.read_array(unit_key(PATCH_STAGE, patch_hash, Unit(*path.split("/"))), "patches_tlyxc")
 
     blocks = ([(p, read(p)) for p in batch[i: i + block]] for i in range(0, len(batch), block))
-    scores = mutual_scores({q: read(q) for q in queries}, blocks, cfg.mutual_fraction, cfg.neighbourhood)
+    scores = mutual_scores({q: read(q) for q in queries}, blocks, mutual.mutual_fraction, mutual.neighbourhood)
     if not write:
         return scores
     for path, sc in scores.items():
@@ -182,11 +156,11 @@ def mutual_block(store_url: str, patch_hash: str, mh: str, agg: dict[str, Any], 
     return {}
 
 
-def mutual_contexts(store_url: str, plan: StagePlan, agg: AggregateConfig, by_class: dict[str, dict[str, tuple]],
+def mutual_contexts(store_url: str, plan: StagePlan, mutual: Mutual, by_class: dict[str, dict[str, tuple]],
                     read_only: bool, scheduler: str | Callable, block: int = 16) -> dict[str, Context]:
     """Compute the missing mutual scores of every class's batch (Dask: one task per ``block``
     query images); class -> context for aggregation."""
-    store, mh = open_store(store_url), mutual_hash(plan, agg)
+    store, mh = open_store(store_url), mutual_hash(plan, mutual)
     digests, kept, jobs = {}, {}, []
     for cls, tests in sorted(by_class.items()):
         if len(tests) < 2:
@@ -197,8 +171,8 @@ def mutual_contexts(store_url: str, plan: StagePlan, agg: AggregateConfig, by_cl
         pending = [p for p in sorted(tests) if not store.is_complete(unit_key("mutual", mh, Unit(*p.split("/"))),
                                                                      sources[p])]
         if pending and not read_only:
-            store.ensure_stage("mutual", mh, mutual_config(agg), {PATCH_STAGE: plan.hashes[PATCH_STAGE]})
-        jobs += [(cls, dask.delayed(mutual_block)(store_url, plan.hashes[PATCH_STAGE], mh, to_jsonable(agg),
+            store.ensure_stage("mutual", mh, mutual_config(mutual), {PATCH_STAGE: plan.hashes[PATCH_STAGE]})
+        jobs += [(cls, dask.delayed(mutual_block)(store_url, plan.hashes[PATCH_STAGE], mh, mutual,
                                                   sorted(tests), pending[i: i + block], sources, block,
                                                   not read_only))
                  for i in range(0, len(pending), block)]
@@ -213,7 +187,7 @@ def patch_contexts(store_url: str, plan: StagePlan, variants: list[tuple[str, Ag
                    ) -> dict[tuple[str, str], Context]:
     """``(variant hash, class) -> context`` for the few-shot and mutual variants among ``variants``
     (zero-shot ones need none). Checks that every test image has patch features."""
-    patch_variants = [(vh, a) for vh, a in ((vh, normalise(a)) for vh, a in variants) if a.mode != "zero-shot"]
+    patch_variants = [(vh, a) for vh, a in variants if a.patch is not None]
     if not patch_variants:
         return {}
     store = open_store(store_url)
@@ -230,10 +204,10 @@ def patch_contexts(store_url: str, plan: StagePlan, variants: list[tuple[str, Ag
         by_class[u.class_name][u.path] = records[u.path]
     out: dict[tuple[str, str], Context] = {}
     for vh, agg in patch_variants:
-        if agg.mode == "few-shot":
+        if isinstance(agg.patch, FewShot):
             for cls, tests in by_class.items():
-                out[(vh, cls)] = memory_context(store, plan, agg, dataset, cls, tests, read_only)
+                out[(vh, cls)] = memory_context(store, plan, agg.patch, dataset, cls, tests, read_only)
         else:
-            for cls, ctx in mutual_contexts(store_url, plan, agg, by_class, read_only, scheduler).items():
+            for cls, ctx in mutual_contexts(store_url, plan, agg.patch, by_class, read_only, scheduler).items():
                 out[(vh, cls)] = ctx
     return out

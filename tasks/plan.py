@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from zsad.config import AggregateConfig, ModelSpec, PipelineConfig, stage_hash, to_jsonable
-from zsad.modes import hash_view, normalise
 from zsad.prompts import localising_prompts
 from zsad.weights import locate_weights
 
@@ -50,14 +49,14 @@ class StagePlan:
         return stage_hash("fused", self.fused_config(fusion), None, tuple(self.fused_inputs().values()))
 
     def aggregate_hash(self, agg: AggregateConfig) -> str:
-        """A variant's hash: its (normalised) config and the stages it reads; a few-shot or mutual
+        """A variant's hash: its config (``AggregateConfig.hash_view``) and the stages it reads; a few-shot or mutual
         variant also reads the patch stage (its per-class reference set or batch is checked per
         unit, see ``tasks.patches``)."""
-        return stage_hash("aggregate", hash_view(agg), None, tuple(self.aggregate_inputs(agg).values()))
+        return stage_hash("aggregate", agg.hash_view(), None, tuple(self.aggregate_inputs(agg).values()))
 
     def aggregate_inputs(self, agg: AggregateConfig | None = None) -> dict[str, str]:
         stages = ("tiles", "clip_image", "clip_text", "clipseg")
-        if agg is not None and normalise(agg).mode != "zero-shot":
+        if agg is not None and agg.patch is not None:
             stages += (PATCH_STAGE,)
         fused = {"fused": self.fused_hash(agg.fusion)} if agg is not None else {}
         return {**{s: self.hashes[s] for s in stages}, **fused}

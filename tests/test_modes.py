@@ -221,3 +221,30 @@ def test_a_broken_reference_is_named_and_the_others_are_used(modes_store, tmp_pa
     (memory,) = [h for stage, h, a in st.stages()
                  if stage == "memory" and a["config"]["reference"].startswith("brk-ref-")]
     assert len(st.read_attrs(f"memory/{memory}/brk/pill")["references"]) == 4  # the four good references
+
+
+def test_the_one_call_scorer_equals_the_cached_path_in_every_patch_mode(modes_store, results, tiny_models):
+    """``zsad.pipeline.score_images`` (no store) against the cached units of the same variants."""
+    import dataclasses
+
+    from stores import Unit, unit_key
+    from zsad.datasets import load_image
+    from zsad.pipeline import score_images
+    from zsad.sweep import variant_grid
+    root, cls = modes_store["root"], "washer"
+    test = [s for s in read_dataset("synthetic", root, None, "test") if s.class_name == cls][:5]
+    refs = [load_image(s.path) for s in read_dataset("synthetic", root, None, "train") if s.class_name == cls]
+    images = [load_image(s.path) for s in test]
+    cfg, st = load_pipeline_config("tiny", patches=True), runtime.open_store(modes_store["store"])
+    for agg in variant_grid("mode=few-shot,mutual;combine=patch"):
+        vh = plan_stages(cfg).aggregate_hash(agg)
+        batch = test if agg.mode == "few-shot" else [s for s in read_dataset("synthetic", root, None, "test")
+                                                     if s.class_name == cls]
+        got = score_images([load_image(s.path) for s in batch], cls, tiny_models,
+                           dataclasses.replace(cfg, aggregate=agg), references=refs)
+        for s, r in zip(batch, got):
+            want = st.read_attrs(unit_key("aggregate", vh, Unit("synthetic", cls, "test", s.image_id)))
+            assert r.sample_score == pytest.approx(want["sample_score"], rel=1e-5, abs=1e-6), (agg.mode, s.path)
+    with pytest.raises(ValueError, match="also reference images"):
+        score_images(images[:2], cls, tiny_models, dataclasses.replace(cfg, aggregate=agg.with_patch(
+            variant_grid("mode=few-shot")[0].patch)), references=refs + images[:1])

@@ -1,5 +1,5 @@
 """Few-shot and mutual patch scoring: exact nearest-neighbour checks on hand-made features, the
-patch tokens against open_clip's own intermediates, the variant grammar and hashes of the modes."""
+patch tokens against open_clip's own intermediates, combining the evidence."""
 
 from __future__ import annotations
 
@@ -7,12 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from flows.configs import variant_grid, variant_label
-from tasks.plan import plan_stages
 from tests.evidence import evidence
 from zsad.aggregate import aggregate_variants
-from zsad.config import AggregateConfig, PipelineConfig, stage_hash, to_jsonable
-from zsad.modes import normalise
+from zsad.config import AggregateConfig
+from zsad.variants import FewShot, Mutual
 from zsad.patches import (combine_maps, few_shot_scores, lowest_mean, mutual_scores, neighbourhood_sizes,
                           pooled_features)
 
@@ -136,42 +134,13 @@ def test_aggregate_variants_uses_patch_scores_only_for_patch_modes():
             np.array([1, 2]), (4, 6))
     patches = np.zeros((2, 2, 2), np.float32)
     patches[1, 0, 1] = 1.0
-    zs, few = aggregate_variants(*evidence(*args), [AggregateConfig(), normalise(AggregateConfig(mode="few-shot",
-                                                                                                combine="patch"))],
+    zs, few = aggregate_variants(*evidence(*args), [AggregateConfig(), AggregateConfig(patch=FewShot(combine="patch"))],
                                  patch_tyx=[None, patches])
     assert few.sample_score == pytest.approx(few.pixel_map_hw.max())
     assert few.pixel_map_hw[0, 5] > 0.5 and few.pixel_map_hw[3, 0] == 0.0  # the odd patch: top right of tile 2
     np.testing.assert_array_equal(zs.tile_scores_t, few.tile_scores_t)  # tile scores stay zero-shot
     with pytest.raises(ValueError, match="patch scores"):
-        aggregate_variants(*evidence(*args), [normalise(AggregateConfig(mode="mutual"))])
-
-
-def test_grammar_modes_dedupe_and_labels():
-    vs = variant_grid("mode=zero-shot,few-shot,mutual;combine=mean,patch")
-    assert len(vs) == 5  # zero-shot ignores combine: once
-    labels = [variant_label(v) for v in vs]
-    assert labels[0] == "harmonic/top0.25/scaled/seed-prompts"
-    assert "harmonic/top0.25/scaled/seed-prompts/few-shot4/patch/r1" in labels
-    assert "harmonic/top0.25/scaled/seed-prompts/mutual0.3/mean/r3" in labels
-    assert [v.shots for v in variant_grid("mode=few-shot;shots=1,2,4")] == [1, 2, 4]
-    assert len(variant_grid("mode=mutual;shots=1,2")) == 1  # mutual ignores shots
-    for spec, msg in (("mode=fewshot", "takes one of"), ("shots=two", "whole number"),
-                      ("mode=mutual;neighbourhood=2", "odd whole number"), ("mutual_fraction=0", r"\(0, 1\]")):
-        with pytest.raises(ValueError, match=msg):
-            variant_grid(spec)
-
-
-def test_zero_shot_hashes_are_those_before_the_modes_existed():
-    plan = plan_stages(PipelineConfig.tiny())
-    before = {k: v for k, v in to_jsonable(AggregateConfig()).items()
-              if k in ("fusion", "top_fraction", "scale_by_tile_score", "seed_states", "logit_scale")}
-    inputs = tuple(plan.hashes[s] for s in ("tiles", "clip_image", "clip_text", "clipseg")) + (plan.fused_hash("harmonic"),)
-    assert plan.aggregate_hash(AggregateConfig()) == stage_hash("aggregate", before, None, inputs)
-    few = plan.aggregate_hash(AggregateConfig(mode="few-shot"))
-    assert few != plan.aggregate_hash(AggregateConfig())
-    assert few != plan.aggregate_hash(AggregateConfig(mode="few-shot", shots=2))
-    assert plan.aggregate_hash(AggregateConfig(mode="mutual", shots=2)) == \
-        plan.aggregate_hash(AggregateConfig(mode="mutual"))
+        aggregate_variants(*evidence(*args), [AggregateConfig(patch=Mutual())])
 
 
 def test_patch_tokens_are_open_clips_intermediates(tiny_models):

@@ -237,10 +237,10 @@ def _combine(window: PastedMap, group: MapGroup, cfgs, patch_tyx, evidence: Imag
         raise ValueError(f"a {cfgs[group.members[0]].mode} variant needs its (T, gy, gx) patch scores; none were given")
     patch = paste_cells(patches, evidence.boxes_xyxy, evidence.image_hw)
     peak = np.array([max((float(v.max()) for _, v in patch.cells if v.size), default=0.0)], np.float32)
-    rule = cfgs[group.members[0]].combine
+    rule = cfgs[group.members[0]].patch.combine
     samples = list(samples)
     for i in group.members:
-        samples[i] = combine_maps(np.zeros(1, np.float32), peak, samples[i], cfgs[i].combine)[1]
+        samples[i] = combine_maps(np.zeros(1, np.float32), peak, samples[i], cfgs[i].patch.combine)[1]
     cells = tuple((box, combine_maps(z, p, 0.0, rule)[0]) for (box, z), (_, p) in zip(window.cells, patch.cells))
     return PastedMap(cells, window.image_hw), samples
 

@@ -13,8 +13,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from .variants import FUSIONS, MODES, AggregateConfig, FewShot, Mutual
+
 PRECISIONS = ("fp32", "bf16", "fp16")
-FUSIONS = ("harmonic", "arithmetic", "geometric")  # how per-prompt CLIPSeg maps are combined
 FUSED_DTYPES = ("float16", "float32")  # the ``fused`` stage's maps (README: bytes vs effect on metrics)
 
 # Bump a stage's version whenever its code changes its output.
@@ -106,81 +107,6 @@ class PromptConfig:
 
 
 @dataclass(frozen=True)
-class AggregateConfig:
-    """The cheap, re-runnable part: how cached model outputs become scores and maps.
-
-    Attributes:
-        fusion: how per-prompt CLIPSeg maps are combined: ``"harmonic"`` (seed),
-            ``"arithmetic"`` or ``"geometric"`` mean.
-        top_fraction: fraction of foreground components averaged for the sample score (seed 0.25).
-        scale_by_tile_score: multiply each tile's pixel map by its tile score (seed: True).
-        mode: ``zero-shot`` (the seed), ``few-shot`` (WinCLIP+: patches against normal reference
-            images) or ``mutual`` (MuSc: patches against the other test images of the class).
-        combine: few-shot/mutual only: ``mean`` of the zero-shot and patch evidence (WinCLIP+)
-            or ``patch`` evidence alone (``zsad.patches.combine_maps``).
-        neighbourhood: largest r x r patch neighbourhood averaged (odd); None = 1 for few-shot
-            (WinCLIP+), 3 for mutual (MuSc's 1, 3, 5 on a 37 x 37 grid, scaled to 15 x 15).
-        mutual_fraction: mutual only: share of the other images averaged (MuSc: lowest 30%).
-        shots: few-shot only: reference images per class (WinCLIP+ reports 1, 2 and 4; 0 = all
-            there are: full-shot, a memory of every training image, costly on VisA), drawn with
-            ``shot_seed`` from the train split of data set ``reference`` ("" = the data set itself).
-        seed_states: include the seed's extra normal/anomalous states (seed: True); False is
-            plain WinCLIP's compositional ensemble.
-        logit_scale: the tile-score softmax's scale: ``None`` = the CLIP model's own
-            (``logit_scale.exp()``, 100 for the released models); WinCLIP uses temperature 0.07,
-            i.e. ``1 / 0.07``. The seed does not say.
-    """
-
-    fusion: str = "harmonic"
-    top_fraction: float = 0.25
-    scale_by_tile_score: bool = True
-    seed_states: bool = True
-    logit_scale: float | None = None
-    mode: str = "zero-shot"
-    combine: str = "mean"
-    neighbourhood: int | None = None
-    mutual_fraction: float = 0.3
-    shots: int = 4
-    shot_seed: int = 0
-    reference: str = ""
-
-    def __post_init__(self) -> None:
-        _check_modes(self)
-        if self.fusion not in FUSIONS:
-            raise ValueError(
-                f"AggregateConfig.fusion must be 'harmonic', 'arithmetic' or 'geometric', got {self.fusion!r}"
-            )
-        if not 0.0 < self.top_fraction <= 1.0:
-            raise ValueError(f"AggregateConfig.top_fraction must be in (0, 1], got {self.top_fraction!r}")
-        if self.logit_scale is not None and not self.logit_scale > 0:
-            raise ValueError(f"AggregateConfig.logit_scale must be positive or None (CLIP's own), "
-                             f"got {self.logit_scale!r}")
-
-
-MODES = ("zero-shot", "few-shot", "mutual")
-# The patch-mode fields of AggregateConfig: left out of the aggregate hash of a zero-shot variant
-# (so the hashes of variants stored before they existed stay the same).
-PATCH_FIELDS = ("mode", "combine", "neighbourhood", "mutual_fraction", "shots", "shot_seed", "reference")
-
-
-def _check_modes(self: "AggregateConfig") -> None:
-    """Checks of the patch-mode fields (``AggregateConfig``'s docstring explains them)."""
-    if self.mode not in MODES:
-        raise ValueError(f"AggregateConfig.mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-    if self.combine not in ("mean", "patch"):
-        raise ValueError(f"AggregateConfig.combine must be 'mean' (WinCLIP+) or 'patch', got {self.combine!r}")
-    if self.neighbourhood is not None and (not isinstance(self.neighbourhood, int) or self.neighbourhood < 1
-                                           or self.neighbourhood % 2 == 0):
-        raise ValueError(f"AggregateConfig.neighbourhood must be an odd whole number >= 1 or None, "
-                         f"got {self.neighbourhood!r}")
-    if not 0 < self.mutual_fraction <= 1:
-        raise ValueError(f"AggregateConfig.mutual_fraction must be in (0, 1], got {self.mutual_fraction!r}")
-    if not isinstance(self.shots, int) or self.shots < 0:
-        raise ValueError(f"AggregateConfig.shots must be a whole number >= 0 (0 = every reference image), "
-                         f"got {self.shots!r}")
-
-
-@dataclass(frozen=True)
 class PipelineConfig:
     """Everything the method needs. ``paper()`` is the seed's setup, ``tiny()`` the CPU demo."""
 
@@ -244,6 +170,8 @@ class PipelineConfig:
 
 def to_jsonable(obj: Any) -> Any:
     """Dataclasses/tuples/dicts -> plain JSON types (stable for hashing)."""
+    if hasattr(obj, "to_json") and not isinstance(obj, type):  # its own stored form (AggregateConfig)
+        return to_jsonable(obj.to_json())
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, (list, tuple)):
@@ -286,6 +214,8 @@ def stage_hash(stage: str, config: Any, weights_sha256: str | None = None,
 
 def config_from_dict(cls: type, data: dict[str, Any]) -> Any:
     """Rebuild a (nested) frozen config dataclass from ``to_jsonable`` output."""
+    if hasattr(cls, "from_json"):
+        return cls.from_json(data)
     kwargs = {}
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key, value in data.items():
@@ -303,6 +233,6 @@ def config_from_dict(cls: type, data: dict[str, Any]) -> Any:
 
 _DATACLASSES = {c.__name__: c for c in (ModelSpec, SamGeneratorConfig, ForegroundConfig, TilingConfig,
                                          PromptConfig, AggregateConfig, PipelineConfig)}
-__all__ = ["MODES", "PATCH_FIELDS", "ModelSpec", "SamGeneratorConfig", "ForegroundConfig", "TilingConfig", "PromptConfig",
+__all__ = ["MODES", "FUSIONS", "FewShot", "Mutual", "ModelSpec", "SamGeneratorConfig", "ForegroundConfig", "TilingConfig", "PromptConfig",
            "AggregateConfig", "PipelineConfig", "stage_hash", "to_jsonable", "config_from_dict",
            "STAGE_VERSIONS"]

@@ -1,0 +1,146 @@
+"""The sweep grammar: ``key=v1,v2;key=v3`` parsed into axes, and axes expanded into variants.
+
+``parse_axes`` reads the text into ``{field: values}`` (each value parsed by the field's type),
+``with_shots`` merges ``--shots/--shot-seed/--reference`` into those axes, ``expand`` takes
+their product as ``AggregateConfig``s (fields a mode ignores dropped, each distinct variant
+once, in the order of the axes) and ``format_axes`` writes axes back as text (what a
+deployment's parameter carries).
+
+Example:
+    >>> axes = with_shots(parse_axes("mode=zero-shot,few-shot"), shots=2, seed=None)
+    >>> format_axes(axes)
+    'mode=zero-shot,few-shot;shots=2'
+    >>> [v.mode for v in expand(axes)]
+    ['zero-shot', 'few-shot']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from typing import Any
+
+from .variants import _FLAT, COMBINES, FUSIONS, MODES, PATCH_MODES, ZERO_SHOT_FIELDS, AggregateConfig
+
+Axes = dict[str, tuple]
+
+GRID: Axes = {
+    "fusion": FUSIONS,
+    "top_fraction": (0.25, 0.5, 1.0),
+    "scale_by_tile_score": (True, False),
+    "seed_states": (True, False),
+    "logit_scale": (None, 1 / 0.07),  # CLIP's own (100), WinCLIP's temperature 0.07
+}
+SCALE_NAMES = {"clip": None, "winclip": 1 / 0.07}
+# Each field a sweep may name: its type, and the values allowed when they are a closed set.
+KINDS: dict[str, tuple[type, tuple]] = {
+    "fusion": (str, FUSIONS), "top_fraction": (float, ()), "scale_by_tile_score": (bool, ()),
+    "seed_states": (bool, ()), "logit_scale": (float, ()), "mode": (str, MODES), "combine": (str, COMBINES),
+    **{k: (type(v) if v is not None else int, ()) for k, v in _FLAT.items() if k != "combine"},
+}
+PATCH_SELECTION = ("shots", "shot_seed", "reference")
+
+
+def parse_axes(spec: str | None) -> Axes:
+    """``None``/``seed``: no axis (the seed's variant); ``grid``: the full grid (72 variants);
+    else ``key=v1,v2;key=v3``. Values are parsed by the field's type: booleans only
+    ``true``/``false``, numbers as numbers, ``logit_scale`` also ``clip``/``winclip``; anything
+    else is an error naming the field. Repeated values count once."""
+    if spec in (None, "", "seed"):
+        return {}
+    if spec == "grid":
+        return dict(GRID)
+    axes: Axes = {}
+    for part in filter(None, (p.strip() for p in spec.split(";"))):
+        key, eq, values = (s.strip() for s in part.partition("="))
+        if key not in KINDS:
+            raise ValueError(f"unknown aggregation field {key!r} in {spec!r}; known: {sorted(KINDS)}")
+        if not eq or not values:
+            raise ValueError(f"aggregation field {key!r} in {spec!r} has no values; write {key}=v1,v2")
+        axes[key] = tuple(dict.fromkeys(_checked(key, parse_value(key, v.strip())) for v in values.split(",")))
+    return axes
+
+
+def _checked(key: str, value: Any) -> Any:
+    """``value``, checked by the config class owning ``key`` even where a mode will ignore it."""
+    owner = next((k for k in PATCH_MODES.values() if key in {f.name for f in dataclasses.fields(k)}), None)
+    if owner is not None:
+        owner(**{key: value})
+    elif key in ZERO_SHOT_FIELDS:
+        AggregateConfig(**{key: value})
+    return value
+
+
+def parse_value(key: str, v: str) -> Any:
+    """One value of field ``key`` from its text."""
+    kind, allowed = KINDS[key]
+    if key == "logit_scale" and v.lower() in SCALE_NAMES:
+        return SCALE_NAMES[v.lower()]
+    if kind is bool:
+        if v.lower() not in ("true", "false"):
+            raise ValueError(f"aggregation field {key!r} takes true or false, got {v!r}")
+        return v.lower() == "true"
+    if kind in (int, float):
+        try:
+            return kind(v)
+        except ValueError:
+            what = "a whole number" if kind is int else ("clip, winclip or a number" if key == "logit_scale"
+                                                         else "a number")
+            raise ValueError(f"aggregation field {key!r} takes {what}, got {v!r}") from None
+    if allowed and v not in allowed:
+        raise ValueError(f"aggregation field {key!r} takes one of {', '.join(allowed)}, got {v!r}")
+    return v
+
+
+def with_shots(axes: Axes, *, shots: int | None, seed: int | None, reference: str | None = None) -> Axes:
+    """``--shots K --shot-seed S [--reference NAME]`` merged into ``axes``: each becomes an axis
+    of one value, and ``mode`` becomes ``few-shot`` when the axes name no mode; ``reference``
+    (the data set name of a cached reference folder) without ``shots`` means every image of it.
+
+    Example:
+        >>> with_shots({}, shots=None, seed=None, reference="visa-ref-0a1b")
+        {'mode': ('few-shot',), 'shots': (0,), 'reference': ('visa-ref-0a1b',)}
+    """
+    given = {"shots": shots, "shot_seed": seed, "reference": reference}
+    if reference is not None and shots is None:
+        given["shots"] = 0
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
+        return axes
+    if axes == GRID:
+        raise ValueError("--shots/--shot-seed extend a sweep such as 'mode=few-shot;fusion=harmonic', "
+                         "not 'grid'; or write shots=K;shot_seed=S into --variants")
+    named = [k for k in PATCH_SELECTION if k in axes]
+    if named:
+        raise ValueError(f"--variants already names {', '.join(named)}; drop --shots/--shot-seed/--reference")
+    if "few-shot" not in axes.get("mode", ("few-shot",)):
+        raise ValueError(f"--shots: --variants has no few-shot mode (mode={','.join(axes['mode'])}); add few-shot "
+                         "to its mode= values")
+    return {**axes, "mode": axes.get("mode", ("few-shot",)), **{k: (v,) for k, v in given.items()}}
+
+
+def expand(axes: Axes) -> list[AggregateConfig]:
+    """The product of ``axes`` as distinct variants, fields at the seed's values where not named."""
+    names = list(axes)
+    return list(dict.fromkeys(AggregateConfig.from_fields(**dict(zip(names, combo)))
+                              for combo in itertools.product(*(axes[n] for n in names))))
+
+
+def variant_grid(spec: str | None) -> list[AggregateConfig]:
+    """``expand(parse_axes(spec))``: the variants a sweep text names."""
+    return expand(parse_axes(spec))
+
+
+def format_axes(axes: Axes) -> str:
+    """``axes`` as sweep text (``seed`` for none); ``parse_axes`` reads it back."""
+    if not axes:
+        return "seed"
+    if axes == GRID:
+        return "grid"
+    return ";".join(f"{k}={','.join(_text(k, v) for v in vals)}" for k, vals in axes.items())
+
+
+def _text(key: str, v: Any) -> str:
+    if key == "logit_scale" and v in SCALE_NAMES.values():
+        return next(name for name, s in SCALE_NAMES.items() if s == v)
+    return str(v).lower() if isinstance(v, bool) else (repr(v) if isinstance(v, float) else str(v))

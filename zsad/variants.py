@@ -1,0 +1,204 @@
+"""Aggregation variants: how cached model outputs become scores and maps, and their names.
+
+A variant is an ``AggregateConfig``: the seed's five zero-shot fields and ``patch``, the patch
+evidence of a few-shot (``FewShot``, WinCLIP+) or mutual (``Mutual``, MuSc) variant, or None
+(zero-shot). A field a mode ignores cannot be set, so equal variants are equal objects and
+share a hash; a new patch-mode field is one field (and its check) in ``FewShot`` or ``Mutual``,
+plus its default in ``_FLAT`` if a sweep may name it.
+
+Stored records and sweeps use the flat form (``mode=few-shot;shots=2``): ``from_fields`` builds
+a variant from it (dropping what the mode ignores) and ``record`` writes it; ``hash_view`` is
+what names a variant in its stage hash, unchanged since the fields were flat.
+
+Example:
+    >>> v = AggregateConfig.from_fields(mode="mutual", shots=2)   # mutual ignores shots
+    >>> v.patch, v.mode
+    (Mutual(mutual_fraction=0.3, combine='mean', neighbourhood=3), 'mutual')
+    >>> label(AggregateConfig(patch=FewShot(shots=2)))
+    'harmonic/top0.25/scaled/seed-prompts/few-shot2/mean/r1'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+FUSIONS = ("harmonic", "arithmetic", "geometric")  # how per-prompt CLIPSeg maps are combined
+MODES = ("zero-shot", "few-shot", "mutual")
+COMBINES = ("mean", "patch")
+ZERO_SHOT_FIELDS = ("fusion", "top_fraction", "scale_by_tile_score", "seed_states", "logit_scale")
+# The flat patch fields (records, sweeps, hashes) at the values a mode that ignores them hashes.
+_FLAT: dict[str, Any] = {"combine": "mean", "neighbourhood": None, "mutual_fraction": 0.3, "shots": 4,
+                         "shot_seed": 0, "reference": ""}
+
+
+def _check_patch(patch: "FewShot | Mutual") -> None:
+    name = type(patch).__name__
+    if patch.combine not in COMBINES:
+        raise ValueError(f"{name}.combine must be 'mean' (WinCLIP+) or 'patch', got {patch.combine!r}")
+    r = patch.neighbourhood
+    if not isinstance(r, int) or isinstance(r, bool) or r < 1 or r % 2 == 0:
+        raise ValueError(f"{name}.neighbourhood must be an odd whole number >= 1, got {r!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FewShot:
+    """Few-shot patch evidence (WinCLIP+): each patch against its nearest reference patch.
+
+    Attributes:
+        shots: reference images per class (WinCLIP+ reports 1, 2 and 4; 0 = all there are:
+            full-shot), drawn with ``shot_seed`` from the train split of data set ``reference``
+            ("" = the data set scored).
+        combine: ``mean`` of the zero-shot and patch evidence (WinCLIP+) or ``patch`` alone.
+        neighbourhood: largest r x r patch neighbourhood averaged (odd; WinCLIP+: 1).
+    """
+
+    MODE: ClassVar[str] = "few-shot"
+    shots: int = 4
+    shot_seed: int = 0
+    reference: str = ""
+    combine: str = "mean"
+    neighbourhood: int = 1
+
+    def __post_init__(self) -> None:
+        _check_patch(self)
+        if not isinstance(self.shots, int) or isinstance(self.shots, bool) or self.shots < 0:
+            raise ValueError(f"FewShot.shots must be a whole number >= 0 (0 = every reference image), "
+                             f"got {self.shots!r}")
+        if not isinstance(self.shot_seed, int) or isinstance(self.shot_seed, bool):
+            raise ValueError(f"FewShot.shot_seed must be a whole number, got {self.shot_seed!r}")
+        if not isinstance(self.reference, str):
+            raise TypeError(f"FewShot.reference must be a data set name (str), got {self.reference!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Mutual:
+    """Mutual patch evidence (MuSc): each patch against the other test images of its class.
+
+    Attributes:
+        mutual_fraction: share of the other images averaged (MuSc: the lowest 30 %).
+        combine: as ``FewShot.combine``.
+        neighbourhood: as ``FewShot``'s (MuSc's 1, 3, 5 on 37 x 37 patches, scaled to 15 x 15: 3).
+    """
+
+    MODE: ClassVar[str] = "mutual"
+    mutual_fraction: float = 0.3
+    combine: str = "mean"
+    neighbourhood: int = 3
+
+    def __post_init__(self) -> None:
+        _check_patch(self)
+        if not isinstance(self.mutual_fraction, (int, float)) or not 0 < self.mutual_fraction <= 1:
+            raise ValueError(f"Mutual.mutual_fraction must be in (0, 1], got {self.mutual_fraction!r}")
+
+
+PATCH_MODES: dict[str, type] = {FewShot.MODE: FewShot, Mutual.MODE: Mutual}
+
+
+@dataclass(frozen=True, kw_only=True)
+class AggregateConfig:
+    """The cheap, re-runnable part: how cached model outputs become scores and maps.
+
+    Attributes:
+        fusion: how per-prompt CLIPSeg maps are combined: ``"harmonic"`` (seed),
+            ``"arithmetic"`` or ``"geometric"`` mean.
+        top_fraction: fraction of foreground components averaged for the sample score (seed 0.25).
+        scale_by_tile_score: multiply each tile's pixel map by its tile score (seed: True).
+        seed_states: include the seed's extra normal/anomalous states (seed: True); False is
+            plain WinCLIP's compositional ensemble.
+        logit_scale: the tile-score softmax's scale: ``None`` = the CLIP model's own
+            (``logit_scale.exp()``, 100 for the released models); WinCLIP uses temperature 0.07,
+            i.e. ``1 / 0.07``. The seed does not say.
+        patch: None (zero-shot, the seed), ``FewShot`` or ``Mutual``.
+    """
+
+    fusion: str = "harmonic"
+    top_fraction: float = 0.25
+    scale_by_tile_score: bool = True
+    seed_states: bool = True
+    logit_scale: float | None = None
+    patch: FewShot | Mutual | None = None
+
+    def __post_init__(self) -> None:
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"AggregateConfig.fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
+        if not 0.0 < self.top_fraction <= 1.0:
+            raise ValueError(f"AggregateConfig.top_fraction must be in (0, 1], got {self.top_fraction!r}")
+        if self.logit_scale is not None and not self.logit_scale > 0:
+            raise ValueError(f"AggregateConfig.logit_scale must be positive or None (CLIP's own), "
+                             f"got {self.logit_scale!r}")
+        if self.patch is not None and not isinstance(self.patch, (FewShot, Mutual)):
+            raise TypeError(f"AggregateConfig.patch must be None, FewShot(...) or Mutual(...), got {self.patch!r}")
+
+    @property
+    def mode(self) -> str:
+        """``zero-shot``, ``few-shot`` or ``mutual``."""
+        return "zero-shot" if self.patch is None else self.patch.MODE
+
+    @classmethod
+    def from_fields(cls, **flat: Any) -> "AggregateConfig":
+        """A variant from the flat fields of sweeps and records (``mode="few-shot", shots=2``);
+        fields the mode ignores are dropped, ``neighbourhood=None`` is the mode's default."""
+        unknown = set(flat) - set(ZERO_SHOT_FIELDS) - set(_FLAT) - {"mode"}
+        if unknown:
+            raise ValueError(f"AggregateConfig has no field(s) {sorted(unknown)}; known: "
+                             f"{sorted(ZERO_SHOT_FIELDS + tuple(_FLAT) + ('mode',))}")
+        mode = flat.get("mode", "zero-shot")
+        if mode not in MODES:
+            raise ValueError(f"AggregateConfig mode must be one of {', '.join(MODES)}, got {mode!r}")
+        patch = None
+        if mode in PATCH_MODES:
+            kind = PATCH_MODES[mode]
+            names = {f.name for f in dataclasses.fields(kind)}
+            patch = kind(**{k: v for k, v in flat.items() if k in names and v is not None})
+        return cls(**{k: v for k, v in flat.items() if k in ZERO_SHOT_FIELDS}, patch=patch)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "AggregateConfig":
+        """From ``record()`` output (flat, as stores hold it) or the nested ``{"patch": {...}}``."""
+        data = dict(data)
+        nested = data.pop("patch", None)
+        if isinstance(nested, dict):
+            nested = dict(nested)
+            data.update(nested, mode=nested.pop("mode", data.get("mode")))
+        return cls.from_fields(**data)
+
+    def record(self) -> dict[str, Any]:
+        """The flat form stores record (``mode`` and every patch field, ignored ones at defaults)."""
+        return {**self.hash_view(), **({} if self.patch else {"mode": "zero-shot", **_FLAT})}
+
+    to_json = record  # what ``zsad.config.to_jsonable`` writes
+
+    def hash_view(self) -> dict[str, Any]:
+        """What names the variant in its hash: a zero-shot one leaves the patch fields out (its
+        hash is the one it had before they existed); a patch mode lists all of them, ignored
+        ones at ``_FLAT``'s values."""
+        view = {f: getattr(self, f) for f in ZERO_SHOT_FIELDS}
+        if self.patch is not None:
+            view.update(_FLAT, **dataclasses.asdict(self.patch), mode=self.mode)
+        return view
+
+    def with_patch(self, patch: FewShot | Mutual | None) -> "AggregateConfig":
+        return dataclasses.replace(self, patch=patch)
+
+
+def label(agg: AggregateConfig) -> str:
+    """A variant's human name: the zero-shot part, then the mode part (none for zero-shot).
+
+    Example:
+        >>> label(AggregateConfig(patch=Mutual(), logit_scale=1 / 0.07))
+        'harmonic/top0.25/scaled/seed-prompts/scale14.29/mutual0.3/mean/r3'
+    """
+    head = f"{agg.fusion}/top{agg.top_fraction:g}/{'scaled' if agg.scale_by_tile_score else 'unscaled'}/" \
+           f"{'seed' if agg.seed_states else 'winclip'}-prompts" + \
+        ("" if agg.logit_scale is None else f"/scale{agg.logit_scale:.4g}")
+    p = agg.patch
+    if p is None:
+        return head
+    if isinstance(p, FewShot):
+        ref = "" if not p.reference else f"@{p.reference}"
+        mode = f"few-shot{p.shots or 'all'}{ref}" + (f"s{p.shot_seed}" if p.shot_seed else "")
+    else:
+        mode = f"mutual{p.mutual_fraction:g}"
+    return f"{head}/{mode}/{p.combine}/r{p.neighbourhood}"
