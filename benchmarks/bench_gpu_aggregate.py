@@ -69,7 +69,7 @@ def main() -> None:
     print(f"generated {a.images} VisA-shaped images in {time.perf_counter() - t:.0f} s")
     store, plan = str(work / "store.zarr"), plan_stages(PipelineConfig.tiny())
     units = [f"visa/capsules/test/{i:05d}" for i in range(a.images)]
-    t_fused, _ = timed(lambda: build_fused(StageStore(store), plan, [Unit(*u.split("/")) for u in units],
+    t_fused, _ = timed(lambda: build_fused(StageStore(store), plan, [Unit.parse(u) for u in units],
                                            ("harmonic", "arithmetic", "geometric")))
     where = torch.cuda.get_device_name(0) if a.device.startswith("cuda") else "CPU tensors"
     print(f"\n{a.images} images; one thread; torch path on {where}\n")

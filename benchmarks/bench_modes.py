@@ -116,7 +116,7 @@ def store_rows(tiles: int, n: int) -> list[tuple[str, str]]:
         url = str(Path(tmp) / "s.zarr")
         st, paths = StageStore(url), [f"d/c/test/{i:04d}" for i in range(n)]
         for p in paths:
-            st.write_unit(unit_key("clip_patch", "0123456789abcdef", Unit(*p.split("/"))),
+            st.write_unit(unit_key("clip_patch", "0123456789abcdef", Unit.parse(p)),
                           {"patches_tlyxc": (feats(rng, tiles), ("tile", "layer", "y", "x", "channel"))})
         for block in (16, 64):
             jobs = [dask.delayed(mutual_block)(url, "0123456789abcdef", "fedcba9876543210", agg, paths,

@@ -122,7 +122,7 @@ def one(kind: str, work: Path, n: int, cfg: str) -> dict:
             StageStore(store).delete(f"fused/{plan.fused_hash(f)}")
         r0, c0, t = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN), \
             time.perf_counter()
-        out["written"] = build_fused(StageStore(store), plan, [Unit(*u.split("/")) for u in units],
+        out["written"] = build_fused(StageStore(store), plan, [Unit.parse(u) for u in units],
                                      ("harmonic", "arithmetic", "geometric"))
         out["bytes"] = {f: StageStore(store).size_bytes(f"fused/{plan.fused_hash(f)}") / n
                         for f in ("harmonic",)}

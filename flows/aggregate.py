@@ -17,8 +17,8 @@ import dask
 from prefect import flow
 
 from tasks.aggregate import AggregateRun, VariantJob, aggregate_units, merge_chunks
-from tasks.patches import Context
-from tasks.patches import patch_contexts
+from stores import StageStore
+from tasks.patches import Context, patch_contexts
 from tasks.plan import plan_stages
 from tasks.runtime import begin_run
 from zsad.config import to_jsonable
@@ -107,20 +107,20 @@ def run_variants(store: str, dataset: str, config: str = "tiny", variants: str |
     check_shared_store(store, dask_address, shared_path)
     with contextlib.ExitStack() as stack:
         client = stack.enter_context(dask_client(dask_address)) if dask_address else None
-        return _run_variants(store, dataset, config, variants, classes, scheduler, client, chunk, overwrite, units,
-                             save_maps, evaluate, pixel_size, read_only, device)
+        if read_only and save_maps:
+            raise ValueError("--save-maps writes maps into the store; it cannot be combined with --read-only")
+        run_id = uuid.uuid4().hex
+        st = begin_run(store, run_id)  # see units other writers completed since this process last looked
+        return _run_variants(st.read_only_view() if read_only else st, run_id, dataset, config, variants, classes,
+                             scheduler, client, chunk, overwrite, units, save_maps, evaluate, pixel_size, device)
 
 
-def _run_variants(store: str, dataset: str, config: str, variants: str | None | list, classes: list[str] | None,
-                  scheduler: str, client: Any, chunk: int | None, overwrite: bool, units: list[str] | None,
-                  save_maps: bool, evaluate: bool, pixel_size: int | None, read_only: bool, device: str
+def _run_variants(st: StageStore, run_id: str, dataset: str, config: str, variants: str | None | list,
+                  classes: list[str] | None, scheduler: str, client: Any, chunk: int | None, overwrite: bool,
+                  units: list[str] | None, save_maps: bool, evaluate: bool, pixel_size: int | None, device: str
                   ) -> dict[str, VariantOutcome]:
-    if read_only and save_maps:
-        raise ValueError("--save-maps writes maps into the store; it cannot be combined with --read-only")
-    plan = plan_stages(load_pipeline_config(config))
-    run_id = uuid.uuid4().hex
-    st = begin_run(store, run_id)  # see units other writers completed since this process last looked
-    if not read_only:
+    plan, store = plan_stages(load_pipeline_config(config)), st.url
+    if not st.read_only:
         st.sweep_temps()
     if units is None:
         units = [u.path for u in st.list_units("clipseg", plan.hashes["clipseg"], dataset, classes) if u.split != "train"]
@@ -131,17 +131,17 @@ def _run_variants(store: str, dataset: str, config: str, variants: str | None | 
     wanted = variant_grid(variants) if isinstance(variants, (str, type(None))) else variants
     for agg in dict.fromkeys(wanted):
         vh = plan.aggregate_hash(agg)
-        if not read_only:
+        if not st.read_only:
             st.ensure_stage("aggregate", vh, to_jsonable(agg), plan.aggregate_inputs(agg))
         meta[vh] = VariantOutcome(variant_label(agg), to_jsonable(agg))
         jobs.append(VariantJob(vh, agg))
     scheduler = "distributed" if client else ("threads" if scheduler == "auto" else scheduler)
-    contexts = patch_contexts(store, plan, [(j.variant_hash, j.config) for j in jobs], units, dataset, read_only,
+    contexts = patch_contexts(st, plan, [(j.variant_hash, j.config) for j in jobs], units, dataset,
                               client.get if client else scheduler)
     for (vh, cls), ctx in contexts.items():  # what drawing a map of the variant needs (report panels)
         meta[vh].contexts[cls] = ctx
     torch_device = None if check_device(device) == "cpu" else device  # the host's numpy path on a CPU
-    run = AggregateRun(store, plan, tuple(jobs), contexts, overwrite, save_maps, evaluate, pixel_size, not read_only,
+    run = AggregateRun(store, plan, tuple(jobs), contexts, overwrite, save_maps, evaluate, pixel_size, not st.read_only,
                        torch_device, run_id)
     workers = cluster_threads(client) if client else 1 if scheduler in ("synchronous", "sync") else (os.cpu_count() or 1)
     tasks = [dask.delayed(aggregate_units)(run, part) for part in _chunks(units, chunk, workers)]
@@ -153,7 +153,7 @@ def _run_variants(store: str, dataset: str, config: str, variants: str | None | 
     else:
         with one_thread_per_worker():
             (result,) = dask.compute(*tasks, scheduler=scheduler)
-    if not read_only:  # what this process's threads wrote, into the unit index at once (object storage)
+    if not st.read_only:  # what this process's threads wrote, into the unit index at once (object storage)
         st.index.flush(("aggregate", "fused"))
     for row in result.rows:
         m = meta[row.variant]

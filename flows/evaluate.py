@@ -10,6 +10,7 @@ from typing import Any
 
 from prefect import flow
 
+from stores import StageStore
 from tasks.runtime import open_store
 from zsad.evaluation import evaluate_classes, seed_table
 
@@ -18,22 +19,21 @@ from .configs import variant_grid
 from .thresholds import save_thresholds
 
 
-def variant_results(meta: VariantOutcome, store: str, dataset: str, variant_hash: str, fpr: float | None,
-                    pixel_size: int | None, read_only: bool = False
-                    ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+def variant_results(meta: VariantOutcome, st: StageStore, dataset: str, variant_hash: str, fpr: float | None,
+                    pixel_size: int | None) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
     """Metrics per class (plus the mean) of one variant from the evaluators ``run_variants``
     filled, and the decision thresholds each class's images give (also stored under the
-    variant unless ``read_only``)."""
+    variant unless ``st`` is read-only)."""
     evaluators = meta.evaluators
     if not evaluators:
-        raise ValueError(f"{store}: the images of {dataset!r} have no labels, so there is nothing to evaluate; "
+        raise ValueError(f"{st.url}: the images of {dataset!r} have no labels, so there is nothing to evaluate; "
                          "`zsad predict` scores unlabelled images and `zsad report` ranks them")
-    st, thresholds = open_store(store), {}
+    thresholds = {}
     for cls, ev in sorted(evaluators.items()):
         found = ev.thresholds(dataset, fpr)
         if pixel_size is not None:
             found["pixel"] = {}  # thresholds of resized maps would not fit the full-size maps predict draws
-        if not read_only:
+        if not st.read_only:
             save_thresholds(st, variant_hash, cls, found)
         thresholds[cls] = {f"{lvl}_{kind}": t.value for lvl, by_kind in found.items() for kind, t in by_kind.items()}
     return evaluate_classes(evaluators), thresholds
@@ -72,9 +72,10 @@ def run_evaluate(store: str = "zsad-store.zarr", dataset: str = "synthetic", con
     meta = run_variants(store, dataset, config, variants, classes, scheduler, evaluate=True, pixel_size=pixel_size,
                         save_maps=save_maps, read_only=read_only, device=device, dask_address=dask_address,
                         shared_path=shared_path)
-    results = {}
+    results, st = {}, open_store(store)
     for vh, m in meta.items():
-        metrics, thresholds = variant_results(m, store, dataset, vh, fpr, pixel_size, read_only)
+        metrics, thresholds = variant_results(m, st.read_only_view() if read_only else st, dataset, vh, fpr,
+                                              pixel_size)
         results[vh] = {"label": m.label, "config": m.config, "metrics": metrics, "thresholds": thresholds}
     write_results(Path(out_dir), results)
     if echo:

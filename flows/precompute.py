@@ -110,7 +110,7 @@ def run_precompute(samples: list[Sample], dataset: str, store: str, cfg: Pipelin
         here = sum(MODEL_LOADS.values()) - loads_before  # the prompts' model too
     out = _summary(reports)
     out["units_written"] += sum(texts)
-    fused = build_fused(st, plan, [Unit(*u.split("/")) for u in out["done"]], fusions) if fusions else 0
+    fused = build_fused(st, plan, [Unit.parse(u) for u in out["done"]], fusions) if fusions else 0
     return {"fused_written": fused, "dataset": dataset, "n_images": len(samples), "classes": classes,
             "hashes": hashes, **out, "shards": len(reports),
             "models_loaded": sum(n for w in out["workers"].values() for n in w["models_loaded"].values())

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from stores import Unit, unit_key
+from stores.schema import PIXEL_MAP
 from tasks.plan import plan_stages
 from tasks.runtime import failure_text, open_store, unit_error
 from zsad.config import AggregateConfig, to_jsonable
@@ -166,14 +167,14 @@ def short_names(paths: list[str]) -> list[str]:
 
 def _scored_row(st, sample: Sample, unit: str, vh: str, decision: Decision, png_path: Path | None,
                 label: str) -> dict[str, Any]:
-    key = unit_key("aggregate", vh, Unit(*unit.split("/")))
+    key = unit_key("aggregate", vh, Unit.parse(unit))
     score = float(st.read_attrs(key)["sample_score"])
     verdict = decide(score, decision.image)
     row = {"path": sample.path, "class": sample.class_name, "status": "scored", "sample_score": score,
            "decision": verdict, **decision.as_row(), "variant": label, "variant_hash": vh, "heatmap": ""}
     if png_path is not None:
         title = f"{Path(sample.path).name} — {describe(sample.class_name, score, decision.image, verdict)}"
-        png = prediction_panel(load_image(sample.path), st.read_array(key, "pixel_map_hw"), title, verdict,
+        png = prediction_panel(load_image(sample.path), st.read_array(key, PIXEL_MAP), title, verdict,
                                decision.pixel)
         row["heatmap"] = str(save_png(png, png_path))
     return row
@@ -224,8 +225,8 @@ def run_calibrate(good: list[str], class_name: str, store: str = "zsad-store.zar
     st, ev = open_store(store), ClassEvaluator()
     for sample, unit in scored.items:
         if unit is not None:
-            arrays, attrs = st.read_unit(unit_key("aggregate", vh, Unit(*unit.split("/"))))
-            ev.update(0, attrs["sample_score"], None, arrays["pixel_map_hw"])
+            arrays, attrs = st.read_unit(unit_key("aggregate", vh, Unit.parse(unit)))
+            ev.update(0, attrs["sample_score"], None, arrays[PIXEL_MAP])
     if not ev.labels:
         raise ValueError(f"calibrate: none of {good} could be scored: " + "; ".join(e["error"] for e in errors))
     source = f"known-good images {', '.join(good)}"

@@ -15,6 +15,7 @@ import numpy as np
 
 from stores import Unit, unit_key
 from stores.options import library_versions
+from stores.schema import BOXES
 from tasks.aggregate import pixel_map
 from zsad.datasets import known_ground_truth, load_image
 from zsad.plots import class_charts, prediction_panel, save_png
@@ -45,7 +46,7 @@ def example_panel(st, plan, agg, row, out: Path, caption: str, found: dict | Non
     """anomalib's layout: image with ground truth | heatmap on [0, 1] with a colour bar | predicted
     mask at the class's stored pixel threshold. Returns ``{src, alt, caption}``. ``contexts``:
     class -> patch context of a few-shot or mutual variant (``run_variants``' meta)."""
-    unit = Unit(*row["unit"].split("/"))
+    unit = Unit.parse(row["unit"])
     image = st.read_attrs(unit_key("image", plan.hashes["image"], unit))
     img = load_image(image["path"])
     mask = known_ground_truth(image["label"], image["mask_path"], img.shape[:2])
@@ -54,7 +55,7 @@ def example_panel(st, plan, agg, row, out: Path, caption: str, found: dict | Non
     t_img, t_pix = ((found or {}).get(level, {}).get("f1") for level in ("image", "pixel"))
     threshold = t_img.value if t_img else None
     verdict = decide(row["score"], threshold)
-    boxes = st.read_array(unit_key("tiles", plan.hashes["tiles"], unit), "boxes_xyxy")
+    boxes = st.read_array(unit_key("tiles", plan.hashes["tiles"], unit), BOXES)
     png = prediction_panel(img, pixel, f"{caption} — {unit.image_id}: "
                            f"{describe(unit.class_name, row['score'], threshold, verdict)}", verdict,
                            t_pix.value if t_pix else None, mask, boxes_xyxy=boxes)
@@ -83,7 +84,7 @@ def gallery(st, plan, agg, rows_by_class: dict[str, list[dict]], out_dir: Path, 
     out = []
     for cls, rows in sorted(rows_by_class.items()):
         ranked = sorted(rows, key=lambda r: -r["score"])
-        paths = [st.read_attrs(unit_key("image", plan.hashes["image"], Unit(*r["unit"].split("/"))))["path"] for r in ranked]
+        paths = [st.read_attrs(unit_key("image", plan.hashes["image"], Unit.parse(r["unit"])))["path"] for r in ranked]
         out.append({"cls": cls, "rows": [{"rank": i, "path": p, "score": r["score"]}
                                          for i, (r, p) in enumerate(zip(ranked, paths), 1)],
                     "panels": [example_panel(st, plan, agg, r, out_dir, f"rank {i}", contexts=contexts)

@@ -48,13 +48,13 @@ class UnitIndex:
     read, so that the next run sees other writers' records and deletions.
     """
 
-    def __init__(self, store) -> None:
+    def __init__(self, store, enabled_by_default: bool) -> None:
         self.store = store
         self._cache: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
         self._lock = threading.Lock()
         setting = os.environ.get("ZSAD_UNIT_INDEX", "auto")
         # auto: object storage only (a local marker read costs ~0.1 ms; there the marker is read every time)
-        self.enabled = setting == "1" or (setting == "auto" and not store.local)
+        self.enabled = setting == "1" or (setting == "auto" and enabled_by_default)
         self.trusted = True  # False (``precompute --verify``): read every marker, still record what is found
         self._docs: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}  # written, not yet recorded
 

@@ -39,6 +39,19 @@ class Unit:
     def path(self) -> str:
         return f"{self.dataset}/{self.class_name}/{self.split}/{self.image_id}"
 
+    @classmethod
+    def parse(cls, path: str) -> "Unit":
+        """The unit of ``dataset/class/split/image_id``.
+
+        Example:
+            >>> Unit.parse("visa/pcb1/test/000").class_name
+            'pcb1'
+        """
+        parts = path.split("/") if isinstance(path, str) else []
+        if len(parts) != 4:
+            raise ValueError(f"a unit path is dataset/class/split/image_id, got {path!r}")
+        return cls(*parts)
+
 
 def stage_root(stage: str, stage_hash: str) -> str:
     if stage not in STAGE_VERSIONS:

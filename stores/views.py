@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import xarray as xr
+from .schema import BOXES, COMPONENTS
 
 from .keys import stage_root
 from .zarr_store import StageStore, StoreError
@@ -56,8 +57,8 @@ def open_unit(store_url: str, key: str) -> xr.Dataset:
     tiles_hash = upstream_hash(st, stage, stage_hash, "tiles") if "tile" in ds.dims else None
     if tiles_hash and st.is_complete(f"tiles/{tiles_hash}/{rest}"):
         arrays, _ = st.read_unit(f"tiles/{tiles_hash}/{rest}")
-        ds = ds.assign_coords(component=("tile", arrays["component_t"]),
-                              box_xyxy=(("tile", "corner"), arrays["boxes_xyxy"]))
+        ds = ds.assign_coords(component=("tile", arrays[COMPONENTS]),
+                              box_xyxy=(("tile", "corner"), arrays[BOXES]))
     if stage not in GRID_STAGES and {"y", "x"} <= set(ds.dims):
         ds = ds.assign_coords(y=np.arange(ds.sizes["y"]), x=np.arange(ds.sizes["x"]))
     return ds

@@ -2,48 +2,47 @@
 
 A *unit* (one image of one stage, or one class for ``clip_text``) is a group holding its
 arrays and, written last, the attribute ``complete`` (with the sha256 of its source image).
-A unit without it is never read and is recomputed. On a local disk a unit is written into a
-hidden sibling folder and renamed into place, so readers and concurrent runs never see half
-a unit; on other fsspec stores (object storage) it is written in place, marker last, in a
-few requests (``stores.objectio``), and concurrent runs must work on disjoint units (Zarr 3
-has no locks). Arrays are not sharded.
+A unit without it is never read and is recomputed. Where the bytes go is the backend's
+business (``stores.backends``): on a local disk a unit is renamed into place whole; on object
+storage it is written in place, marker last, and concurrent runs must work on disjoint units
+(Zarr 3 has no locks). Array names and dimensions come from ``stores.schema``. A store opened
+``read_only`` refuses every write (``StoreError``) instead of each caller carrying a flag.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 import time
-import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import zarr
-from zarr.storage import LocalStore
 
-from . import fastio
-from .objectio import ObjectUnits
-from .recent import RecentUnits
+from . import schema
+from .backends import COMPLETE, LocalBackend, ObjectBackend, despite_races
 from .hierarchy import Hierarchy
-from .index import INDEX_ROOT, UnitIndex
-from .keys import check_component, stage_root
+from .index import UnitIndex
+from .keys import Unit, check_component, stage_root, unit_key
 from .options import FRESH_LISTINGS, StoreError, env_storage_options, library_versions
-from .temps import _HOST, TMP_PREFIX
 
-COMPLETE = "complete"
+Source = Mapping[str, str] | Callable[[Unit], str] | None
 
 
-def _despite_races(create):
-    """``create()``, retried while another process is creating the same Zarr group this instant
-    (two runs starting on one shared store both see it missing; one wins). None if it never settles."""
-    for attempt in range(5):
-        try:
-            return create()
-        except zarr.errors.ContainsGroupError:
-            time.sleep(0.05 * (attempt + 1))  # the other writer's group is there now: open it
-    return None
+@dataclass(frozen=True)
+class Pending:
+    """``StageStore.pending``'s answer.
+
+    Attributes:
+        left: the units to compute, in the order asked.
+        found: unit path -> source of the units found complete by reading them (not through the
+            unit index): what a run adds to the index.
+    """
+
+    left: tuple[Unit, ...]
+    found: dict[str, str | None]
 
 
 class StageStore(Hierarchy):
@@ -51,30 +50,41 @@ class StageStore(Hierarchy):
 
     Attributes:
         writes: number of units written by this object (tests count them).
+        read_only: every write raises ``StoreError`` (``read_only_view()`` makes one).
+        index: the unit index (``stores.index``); ``index.trusted`` False re-reads every chunk.
     """
 
     def __init__(self, url: str | os.PathLike, storage_options: dict[str, Any] | None = None):
         self.url = str(url)
         self.storage_options = storage_options
-        self.local = "://" not in self.url or self.url.startswith("file://")
-        self.path = Path(self.url.removeprefix("file://")) if self.local else None
-        if storage_options is None and not self.local:
+        self.read_only = False
+        local = "://" not in self.url or self.url.startswith("file://")
+        if storage_options is None and not local:
             storage_options = env_storage_options()
         if self.url.split("://")[0] in FRESH_LISTINGS:  # listings must show other writers' units now
             storage_options = {"use_listings_cache": False, **(storage_options or {})}
         try:
-            self.root = _despite_races(lambda: zarr.open_group(self.url, mode="a", zarr_format=3,
-                                                               storage_options=storage_options))
+            self.root = despite_races(lambda: zarr.open_group(self.url, mode="a", zarr_format=3,
+                                                              storage_options=storage_options))
         except Exception as exc:  # noqa: BLE001 - any backend error becomes one clear message
             raise StoreError(f"cannot open the Zarr store at {self.url}: {exc}") from None
         if self.root is None:
             raise StoreError(f"cannot open the Zarr store at {self.url}: it kept changing while opened")
         self.writes = 0
         self._lock = threading.Lock()
-        self._parents: set[str] = set()
-        self.objects = None if self.local else ObjectUnits(self.root.store.fs, self.root.store.path)
-        self.recent = RecentUnits()  # object storage: what this process just wrote or read
-        self.index = UnitIndex(self)
+        self.index = UnitIndex(self, enabled_by_default=not local)
+        self.backend = LocalBackend(self.root, Path(self.url.removeprefix("file://"))) if local \
+            else ObjectBackend(self.root, self.index)
+
+    def read_only_view(self) -> "StageStore":
+        """The same store, refusing writes: what ``--read-only`` runs open."""
+        view = object.__new__(type(self))
+        view.__dict__.update(self.__dict__, read_only=True)
+        return view
+
+    def _check_writable(self, key: str) -> None:
+        if self.read_only:
+            raise StoreError(f"{self.url} is opened read-only: {key} would be written; run without --read-only")
 
     # ---- stage groups -------------------------------------------------------------------------
     def ensure_stage(self, stage: str, stage_hash: str, config: Any, inputs: dict[str, str] | None = None,
@@ -82,20 +92,10 @@ class StageStore(Hierarchy):
         """Create the stage group with its full config, inputs and library versions (once; on
         object storage checked once per process: one read)."""
         root = stage_root(stage, stage_hash)
-        attrs = {"stage": stage, "stage_hash": stage_hash, "config": config, "inputs": inputs or {},
-                 "weights_sha256": weights_sha256, "versions": library_versions(), "created": time.time()}
-        with self._lock:
-            if not self.local:
-                if root not in self._parents:
-                    doc = self.objects.read_doc(root)
-                    if doc is None or "config" not in doc["attrs"]:
-                        self.objects.put_groups([stage])
-                        self.objects.write(root, {}, attrs)
-                    self._parents.add(root)
-                return
-            group = self._require_group(root)
-            if "config" not in group.attrs:
-                group.attrs.update(attrs)
+        self._check_writable(root)
+        self.backend.ensure_stage(root, {"stage": stage, "stage_hash": stage_hash, "config": config,
+                                         "inputs": inputs or {}, "weights_sha256": weights_sha256,
+                                         "versions": library_versions(), "created": time.time()})
 
     # ---- units ---------------------------------------------------------------------------------
     def is_complete(self, key: str, source: str | None = None) -> bool:
@@ -109,178 +109,79 @@ class StageStore(Hierarchy):
 
         ``listed``: a memo (folder -> names) shared by a caller's many checks: on object storage
         one listing of the unit's folder answers "absent" for all its missing units at once."""
-        if self.local:
-            attrs = fastio.read_attrs(self.path / key)
-        else:
-            doc = self._doc(key, listed=listed)
-            attrs = None if doc is None else doc["attrs"]
-        if attrs is None:
-            return None
-        ok = bool(attrs.get(COMPLETE)) and (source is None or attrs.get("source") == source)
-        return attrs if ok else None
+        return _complete(self.backend.attrs(key, listed), source)
 
-    def _doc(self, key: str, fresh: bool = False, listed: dict[str, set[str]] | None = None
-             ) -> dict[str, Any] | None:
-        """Object storage: a unit's compact document (``stores.objectio``): from this process's
-        recent units, the unit index, or one read (``fresh``: always the read)."""
-        attrs = None if fresh else self.recent.attrs(key)
-        if attrs is not None:
-            return {"attrs": attrs, "arrays": None, "recent": True}
-        doc = None if fresh else self.index.doc(key)
-        if doc is not None or (listed is not None and not self._listed(key, listed)):
-            return doc
-        return self.objects.read_doc(key)
+    def pending(self, stage: str, stage_hash: str, units: Iterable[Unit], source: Source = None,
+                verify: bool = False) -> "Pending":
+        """The one answer to "what is left": the ``units`` whose ``stage`` unit is missing,
+        incomplete, or made from another source than ``source`` gives (a mapping or a function of
+        the unit; None: any source). The unit index answers without a read where it can; one
+        listing per folder answers for its absent units. ``verify`` (or an untrusted index) also
+        reads every chunk of a complete unit and checks it.
 
-    def _listed(self, key: str, listed: dict[str, set[str]]) -> bool:
-        folder, name = key.rsplit("/", 1)
-        if folder not in listed:
-            listed[folder] = set(self.children(folder))
-        return name in listed[folder]
+        Example: ``store.pending("tiles", h, units, {u.path: sha for ...}).left``.
+        """
+        units, found = list(units), {}
+        want = source if callable(source) else (lambda u: None if source is None else source[u.path])
+        indexed: dict[str, dict[str, dict[str, Any]]] = {}
+        listed: dict[str, set[str]] = {}
+        left = []
+        for unit in units:
+            entries = indexed.setdefault(unit.dataset, self.index.entries(stage, stage_hash, unit.dataset))
+            sha, done = want(unit), entries.get(unit.path)
+            if done is not None and (sha is None or done.get("source") == sha) and not verify:
+                continue
+            key = unit_key(stage, stage_hash, unit)
+            attrs = self.complete_attrs(key, sha, listed)
+            if attrs is None or ((verify or not self.index.trusted) and not self.verify_unit(key)):
+                left.append(unit)
+            else:
+                found[unit.path] = attrs.get("source")
+        return Pending(tuple(left), found)
 
-    def write_unit(self, key: str, arrays: dict[str, tuple[np.ndarray, tuple[str, ...]]],
-                   attrs: dict[str, Any] | None = None, source: str | None = None) -> str:
-        """Write (or rewrite) a unit: ``arrays`` maps name -> (data, dimension names); marker last.
-        Nothing is checked first: the marker protocol keeps readers safe."""
+    def write_unit(self, key: str, arrays: Mapping[str, Any], attrs: dict[str, Any] | None = None,
+                   source: str | None = None) -> str:
+        """Write (or rewrite) a unit: ``arrays`` maps name -> data (dimensions from
+        ``stores.schema``) or (data, dimension names); marker last. Nothing is checked first:
+        the marker protocol keeps readers safe."""
+        self._check_writable(key)
         parent, name = key.rsplit("/", 1)
         check_component(name, "unit name")
-        self._require_parents(parent)
-        meta = dict(attrs or {}, source=source)
-        if self.local:
-            self._write_local(parent, name, arrays, meta)
-        else:
-            self._write_object(key, arrays, meta)
+        self.backend.require_parents(parent)
+        self.backend.write(key, schema.with_dims(key, arrays), dict(attrs or {}, source=source))
         with self._lock:
             self.writes += 1
         return key
-
-    def _write_object(self, key: str, arrays: dict[str, tuple[np.ndarray, tuple[str, ...]]],
-                      meta: dict[str, Any]) -> None:
-        self.recent.drop(key)
-        if all(np.asarray(d).size for d, _ in arrays.values()):
-            doc = self.objects.write(key, arrays, {**meta, COMPLETE: True})
-            self.recent.put(key, doc["attrs"], {n: np.asarray(d) for n, (d, _) in arrays.items()})
-            self.index.note(key, doc)
-        else:  # an empty array: zarr-python's layout
-            self._fill(self.root.create_group(key, overwrite=True), arrays, meta)
-
-    def _require_group(self, path: str) -> zarr.Group:
-        """``require_group`` that tolerates another process creating the same group at once."""
-        group = _despite_races(lambda: self.root.require_group(path))
-        return self.root[path] if group is None else group
-
-    def _require_parents(self, parent: str) -> None:
-        """Group metadata for every level of ``parent`` (once per parent and process). Each level
-        is checked: a run killed between making a folder and writing its ``zarr.json`` leaves a
-        folder that listing skips, which would hide every unit below it. On object storage the
-        levels below a stage group are written blindly (the same bytes whoever writes them)."""
-        if parent in self._parents:
-            return
-        with self._lock:
-            parts = parent.split("/")
-            named = 1 if parts[0] == INDEX_ROOT else 2  # stage groups carry attributes: never overwritten
-            for i in range(1, len(parts) + 1 if self.local else named + 1):
-                if self.local or "/".join(parts[:named]) not in self._parents:
-                    self._require_group("/".join(parts[:i]))
-            if not self.local:
-                self._parents.add("/".join(parts[:named]))
-                self.objects.put_groups(["/".join(parts[:i]) for i in range(named + 1, len(parts) + 1)])
-            self._parents.add(parent)
-
-    @staticmethod
-    def _fill(group: zarr.Group, arrays: dict[str, tuple[np.ndarray, tuple[str, ...]]],
-              meta: dict[str, Any]) -> None:
-        for aname, (data, dims) in arrays.items():
-            data = np.asarray(data)
-            if data.ndim != len(dims):
-                raise ValueError(f"array {aname}: {data.ndim} dimensions but names {dims}")
-            chunks = tuple(max(1, s) for s in data.shape)
-            if data.ndim == 4:  # (tile, prompt, y, x): one chunk per tile
-                chunks = (1,) + chunks[1:]
-            text = data.dtype.kind in "UO"  # texts (e.g. prompts): Zarr's variable-length UTF-8, a coordinate
-            group.create_array(aname, shape=data.shape, dtype=str if text else data.dtype, chunks=chunks,
-                               dimension_names=dims, fill_value="" if text else 0, overwrite=True)[...] = \
-                data.astype(object) if text else data
-        group.attrs.update(meta)
-        group.attrs[COMPLETE] = True  # last
-
-    def _write_local(self, parent: str, name: str, arrays, meta) -> None:
-        final = self.path / parent / name
-        if not arrays and fastio.replace_attrs(final, {**meta, COMPLETE: True}):
-            return  # an attributes-only unit rewritten in place: one atomic file replace
-        tmp = self.path / parent / f"{TMP_PREFIX}{name}-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        try:
-            if fastio.writable(arrays):  # plain files, ~20x faster than zarr-python for small units
-                fastio.write_group(tmp, arrays, {**meta, COMPLETE: True})
-            else:
-                self._fill(zarr.open_group(LocalStore(tmp), mode="w", zarr_format=3), arrays, meta)
-            if final.exists():
-                shutil.rmtree(final, ignore_errors=True)
-            try:
-                os.rename(tmp, final)
-            except OSError:
-                if not self.is_complete(f"{parent}/{name}"):  # lost a race to a complete unit: fine
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
 
     def read_unit(self, key: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """All arrays (as numpy) and attributes of a complete unit."""
         if not self.is_complete(key):
             raise StoreError(f"{self.url}: {key} is missing or incomplete; run `zsad precompute` first")
-        if not self.local:
-            doc = self._doc(key)
-            if doc is not None and doc["arrays"] is None:
-                doc = self._doc(key, fresh=True)
-            if doc is not None and doc["arrays"] is not None:
-                got = self.read_complete(key, tuple(doc["arrays"]))
-                if got is not None:
-                    return got
+        names = self.backend.array_names(key)
+        got = self.read_complete(key, names) if names is not None else None
+        if got is not None:
+            return got
         group = self.root[key]
         return {name: arr[...] for name, arr in group.arrays()}, dict(group.attrs)
 
     def read_complete(self, key: str, names: tuple[str, ...], source: str | None = None
                       ) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
         """``names``' arrays and the attributes of a complete unit (made from ``source`` if
-        given), else None. On a local disk plain-layout units are read as files (``fastio``);
-        on object storage with one GET per array (``objectio``), or none for a unit kept in
-        ``recent``."""
-        if self.local:
-            got = fastio.read_group(self.path / key, names)
-            attrs = got[1] if got else self.complete_attrs(key)
-        else:
-            got, attrs = self._read_object(key, names)
-        if attrs is None or not attrs.get(COMPLETE) or (source is not None and attrs.get("source") != source):
+        given), else None: plain files on a local disk, one GET per array on object storage (none
+        for a unit this process keeps), zarr-python for other layouts."""
+        got, attrs = self.backend.read(key, names)
+        if _complete(attrs, source) is None:
             return None
-        if got:
-            return got
+        if got is not None:
+            return got, attrs
         group = self.root[key]
         return {n: group[n][...] for n in names}, attrs
-
-    def _read_object(self, key: str, names: tuple[str, ...]):
-        """(arrays and attrs, or None; attrs or None) of a unit on object storage. A document
-        from the index that no longer matches the unit's chunks is read again from the store."""
-        for fresh in (False, True):
-            doc = self._doc(key, fresh)
-            if doc is None:
-                return None, None
-            kept = self.recent.arrays(key, names) if doc.get("recent") else None
-            if kept is not None:
-                return (kept, doc["attrs"]), doc["attrs"]
-            if doc.get("recent"):
-                continue  # kept without these arrays: read them below
-            if doc["arrays"] is None:
-                return None, doc["attrs"]  # zarr-python's layout: read through zarr
-            arrays = self.objects.read_arrays(key, doc, names)
-            if arrays is not None:
-                self.recent.put(key, doc["attrs"], arrays, merge=True)
-                return ({n: np.array(a) for n, a in arrays.items()}, doc["attrs"]), doc["attrs"]
-        return None, None
 
     def verify_unit(self, key: str) -> bool:
         """True when the unit is complete and, on object storage, every chunk matches the CRC-32
         its marker records (reads them all: ``precompute --verify``); local units are renamed
         into place whole."""
-        return self.is_complete(key) if self.local else self.objects.verify(key)
+        return self.backend.verify(key)
 
     def read_array(self, key: str, name: str) -> np.ndarray:
         got = self.read_complete(key, (name,))
@@ -293,3 +194,9 @@ class StageStore(Hierarchy):
         if attrs is None:
             raise StoreError(f"{self.url}: {key} is missing or incomplete")
         return attrs
+
+
+def _complete(attrs: dict[str, Any] | None, source: str | None) -> dict[str, Any] | None:
+    """``attrs`` when they carry the marker (and ``source``, if given), else None."""
+    ok = attrs is not None and bool(attrs.get(COMPLETE)) and (source is None or attrs.get("source") == source)
+    return attrs if ok else None

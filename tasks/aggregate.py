@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Mapping
 import numpy as np
 
 from stores import Unit, class_key, unit_key
+from stores.schema import PIXEL_MAP
 from zsad.aggregate import ImageEvidence, ImageSweep, TextEvidence, map_key, plan_maps, sweep_image
 from zsad.config import AggregateConfig
 from zsad.datasets import ground_truth
@@ -143,7 +144,7 @@ def pixel_map(store_url: str, plan: StagePlan, agg: AggregateConfig, unit_path: 
               context: Context | None = None) -> np.ndarray:
     """One image's (H, W) float32 anomaly map for variant ``agg``, computed now (nothing is
     written); ``context``: the variant's patch context for the image's class (few-shot, mutual)."""
-    unit = Unit(*unit_path.split("/"))
+    unit = Unit.parse(unit_path)
     job = VariantJob(plan.aggregate_hash(agg), agg)
     contexts = {} if context is None else {(job.variant_hash, unit.class_name): context}
     run = AggregateRun(store_url, plan, (job,), contexts, write=False)
@@ -155,7 +156,7 @@ def _write(run: AggregateRun, job: VariantJob, unit: Unit, facts: ImageFacts, sw
            source: str) -> None:
     """Variant ``i``'s unit: scores as attributes (one small file; float64 values exact in JSON),
     the full-size map as an array only with ``save_maps``."""
-    arrays = {"pixel_map_hw": (sweep.aggregated(i).pixel_map_hw.astype(np.float16), ("y", "x"))} \
+    arrays = {PIXEL_MAP: sweep.aggregated(i).pixel_map_hw.astype(np.float16)} \
         if run.save_maps else {}
     open_store(run.store_url).write_unit(
         unit_key("aggregate", job.variant_hash, unit), arrays,
@@ -173,7 +174,7 @@ def aggregate_unit(run: AggregateRun, unit_path: str, out: ChunkResult, listed: 
                    ) -> None:
     """One image for every variant of ``run`` not yet complete (all of them when evaluating):
     rows, units written, and (labelled images, ``run.evaluate``) metric accumulators in ``out``."""
-    store, unit = open_store(run.store_url), Unit(*unit_path.split("/"))
+    store, unit = open_store(run.store_url), Unit.parse(unit_path)
     facts = ImageFacts.from_attrs(store.read_attrs(unit_key("image", run.plan.hashes["image"], unit)))
     evaluate = run.evaluate and facts.label >= 0
     todo: list[tuple[VariantJob, str, bool]] = []  # (job, source, write)

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 
 from stores import unit_key
+from stores.schema import EMBEDDINGS, PATCHES
 
 from .common import zsad_task
-from .plan import PATCH_DIMS
 from .crops import image_crops, split_rows
 from .runtime import decode_config, get_model, run_stage
 
@@ -29,11 +29,11 @@ def _writer(hashes: dict[str, str], stages: tuple[str, ...], layers: tuple[int, 
         per_image = split_rows(patches, crops) if patches is not None else [None] * len(items)
         for (unit, sha, _), e, p in zip(items, split_rows(emb, crops), per_image):
             if "clip_image" in stages:
-                store.write_unit(unit_key("clip_image", hashes["clip_image"], unit), {"emb_td": (e, ("tile", "embed"))},
+                store.write_unit(unit_key("clip_image", hashes["clip_image"], unit), {EMBEDDINGS: e},
                                  source=sha)
             if p is not None:
                 store.write_unit(unit_key("clip_patch", hashes["clip_patch"], unit),
-                                 {"patches_tlyxc": (np.ascontiguousarray(p), PATCH_DIMS)},
+                                 {PATCHES: np.ascontiguousarray(p)},
                                  {"layers": used, "grid": list(p.shape[2:4])}, source=sha)
 
     def one(store, model, unit, sha, attrs):  # a batch of one image: the exact per-image mode

@@ -21,10 +21,10 @@ def clip_text(store_url: str, hashes: dict[str, str], dataset: str, class_name: 
     from zsad.pipeline import embed_prompts  # model code only when there is work
     text = embed_prompts(get_model(pc.clip, device=pc.device, batch_size=pc.batch_size), class_name, pc)
     store.write_unit(key, {
-        "emb_pd": (text.emb_pd, ("prompt", "embed")),
-        "anomalous_p": (text.prompts.anomalous_p, ("prompt",)),
-        "seed_extension_p": (text.prompts.seed_extension_p, ("prompt",)),
-        "prompt": (list(text.prompts.texts), ("prompt",)),  # the texts: a coordinate for plain xarray
+        "emb_pd": text.emb_pd,
+        "anomalous_p": text.prompts.anomalous_p,
+        "seed_extension_p": text.prompts.seed_extension_p,
+        "prompt": list(text.prompts.texts),  # the texts: a coordinate for plain xarray
     }, {"texts": list(text.prompts.texts), "logit_scale": text.logit_scale})
     store.index.flush(("clip_text",))
     return 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from stores import unit_key
+from stores.schema import MAPS
 from zsad.pixelmaps import store_maps
 from zsad.prompts import localising_prompts
 
@@ -25,8 +26,8 @@ def clipseg_maps(store_url: str, hashes: dict[str, str], units: list[str], cfg: 
         crops = [image_crops(store, hashes["tiles"], unit, attrs) for unit, _, attrs in items]
         for (unit, sha, _), logits in zip(items, split_rows(model.predict_logits(sum(crops, []), prompts), crops)):
             store.write_unit(unit_key("clipseg", hashes["clipseg"], unit),
-                             {"maps_tlhw": (store_maps(logits, pc.map_dtype), ("tile", "prompt", "y", "x")),
-                              "prompt": (list(prompts), ("prompt",))}, {"prompts": list(prompts)}, source=sha)
+                             {MAPS: store_maps(logits, pc.map_dtype),
+                              "prompt": list(prompts)}, {"prompts": list(prompts)}, source=sha)
 
     return run_stage(store_url, "clipseg", hashes, units, one,
                      lambda: get_model(pc.clipseg, device=pc.device, batch_size=pc.batch_size, precision=pc.precision),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from stores import StageStore, Unit, unit_key
+from stores.schema import BOXES
 from zsad.tiling import crop_tiles
 
 from .decoded import image_of
@@ -18,7 +19,7 @@ from .decoded import image_of
 
 def image_crops(store: StageStore, tiles_hash: str, unit: Unit, image: dict) -> list[np.ndarray]:
     """The tiles of a registered image (``image``: its record, path and sha256)."""
-    boxes = store.read_array(unit_key("tiles", tiles_hash, unit), "boxes_xyxy")
+    boxes = store.read_array(unit_key("tiles", tiles_hash, unit), BOXES)
     return crop_tiles(image_of(image), boxes)
 
 

@@ -21,7 +21,7 @@ def record_failures(store: StageStore, image_hash: str, failed: list[dict[str, s
         return
     store.ensure_stage("errors", image_hash, {"what": "per-image failures"}, {"image": image_hash})
     for f in with_unit:
-        key = unit_key("errors", image_hash, Unit(*f["unit"].split("/")))
+        key = unit_key("errors", image_hash, Unit.parse(f["unit"]))
         if store.is_complete(key):
             old = store.read_attrs(key)
             if (old.get("stage"), old.get("error")) == (f["stage"], f["error"]):
@@ -35,7 +35,7 @@ def clear_failures(store: StageStore, image_hash: str, dataset: str, done: list[
         return 0  # one listing when there is nothing to clear
     removed = 0
     for path in done:
-        key = unit_key("errors", image_hash, Unit(*path.split("/")))
+        key = unit_key("errors", image_hash, Unit.parse(path))
         if store.is_complete(key):
             store.delete(key)
             removed += 1

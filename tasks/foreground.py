@@ -21,9 +21,9 @@ def foreground(store_url: str, hashes: dict[str, str], units: list[str], cfg: di
         packed = store.read_array(unit_key("sam", hashes["sam"], unit), "masks_packed")
         fg = extract_foreground(unpack_masks(packed, *prob.shape), prob, pc.foreground)
         store.write_unit(unit_key("foreground", hashes["foreground"], unit), {
-            "mask_hw": (fg.mask_hw, ("y", "x")), "labels_hw": (fg.labels_hw, ("y", "x")),
-            "parts_c": (fg.parts_c, ("component",)), "kept_n": (fg.kept_n, ("mask",)),
-            "component_n": (fg.component_n, ("mask",)),
+            "mask_hw": fg.mask_hw, "labels_hw": fg.labels_hw,
+            "parts_c": fg.parts_c, "kept_n": fg.kept_n,
+            "component_n": fg.component_n,
         }, source=sha)
 
     return run_stage(store_url, "foreground", hashes, units, one)

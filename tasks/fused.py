@@ -18,13 +18,12 @@ from typing import Iterable
 import numpy as np
 
 from stores import StageStore, Unit, unit_key
+from stores.schema import BOXES, COMPONENTS, EMBEDDINGS, FUSED, MAPS
 from zsad.aggregate import ImageEvidence
 from zsad.pixelmaps import fuse_stored_maps
 
 from .plan import StagePlan
 
-FUSED = "fused_thw"
-FUSED_DIMS = ("tile", "y", "x")
 
 
 @dataclass(frozen=True)
@@ -49,27 +48,27 @@ class ImageFacts:
 
 def _facts_attrs(facts: ImageFacts, boxes_xyxy: np.ndarray, component_t: np.ndarray) -> dict:
     return {"sha256": facts.sha256, "label": facts.label, "mask_path": facts.mask_path, "height": facts.image_hw[0],
-            "width": facts.image_hw[1], "boxes_xyxy": np.asarray(boxes_xyxy).tolist(),
-            "component_t": np.asarray(component_t).tolist()}
+            "width": facts.image_hw[1], BOXES: np.asarray(boxes_xyxy).tolist(),
+            COMPONENTS: np.asarray(component_t).tolist()}
 
 
 def compute_fused(store: StageStore, plan: StagePlan, unit: Unit, fusions: Iterable[str], facts: ImageFacts,
                   write: bool) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Fuse an image's cached CLIPSeg maps for ``fusions`` (rounded to ``fused_dtype``); write
     each as a ``fused`` unit when ``write``. Returns (fusion -> map, boxes_xyxy, component_t)."""
-    tiles, _ = store.read_complete(unit_key("tiles", plan.hashes["tiles"], unit), ("boxes_xyxy", "component_t")) \
+    tiles, _ = store.read_complete(unit_key("tiles", plan.hashes["tiles"], unit), (BOXES, COMPONENTS)) \
         or (None, None)
     if tiles is None:
         raise ValueError(f"{store.url}: the tiles of {unit.path} are missing or incomplete; run `zsad precompute`")
-    maps = store.read_array(unit_key("clipseg", plan.hashes["clipseg"], unit), "maps_tlhw")
+    maps = store.read_array(unit_key("clipseg", plan.hashes["clipseg"], unit), MAPS)
     out = {}
     for fusion in fusions:
         out[fusion] = fuse_stored_maps(maps, fusion).astype(plan.fused_dtype)
         if write:
             store.ensure_stage("fused", plan.fused_hash(fusion), plan.fused_config(fusion), plan.fused_inputs())
-            store.write_unit(unit_key("fused", plan.fused_hash(fusion), unit), {FUSED: (out[fusion], FUSED_DIMS)},
-                             _facts_attrs(facts, tiles["boxes_xyxy"], tiles["component_t"]), source=facts.sha256)
-    return out, tiles["boxes_xyxy"], tiles["component_t"]
+            store.write_unit(unit_key("fused", plan.fused_hash(fusion), unit), {FUSED: out[fusion]},
+                             _facts_attrs(facts, tiles[BOXES], tiles[COMPONENTS]), source=facts.sha256)
+    return out, tiles[BOXES], tiles[COMPONENTS]
 
 
 def read_evidence(store: StageStore, plan: StagePlan, unit: Unit, fusions: Iterable[str], facts: ImageFacts,
@@ -83,16 +82,16 @@ def read_evidence(store: StageStore, plan: StagePlan, unit: Unit, fusions: Itera
         got = store.read_complete(unit_key("fused", plan.fused_hash(fusion), unit), (FUSED,), facts.sha256)
         if got is not None:
             fused[fusion] = got[0][FUSED]
-            boxes, components = got[1]["boxes_xyxy"], got[1]["component_t"]
+            boxes, components = got[1][BOXES], got[1][COMPONENTS]
     missing = [f for f in fusions if f not in fused]
     if missing:
         made, boxes, components = compute_fused(store, plan, unit, missing, facts, write)
         fused.update(made)
-    emb = store.read_complete(unit_key("clip_image", plan.hashes["clip_image"], unit), ("emb_td",))
+    emb = store.read_complete(unit_key("clip_image", plan.hashes["clip_image"], unit), (EMBEDDINGS,))
     if emb is None:
         raise ValueError(f"{store.url}: the CLIP embeddings of {unit.path} are missing or incomplete; "
                          "run `zsad precompute`")
-    return ImageEvidence(emb[0]["emb_td"], fused, np.asarray(boxes, np.int64).reshape(-1, 4),
+    return ImageEvidence(emb[0][EMBEDDINGS], fused, np.asarray(boxes, np.int64).reshape(-1, 4),
                          np.asarray(components, np.int64), facts.image_hw)
 
 

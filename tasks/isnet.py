@@ -17,7 +17,7 @@ def isnet_maps(store_url: str, hashes: dict[str, str], units: list[str], cfg: di
 
     def one(store, model, unit, sha, attrs):
         prob = model.predict(image_of(attrs))
-        store.write_unit(unit_key("isnet", hashes["isnet"], unit), {"prob_hw": (prob, ("y", "x"))}, source=sha)
+        store.write_unit(unit_key("isnet", hashes["isnet"], unit), {"prob_hw": prob}, source=sha)
 
     return run_stage(store_url, "isnet", hashes, units, one, lambda: get_model(pc.isnet, device=pc.device),
                      decodes=True)

@@ -23,12 +23,13 @@ import dask
 import numpy as np
 
 from stores import StageStore, Unit, class_key, unit_key
+from stores.schema import MUTUAL_SCORES, PATCHES
 from zsad.config import AggregateConfig, stage_hash
 from zsad.patches import few_shot_scores, mutual_scores
 from zsad.shots import check_no_leak, digest, draw_shots
 from zsad.variants import FewShot, Mutual
 
-from .plan import PATCH_DIMS, PATCH_STAGE, StagePlan
+from .plan import PATCH_STAGE, StagePlan
 from .runtime import open_store
 
 
@@ -50,7 +51,7 @@ class FewShotContext:
 
     def scores_for(self, store_url: str, patch_hash: str, unit: Unit, cfg: AggregateConfig) -> np.ndarray:
         """(T, gy, gx) nearest-reference distances of ``unit``'s patches."""
-        query = open_store(store_url).read_array(unit_key(PATCH_STAGE, patch_hash, unit), "patches_tlyxc")
+        query = open_store(store_url).read_array(unit_key(PATCH_STAGE, patch_hash, unit), PATCHES)
         return few_shot_scores(query, _memory(store_url, self.memory_key, self.reference_keys, self.source),
                                cfg.patch.neighbourhood)
 
@@ -71,7 +72,7 @@ class MutualContext:
     def scores_for(self, store_url: str, patch_hash: str, unit: Unit, cfg: AggregateConfig) -> np.ndarray:
         if unit.path in self.scores:
             return self.scores[unit.path]
-        return open_store(store_url).read_array(unit_key("mutual", self.stage_hash, unit), "scores_tyx")
+        return open_store(store_url).read_array(unit_key("mutual", self.stage_hash, unit), MUTUAL_SCORES)
 
 
 Context = FewShotContext | MutualContext
@@ -83,8 +84,8 @@ def _memory(store_url: str, key: str | None, references: tuple[str, ...], source
     ``source`` keys the cache to the reference set."""
     store = open_store(store_url)
     if key is not None:
-        return store.read_array(key, "patches_tlyxc")
-    return np.concatenate([store.read_array(k, "patches_tlyxc") for k in references])
+        return store.read_array(key, PATCHES)
+    return np.concatenate([store.read_array(k, PATCHES) for k in references])
 
 
 def image_records(store: StageStore, image_hash: str, units: list[Unit]) -> dict[str, tuple[str, str]]:
@@ -105,7 +106,7 @@ def reference_units(store: StageStore, plan: StagePlan, few: FewShot, dataset: s
 
 
 def memory_context(store: StageStore, plan: StagePlan, few: FewShot, dataset: str, cls: str,
-                   tests: dict[str, tuple[str, str]], read_only: bool) -> Context:
+                   tests: dict[str, tuple[str, str]]) -> Context:
     """Build (or find) the class's reference memory; what aggregation needs to read it."""
     refs = reference_units(store, plan, few, dataset, cls)
     records = image_records(store, plan.hashes["image"], refs)
@@ -116,11 +117,11 @@ def memory_context(store: StageStore, plan: StagePlan, few: FewShot, dataset: st
     mh = stage_hash("memory", config, None, (plan.hashes[PATCH_STAGE],))
     key = class_key("memory", mh, dataset, cls)
     if not store.is_complete(key, source):
-        if read_only:  # aggregation concatenates the reference units itself
+        if store.read_only:  # aggregation concatenates the reference units itself
             return FewShotContext(source, None, tuple(ref_keys))
         store.ensure_stage("memory", mh, config, {PATCH_STAGE: plan.hashes[PATCH_STAGE]})
-        feats = np.concatenate([store.read_array(k, "patches_tlyxc") for k in ref_keys])
-        store.write_unit(key, {"patches_tlyxc": (feats, PATCH_DIMS)},
+        feats = np.concatenate([store.read_array(k, PATCHES) for k in ref_keys])
+        store.write_unit(key, {PATCHES: feats},
                          {"references": [u.path for u in refs], "files": [records[u.path][1] for u in refs]},
                          source=source)
     return FewShotContext(source, key, tuple(ref_keys))
@@ -143,24 +144,24 @@ def mutual_block(store_url: str, patch_hash: str, mh: str, mutual: Mutual, batch
     store = open_store(store_url)
 
     def read(path: str) -> np.ndarray:
-        return store.read_array(unit_key(PATCH_STAGE, patch_hash, Unit(*path.split("/"))), "patches_tlyxc")
+        return store.read_array(unit_key(PATCH_STAGE, patch_hash, Unit.parse(path)), PATCHES)
 
     blocks = ([(p, read(p)) for p in batch[i: i + block]] for i in range(0, len(batch), block))
     scores = mutual_scores({q: read(q) for q in queries}, blocks, mutual.mutual_fraction, mutual.neighbourhood)
     if not write:
         return scores
     for path, sc in scores.items():
-        store.write_unit(unit_key("mutual", mh, Unit(*path.split("/"))), {"scores_tyx": (sc, ("tile", "y", "x"))},
+        store.write_unit(unit_key("mutual", mh, Unit.parse(path)), {MUTUAL_SCORES: sc},
                          {"batch_images": len(batch)}, source=sources[path])
     store.index.flush(("mutual",))  # object storage: the units' documents into the index
     return {}
 
 
-def mutual_contexts(store_url: str, plan: StagePlan, mutual: Mutual, by_class: dict[str, dict[str, tuple]],
-                    read_only: bool, scheduler: str | Callable, block: int = 16) -> dict[str, Context]:
+def mutual_contexts(store: StageStore, plan: StagePlan, mutual: Mutual, by_class: dict[str, dict[str, tuple]],
+                    scheduler: str | Callable, block: int = 16) -> dict[str, Context]:
     """Compute the missing mutual scores of every class's batch (Dask: one task per ``block``
     query images); class -> context for aggregation."""
-    store, mh = open_store(store_url), mutual_hash(plan, mutual)
+    mh = mutual_hash(plan, mutual)
     digests, kept, jobs = {}, {}, []
     for cls, tests in sorted(by_class.items()):
         if len(tests) < 2:
@@ -168,13 +169,12 @@ def mutual_contexts(store_url: str, plan: StagePlan, mutual: Mutual, by_class: d
         batch_digest = digest([(p, sha) for p, (sha, _) in tests.items()])
         sources = {p: f"{sha}+{batch_digest}" for p, (sha, _) in tests.items()}
         digests[cls], kept[cls] = batch_digest, {}
-        pending = [p for p in sorted(tests) if not store.is_complete(unit_key("mutual", mh, Unit(*p.split("/"))),
-                                                                     sources[p])]
-        if pending and not read_only:
+        pending = [u.path for u in store.pending("mutual", mh, map(Unit.parse, sorted(tests)), sources).left]
+        if pending and not store.read_only:
             store.ensure_stage("mutual", mh, mutual_config(mutual), {PATCH_STAGE: plan.hashes[PATCH_STAGE]})
-        jobs += [(cls, dask.delayed(mutual_block)(store_url, plan.hashes[PATCH_STAGE], mh, mutual,
+        jobs += [(cls, dask.delayed(mutual_block)(store.url, plan.hashes[PATCH_STAGE], mh, mutual,
                                                   sorted(tests), pending[i: i + block], sources, block,
-                                                  not read_only))
+                                                  not store.read_only))
                  for i in range(0, len(pending), block)]
     results = dask.compute(*[j for _, j in jobs], scheduler=scheduler) if jobs else ()
     for (cls, _), scores in zip(jobs, results):
@@ -182,16 +182,14 @@ def mutual_contexts(store_url: str, plan: StagePlan, mutual: Mutual, by_class: d
     return {cls: MutualContext(digests[cls], mh, kept[cls]) for cls in digests}
 
 
-def patch_contexts(store_url: str, plan: StagePlan, variants: list[tuple[str, AggregateConfig]], units: list[str],
-                   dataset: str, read_only: bool, scheduler: str | Callable = "threads"
-                   ) -> dict[tuple[str, str], Context]:
+def patch_contexts(store: StageStore, plan: StagePlan, variants: list[tuple[str, AggregateConfig]], units: list[str],
+                   dataset: str, scheduler: str | Callable = "threads") -> dict[tuple[str, str], Context]:
     """``(variant hash, class) -> context`` for the few-shot and mutual variants among ``variants``
     (zero-shot ones need none). Checks that every test image has patch features."""
     patch_variants = [(vh, a) for vh, a in variants if a.patch is not None]
     if not patch_variants:
         return {}
-    store = open_store(store_url)
-    parsed = [Unit(*u.split("/")) for u in units]
+    parsed = [Unit.parse(u) for u in units]
     with_patches = {u.path for u in store.list_units(PATCH_STAGE, plan.hashes[PATCH_STAGE], dataset,
                                                      sorted({u.class_name for u in parsed}))}
     missing = [u.path for u in parsed if u.path not in with_patches]
@@ -206,8 +204,8 @@ def patch_contexts(store_url: str, plan: StagePlan, variants: list[tuple[str, Ag
     for vh, agg in patch_variants:
         if isinstance(agg.patch, FewShot):
             for cls, tests in by_class.items():
-                out[(vh, cls)] = memory_context(store, plan, agg.patch, dataset, cls, tests, read_only)
+                out[(vh, cls)] = memory_context(store, plan, agg.patch, dataset, cls, tests)
         else:
-            for cls, ctx in mutual_contexts(store_url, plan, agg.patch, by_class, read_only, scheduler).items():
+            for cls, ctx in mutual_contexts(store, plan, agg.patch, by_class, scheduler).items():
                 out[(vh, cls)] = ctx
     return out

@@ -17,7 +17,7 @@ from zsad.weights import locate_weights
 
 PRECOMPUTE_STAGES = ("image", "isnet", "sam", "foreground", "tiles", "clip_image", "clip_text", "clipseg")
 PATCH_STAGE = "clip_patch"  # opt-in (PipelineConfig.patches): written by the clip_image task
-PATCH_DIMS = ("tile", "layer", "y", "x", "channel")  # its array's dimensions
+
 
 
 def _spec(spec: ModelSpec) -> dict[str, Any]:

@@ -61,7 +61,7 @@ def decode_config(cfg: dict[str, Any]) -> PipelineConfig:
 
 
 def parse_units(units: Iterable[str]) -> list[Unit]:
-    return [Unit(*u.split("/")) for u in units]
+    return [Unit.parse(u) for u in units]
 
 
 _IMAGE_RECORDS: dict[tuple[str, str], dict[str, Any]] = {}  # the shard's image records, read once
@@ -82,7 +82,7 @@ def start_shard() -> None:
     forget_images()
     with _LOCK:
         for store in _STORES.values():
-            store.recent.clear()
+            store.backend.drop_kept()
 
 
 def pending(store: StageStore, stage: str, stage_hash: str, image_hash: str, units: list[Unit]
@@ -95,19 +95,13 @@ def pending(store: StageStore, stage: str, stage_hash: str, image_hash: str, uni
     the unit), unless one listing of its folder shows it absent. Not trusting the index
     (``--verify``) also reads every chunk of a complete unit and checks it (``verify_unit``).
     """
-    todo, confirmed, listed = [], {}, {}
-    for unit in units:
-        image = store.index.entries("image", image_hash, unit.dataset).get(unit.path)
-        done = store.index.entries(stage, stage_hash, unit.dataset).get(unit.path)
-        if image and done and done.get("source") == image.get("source"):
-            continue
-        sha, attrs = image_source(store, image_hash, unit)
-        key = unit_key(stage, stage_hash, unit)
-        if store.complete_attrs(key, sha, listed) is not None and (store.index.trusted or store.verify_unit(key)):
-            confirmed[unit.path] = {"source": sha}
-        else:
-            todo.append((unit, sha, attrs))
-    return todo, confirmed
+    def source(unit: Unit) -> str:  # the image version: from the index when it has it, else its record
+        indexed = store.index.entries("image", image_hash, unit.dataset).get(unit.path)
+        return indexed["source"] if indexed and indexed.get("source") else image_source(store, image_hash, unit)[0]
+
+    left = store.pending(stage, stage_hash, units, source)
+    todo = [(unit, *image_source(store, image_hash, unit)) for unit in left.left]
+    return todo, {path: {"source": sha} for path, sha in left.found.items()}
 
 
 def add_to_index(store: StageStore, stage: str, stage_hash: str, facts: dict[str, dict[str, Any]]) -> None:

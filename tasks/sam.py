@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from stores import unit_key
+from stores.schema import BOXES
 
 from .common import zsad_task
 from .decoded import image_of
@@ -28,9 +29,9 @@ def sam_masks(store_url: str, hashes: dict[str, str], units: list[str], cfg: dic
     def one(store, model, unit, sha, attrs):
         out = model.generate(image_of(attrs))
         store.write_unit(unit_key("sam", hashes["sam"], unit), {
-            "masks_packed": (pack_masks(out.masks_nhw), ("mask", "packed_byte")),
-            "scores_n": (out.scores_n, ("mask",)),
-            "boxes_xyxy": (out.boxes_xyxy, ("mask", "corner")),
+            "masks_packed": pack_masks(out.masks_nhw),
+            "scores_n": out.scores_n,
+            BOXES: out.boxes_xyxy,
         }, {"height": attrs["height"], "width": attrs["width"]}, source=sha)
 
     return run_stage(store_url, "sam", hashes, units, one,

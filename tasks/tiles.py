@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from stores import unit_key
+from stores.schema import BOXES, COMPONENTS
 from zsad.tiling import tile_image
 
 from .common import zsad_task
@@ -19,8 +20,8 @@ def tiles(store_url: str, hashes: dict[str, str], units: list[str], cfg: dict[st
         key = unit_key("foreground", hashes["foreground"], unit)
         t = tile_image(store.read_array(key, "labels_hw"), store.read_array(key, "parts_c"), pc.tiling)
         store.write_unit(unit_key("tiles", hashes["tiles"], unit), {
-            "boxes_xyxy": (t.boxes_xyxy, ("tile", "corner")), "component_t": (t.component_t, ("tile",)),
-            "kind_t": (t.kind_t, ("tile",)),
+            BOXES: t.boxes_xyxy, COMPONENTS: t.component_t,
+            "kind_t": t.kind_t,
         }, source=sha)
 
     return run_stage(store_url, "tiles", hashes, units, one)

@@ -157,7 +157,7 @@ def test_a_unit_rewritten_in_place_never_reads_mixed(s3, s3_env):
     reader = StageStore(store)
     assert (reader.read_array(key, "v") == np.arange(3)).all() and reader.verify_unit(key)
     spec, chunk = encode_array(np.zeros(3, np.int64), ("t",))  # bob's first chunk lands, then bob dies
-    sync(bob.objects.fs._pipe_file(f"{bob.objects.root}/{key}/v/{spec.chunk_key}", chunk))
+    sync(bob.backend.objects.fs._pipe_file(f"{bob.backend.objects.root}/{key}/v/{spec.chunk_key}", chunk))
     fresh = StageStore(store)
     assert fresh.is_complete(key, "sha-1")  # the marker is alice's...
     assert fresh.read_complete(key, ("v", "w")) is None and not fresh.verify_unit(key)  # ...the chunks disagree

@@ -22,7 +22,7 @@ def test_key_grammar_and_validation():
 def test_crash_mid_write_leaves_nothing_that_looks_finished(tmp_path, monkeypatch, writer):
     """Ctrl-C after the arrays, before the marker, in either local writer (zarr-python for
     large or text arrays, ``stores.fastio`` plain files for small numeric ones)."""
-    from stores import fastio
+    from stores import backends, fastio
     st = StageStore(tmp_path / "s.zarr")
     key = unit_key("isnet", "h1", Unit("d", "c", "test", "img"))
     st.write_unit(key, {"prob_hw": (np.ones((4, 4), np.uint8), ("y", "x"))}, source="sha")
@@ -40,7 +40,7 @@ def test_crash_mid_write_leaves_nothing_that_looks_finished(tmp_path, monkeypatc
     def broken():
         if writer == "zarr":
             monkeypatch.setattr(fastio, "writable", lambda arrays: False)
-            monkeypatch.setattr(StageStore, "_fill", staticmethod(crash_zarr))
+            monkeypatch.setattr(backends, "fill_group", crash_zarr)
         else:
             monkeypatch.setattr(fastio, "write_group", crash_plain)
 
@@ -67,7 +67,7 @@ def test_plain_units_read_by_zarr_and_xarray(tmp_path):
     import xarray as xr
     import zarr
 
-    from stores import fastio
+    from stores import backends, fastio
     st = StageStore(tmp_path / "s.zarr")
     key = unit_key("fused", "h", Unit("d", "c", "test", "img"))
     rng = np.random.default_rng(0)
@@ -99,7 +99,7 @@ def test_temp_folders_of_dead_writers_are_swept_and_live_ones_kept(tmp_path):
     import os
     import subprocess
     import sys
-    from stores.zarr_store import _HOST
+    from stores.temps import _HOST
     st = StageStore(tmp_path / "s.zarr")
     st.write_unit("tiles/abc/ds/cls/test/img", {"x": (np.zeros(3), ("t",))})
     split = tmp_path / "s.zarr" / "tiles" / "abc" / "ds" / "cls" / "test"
