@@ -17,7 +17,7 @@ def list_stages(store: str) -> list[dict[str, Any]]:
     st = open_store(store)
     rows = []
     for stage, h, attrs in st.stages():
-        n = sum(1 for _ in _units(st, f"{stage}/{h}"))
+        n = _count_units(st, stage, h)
         rows.append({"stage": stage, "hash": h, "units": n, "config": attrs.get("config"),
                      "bytes": st.size_bytes(f"{stage}/{h}")})
     return rows
@@ -51,17 +51,20 @@ def sizes(store: str) -> dict[str, Any]:
                           "bytes": r["bytes"]} for r in rows]}
 
 
-def _units(st, base: str):
+def _count_units(st, stage: str, stage_hash: str) -> int:
+    """Complete units of a stage group: per image (``list_units``), per class (``clip_text``,
+    ``memory``: ``<dataset>/<class>``) or per class of a variant (``thresholds/<variant>/<class>``)."""
+    base, n = f"{stage}/{stage_hash}", 0
     for ds in st.children(base):
-        if st.is_complete(f"{base}/{ds}"):  # thresholds/<variant>/<class>
-            yield ds
+        if st.is_complete(f"{base}/{ds}"):
+            n += 1
             continue
-        for cls in st.children(f"{base}/{ds}"):
-            if st.is_complete(f"{base}/{ds}/{cls}"):
-                yield cls
-                continue
-            for sp in st.children(f"{base}/{ds}/{cls}"):
-                yield from st.children(f"{base}/{ds}/{cls}/{sp}")
+        classes = st.children(f"{base}/{ds}")
+        per_image = [c for c in classes if not st.is_complete(f"{base}/{ds}/{c}")]
+        n += len(classes) - len(per_image)
+        if per_image:
+            n += len(st.list_units(stage, stage_hash, ds, per_image))
+    return n
 
 
 def _kept(keep_configs: list[str]) -> tuple[set[str], list[tuple[str, Any]]]:

@@ -12,6 +12,7 @@ error (nothing was scored); 130 interrupted (finished units are kept).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -19,40 +20,42 @@ from typing import Any
 
 from zsad.sweep import format_axes, parse_axes, with_shots
 
-from .cli_args import _common, _positive_int, _predict_args, _shots_args, _store_args, cluster_args
+from .cli_args import _common, _positive_int, _predict_args, _shots_args, _store_args, prefect_arg
 from .cli_args import fraction as _fraction
+from .commands import add_flow_args, call_flow, flow_kwargs
 from .settings import apply_defaults
 
 EXIT_PARTIAL, EXIT_ERROR, EXIT_INTERRUPTED = 1, 2, 130
 
 
-def build_parser() -> argparse.ArgumentParser:
+FLOW_COMMANDS = {  # command -> (module, flow): their options are the flow's parameters (``flows.commands``)
+    "precompute": ("flows.precompute", "precompute"),
+    "aggregate": ("flows.aggregate", "aggregate"),
+    "evaluate": ("flows.evaluate", "evaluate"),
+}
+
+
+def _flow(command: str) -> Any:
+    module, name = FLOW_COMMANDS[command]
+    return getattr(importlib.import_module(module), name)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The ``zsad`` parser. A flow command's options are generated from its flow, whose module
+    (Prefect, Dask) is imported only when ``argv`` names that command (``zsad --help`` and the
+    other commands start without it); ``argv`` None builds every command."""
+    named = next((a for a in (argv or []) if not a.startswith("-")), None)
+    full = argv is None
     ap = argparse.ArgumentParser(prog="zsad", description="Zero-shot industrial anomaly detection (cached DAG).")
     sub = ap.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="synthetic data + tiny models: the whole pipeline, a table, heatmaps, a report")
     d.add_argument("--out", default="zsad-demo")
     d.add_argument("--image-size", type=_positive_int, default=192)
     p = sub.add_parser("precompute", help="compute and cache every expensive stage of a data set")
-    _common(p, dataset=False)
-    p.add_argument("--dataset", default="synthetic", choices=["visa", "mvtec", "folder", "synthetic"])
-    p.add_argument("--root", required=True, help="data set folder")
-    p.add_argument("--name", default=None, help="name of the data set in the store (default: its kind)")
-    p.add_argument("--classes", nargs="*", default=None)
-    p.add_argument("--shard-size", type=_positive_int, default=32)
-    p.add_argument("--images-per-batch", type=_positive_int, default=None,
-                   help="GPU: tiles of N images per CLIP/CLIPSeg batch (default 1: exact; >1 gets its own cache)")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=None,
-                   help="CLIP/CLIPSeg under autocast (default fp32; others get their own cache)")
-    p.add_argument("--verify", action="store_true", help="read every unit's completeness marker instead of "
-                                                         "trusting the unit index (object storage)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the config's)")
-    p.add_argument("--patches", action="store_true", help="also cache CLIP patch tokens (few-shot and mutual modes; "
-                                                          "~1.6 MB per tile with the paper's CLIP)")
-    p.add_argument("--split", choices=["test", "train"], default="test",
-                   help="train: cache the normal training images (references of the few-shot mode)")
-    p.add_argument("--fusions", type=_fusions, default=(), help="also build the fused maps of these fusion methods "
-                   "(e.g. harmonic,geometric; aggregation otherwise builds them on first need)")
-    cluster_args(p, "the shards (each worker loads the models once)")
+    if full or named == "precompute":
+        add_flow_args(p, _flow("precompute"), {"dataset": {"choices": ["visa", "mvtec", "folder", "synthetic"],
+                                                    "help": "the data set's layout (its name in the store: --name)"}})
+        prefect_arg(p)
     pr = sub.add_parser("predict", help="score images or folders: scores.csv, a heatmap panel per image")
     pr.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
     _common(pr, dataset=False, prefect=False)
@@ -67,29 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
     _predict_args(cb)
     cb.add_argument("--fpr", type=_fraction, default=0.01, help="target false-alarm rate on good images")
     a = sub.add_parser("aggregate", help="scores and maps of variants, from the store only (Dask)")
-    _common(a)
-    a.add_argument("--variants", default="seed", help="'seed', 'grid' or 'fusion=harmonic,geometric;top_fraction=.25,.5'")
-    a.add_argument("--scheduler", default="auto", choices=["auto", "threads", "processes", "synchronous"],
-                   help="auto = threads (the hot loops release the GIL; processes measured slower)")
-    cluster_args(a, "the mutual pass and the aggregation chunks")
-    a.add_argument("--save-maps", action="store_true", help="also store each image's full-size map (float16)")
-    _shots_args(a)
+    if full or named == "aggregate":
+        add_flow_args(a, _flow("aggregate"))
+        prefect_arg(a)
+        _shots_args(a)
     e = sub.add_parser("evaluate", help="metrics per class and mean; stores F1-max and FPR thresholds")
-    _common(e)
-    e.add_argument("--device", default=None, help="cuda: paste and count the maps on the GPU (and precompute there "
-                                                  "with --root); default cpu")
-    e.add_argument("--variants", default="seed")
-    e.add_argument("--out", default="zsad-results")
-    e.add_argument("--pixel-size", type=_positive_int, default=None,
-                   help="evaluate pixels at this square size (default: full)")
-    e.add_argument("--fpr", type=_fraction, default=0.01, help="also store thresholds at this FPR on normal images")
-    cluster_args(e, "the precompute (with --root), the mutual pass and the aggregation")
-    e.add_argument("--save-maps", action="store_true", help="also store each image's full-size map (float16)")
-    _shots_args(e)
-    e.add_argument("--root", default=None, help="with --dataset visa|mvtec: precompute this data set first")
-    e.add_argument("--read-only", action="store_true",
-                   help="write nothing to the store (read-only access to a shared cache): metrics and thresholds "
-                        "only in --out")
+    if full or named == "evaluate":
+        add_flow_args(e, _flow("evaluate"))
+        prefect_arg(e)
+        _shots_args(e)
+        e.add_argument("--root", default=None, help="with --dataset visa|mvtec: precompute this data set first")
     r = sub.add_parser("report", help="a self-contained HTML report of a run")
     _common(r, prefect=False)
     r.add_argument("--out", default="zsad-report")
@@ -131,36 +121,12 @@ def _report_failures(command: str, out: dict[str, Any]) -> None:
               f"{len(out['failed'])} failed (listed above)", file=sys.stderr)
 
 
-def _fusions(text: str) -> tuple[str, ...]:
-    names = tuple(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))
-    from zsad.config import FUSIONS
-    bad = [n for n in names if n not in FUSIONS]
-    if bad or not names:
-        raise argparse.ArgumentTypeError(f"fusions are harmonic, arithmetic or geometric (comma-separated), got {text!r}")
-    return names
-
-
 def _precompute(args: argparse.Namespace) -> dict[str, Any]:
-    from .configs import load_pipeline_config
-    from .precompute import dataset_name, precompute, run_precompute
-    from zsad.datasets import read_dataset
-    name, shard = getattr(args, "name", None), getattr(args, "shard_size", 32)
-    device, verify = getattr(args, "device", None), getattr(args, "verify", False)
-    patches, split = getattr(args, "patches", None) or None, getattr(args, "split", "test")
-    speed = {"images_per_batch": getattr(args, "images_per_batch", None), "precision": getattr(args, "precision", None)}
-    cluster = {"dask_address": getattr(args, "dask_address", None), "shared_path": getattr(args, "shared_path", False)}
-    if _orchestrated(args):
-        if any(v is not None for v in speed.values()):
-            raise ValueError("--images-per-batch/--precision with --prefect: put them in a JSON config instead")
-        out = precompute(dataset=args.dataset, root=args.root, store=args.store, config=args.config,
-                         classes=args.classes, name=name, shard_size=shard, device=device, verify=verify,
-                         patches=patches, split=split, fusions=list(getattr(args, "fusions", ())), **cluster)
-    else:
-        out = run_precompute(read_dataset(args.dataset, args.root, args.classes, split), dataset_name(args.dataset, name),
-                             args.store, load_pipeline_config(args.config, device=device, patches=patches, **speed), shard,
-                             verify=verify, fusions=tuple(getattr(args, "fusions", ())), **cluster)
+    """``precompute`` (also ``evaluate --root``): the flow's parameters from the command line."""
+    from .precompute import precompute
+    out = call_flow(precompute, flow_kwargs(args, precompute), _orchestrated(args))  # evaluate --root: the rest default
     _report_failures("precompute", out)
-    if cluster["dask_address"]:
+    if getattr(args, "dask_address", None):
         for worker, w in sorted(out.get("workers", {}).items(), key=lambda kv: str(kv[0])):
             loads = ", ".join(f"{k} {v}" for k, v in sorted(w["models_loaded"].items())) or "none (already loaded)"
             print(f"zsad precompute: worker {worker}: {w['images']} images in {w['shards']} shards; "
@@ -221,28 +187,16 @@ def run(args: argparse.Namespace) -> Any:  # noqa: C901 - a flat dispatch table
                             args.device, reference=args.reference)
         _report_failures("calibrate", out)
         return out
-    if args.command == "aggregate":
-        from .aggregate import aggregate, run_variants
-        kw = dict(store=args.store, dataset=args.dataset, config=args.config, variants=_few_shot_spec(args),
-                  classes=args.classes, scheduler=args.scheduler, dask_address=args.dask_address, save_maps=args.save_maps,
-                  shared_path=args.shared_path)
-        if _orchestrated(args):
-            return aggregate(**kw)
-        return {vh: o.summary() for vh, o in run_variants(**kw).items()}
-    if args.command == "evaluate":
-        from .evaluate import evaluate, run_evaluate
-        if args.root and args.read_only:
-            raise ValueError("--root precomputes into the store; with --read-only run it without --root")
-        if args.root:
+    if args.command in ("aggregate", "evaluate"):
+        flow = _flow(args.command)
+        if args.command == "evaluate" and args.root:
+            if args.read_only:
+                raise ValueError("--root precomputes into the store; with --read-only run it without --root")
             if _precompute(args)["failed"]:
                 raise ValueError("some images of the data set could not be computed (listed above); fix or remove "
                                  "them: metrics over part of a data set would not compare with published ones")
-        fn = evaluate if _orchestrated(args) else run_evaluate
-        fn(store=args.store, dataset=args.dataset, config=args.config,
-           variants=_few_shot_spec(args), classes=args.classes, out_dir=args.out, pixel_size=args.pixel_size, fpr=args.fpr, save_maps=args.save_maps,
-           read_only=args.read_only, device=args.device or "cpu", dask_address=args.dask_address,
-           shared_path=args.shared_path)
-        return {"quiet": True}
+        out = call_flow(flow, flow_kwargs(args, flow, variants=_few_shot_spec(args)), _orchestrated(args))
+        return out if args.command == "aggregate" else {"quiet": True}
     if args.command == "report":
         from .report import build_report
         return {"report": str(build_report(args.store, args.dataset, args.config, args.out, args.variants,
@@ -269,7 +223,8 @@ def run(args: argparse.Namespace) -> Any:  # noqa: C901 - a flat dispatch table
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
     apply_defaults()
     if getattr(args, "storage_options", None):
         from stores.options import STORAGE_OPTIONS_ENV
@@ -280,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[STORAGE_OPTIONS_ENV] = args.storage_options  # tasks and child processes open it alike
     try:
         out = run(args)
-    except (ValueError, TypeError, OSError) as exc:
+    except (ValueError, OSError) as exc:  # bad input; a TypeError is a bug: its traceback is shown
         print(f"zsad {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

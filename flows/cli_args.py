@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -28,7 +29,7 @@ def fraction(text: str) -> float:
 SECRET_WORDS = ("secret", "password", "token", "key")
 
 
-def _storage_options(text: str) -> str:
+def storage_options_arg(text: str) -> str:
     """Check ``--storage-options`` (non-secret fsspec options as JSON); passed on through the
     environment so every task and worker process opens the store the same way."""
     try:
@@ -46,9 +47,19 @@ def _storage_options(text: str) -> str:
     return text
 
 
+def fusions_arg(text: str) -> tuple[str, ...]:
+    """``--fusions harmonic,geometric``: fusion method names, checked."""
+    names = tuple(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))
+    from zsad.variants import FUSIONS
+    bad = [n for n in names if n not in FUSIONS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"fusions are harmonic, arithmetic or geometric (comma-separated), got {text!r}")
+    return names
+
+
 def _store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", default="zsad-store.zarr", help="Zarr store: a path or any fsspec URL (s3://bucket/x.zarr)")
-    p.add_argument("--storage-options", type=_storage_options, default=None,
+    p.add_argument("--storage-options", type=storage_options_arg, default=None,
                    help="fsspec options of a remote store as JSON, e.g. '{\"endpoint_url\": \"http://host:9000\"}' "
                         "(or $ZSAD_STORAGE_OPTIONS); credentials from the AWS_* environment or ~/.aws")
 
@@ -90,3 +101,8 @@ def cluster_args(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--shared-path", action="store_true",
                    help="the local --store path is mounted at the same absolute path on every Dask worker "
                         "(otherwise a cluster needs object storage)")
+
+
+def prefect_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--prefect", action="store_true",
+                   help="run as a Prefect flow (shown in the UI of the server PREFECT_API_URL names)")

@@ -134,17 +134,20 @@ def precompute(dataset: str = "synthetic", root: str = "zsad-demo/data", store: 
                shard_size: int = 32, device: str | None = None, progress: bool = True,
                verify: bool = False, patches: bool | None = None, split: str = "test",
                fusions: list[str] | None = None, dask_address: str | None = None,
-               shared_path: bool = False) -> dict[str, Any]:
+               shared_path: bool = False, images_per_batch: int | None = None,
+               precision: str | None = None) -> dict[str, Any]:
     """Compute and cache IS-Net, SAM, foreground, tiles, CLIP and CLIPSeg outputs for a data set.
 
     Re-running skips every complete unit; an interrupted run resumes where it stopped. ``patches``
     adds CLIP patch tokens (the few-shot and mutual modes); ``split="train"`` caches the data
     set's normal training images (the few-shot mode's references). ``dask_address``: the shards
     run on that Dask cluster, as the tasks of a sub-flow on Prefect's ``DaskTaskRunner``.
+    ``images_per_batch``/``precision`` override the config's (GPU speed; their own cache).
     """
     params = dict(dataset=dataset, root=root, store=store, config=config, classes=classes, name=name,
                   shard_size=shard_size, device=device, progress=progress, verify=verify, patches=patches,
-                  split=split, fusions=fusions, dask_address=dask_address, shared_path=shared_path)
+                  split=split, fusions=fusions, dask_address=dask_address, shared_path=shared_path,
+                  images_per_batch=images_per_batch, precision=precision)
     if not dask_address:
         return _precompute_here(**params)
     check_shared_store(store, dask_address, shared_path)  # before a cluster is contacted
@@ -154,9 +157,10 @@ def precompute(dataset: str = "synthetic", root: str = "zsad-demo/data", store: 
 
 def _precompute_here(dataset: str, root: str, store: str, config: str, classes: list[str] | None, name: str | None,
                      shard_size: int, device: str | None, progress: bool, verify: bool, patches: bool | None,
-                     split: str, fusions: list[str] | None, dask_address: str | None, shared_path: bool
-                     ) -> dict[str, Any]:
-    cfg = load_pipeline_config(config, device=device, patches=patches)
+                     split: str, fusions: list[str] | None, dask_address: str | None, shared_path: bool,
+                     images_per_batch: int | None = None, precision: str | None = None) -> dict[str, Any]:
+    cfg = load_pipeline_config(config, device=device, patches=patches, images_per_batch=images_per_batch,
+                               precision=precision)
     return run_precompute(read_dataset(dataset, root, classes, split), dataset_name(dataset, name), store, cfg,
                           shard_size, progress, verify, tuple(fusions or ()), dask_address, shared_path)
 

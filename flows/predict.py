@@ -24,8 +24,8 @@ from tasks.runtime import failure_text, open_store, unit_error
 from zsad.config import AggregateConfig, to_jsonable
 from zsad.datasets import Sample, image_ids, load_image, scan_folder
 from zsad.evaluation import ClassEvaluator
-from zsad.plots import prediction_panel, save_png
-from zsad.predict import describe
+from zsad.plots import save_png
+from zsad.predict import panel_png
 from zsad.thresholds import Threshold, decide
 from zsad.variants import FewShot
 
@@ -98,7 +98,7 @@ def score_files(paths: list[str], class_name: str, store: str, config: str, agg:
     if reference is not None:
         errors += cache_references(reference, [class_name], store, cfg, agg.patch.reference, progress)
     ids = image_ids([f.as_posix() for f in files])
-    samples = [Sample(str(f), class_name, "test", -1, None, i, "") for f, i in zip(files, ids)]  # unlabelled
+    samples = [Sample.unlabelled(f, class_name, i) for f, i in zip(files, ids)]
     Unit(name, class_name, "test", "x")  # checks the names before any work
     done: set[str] = set()
     if samples:
@@ -173,9 +173,9 @@ def _scored_row(st, sample: Sample, unit: str, vh: str, decision: Decision, png_
     row = {"path": sample.path, "class": sample.class_name, "status": "scored", "sample_score": score,
            "decision": verdict, **decision.as_row(), "variant": label, "variant_hash": vh, "heatmap": ""}
     if png_path is not None:
-        title = f"{Path(sample.path).name} — {describe(sample.class_name, score, decision.image, verdict)}"
-        png = prediction_panel(load_image(sample.path), st.read_array(key, PIXEL_MAP), title, verdict,
-                               decision.pixel)
+        png = panel_png(image_hw3=load_image(sample.path), pixel_map_hw=st.read_array(key, PIXEL_MAP),
+                        class_name=sample.class_name, score=score, threshold=decision.image,
+                        pixel_threshold=decision.pixel, caption=Path(sample.path).name)
         row["heatmap"] = str(save_png(png, png_path))
     return row
 

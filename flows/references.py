@@ -56,8 +56,7 @@ def reference_samples(folder: str | Path, classes: list[str]) -> list[Sample]:
             raise ValueError(f"--reference {folder}: no folder {sub} of normal {cls} images; give one subfolder "
                              "per class (or evaluate one class with --classes)")
         files = _files(sub if sub.is_dir() else root)
-        out += [Sample(str(f), cls, "train", 0, None, i, "good")
-                for f, i in zip(files, image_ids([f.as_posix() for f in files]))]
+        out += [Sample.reference(f, cls, i) for f, i in zip(files, image_ids([f.as_posix() for f in files]))]
     return out
 
 

@@ -18,9 +18,8 @@ from stores.options import library_versions
 from stores.schema import BOXES
 from tasks.aggregate import pixel_map
 from zsad.datasets import known_ground_truth, load_image
-from zsad.plots import class_charts, prediction_panel, save_png
-from zsad.predict import describe
-from zsad.thresholds import decide
+from zsad.plots import class_charts, save_png
+from zsad.predict import panel_png
 
 
 def png_uri(data: bytes, path: Path) -> str:
@@ -53,12 +52,10 @@ def example_panel(st, plan, agg, row, out: Path, caption: str, found: dict | Non
     pixel = pixel_map(st.url, plan, agg, row["unit"],  # computed now: variants store no maps
                       (contexts or {}).get(unit.class_name))
     t_img, t_pix = ((found or {}).get(level, {}).get("f1") for level in ("image", "pixel"))
-    threshold = t_img.value if t_img else None
-    verdict = decide(row["score"], threshold)
     boxes = st.read_array(unit_key("tiles", plan.hashes["tiles"], unit), BOXES)
-    png = prediction_panel(img, pixel, f"{caption} — {unit.image_id}: "
-                           f"{describe(unit.class_name, row['score'], threshold, verdict)}", verdict,
-                           t_pix.value if t_pix else None, mask, boxes_xyxy=boxes)
+    png = panel_png(image_hw3=img, pixel_map_hw=pixel, class_name=unit.class_name, score=row["score"],
+                    threshold=t_img.value if t_img else None, pixel_threshold=t_pix.value if t_pix else None,
+                    caption=f"{caption} — {unit.image_id}", gt_mask_hw=mask, boxes_xyxy=boxes)
     src = png_uri(png, out / "examples" / unit.class_name / f"{unit.image_id}.png")
     return {"src": src, "alt": unit.image_id, "caption": f"{caption} — {unit.image_id}, score {row['score']:.3f}"}
 

@@ -6,9 +6,7 @@
   and its group document (the marker, holding each chunk's CRC-32) last, in a few requests
   (``objectio``); what this process wrote or read is kept in memory (``recent``).
 
-Both answer the same calls (``attrs``, ``write``, ``read``, ``verify``, ``ensure_stage``,
-``require_parents``, ``children``, ``remove``, ``size_bytes``, ``sweep_temps``, ``forget``);
-``StageStore`` decides what is complete and never asks which backend it has.
+Both answer the same calls; ``StageStore`` decides what is complete and never asks which.
 """
 
 from __future__ import annotations

@@ -11,13 +11,12 @@ from stores import unit_key
 from stores.schema import EMBEDDINGS, PATCHES
 
 from .common import zsad_task
-from .crops import image_crops, split_rows
-from .runtime import decode_config, get_model, run_stage
-
+from .crops import image_crops, run_tile_stage, split_rows
+from .runtime import decode_config, get_model
 
 
 def _writer(hashes: dict[str, str], stages: tuple[str, ...], layers: tuple[int, ...] | None):
-    """``(one, many)`` compute functions for ``run_stage`` writing the units of ``stages``."""
+    """The ``write_images`` of ``run_tile_stage`` writing the units of ``stages``."""
 
     def many(store, model, items):  # tiles of several images in shared batches (images_per_batch > 1)
         crops = [image_crops(store, hashes["tiles"], unit, attrs) for unit, _, attrs in items]
@@ -36,10 +35,7 @@ def _writer(hashes: dict[str, str], stages: tuple[str, ...], layers: tuple[int, 
                                  {PATCHES: np.ascontiguousarray(p)},
                                  {"layers": used, "grid": list(p.shape[2:4])}, source=sha)
 
-    def one(store, model, unit, sha, attrs):  # a batch of one image: the exact per-image mode
-        many(store, model, [(unit, sha, attrs)])
-
-    return one, many
+    return many
 
 
 @zsad_task("clip_image")
@@ -50,12 +46,10 @@ def clip_image(store_url: str, hashes: dict[str, str], units: list[str], cfg: di
         return get_model(pc.clip, device=pc.device, batch_size=pc.batch_size, precision=pc.precision)
 
     stages = ("clip_image", "clip_patch") if pc.patches else ("clip_image",)
-    one, many = _writer(hashes, stages, pc.patch_layers)
-    out = run_stage(store_url, "clip_image", hashes, units, one, setup, decodes=True, compute_group=many,
-                    group=pc.images_per_batch)
+    out = run_tile_stage(store_url, "clip_image", hashes, units, _writer(hashes, stages, pc.patch_layers), setup,
+                         pc.images_per_batch)
     if pc.patches:  # images whose embeddings were cached before patches were asked for: patches only
-        one, many = _writer(hashes, ("clip_patch",), pc.patch_layers)
-        more = run_stage(store_url, "clip_patch", hashes, out["done"], one, setup, decodes=True,
-                         compute_group=many, group=pc.images_per_batch)
+        more = run_tile_stage(store_url, "clip_patch", hashes, out["done"],
+                              _writer(hashes, ("clip_patch",), pc.patch_layers), setup, pc.images_per_batch)
         out = {"done": more["done"], "failed": out["failed"] + more["failed"]}
     return out

@@ -10,17 +10,14 @@ from zsad.pixelmaps import store_maps
 from zsad.prompts import localising_prompts
 
 from .common import zsad_task
-from .crops import image_crops, split_rows
-from .runtime import decode_config, get_model, run_stage
+from .crops import image_crops, run_tile_stage, split_rows
+from .runtime import decode_config, get_model
 
 
 @zsad_task("clipseg")
 def clipseg_maps(store_url: str, hashes: dict[str, str], units: list[str], cfg: dict[str, Any]) -> dict[str, list]:
     pc = decode_config(cfg)
     prompts = localising_prompts(pc.prompts.localising)
-
-    def one(store, model, unit, sha, attrs):  # a batch of one image: the exact per-image mode
-        many(store, model, [(unit, sha, attrs)])
 
     def many(store, model, items):  # tiles of several images in shared batches (images_per_batch > 1)
         crops = [image_crops(store, hashes["tiles"], unit, attrs) for unit, _, attrs in items]
@@ -29,6 +26,6 @@ def clipseg_maps(store_url: str, hashes: dict[str, str], units: list[str], cfg: 
                              {MAPS: store_maps(logits, pc.map_dtype),
                               "prompt": list(prompts)}, {"prompts": list(prompts)}, source=sha)
 
-    return run_stage(store_url, "clipseg", hashes, units, one,
-                     lambda: get_model(pc.clipseg, device=pc.device, batch_size=pc.batch_size, precision=pc.precision),
-                     decodes=True, compute_group=many, group=pc.images_per_batch)
+    return run_tile_stage(store_url, "clipseg", hashes, units, many,
+                          lambda: get_model(pc.clipseg, device=pc.device, batch_size=pc.batch_size,
+                                            precision=pc.precision), pc.images_per_batch)

@@ -8,6 +8,8 @@ runs get their own stage hash.
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import numpy as np
 
 from stores import StageStore, Unit, unit_key
@@ -15,6 +17,7 @@ from stores.schema import BOXES
 from zsad.tiling import crop_tiles
 
 from .decoded import image_of
+from .runtime import run_stage
 
 
 def image_crops(store: StageStore, tiles_hash: str, unit: Unit, image: dict) -> list[np.ndarray]:
@@ -26,3 +29,16 @@ def image_crops(store: StageStore, tiles_hash: str, unit: Unit, image: dict) -> 
 def split_rows(rows: np.ndarray, crops: list[list[np.ndarray]]) -> list[np.ndarray]:
     """Cut a batch computed over several images' tiles back into one array per image."""
     return np.split(rows, np.cumsum([len(c) for c in crops])[:-1])
+
+
+def run_tile_stage(store_url: str, stage: str, hashes: dict[str, str], units: list[str],
+                   write_images: Callable[[StageStore, Any, list[tuple[Unit, str, dict]]], None],
+                   setup: Callable[[], Any], images_per_batch: int) -> dict[str, list]:
+    """``run_stage`` for a tile encoder: ``write_images(store, model, [(unit, sha256, attrs), ...])``
+    encodes the tiles of ``images_per_batch`` images in shared batches and writes their units;
+    one image at a time is the exact per-image mode (and how a failed batch finds its bad image)."""
+    def one(store: StageStore, model: Any, unit: Unit, sha: str, attrs: dict) -> None:
+        write_images(store, model, [(unit, sha, attrs)])
+
+    return run_stage(store_url, stage, hashes, units, one, setup, decodes=True, compute_group=write_images,
+                     group=images_per_batch)

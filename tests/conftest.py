@@ -1,8 +1,16 @@
-"""Session fixtures: tiny random-weight models, a synthetic data set, an isolated Prefect home."""
+"""Session fixtures: tiny random-weight models, a synthetic data set and its precomputed store,
+an isolated Prefect home; the rule for tests that need a server.
+
+Tiers (markers in pyproject.toml): ``slow`` (minutes of work), ``server`` (a real Prefect
+server, moto's S3 server or a Dask cluster), ``browser`` (headless chromium). ``-m "not slow"``
+is the everyday tier. A server or browser that cannot start skips its tests here, and fails
+them where ``ZSAD_REQUIRE_SERVERS=1`` (``.ci/run`` sets it): CI never passes by skipping.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 # Prefect must see these before it is imported anywhere in the session.
@@ -15,6 +23,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "60")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest  # noqa: E402
+from requires import unavailable  # noqa: E402
 
 from zsad.config import PipelineConfig  # noqa: E402
 from zsad.datasets import SyntheticSpec, read_dataset, write_synthetic  # noqa: E402
@@ -44,6 +53,30 @@ def synthetic_samples(synthetic_root):
 
 
 @pytest.fixture(scope="session")
+def precomputed_store(synthetic_root, tmp_path_factory):
+    """The synthetic set precomputed once per session with the tiny models (no Prefect). Tests
+    that only read it take it as is; tests that write take ``store_copy``."""
+    from flows.precompute import run_precompute
+    from tasks import runtime
+    store = str(tmp_path_factory.mktemp("precomputed") / "store.zarr")
+    out = run_precompute(read_dataset("synthetic", synthetic_root), "synthetic", store, PipelineConfig.tiny(),
+                         progress=False)
+    assert not out["failed"], out["failed"]
+    runtime.forget_stores()
+    return store
+
+
+@pytest.fixture()
+def store_copy(precomputed_store, tmp_path):
+    """A private copy of ``precomputed_store`` (a local folder copy: seconds less than a precompute)."""
+    from tasks import runtime
+    dest = tmp_path / "store.zarr"
+    shutil.copytree(precomputed_store, dest)
+    runtime.forget_stores()
+    return str(dest)
+
+
+@pytest.fixture(scope="session")
 def prefect_harness():
     """One ephemeral Prefect API for the whole session (8-17 s to start)."""
     from prefect.testing.utilities import prefect_test_harness
@@ -59,13 +92,13 @@ def s3(tmp_path_factory):
     """moto's S3 server in its own process on 127.0.0.1, for the session."""
     import importlib.util
     if any(importlib.util.find_spec(m) is None for m in ("moto", "flask", "s3fs")):
-        pytest.skip("moto[server] and s3fs (the test extra) are not installed")
+        unavailable("moto[server] and s3fs (the test extra) are not installed")
     from stores.s3server import LocalS3
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     try:
         server = LocalS3(log=log).__enter__()
     except RuntimeError as exc:
-        pytest.skip(f"{exc}; log: {log.read_text()[-2000:] if log.exists() else ''}")
+        unavailable(f"{exc}; log: {log.read_text()[-2000:] if log.exists() else ''}")
     yield server
     server.__exit__()
 

@@ -19,6 +19,8 @@ from zsad.config import AggregateConfig, PipelineConfig
 from zsad.datasets import ImageLimits, load_image, read_folder
 from zsad.datasets.decode import ImageError
 
+pytestmark = pytest.mark.xdist_group("bad_inputs")  # its module fixture is built once
+
 ROOT = Path(__file__).resolve().parents[1]
 ZSAD = str(Path(sys.executable).with_name("zsad"))
 
@@ -34,6 +36,7 @@ def test_corpus_covers_at_least_18_kinds(corpus):
     assert len(expect) >= 18 and {o for o, _ in expect.values()} == {"scored", "error", "skipped"}
 
 
+@pytest.mark.slow
 def test_corpus_precompute_and_aggregate(corpus, tmp_path):
     root, expect = corpus
     store = str(tmp_path / "store.zarr")

@@ -11,8 +11,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from stores import StageStore
+
+pytestmark = [pytest.mark.slow]
 
 ZSAD = str(Path(sys.executable).with_name("zsad"))
 

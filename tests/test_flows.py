@@ -41,6 +41,7 @@ def _config_file(tmp_path, cfg: PipelineConfig) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 def test_second_precompute_loads_no_model_and_writes_nothing(prefect_harness, synthetic_root, store_url):
     first = _precompute(synthetic_root, store_url)
     assert first["units_written"] == 8 * 7 + 2  # 8 images x 7 per-image stages + 2 classes of prompts
@@ -50,48 +51,49 @@ def test_second_precompute_loads_no_model_and_writes_nothing(prefect_harness, sy
     assert sum(runtime.MODEL_LOADS.values()) == loads
 
 
-def test_changing_prompts_recomputes_only_clipseg_and_dependents(prefect_harness, synthetic_root, store_url,
+@pytest.mark.slow
+def test_changing_prompts_recomputes_only_clipseg_and_dependents(prefect_harness, synthetic_root, store_copy,
                                                                   tmp_path):
-    _precompute(synthetic_root, store_url)
     base = PipelineConfig.tiny()
     changed = dataclasses.replace(base, prompts=PromptConfig(localising=("a scratch", "a dent")))
-    out = _precompute(synthetic_root, store_url, _config_file(tmp_path, changed))
+    out = _precompute(synthetic_root, store_copy, _config_file(tmp_path, changed))
     assert out["units_written"] == 8  # clipseg only
     a, b = plan_stages(base), plan_stages(changed)
     assert [s for s in a.hashes if a.hashes[s] != b.hashes[s]] == ["clipseg"]
     assert a.aggregate_hash(AggregateConfig()) != b.aggregate_hash(AggregateConfig())
 
 
-def test_changing_aggregation_touches_no_model(prefect_harness, synthetic_root, store_url):
+@pytest.mark.slow
+def test_changing_aggregation_touches_no_model(prefect_harness, synthetic_root, store_copy):
     from flows.aggregate import aggregate
-    _precompute(synthetic_root, store_url)
     loads = sum(runtime.MODEL_LOADS.values())
-    out = aggregate(store=store_url, dataset="synthetic", config="tiny", variants="fusion=geometric,arithmetic")
+    out = aggregate(store=store_copy, dataset="synthetic", config="tiny", variants="fusion=geometric,arithmetic")
     assert len(out) == 2 and all(v["written"] == 8 for v in out.values())
     assert sum(runtime.MODEL_LOADS.values()) == loads
-    again = aggregate(store=store_url, dataset="synthetic", config="tiny", variants="fusion=geometric,arithmetic")
+    again = aggregate(store=store_copy, dataset="synthetic", config="tiny", variants="fusion=geometric,arithmetic")
     assert all(v["written"] == 0 for v in again.values())
 
 
-def test_aggregate_equals_one_call_scorer(prefect_harness, synthetic_root, synthetic_samples, store_url,
+@pytest.mark.slow
+def test_aggregate_equals_one_call_scorer(prefect_harness, synthetic_root, synthetic_samples, store_copy,
                                           tiny_models, tiny_cfg):
     from flows.aggregate import aggregate
-    _precompute(synthetic_root, store_url)
     from tasks.aggregate import pixel_map
-    aggregate(store=store_url, dataset="synthetic", config="tiny", variants="seed", save_maps=True)
+    aggregate(store=store_copy, dataset="synthetic", config="tiny", variants="seed", save_maps=True)
     plan = plan_stages(tiny_cfg)
     vh = plan.aggregate_hash(AggregateConfig())
-    st = StageStore(store_url)
+    st = StageStore(store_copy)
     for s in synthetic_samples:
         unit = Unit("synthetic", s.class_name, s.split, s.image_id)
         arrays, attrs = st.read_unit(unit_key("aggregate", vh, unit))
         ref = score_image(load_image(s.path), s.class_name, tiny_models, tiny_cfg)
         assert attrs["sample_score"] == ref.sample_score
-        assert np.array_equal(pixel_map(store_url, plan, AggregateConfig(), unit.path), ref.pixel_map_hw)
+        assert np.array_equal(pixel_map(store_copy, plan, AggregateConfig(), unit.path), ref.pixel_map_hw)
         assert np.array_equal(arrays["pixel_map_hw"], ref.pixel_map_hw.astype(np.float16))  # stored compactly
         assert np.array_equal(np.array(attrs["tile_scores"]), ref.tile_scores_t)  # float64, exact through JSON
 
 
+@pytest.mark.slow
 def test_each_image_is_decoded_once_per_shard(synthetic_root, synthetic_samples, tmp_path, tiny_cfg):
     from flows.precompute import run_precompute
     from tasks import decoded
@@ -113,12 +115,12 @@ def test_each_image_is_decoded_once_per_shard(synthetic_root, synthetic_samples,
         assert np.array_equal(a.read_array(key, "maps_tlhw"), b.read_array(key, "maps_tlhw"))
 
 
-def test_unit_without_marker_is_recomputed_not_read(prefect_harness, synthetic_root, synthetic_samples, store_url):
-    _precompute(synthetic_root, store_url)
+@pytest.mark.slow
+def test_unit_without_marker_is_recomputed_not_read(prefect_harness, synthetic_root, synthetic_samples, store_copy):
     plan = plan_stages(PipelineConfig.tiny())
     s = synthetic_samples[0]
     key = unit_key("tiles", plan.hashes["tiles"], Unit("synthetic", s.class_name, s.split, s.image_id))
-    st = StageStore(store_url)
+    st = StageStore(store_copy)
     group = st.root[key]
     group.attrs["complete"] = False  # what a crash between arrays and marker leaves behind
     group["boxes_xyxy"][...] = -1   # garbage that must never be read
@@ -126,11 +128,12 @@ def test_unit_without_marker_is_recomputed_not_read(prefect_harness, synthetic_r
     with pytest.raises(ValueError, match="incomplete"):
         st.read_array(key, "boxes_xyxy")
     runtime.forget_stores()
-    out = _precompute(synthetic_root, store_url)
+    out = _precompute(synthetic_root, store_copy)
     assert out["units_written"] == 1
-    assert (StageStore(store_url).read_array(key, "boxes_xyxy") >= 0).all()
+    assert (StageStore(store_copy).read_array(key, "boxes_xyxy") >= 0).all()
 
 
+@pytest.mark.slow
 def test_changed_image_file_is_recomputed(prefect_harness, synthetic_root, synthetic_samples, tmp_path):
     import shutil
     root = tmp_path / "data"
@@ -147,35 +150,35 @@ def test_changed_image_file_is_recomputed(prefect_harness, synthetic_root, synth
     assert out["units_written"] == 7  # image record + 6 per-image stages of that one image
 
 
-def test_xarray_view_has_named_dimensions(prefect_harness, synthetic_root, synthetic_samples, store_url):
+@pytest.mark.slow
+def test_xarray_view_has_named_dimensions(prefect_harness, synthetic_root, synthetic_samples, store_copy):
     from stores.views import open_unit, stage_table
-    _precompute(synthetic_root, store_url)
     plan = plan_stages(PipelineConfig.tiny())
     s = synthetic_samples[0]
     unit = Unit("synthetic", s.class_name, s.split, s.image_id)
-    ds = open_unit(store_url, unit_key("clipseg", plan.hashes["clipseg"], unit))
+    ds = open_unit(store_copy, unit_key("clipseg", plan.hashes["clipseg"], unit))
     assert ds["maps_tlhw"].dims == ("tile", "prompt", "y", "x")
-    n_tiles = StageStore(store_url).read_array(unit_key("tiles", plan.hashes["tiles"], unit), "boxes_xyxy").shape[0]
+    n_tiles = StageStore(store_copy).read_array(unit_key("tiles", plan.hashes["tiles"], unit), "boxes_xyxy").shape[0]
     assert ds["maps_tlhw"].shape == (n_tiles, 19, 64, 64)
     assert list(ds["prompt"].values) == list(ds.attrs["prompts"])
     import xarray as xr  # plain xarray, no zsad view: the prompt texts are a coordinate too
     key = unit_key("clipseg", plan.hashes["clipseg"], unit)
-    plain = xr.open_zarr(store_url, group=key, consolidated=False)
+    plain = xr.open_zarr(store_copy, group=key, consolidated=False)
     assert "prompt" in plain.coords and list(plain["prompt"].values) == list(ds.attrs["prompts"])
-    text = xr.open_zarr(store_url, group=class_key("clip_text", plan.hashes["clip_text"], "synthetic", s.class_name),
+    text = xr.open_zarr(store_copy, group=class_key("clip_text", plan.hashes["clip_text"], "synthetic", s.class_name),
                         consolidated=False)
     assert text["emb_pd"].dims == ("prompt", "embed") and text.sizes["prompt"] == len(text["prompt"].values) == 882
-    tiles = StageStore(store_url).read_unit(unit_key("tiles", plan.hashes["tiles"], unit))[0]
+    tiles = StageStore(store_copy).read_unit(unit_key("tiles", plan.hashes["tiles"], unit))[0]
     assert (ds["component"].values == tiles["component_t"]).all() and ds["box_xyxy"].dims == ("tile", "corner")
     assert (ds["box_xyxy"].values == tiles["boxes_xyxy"]).all()
-    isn = open_unit(store_url, unit_key("isnet", plan.hashes["isnet"], unit))
+    isn = open_unit(store_copy, unit_key("isnet", plan.hashes["isnet"], unit))
     assert isn["prob_hw"].dims == ("y", "x") and isn["prob_hw"].shape == (128, 128)
     assert (isn["x"].values == np.arange(128)).all()
     from flows.aggregate import aggregate
-    aggregate(store=store_url, dataset="synthetic", config="tiny")
-    table = stage_table(store_url, "synthetic", plan.aggregate_hash(AggregateConfig()), plan.hashes["image"])
+    aggregate(store=store_copy, dataset="synthetic", config="tiny")
+    table = stage_table(store_copy, "synthetic", plan.aggregate_hash(AggregateConfig()), plan.hashes["image"])
     from stores.views import variant_table
-    assert variant_table(store_url, "synthetic", plan.aggregate_hash(AggregateConfig())).equals(table)  # one call
+    assert variant_table(store_copy, "synthetic", plan.aggregate_hash(AggregateConfig())).equals(table)  # one call
     assert table["sample_score"].dims == ("image",) and table.sizes["image"] == 8
     assert set(table["label"].values.tolist()) == {0, 1}
 
@@ -201,24 +204,24 @@ def test_aggregate_flow_never_imports_a_model(synthetic_root, tmp_path):
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
+@pytest.mark.slow
 def test_variants_store_no_maps_unless_asked_and_streamed_metrics_match_stored_maps(prefect_harness, synthetic_root,
-                                                                                   store_url, tmp_path):
+                                                                                   store_copy, tmp_path):
     from flows.aggregate import run_variants
     from flows.evaluate import run_evaluate
     from zsad.datasets import ground_truth
     from zsad.evaluation import ClassEvaluator, with_mean
-    _precompute(synthetic_root, store_url)
-    maps = lambda: list(Path(store_url).glob("aggregate/*/synthetic/*/*/*/pixel_map_hw"))  # noqa: E731
-    run_variants(store_url, "synthetic", "tiny", "fusion=harmonic,geometric;top_fraction=0.25,1")
-    streamed = run_evaluate(store=store_url, dataset="synthetic", out_dir=str(tmp_path / "r"), echo=False)
+    maps = lambda: list(Path(store_copy).glob("aggregate/*/synthetic/*/*/*/pixel_map_hw"))  # noqa: E731
+    run_variants(store_copy, "synthetic", "tiny", "fusion=harmonic,geometric;top_fraction=0.25,1")
+    streamed = run_evaluate(store=store_copy, dataset="synthetic", out_dir=str(tmp_path / "r"), echo=False)
     assert maps() == []  # a grid and an evaluation wrote no pixel map
     vh = plan_stages(PipelineConfig.tiny()).aggregate_hash(AggregateConfig())
-    st = StageStore(store_url)
+    st = StageStore(store_copy)
     unit = st.list_units("aggregate", vh, "synthetic")[0]
     arrays, attrs = st.read_unit(unit_key("aggregate", vh, unit))
     assert arrays == {} and attrs["has_map"] is False  # scores as attributes: one small file per unit
     assert len(attrs["tile_scores"]) >= len(attrs["component_scores"]) >= 1
-    run_variants(store_url, "synthetic", "tiny", "seed", save_maps=True)  # asked: float16 maps
+    run_variants(store_copy, "synthetic", "tiny", "seed", save_maps=True)  # asked: float16 maps
     assert len(maps()) == 8
     evaluators = {}
     image_hash = plan_stages(PipelineConfig.tiny()).hashes["image"]

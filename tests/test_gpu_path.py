@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 
 from stores import StageStore, Unit, unit_key
 from tasks import runtime
@@ -16,11 +17,10 @@ def _units(samples):
     return [Unit("synthetic", s.class_name, s.split, s.image_id) for s in samples]
 
 
-def test_cross_image_batches_match_the_exact_mode(synthetic_samples, tiny_cfg, tmp_path):
+@pytest.mark.slow
+def test_cross_image_batches_match_the_exact_mode(synthetic_samples, tiny_cfg, store_copy):
     from flows.precompute import run_precompute
-    store = str(tmp_path / "s.zarr")
-    runtime.forget_stores()
-    run_precompute(synthetic_samples, "synthetic", store, tiny_cfg, progress=False)
+    store = store_copy  # the exact per-image mode, precomputed once per session
     batched = dataclasses.replace(tiny_cfg, images_per_batch=4)
     a, b = plan_stages(tiny_cfg).hashes, plan_stages(batched).hashes
     assert {s for s in a if a[s] != b[s]} == {"clip_image", "clipseg", "clip_patch"}  # own caches, the rest shared
@@ -34,6 +34,7 @@ def test_cross_image_batches_match_the_exact_mode(synthetic_samples, tiny_cfg, t
         assert np.abs(ma - mb).max() <= 1  # logit8 codes: at most one step apart
 
 
+@pytest.mark.slow
 def test_a_bad_image_in_a_batch_fails_alone(synthetic_samples, tiny_cfg, tmp_path, monkeypatch):
     from flows.precompute import run_precompute
     from tasks import crops
@@ -51,6 +52,7 @@ def test_a_bad_image_in_a_batch_fails_alone(synthetic_samples, tiny_cfg, tmp_pat
     assert [f["unit"] for f in out["failed"]] == [bad] and len(out["done"]) == 7, out["failed"]
 
 
+@pytest.mark.slow
 def test_bf16_autocast_stays_within_the_stated_tolerance(synthetic_samples, tiny_cfg):
     from zsad.datasets import load_image
     from zsad.pipeline import Models, score_image

@@ -19,6 +19,8 @@ from tasks.plan import plan_stages
 from zsad.config import AggregateConfig, PipelineConfig
 from zsad.thresholds import f1_threshold
 
+pytestmark = pytest.mark.xdist_group("predict")  # its module fixture is built once
+
 VH = plan_stages(PipelineConfig.tiny()).aggregate_hash(AggregateConfig())
 
 
@@ -52,6 +54,7 @@ def test_calibrate_stores_fpr_thresholds_from_good_images(line):
     assert t["image"]["fpr"].fpr == 0.01 and t["image"]["fpr"].n_images == 2
 
 
+@pytest.mark.slow
 def test_predict_folder_with_a_corrupt_file(line, tmp_path, capsys):
     folder, store = line
     out = tmp_path / "out"
@@ -103,6 +106,7 @@ def test_explicit_threshold_and_bad_threshold(line, tmp_path, capsys):
     assert "--threshold must be auto, f1, fpr, none or a number" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_evaluate_stores_f1_thresholds_that_predict_uses(prefect_harness, synthetic_root, tmp_path):
     from flows.evaluate import run_evaluate
     from flows.precompute import precompute
@@ -143,6 +147,7 @@ def test_predict_image_in_memory_matches_the_cached_score(line, tiny_models, tin
     assert p.panel_png().startswith(b"\x89PNG")
 
 
+@pytest.mark.slow
 def test_nightly_scores_only_new_images_and_publishes_artifacts(prefect_harness, line, tmp_path):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
@@ -169,6 +174,7 @@ def test_nightly_scores_only_new_images_and_publishes_artifacts(prefect_harness,
     assert "flagged anomalous" in summary.data and "Highest scores" in summary.data
 
 
+@pytest.mark.slow
 def test_unlabelled_folder_precompute_report_gallery_and_evaluate_message(line, tmp_path, capsys):
     folder, store = line
     args = ["--store", store, "--dataset", "shelf"]

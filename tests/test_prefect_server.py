@@ -19,7 +19,10 @@ import httpx
 import pytest
 
 from flows.cli import main
+from requires import unavailable
 from tasks import runtime
+
+pytestmark = [pytest.mark.slow, pytest.mark.server]
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFECT = str(Path(sys.executable).with_name("prefect"))
@@ -59,7 +62,7 @@ def server(tmp_path_factory):
         except httpx.HTTPError:
             ok = False
         if not ok:
-            pytest.skip(f"prefect server start did not answer on 127.0.0.1:{port}: "
+            unavailable(f"prefect server start did not answer on 127.0.0.1:{port}: "
                         f"{(home / 'server.log').read_text()[-500:]}")
         yield env, api, home
     finally:

@@ -7,19 +7,23 @@ import subprocess
 import pytest
 
 from flows.cli import main
+from requires import unavailable
 from tasks import runtime
 from tasks.plan import plan_stages
 
+pytestmark = pytest.mark.xdist_group("report")  # its module fixture is built once
+
 
 @pytest.fixture(scope="module")
-def cached_run(tmp_path_factory, synthetic_root, prefect_harness):
-    from flows.precompute import precompute
+def cached_run(tmp_path_factory, precomputed_store):
+    """The session's precomputed synthetic store, copied for this module (its tests add variants)."""
     runtime.forget_stores()
-    store = str(tmp_path_factory.mktemp("run") / "store.zarr")
-    precompute(dataset="synthetic", root=str(synthetic_root), store=store, config="tiny", progress=False)
-    return store
+    store = tmp_path_factory.mktemp("run") / "store.zarr"
+    shutil.copytree(precomputed_store, store)
+    return str(store)
 
 
+@pytest.mark.slow
 def test_report_has_every_section(cached_run, tmp_path):
     from flows.report import build_report
     path = build_report(cached_run, "synthetic", "tiny", str(tmp_path / "rep"))
@@ -46,6 +50,7 @@ def _ranked_hashes(html: str) -> list[str]:
     return re.findall(r'title="zsad report --variant ([0-9a-f]{16})"', table)
 
 
+@pytest.mark.slow
 def test_variants_page_ranks_every_variant_best_first(cached_run, tmp_path):
     from flows.evaluate import run_evaluate
     from flows.report import build_report
@@ -71,6 +76,7 @@ def test_variants_page_ranks_every_variant_best_first(cached_run, tmp_path):
         build_report(cached_run, "synthetic", "tiny", str(tmp_path / "v3"), results=str(tmp_path / "bad.json"))
 
 
+@pytest.mark.slow
 def test_report_one_variant_by_hash_or_label(cached_run, tmp_path):
     from flows.configs import variant_grid, variant_label
     from flows.report import build_report
@@ -111,8 +117,11 @@ def test_prune_single_variants_keeps_thresholds(cached_run, tmp_path, capsys):
     assert main(["cache", "prune", "--store", store, "--variants", "nope"]) == 2
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
+@pytest.mark.slow
+@pytest.mark.browser
 def test_report_renders_in_headless_chromium(cached_run, tmp_path):
+    if shutil.which("chromium") is None:
+        unavailable("Debian's chromium is not installed")
     from flows.report import build_report
     path = build_report(cached_run, "synthetic", "tiny", str(tmp_path / "rep"))
     shot = tmp_path / "shot.png"
@@ -189,6 +198,7 @@ def test_weights_fetch_checks_sha256(tmp_path, monkeypatch):
     assert not list((tmp_path / "dest").iterdir())  # nothing half-written is left
 
 
+@pytest.mark.slow
 def test_corrupt_image_is_named_and_store_keeps_finished_units(prefect_harness, synthetic_root, tmp_path, capsys):
     import shutil as sh
     from stores import StageStore

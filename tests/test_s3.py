@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -20,8 +19,7 @@ from units import complete_units
 from tasks.plan import plan_stages
 from zsad.config import AggregateConfig, PipelineConfig
 
-pytestmark = pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in ("moto", "flask", "s3fs")),
-                                reason="moto[server] and s3fs (the test extra) are not installed")
+pytestmark = [pytest.mark.slow, pytest.mark.server]
 ZSAD = str(Path(sys.executable).with_name("zsad"))
 N_UNITS = 8 * 7 + 2  # 8 images x 7 per-image stages + the prompts of 2 classes
 

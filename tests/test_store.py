@@ -67,7 +67,7 @@ def test_plain_units_read_by_zarr_and_xarray(tmp_path):
     import xarray as xr
     import zarr
 
-    from stores import backends, fastio
+    from stores import fastio
     st = StageStore(tmp_path / "s.zarr")
     key = unit_key("fused", "h", Unit("d", "c", "test", "img"))
     rng = np.random.default_rng(0)

@@ -1,4 +1,5 @@
-"""Re-aggregation at scale: the fused stage, the grid planner, covered-cell metrics, precision fixes.
+"""Re-aggregation at scale: the grid planner, covered-cell metrics, precision fixes (the fused
+stage: ``test_fused``).
 
 The planned path (fused cache, one map per group, metrics on covered cells) is checked against a
 per-variant reference written here from the plain core functions (``fuse_stored_maps``,
@@ -9,16 +10,12 @@ set and on a generated VisA-shaped store.
 from __future__ import annotations
 
 import math
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from units import visa_store
 from zsad.bins import BIN_VALUES, FLOAT16_BINS, CellTruth, GroundTruth
 from zsad.metrics import PixelAccumulator
 from zsad.pixelmaps import _LOGIT8, LOGIT_STEP, load_maps, paste_cells, paste_tiles, store_maps
@@ -158,17 +155,11 @@ def _assert_same(reference: dict, meta: dict) -> None:
                     assert (math.isnan(v) and math.isnan(g)) or abs(v - g) < 1e-12, (vh, cls, k, v, g)
 
 
-def _visa_store(tmp_path: Path, n: int) -> str:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from bench_visa_scale import generate
-    generate(tmp_path, 0, n, "tiny")
-    return str(tmp_path / "store.zarr")
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("scheduler", ["synchronous", "processes"])
 def test_planned_grid_equals_per_variant_metrics_on_a_visa_shaped_store(tmp_path, scheduler):
     from flows.aggregate import run_variants
-    store = _visa_store(tmp_path, 8)
+    store = visa_store(tmp_path, 8)
     meta = run_variants(store, "visa", "tiny", GRID, evaluate=True, scheduler=scheduler, chunk=3)
     assert len(meta) == 16 and {m.scheduler for m in meta.values()} == {scheduler}
     _assert_same(_reference(store, "tiny", GRID), meta)
@@ -182,103 +173,6 @@ def test_planned_grid_equals_per_variant_metrics_on_the_synthetic_set(synthetic_
     run_precompute(synthetic_samples, "synthetic", store, tiny_cfg, progress=False)
     meta = run_variants(store, "synthetic", "tiny", GRID, evaluate=True)
     _assert_same(_reference(store, "tiny", GRID), meta)
-
-
-def test_fused_stage_invalidation(tmp_path):
-    """Made once by the first aggregation that needs it; another aggregation variant reads it
-    (nothing fused is written again); a CLIPSeg change (here its map dtype) names another
-    fused stage, so stale maps are never read."""
-    import dataclasses
-    import json
-
-    from flows.aggregate import run_variants
-    from stores import StageStore
-    from tasks.plan import plan_stages
-    from zsad.config import PipelineConfig, to_jsonable
-    store = _visa_store(tmp_path, 4)
-    plan = plan_stages(PipelineConfig.tiny())
-    fused = lambda: sorted(Path(store).glob("fused/*/visa/capsules/test/*/zarr.json"))  # noqa: E731
-    run_variants(store, "visa", "tiny", "seed")
-    first = {p: p.stat().st_mtime_ns for p in fused()}
-    assert len(first) == 4 and all(f"fused/{plan.fused_hash('harmonic')}/" in str(p) for p in first)
-    run_variants(store, "visa", "tiny", "top_fraction=0.5,1;scale_by_tile_score=true,false;seed_states=false")
-    assert {p: p.stat().st_mtime_ns for p in fused()} == first  # aggregation changes recompute no fused map
-    run_variants(store, "visa", "tiny", "fusion=geometric", read_only=True)
-    assert len(fused()) == 4  # a read-only run computes the new fusion in memory, writes nothing
-    run_variants(store, "visa", "tiny", "seed")  # unchanged inputs: nothing to redo
-    assert {p: p.stat().st_mtime_ns for p in fused()} == first
-    # a CLIPSeg change (its map dtype here): a new CLIPSeg hash, so new fused units; the old ones stay
-    import shutil
-    other = dataclasses.replace(PipelineConfig.tiny(), map_dtype="float16")
-    other_plan, other_cfg = plan_stages(other), tmp_path / "other.json"
-    other_cfg.write_text(json.dumps(to_jsonable(other)))
-    assert other_plan.hashes["clipseg"] != plan.hashes["clipseg"] and \
-        other_plan.fused_hash("harmonic") != plan.fused_hash("harmonic")
-    shutil.copytree(Path(store) / "clipseg" / plan.hashes["clipseg"], Path(store) / "clipseg" / other_plan.hashes["clipseg"])
-    run_variants(store, "visa", str(other_cfg), "seed")
-    assert len(fused()) == 8 and {p: p.stat().st_mtime_ns for p in fused() if p in first} == first
-    assert StageStore(store).is_complete(f"fused/{other_plan.fused_hash('harmonic')}/visa/capsules/test/00003")
-    cfg = tmp_path / "f32.json"
-    cfg.write_text(json.dumps(to_jsonable(dataclasses.replace(PipelineConfig.tiny(), fused_dtype="float32"))))
-    run_variants(store, "visa", str(cfg), "seed")  # the cache's dtype is part of its hash
-    assert len(fused()) == 12 and StageStore(store).is_complete(
-        f"fused/{plan_stages(dataclasses.replace(PipelineConfig.tiny(), fused_dtype='float32')).fused_hash('harmonic')}"
-        "/visa/capsules/test/00000")
-
-
-def test_kill_9_while_fused_units_are_written(tmp_path):
-    """A build killed mid-way leaves only complete fused units (each equal to a clean build's);
-    a rerun writes exactly the missing ones and leaves no temp folder."""
-    from stores import StageStore, Unit
-    from tasks.fused import FUSED, build_fused
-    from tasks.plan import plan_stages
-    from zsad.config import PipelineConfig
-    store = _visa_store(tmp_path, 24)
-    code = ("import sys; sys.path.insert(0, %r)\nfrom stores import StageStore, Unit\nfrom tasks.fused import build_fused\n"
-            "from tasks.plan import plan_stages\nfrom zsad.config import PipelineConfig\n"
-            "build_fused(StageStore(%r), plan_stages(PipelineConfig.tiny()), "
-            "[Unit('visa', 'capsules', 'test', f'{i:05d}') for i in range(24)], ('harmonic', 'geometric'))"
-            % (str(ROOT), store))
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=str(ROOT))
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(Path(store).glob("fused/*/visa/capsules/test/*"))) < 6:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    st, plan = StageStore(store), plan_stages(PipelineConfig.tiny())
-    units = [Unit("visa", "capsules", "test", f"{i:05d}") for i in range(24)]
-    done = [(u, f) for u in units for f in ("harmonic", "geometric")
-            if st.is_complete(f"fused/{plan.fused_hash(f)}/{u.path}")]
-    assert 0 < len(done) < 48, "the kill must land mid-build"
-    st.sweep_temps()
-    written = build_fused(st, plan, units, ("harmonic", "geometric"))
-    assert written == 48 - len(done)
-    assert build_fused(st, plan, units, ("harmonic", "geometric")) == 0
-    clean = StageStore(tmp_path / "clean.zarr")
-    for u, f in done[:6]:
-        key = f"fused/{plan.fused_hash(f)}/{u.path}"
-        arrays, attrs = st.read_unit(key)
-        from tasks.fused import ImageFacts, compute_fused
-        facts = ImageFacts.from_attrs(st.read_attrs(f"image/{plan.hashes['image']}/{u.path}"))
-        again, _, _ = compute_fused(st, plan, u, [f], facts, write=False)
-        assert np.array_equal(arrays[FUSED], again[f]) and attrs["sha256"] == facts.sha256
-    assert not list(Path(store).rglob(".tmp-*")) and clean is not None
-
-
-@pytest.mark.slow
-def test_precompute_fusions_builds_the_fused_stage(synthetic_root, tmp_path):
-    """``zsad precompute --fusions`` writes the fused maps; a later aggregation writes none."""
-    from flows.aggregate import run_variants
-    from flows.cli import main
-    store = str(tmp_path / "s.zarr")
-    assert main(["precompute", "--root", str(synthetic_root), "--store", store, "--fusions", "harmonic,geometric"]) == 0
-    fused = lambda: {p: p.stat().st_mtime_ns for p in Path(store).glob("fused/*/synthetic/*/*/*/zarr.json")}  # noqa
-    before = fused()
-    assert len(before) == 2 * 8
-    run_variants(store, "synthetic", "tiny", "fusion=harmonic,geometric")
-    assert fused() == before
-    with pytest.raises(SystemExit):
-        main(["precompute", "--root", str(synthetic_root), "--store", store, "--fusions", "median"])
 
 
 def test_float16_rounding_matches_numpy_at_the_extremes():
@@ -310,7 +204,7 @@ def test_torch_pixel_path_equals_the_numpy_path(tmp_path, variants):
     from tasks.aggregate import AggregateRun, VariantJob, aggregate_units
     from tasks.plan import plan_stages
     from zsad.evaluation import evaluate_classes
-    store = _visa_store(tmp_path, 6)
+    store = visa_store(tmp_path, 6)
     plan = plan_stages(load_pipeline_config("tiny"))
     host = run_variants(store, "visa", "tiny", variants, evaluate=True)
     jobs = tuple(VariantJob(plan.aggregate_hash(a), a) for a in variant_grid(variants))
@@ -336,6 +230,6 @@ def test_device_cuda_without_a_gpu_is_refused_up_front(tmp_path):
     from flows.aggregate import run_variants
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible here")
-    store = _visa_store(tmp_path, 2)
+    store = visa_store(tmp_path, 2)
     with pytest.raises(ValueError, match="no CUDA GPU is visible"):
         run_variants(store, "visa", "tiny", "seed", evaluate=True, device="cuda")

@@ -45,6 +45,19 @@ def describe(class_name: str, score: float, threshold: float | None, decision: s
     return f"{class_name}: score {score:.3g} {'>=' if score >= threshold else '<'} {threshold:.3g}: {decision.upper()}"
 
 
+def panel_png(*, image_hw3: np.ndarray, pixel_map_hw: np.ndarray, class_name: str, score: float,
+              threshold: float | None, pixel_threshold: float | None, caption: str = "",
+              gt_mask_hw: np.ndarray | None = None, boxes_xyxy: np.ndarray | None = None) -> bytes:
+    """The one prediction panel (``zsad.plots.prediction_panel``): its title is ``caption — ``
+    and the verdict (``describe``), coloured by the decision at ``threshold``; the predicted mask
+    is ``map >= pixel_threshold``; ``gt_mask_hw`` and the tiles' ``boxes_xyxy`` are drawn when given.
+    ``zsad predict``, the report's examples and ``Prediction.panel_png`` all draw it here."""
+    verdict = decide(score, threshold)
+    title = (f"{caption} — " if caption else "") + describe(class_name, score, threshold, verdict)
+    return prediction_panel(image_hw3, pixel_map_hw, title, verdict, pixel_threshold, gt_mask_hw,
+                            boxes_xyxy=boxes_xyxy)
+
+
 @dataclass
 class Prediction:
     """What ``predict_image`` returns.
@@ -67,11 +80,11 @@ class Prediction:
     mask_hw: np.ndarray | None
     result: ImageResult | None = None
 
-    def panel_png(self, title: str | None = None) -> bytes:
-        """The anomalib-style panel as PNG bytes."""
-        return prediction_panel(self.image_hw3, self.pixel_map_hw,
-                                title or describe(self.class_name, self.sample_score, self.threshold, self.decision),
-                                self.decision, self.pixel_threshold)
+    def panel_png(self, caption: str = "") -> bytes:
+        """The anomalib-style panel as PNG bytes (``panel_png``)."""
+        return panel_png(image_hw3=self.image_hw3, pixel_map_hw=self.pixel_map_hw, class_name=self.class_name,
+                         score=self.sample_score, threshold=self.threshold, pixel_threshold=self.pixel_threshold,
+                         caption=caption)
 
 
 def make_prediction(class_name: str, image_hw3: np.ndarray, sample_score: float, pixel_map_hw: np.ndarray,

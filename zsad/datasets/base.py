@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,21 @@ class Sample:
     mask_path: str | None
     image_id: str
     defect: str = ""
+
+    @classmethod
+    def unlabelled(cls, path: str | os.PathLike, class_name: str, image_id: str) -> "Sample":
+        """A test image whose label is unknown (plain folders, ``zsad predict``).
+
+        Example:
+            >>> Sample.unlabelled("line/a.png", "pill", "a").label
+            -1
+        """
+        return cls(str(path), class_name, "test", -1, None, image_id, "")
+
+    @classmethod
+    def reference(cls, path: str | os.PathLike, class_name: str, image_id: str) -> "Sample":
+        """A known-good image of the train split (few-shot references)."""
+        return cls(str(path), class_name, "train", 0, None, image_id, "good")
 
 
 def safe_id(text: str) -> str:

@@ -43,4 +43,4 @@ def read_folder(root: str | Path, class_name: str | None = None) -> list[Sample]
     if not files:
         raise DatasetError(f"{root}: no images ({', '.join(IMAGE_SUFFIXES)}, any case) found")
     ids = image_ids([p.relative_to(root).as_posix() for p in files])
-    return [Sample(str(p), cls, "test", -1, None, i, "") for p, i in zip(files, ids)]
+    return [Sample.unlabelled(p, cls, i) for p, i in zip(files, ids)]
