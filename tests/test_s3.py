@@ -35,7 +35,7 @@ def zsad(args: list[str], env: dict[str, str], cwd: Path, expect: int = 0) -> di
         return out.stdout
 
 
-def test_team_shares_a_bucket(s3, s3_env, synthetic_root, tmp_path):
+def test_team_shares_a_bucket(s3, s3_env, synthetic_root, store_copy, tmp_path):
     store = s3.make_bucket("team") + "/zsad.zarr"
     pre = ["precompute", "--dataset", "synthetic", "--root", str(synthetic_root), "--store", store]
     first = zsad(pre, s3_env, tmp_path / "alice")
@@ -48,9 +48,7 @@ def test_team_shares_a_bucket(s3, s3_env, synthetic_root, tmp_path):
     assert seed_meta["written"] == 8
     (again,) = zsad(["aggregate", "--store", store], s3_env, tmp_path / "bob").values()
     assert again["written"] == 0 and again["n_images"] == 8  # bob reads alice's scores
-    local = str(tmp_path / "local.zarr")
-    zsad(["precompute", "--dataset", "synthetic", "--root", str(synthetic_root), "--store", local], s3_env,
-         tmp_path / "bob")
+    local = store_copy  # the same data precomputed on a local disk (once per session)
     zsad(["evaluate", "--store", local, "--out", "local-res"], s3_env, tmp_path / "bob")
     fs = s3.filesystem()
     before = sorted(fs.find("team"))

@@ -124,3 +124,16 @@ def test_axes_written_back_read_the_same(spec):
     assert parse_axes(format_axes(axes)) == axes
     assert expand(parse_axes(format_axes(axes))) == variant_grid(spec)
     assert parse_axes("grid") == GRID
+
+
+def test_a_new_patch_field_keeps_the_hashes_of_variants_at_its_default():
+    """What adding a field to ``FewShot`` does (simulated by a subclass): one declaration, the
+    sweep grammar knows it, and only variants that move it off its default get new hashes."""
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class FewShotPlus(FewShot):
+        memory_limit: int = 0
+
+    plus, plain = AggregateConfig(patch=FewShotPlus()), AggregateConfig(patch=FewShot())
+    assert plus.hash_view() == plain.hash_view()
+    assert AggregateConfig(patch=FewShotPlus(memory_limit=5)).hash_view() == {**plain.hash_view(), "memory_limit": 5}
+    assert plus.record()["memory_limit"] == 0

@@ -20,7 +20,7 @@ import dataclasses
 import itertools
 from typing import Any
 
-from .variants import _FLAT, COMBINES, FUSIONS, MODES, PATCH_MODES, ZERO_SHOT_FIELDS, AggregateConfig
+from .variants import FUSIONS, MODES, PATCH_MODES, ZERO_SHOT_FIELDS, AggregateConfig
 
 Axes = dict[str, tuple]
 
@@ -32,12 +32,20 @@ GRID: Axes = {
     "logit_scale": (None, 1 / 0.07),  # CLIP's own (100), WinCLIP's temperature 0.07
 }
 SCALE_NAMES = {"clip": None, "winclip": 1 / 0.07}
-# Each field a sweep may name: its type, and the values allowed when they are a closed set.
-KINDS: dict[str, tuple[type, tuple]] = {
-    "fusion": (str, FUSIONS), "top_fraction": (float, ()), "scale_by_tile_score": (bool, ()),
-    "seed_states": (bool, ()), "logit_scale": (float, ()), "mode": (str, MODES), "combine": (str, COMBINES),
-    **{k: (type(v) if v is not None else int, ()) for k, v in _FLAT.items() if k != "combine"},
-}
+
+
+def _kinds() -> dict[str, tuple[type, tuple]]:
+    """Each field a sweep may name (the variant classes' fields): the type of its default (a
+    ``None`` default is a number), and its ``choices`` when they are a closed set."""
+    out: dict[str, tuple[type, tuple]] = {"mode": (str, MODES)}
+    for cls in (AggregateConfig, *PATCH_MODES.values()):
+        for f in dataclasses.fields(cls):
+            if f.name != "patch":
+                out.setdefault(f.name, (float if f.default is None else type(f.default), f.metadata.get("choices", ())))
+    return out
+
+
+KINDS = _kinds()
 PATCH_SELECTION = ("shots", "shot_seed", "reference")
 
 

@@ -3,8 +3,9 @@
 A variant is an ``AggregateConfig``: the seed's five zero-shot fields and ``patch``, the patch
 evidence of a few-shot (``FewShot``, WinCLIP+) or mutual (``Mutual``, MuSc) variant, or None
 (zero-shot). A field a mode ignores cannot be set, so equal variants are equal objects and
-share a hash; a new patch-mode field is one field (and its check) in ``FewShot`` or ``Mutual``,
-plus its default in ``_FLAT`` if a sweep may name it.
+share a hash. A new field is one field (and its check) in ``AggregateConfig``, ``FewShot`` or
+``Mutual``: sweeps take it by its default's type (``zsad.sweep``), and variants at its default
+keep the hashes they had before it existed (``hash_view``).
 
 Stored records and sweeps use the flat form (``mode=few-shot;shots=2``): ``from_fields`` builds
 a variant from it (dropping what the mode ignores) and ``record`` writes it; ``hash_view`` is
@@ -21,14 +22,15 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 FUSIONS = ("harmonic", "arithmetic", "geometric")  # how per-prompt CLIPSeg maps are combined
 MODES = ("zero-shot", "few-shot", "mutual")
 COMBINES = ("mean", "patch")
 ZERO_SHOT_FIELDS = ("fusion", "top_fraction", "scale_by_tile_score", "seed_states", "logit_scale")
-# The flat patch fields (records, sweeps, hashes) at the values a mode that ignores them hashes.
+# The flat patch fields of the records and hashes made before the nested config (a mode that
+# ignores one hashes it at this value). Fields added since enter a hash only away from their default.
 _FLAT: dict[str, Any] = {"combine": "mean", "neighbourhood": None, "mutual_fraction": 0.3, "shots": 4,
                          "shot_seed": 0, "reference": ""}
 
@@ -58,7 +60,7 @@ class FewShot:
     shots: int = 4
     shot_seed: int = 0
     reference: str = ""
-    combine: str = "mean"
+    combine: str = field(default="mean", metadata={"choices": COMBINES})
     neighbourhood: int = 1
 
     def __post_init__(self) -> None:
@@ -84,7 +86,7 @@ class Mutual:
 
     MODE: ClassVar[str] = "mutual"
     mutual_fraction: float = 0.3
-    combine: str = "mean"
+    combine: str = field(default="mean", metadata={"choices": COMBINES})
     neighbourhood: int = 3
 
     def __post_init__(self) -> None:
@@ -113,7 +115,7 @@ class AggregateConfig:
         patch: None (zero-shot, the seed), ``FewShot`` or ``Mutual``.
     """
 
-    fusion: str = "harmonic"
+    fusion: str = field(default="harmonic", metadata={"choices": FUSIONS})
     top_fraction: float = 0.25
     scale_by_tile_score: bool = True
     seed_states: bool = True
@@ -140,10 +142,10 @@ class AggregateConfig:
     def from_fields(cls, **flat: Any) -> "AggregateConfig":
         """A variant from the flat fields of sweeps and records (``mode="few-shot", shots=2``);
         fields the mode ignores are dropped, ``neighbourhood=None`` is the mode's default."""
-        unknown = set(flat) - set(ZERO_SHOT_FIELDS) - set(_FLAT) - {"mode"}
+        known = {"mode"} | set(_own_fields(cls)) | {n for k in PATCH_MODES.values() for n in _own_fields(k)}
+        unknown = set(flat) - known
         if unknown:
-            raise ValueError(f"AggregateConfig has no field(s) {sorted(unknown)}; known: "
-                             f"{sorted(ZERO_SHOT_FIELDS + tuple(_FLAT) + ('mode',))}")
+            raise ValueError(f"AggregateConfig has no field(s) {sorted(unknown)}; known: {sorted(known)}")
         mode = flat.get("mode", "zero-shot")
         if mode not in MODES:
             raise ValueError(f"AggregateConfig mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -152,7 +154,7 @@ class AggregateConfig:
             kind = PATCH_MODES[mode]
             names = {f.name for f in dataclasses.fields(kind)}
             patch = kind(**{k: v for k, v in flat.items() if k in names and v is not None})
-        return cls(**{k: v for k, v in flat.items() if k in ZERO_SHOT_FIELDS}, patch=patch)
+        return cls(**{k: v for k, v in flat.items() if k in _own_fields(cls)}, patch=patch)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "AggregateConfig":
@@ -165,8 +167,11 @@ class AggregateConfig:
         return cls.from_fields(**data)
 
     def record(self) -> dict[str, Any]:
-        """The flat form stores record (``mode`` and every patch field, ignored ones at defaults)."""
-        return {**self.hash_view(), **({} if self.patch else {"mode": "zero-shot", **_FLAT})}
+        """The flat form stores record: every field, ``mode``, the patch fields (ignored ones at
+        ``_FLAT``'s values)."""
+        own = {f: getattr(self, f) for f in _own_fields(type(self))}
+        patch = {} if self.patch is None else dataclasses.asdict(self.patch)
+        return {**own, "mode": self.mode, **_FLAT, **patch}
 
     to_json = record  # what ``zsad.config.to_jsonable`` writes
 
@@ -174,13 +179,24 @@ class AggregateConfig:
         """What names the variant in its hash: a zero-shot one leaves the patch fields out (its
         hash is the one it had before they existed); a patch mode lists all of them, ignored
         ones at ``_FLAT``'s values."""
-        view = {f: getattr(self, f) for f in ZERO_SHOT_FIELDS}
+        view = _since_flat(self, ZERO_SHOT_FIELDS)
         if self.patch is not None:
-            view.update(_FLAT, **dataclasses.asdict(self.patch), mode=self.mode)
+            view.update(_FLAT, **_since_flat(self.patch, tuple(_FLAT)), mode=self.mode)
         return view
 
     def with_patch(self, patch: FewShot | Mutual | None) -> "AggregateConfig":
         return dataclasses.replace(self, patch=patch)
+
+
+def _own_fields(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name != "patch")
+
+
+def _since_flat(obj: Any, pinned: tuple[str, ...]) -> dict[str, Any]:
+    """``obj``'s fields for a hash: the ``pinned`` ones always, a newer one only off its default."""
+    defaults = type(obj)()
+    return {n: getattr(obj, n) for n in _own_fields(type(obj))
+            if n in pinned or getattr(obj, n) != getattr(defaults, n)}
 
 
 def label(agg: AggregateConfig) -> str:
