@@ -21,6 +21,8 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "60")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:  # xdist workers share the cores: one torch/BLAS
+    os.environ.setdefault("OMP_NUM_THREADS", "1")               # thread each, in their subprocesses too
 
 import pytest  # noqa: E402
 from requires import unavailable  # noqa: E402

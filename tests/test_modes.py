@@ -82,8 +82,9 @@ def test_second_run_recomputes_nothing(modes_store, results):
 
 def test_references_never_scored_and_shots_are_seeded(modes_store, results):
     plan = plan_stages(load_pipeline_config("tiny"))
-    meta = run_variants(modes_store["store"], "synthetic", "tiny", "mode=few-shot;shots=2;shot_seed=0,1")
-    assert all(m.n_images == 32 for m in meta.values())  # the 8 train images are not test images
+    meta = run_variants(modes_store["store"], "synthetic", "tiny", "mode=few-shot;shots=2;shot_seed=0,1",
+                        classes=["pill"])
+    assert all(m.n_images == 16 for m in meta.values())  # the 4 train images are not test images
     st = runtime.open_store(modes_store["store"])
     refs = {}
     for stage, h, attrs in st.stages():
@@ -91,7 +92,7 @@ def test_references_never_scored_and_shots_are_seeded(modes_store, results):
             refs[attrs["config"]["shot_seed"]] = st.read_attrs(f"memory/{h}/synthetic/pill")["references"]
     assert len(refs[0]) == 2 and refs[0] != refs[1] and all("/train/" in r for r in refs[0] + refs[1])
     with pytest.raises(ValueError, match="only 4 reference image"):
-        run_variants(modes_store["store"], "synthetic", "tiny", "mode=few-shot;shots=5")
+        run_variants(modes_store["store"], "synthetic", "tiny", "mode=few-shot;shots=5", classes=["pill"])
     assert plan.hashes["clip_patch"]
 
 
@@ -121,12 +122,12 @@ def test_read_only_mutual_writes_nothing_and_agrees(modes_store, results):
     st = runtime.open_store(modes_store["store"])
     spec = "mode=mutual;mutual_fraction=0.5;combine=patch"
     before = st.writes
-    ro = run_variants(modes_store["store"], "synthetic", "tiny", spec, read_only=True, evaluate=True)
+    ro = run_variants(modes_store["store"], "synthetic", "tiny", spec, ["washer"], read_only=True, evaluate=True)
     assert st.writes == before
-    rw = run_variants(modes_store["store"], "synthetic", "tiny", spec, evaluate=True)
+    rw = run_variants(modes_store["store"], "synthetic", "tiny", spec, ["washer"], evaluate=True)
     assert st.writes > before
     (vh,) = ro
-    for cls in ("pill", "washer"):
+    for cls in ("washer",):
         a = sorted((r["unit"], r["score"]) for r in ro[vh].rows[cls])
         b = sorted((r["unit"], r["score"]) for r in rw[vh].rows[cls])
         assert a == b
@@ -147,10 +148,10 @@ def test_predict_few_shot_against_a_reference_folder_and_mutual(modes_store, tmp
     root, store = modes_store["root"], modes_store["store"]
     refs = tmp_path / "known-good"
     shutil.copytree(root / "washer" / "train" / "good", refs)
-    images = [str(p) for p in sorted((root / "washer" / "test").glob("*/00[01].png"))]
+    images = [str(p) for p in sorted((root / "washer" / "test").glob("*/000.png"))]
     out = run_predict(images, "washer", store, threshold="0.5", out=str(tmp_path / "p"), name="line",
                       reference=str(refs), progress=False, echo=False)
-    assert out["n_scored"] == len(images) == 10 and out["n_failed"] == 0
+    assert out["n_scored"] == len(images) == 5 and out["n_failed"] == 0
     labels = {r["variant"] for r in out["rows"]}
     assert len(labels) == 1 and "/few-shotall@line-ref-" in labels.pop()
     assert all(r["heatmap"] for r in out["rows"])
@@ -165,7 +166,7 @@ def test_predict_few_shot_against_a_reference_folder_and_mutual(modes_store, tmp
                     name="line", reference=str(refs), progress=False, echo=False)
     mutual = run_predict(images, "washer", store, threshold="0.5", out=str(tmp_path / "p4"), name="line",
                          variant="mode=mutual", progress=False, echo=False)
-    assert mutual["n_scored"] == 10 and "/mutual0.3/" in mutual["rows"][0]["variant"]
+    assert mutual["n_scored"] == 5 and "/mutual0.3/" in mutual["rows"][0]["variant"]
     with pytest.raises(ValueError, match="takes none"):
         run_predict(images, "washer", store, threshold="0.5", variant="mode=mutual", reference=str(refs),
                     progress=False, echo=False)
@@ -225,28 +226,29 @@ def test_a_broken_reference_is_named_and_the_others_are_used(modes_store, tmp_pa
     assert len(st.read_attrs(f"memory/{memory}/brk/pill")["references"]) == 4  # the four good references
 
 
-def test_the_one_call_scorer_equals_the_cached_path_in_every_patch_mode(modes_store, results, tiny_models):
-    """``zsad.pipeline.score_images`` (no store) against the cached units of the same variants."""
+def test_the_one_call_scorer_equals_the_cached_path_in_every_patch_mode(modes_store, tiny_models):
+    """``zsad.pipeline.score_images`` (no store) against the cached units of the same variants:
+    three washers cached as data set ``trio``, few-shot against the data set's 4 references."""
     import dataclasses
 
     from stores import Unit, unit_key
     from zsad.datasets import load_image
     from zsad.pipeline import score_images
-    from zsad.sweep import variant_grid
-    root, cls = modes_store["root"], "washer"
-    test = [s for s in read_dataset("synthetic", root, None, "test") if s.class_name == cls][:5]
-    refs = [load_image(s.path) for s in read_dataset("synthetic", root, None, "train") if s.class_name == cls]
-    images = [load_image(s.path) for s in test]
-    cfg, st = load_pipeline_config("tiny", patches=True), runtime.open_store(modes_store["store"])
-    for agg in variant_grid("mode=few-shot,mutual;combine=patch"):
+    from zsad.variants import AggregateConfig, FewShot, Mutual
+    root, store = modes_store["root"], modes_store["store"]
+    trio = read_dataset("synthetic", root, ["washer"])[:3]
+    refs = [load_image(s.path) for s in read_dataset("synthetic", root, ["washer"], "train")]
+    cfg = load_pipeline_config("tiny", patches=True)
+    assert not run_precompute(trio, "trio", store, cfg, progress=False)["failed"]
+    st, images = runtime.open_store(store), [load_image(s.path) for s in trio]
+    for agg in (AggregateConfig(patch=FewShot(reference="synthetic", combine="patch")), AggregateConfig(patch=Mutual())):
         vh = plan_stages(cfg).aggregate_hash(agg)
-        batch = test if agg.mode == "few-shot" else [s for s in read_dataset("synthetic", root, None, "test")
-                                                     if s.class_name == cls]
-        got = score_images([load_image(s.path) for s in batch], cls, tiny_models,
-                           dataclasses.replace(cfg, aggregate=agg), references=refs)
-        for s, r in zip(batch, got):
-            want = st.read_attrs(unit_key("aggregate", vh, Unit("synthetic", cls, "test", s.image_id)))
+        run_variants(store, "trio", "tiny", [agg])
+        got = score_images(images, "washer", tiny_models, dataclasses.replace(cfg, aggregate=agg), references=refs)
+        for s, r in zip(trio, got):
+            want = st.read_attrs(unit_key("aggregate", vh, Unit("trio", "washer", "test", s.image_id)))
             assert r.sample_score == pytest.approx(want["sample_score"], rel=1e-5, abs=1e-6), (agg.mode, s.path)
+            assert r.patch_scores_tyx is not None and r.patch_scores_tyx.shape[0] == len(r.tiles)
     with pytest.raises(ValueError, match="also reference images"):
-        score_images(images[:2], cls, tiny_models, dataclasses.replace(cfg, aggregate=agg.with_patch(
-            variant_grid("mode=few-shot")[0].patch)), references=refs + images[:1])
+        score_images(images[:1], "washer", tiny_models, dataclasses.replace(cfg, aggregate=AggregateConfig(
+            patch=FewShot())), references=refs + images[:1])

@@ -166,11 +166,9 @@ def test_planned_grid_equals_per_variant_metrics_on_a_visa_shaped_store(tmp_path
 
 
 @pytest.mark.slow
-def test_planned_grid_equals_per_variant_metrics_on_the_synthetic_set(synthetic_samples, tmp_path, tiny_cfg):
+def test_planned_grid_equals_per_variant_metrics_on_the_synthetic_set(store_copy):
     from flows.aggregate import run_variants
-    from flows.precompute import run_precompute
-    store = str(tmp_path / "s.zarr")
-    run_precompute(synthetic_samples, "synthetic", store, tiny_cfg, progress=False)
+    store = store_copy
     meta = run_variants(store, "synthetic", "tiny", GRID, evaluate=True)
     _assert_same(_reference(store, "tiny", GRID), meta)
 

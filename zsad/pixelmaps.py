@@ -122,12 +122,21 @@ def cell_parts(resized: list, boxes_xyxy: np.ndarray, image_hw: tuple[int, int])
     boxes = clip_boxes(boxes_xyxy, image_hw)
     ys = sorted({v for b in boxes for v in (b[1], b[3])})
     xs = sorted({v for b in boxes for v in (b[0], b[2])})
-    for cy0, cy1 in zip(ys, ys[1:]):
-        for cx0, cx1 in zip(xs, xs[1:]):
-            parts = [t[cy0 - b[1]: cy1 - b[1], cx0 - b[0]: cx1 - b[0]] for t, b in zip(resized, boxes)
-                     if t is not None and b[1] <= cy0 and cy1 <= b[3] and b[0] <= cx0 and cx1 <= b[2]]
-            if parts:
-                yield (cy0, cy1, cx0, cx1), parts
+    if not boxes or len(ys) < 2 or len(xs) < 2:
+        return
+    # covers[i, j, t]: tile t covers cell (i, j) (cell i spans ys[i]..ys[i + 1]); one array op
+    # instead of testing every tile at every cell (many overlapping tiles make ~(2T)^2 cells)
+    b = np.asarray(boxes, np.int64).reshape(-1, 4)
+    iy0, iy1 = np.searchsorted(ys, b[:, 1]), np.searchsorted(ys, b[:, 3])
+    ix0, ix1 = np.searchsorted(xs, b[:, 0]), np.searchsorted(xs, b[:, 2])
+    rows, cols = np.arange(len(ys) - 1)[:, None, None], np.arange(len(xs) - 1)[None, :, None]
+    present = np.array([t is not None for t in resized], bool)
+    covers = (iy0 <= rows) & (rows < iy1) & (ix0 <= cols) & (cols < ix1) & present
+    for i, j in zip(*np.nonzero(covers.any(axis=2))):
+        cy0, cy1, cx0, cx1 = ys[i], ys[i + 1], xs[j], xs[j + 1]
+        parts = [resized[t][cy0 - boxes[t][1]: cy1 - boxes[t][1], cx0 - boxes[t][0]: cx1 - boxes[t][0]]
+                 for t in np.flatnonzero(covers[i, j])]
+        yield (cy0, cy1, cx0, cx1), parts
 
 
 def paste_tiles(tile_maps: list[np.ndarray] | np.ndarray, boxes_xyxy: np.ndarray,
