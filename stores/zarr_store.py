@@ -37,12 +37,12 @@ class Pending:
 
     Attributes:
         left: the units to compute, in the order asked.
-        found: unit path -> source of the units found complete by reading them (not through the
-            unit index): what a run adds to the index.
+        found: unit path -> attributes of the units found complete by reading them (not through
+            the unit index): what a run adds to the index.
     """
 
     left: tuple[Unit, ...]
-    found: dict[str, str | None]
+    found: dict[str, dict[str, Any]]
 
 
 class StageStore(Hierarchy):
@@ -111,13 +111,14 @@ class StageStore(Hierarchy):
         one listing of the unit's folder answers "absent" for all its missing units at once."""
         return _complete(self.backend.attrs(key, listed), source)
 
-    def pending(self, stage: str, stage_hash: str, units: Iterable[Unit], source: Source = None,
-                verify: bool = False) -> "Pending":
+    def pending(self, stage: str, stage_hash: str, units: Iterable[Unit], source: Source = None, *,
+                accept: Callable[[Unit, dict[str, Any]], bool] | None = None, verify: bool = False) -> "Pending":
         """The one answer to "what is left": the ``units`` whose ``stage`` unit is missing,
-        incomplete, or made from another source than ``source`` gives (a mapping or a function of
-        the unit; None: any source). The unit index answers without a read where it can; one
-        listing per folder answers for its absent units. ``verify`` (or an untrusted index) also
-        reads every chunk of a complete unit and checks it.
+        incomplete, made from another source than ``source`` gives (a mapping or a function of
+        the unit; None: any source), or whose recorded facts ``accept(unit, attrs)`` refuses
+        (the ``image`` stage: the file's path, size and time). The unit index answers without a
+        read where it can; one listing per folder answers for its absent units. ``verify`` (or an
+        untrusted index) also reads every chunk of a complete unit and checks it.
 
         Example: ``store.pending("tiles", h, units, {u.path: sha for ...}).left``.
         """
@@ -129,14 +130,16 @@ class StageStore(Hierarchy):
         for unit in units:
             entries = indexed.setdefault(unit.dataset, self.index.entries(stage, stage_hash, unit.dataset))
             sha, done = want(unit), entries.get(unit.path)
-            if done is not None and (sha is None or done.get("source") == sha) and not verify:
+            if done is not None and (sha is None or done.get("source") == sha) and not verify and \
+                    (accept is None or accept(unit, done)):
                 continue
             key = unit_key(stage, stage_hash, unit)
             attrs = self.complete_attrs(key, sha, listed)
-            if attrs is None or ((verify or not self.index.trusted) and not self.verify_unit(key)):
+            if attrs is None or (accept is not None and not accept(unit, attrs)) or \
+                    ((verify or not self.index.trusted) and not self.verify_unit(key)):
                 left.append(unit)
             else:
-                found[unit.path] = attrs.get("source")
+                found[unit.path] = attrs
         return Pending(tuple(left), found)
 
     def write_unit(self, key: str, arrays: Mapping[str, Any], attrs: dict[str, Any] | None = None,

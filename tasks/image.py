@@ -24,59 +24,44 @@ def _unchanged(record: dict[str, Any] | None, path: str) -> bool:
     return record.get("size") == st.st_size and record.get("mtime_ns") == st.st_mtime_ns
 
 
-def _indexed_unchanged(store, key: str, path: str) -> bool:
-    """The unit index (object storage) records ``key``'s image as this file, unchanged."""
-    _, image_hash, unit_path = key.split("/", 2)
-    dataset = unit_path.split("/", 1)[0]
-    return _unchanged(store.index.entries("image", image_hash, dataset).get(unit_path), path)
-
-
 def registered(store, key: str, path: str) -> bool:
     """True when ``key`` holds a complete record of ``path`` with its current size and mtime
-    (the file has not changed since it was registered; its content is not re-read). The index
-    answers without a read when it can."""
-    return _indexed_unchanged(store, key, path) or _unchanged(store.complete_attrs(key), path)
+    (the file has not changed since it was registered; its content is not re-read)."""
+    unit = Unit.parse(key.split("/", 2)[2])
+    return not store.pending("image", key.split("/")[1], [unit], accept=lambda u, rec: _unchanged(rec, path)).left
 
 
-def _register(store, image_hash: str, dataset: str, s: dict[str, Any], listed: dict[str, set[str]]
-              ) -> dict[str, Any] | None:
-    """Register one sample; returns its index facts when they were not already indexed.
-    ``listed``: the folder listings memo of ``StageStore.complete_attrs``."""
-    unit = Unit(dataset, s["class_name"], s["split"], s["image_id"])
-    key = unit_key("image", image_hash, unit)
-    if _indexed_unchanged(store, key, s["path"]):
-        return None
-    old = store.complete_attrs(key, listed=listed)
-    if _unchanged(old, s["path"]):
-        return {"source": old["sha256"], **{k: old[k] for k in INDEXED}}
+def _register(store, image_hash: str, unit: Unit, s: dict[str, Any]) -> dict[str, Any]:
+    """Register one sample (read, hash, record); its index facts."""
     st = os.stat(s["path"])
     image = load_image(s["path"])  # fails with the file's name if unreadable
     h, w = image.shape[:2]
     sha = file_sha256(s["path"])
     remember(s["path"], sha, image)  # the shard's stages decode it no more
     attrs = dict(s, sha256=sha, height=h, width=w, size=st.st_size, mtime_ns=st.st_mtime_ns)
-    store.write_unit(key, {}, attrs, source=sha)  # a new size/mtime is news even with the same bytes
+    store.write_unit(unit_key("image", image_hash, unit), {}, attrs, source=sha)  # a new size/mtime is news
     return {"source": sha, **{k: attrs[k] for k in INDEXED}}
 
 
 @zsad_task("image")
 def register_images(store_url: str, image_hash: str, samples: list[dict[str, Any]], dataset: str
                     ) -> dict[str, list]:
-    """Write one image unit per sample; an unchanged file (same size and mtime) is not re-read.
+    """Write one image unit per sample; an unchanged file (same size and mtime: ``StageStore.pending``
+    with the index or the record) is not re-read.
 
     An unreadable file is recorded (path and reason) and the others are registered:
     ``{"done": [unit paths], "failed": [error records]}``.
     """
     store = open_store(store_url)
-    done, failed, facts, listed = [], [], {}, {}
-    for s in samples:
-        path = f"{dataset}/{s['class_name']}/{s['split']}/{s['image_id']}"
+    by_unit = {Unit(dataset, s["class_name"], s["split"], s["image_id"]): s for s in samples}
+    left = store.pending("image", image_hash, by_unit, accept=lambda u, rec: _unchanged(rec, by_unit[u]["path"]))
+    facts = {path: {"source": rec["sha256"], **{k: rec[k] for k in INDEXED}} for path, rec in left.found.items()}
+    failed = []
+    for unit in left.left:
         try:
-            new = _register(store, image_hash, dataset, s, listed)
-            done.append(path)
-            if new is not None:
-                facts[path] = new
+            facts[unit.path] = _register(store, image_hash, unit, by_unit[unit])
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
-            failed.append(unit_error(path, "image", s["path"], exc))
+            failed.append(unit_error(unit.path, "image", by_unit[unit]["path"], exc))
     store.index.add("image", image_hash, dataset, facts)
-    return {"done": done, "failed": failed}
+    bad = {f["unit"] for f in failed}
+    return {"done": [u.path for u in by_unit if u.path not in bad], "failed": failed}

@@ -101,7 +101,7 @@ def pending(store: StageStore, stage: str, stage_hash: str, image_hash: str, uni
 
     left = store.pending(stage, stage_hash, units, source)
     todo = [(unit, *image_source(store, image_hash, unit)) for unit in left.left]
-    return todo, {path: {"source": sha} for path, sha in left.found.items()}
+    return todo, {path: {"source": attrs.get("source")} for path, attrs in left.found.items()}
 
 
 def add_to_index(store: StageStore, stage: str, stage_hash: str, facts: dict[str, dict[str, Any]]) -> None:
