@@ -19,8 +19,6 @@ from zsad.config import AggregateConfig, PipelineConfig
 from zsad.datasets import ImageLimits, load_image, read_folder
 from zsad.datasets.decode import ImageError
 
-pytestmark = pytest.mark.xdist_group("bad_inputs")  # its module fixture is built once
-
 ROOT = Path(__file__).resolve().parents[1]
 ZSAD = str(Path(sys.executable).with_name("zsad"))
 

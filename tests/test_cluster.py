@@ -24,7 +24,7 @@ from units import complete_units, unit_arrays
 from zsad.config import PipelineConfig
 from zsad.datasets import read_dataset
 
-pytestmark = [pytest.mark.slow, pytest.mark.server, pytest.mark.xdist_group("cluster")]
+pytestmark = [pytest.mark.slow, pytest.mark.server]
 
 distributed = pytest.importorskip("distributed")
 N_IMAGES = 8

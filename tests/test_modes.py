@@ -22,7 +22,7 @@ from tasks import runtime
 from tasks.plan import plan_stages
 from zsad.datasets import Sample, SyntheticSpec, read_dataset, write_synthetic
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("modes")]  # one worker builds modes_store
+pytestmark = [pytest.mark.slow]
 
 MODES = "mode=zero-shot,few-shot,mutual;combine=mean,patch"
 

@@ -19,8 +19,6 @@ from tasks.plan import plan_stages
 from zsad.config import AggregateConfig, PipelineConfig
 from zsad.thresholds import f1_threshold
 
-pytestmark = pytest.mark.xdist_group("predict")  # its module fixture is built once
-
 VH = plan_stages(PipelineConfig.tiny()).aggregate_hash(AggregateConfig())
 
 

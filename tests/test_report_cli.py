@@ -11,8 +11,6 @@ from requires import unavailable
 from tasks import runtime
 from tasks.plan import plan_stages
 
-pytestmark = pytest.mark.xdist_group("report")  # its module fixture is built once
-
 
 @pytest.fixture(scope="module")
 def cached_run(tmp_path_factory, precomputed_store):

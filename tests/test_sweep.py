@@ -83,6 +83,40 @@ def test_paste_cells_and_cell_metrics_equal_the_full_map(seed):
             assert (math.isnan(a[k]) and math.isnan(b[k])) or abs(a[k] - b[k]) < 1e-12
 
 
+@pytest.mark.parametrize("tiles", [3, 12])  # 3: cell by cell; 12: the dense path (> 4 tiles)
+def test_pasted_cells_equal_a_pixel_by_pixel_mean_bit_for_bit(tiles):
+    """Brute force: every pixel the float64 mean of the tiles covering it, in tile order."""
+    from zsad.pixelmaps import resize_map
+    rng = np.random.default_rng(tiles)
+    h, w = 40, 52
+    x0, y0 = rng.integers(-4, w - 6, tiles), rng.integers(-4, h - 6, tiles)
+    boxes = np.stack([x0, y0, x0 + rng.integers(4, 30, tiles), y0 + rng.integers(4, 30, tiles)], 1)
+    maps = [rng.random((8, 8)).astype(np.float32) * rng.choice([1.0, 1e-4, 1e-30]) for _ in range(tiles)]
+    want = np.zeros((h, w), np.float32)
+    clipped = np.clip(boxes, 0, [w, h, w, h])
+    resized = [resize_map(m, (b[3] - b[1], b[2] - b[0])) if b[3] > b[1] and b[2] > b[0] else None
+               for m, b in zip(maps, clipped)]
+    for y in range(h):
+        for x in range(w):
+            vals = [r[y - b[1], x - b[0]] for r, b in zip(resized, clipped)
+                    if r is not None and b[1] <= y < b[3] and b[0] <= x < b[2]]
+            if vals:
+                total = np.float64(0.0)
+                for v in vals:
+                    total += np.float64(v)
+                want[y, x] = np.float32(total / len(vals))
+    got = paste_cells(maps, boxes, (h, w))
+    assert np.array_equal(got.full(), want)
+    assert sum(v.size for _, v in got.cells) == int((want != 0).sum() + ((want == 0) & _covered(clipped, h, w)).sum())
+
+
+def _covered(boxes, h, w):
+    out = np.zeros((h, w), bool)
+    for x0, y0, x1, y1 in boxes:
+        out[y0:y1, x0:x1] = True
+    return out
+
+
 def test_one_component_and_empty_cases():
     """One tile, no tile, an image fully covered: cells and metrics still equal the full map."""
     mask = np.zeros((8, 8), bool)

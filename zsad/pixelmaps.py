@@ -94,8 +94,11 @@ def paste_cells(tile_maps: list[np.ndarray] | np.ndarray, boxes_xyxy: np.ndarray
         >>> [(box, v.tolist()) for box, v in m.cells], m.full().tolist()
         ([((0, 1, 0, 1), [[1.0]]), ((0, 1, 1, 2), [[0.5]]), ((0, 1, 2, 3), [[0.0]])], [[1.0, 0.5, 0.0, 0.0]])
     """
+    boxes = clip_boxes(boxes_xyxy, image_hw)
     resized = [resize_map(np.asarray(m), (y1 - y0, x1 - x0)) if (y1 > y0 and x1 > x0) else None
-               for m, (x0, y0, x1, y1) in zip(tile_maps, clip_boxes(boxes_xyxy, image_hw))]
+               for m, (x0, y0, x1, y1) in zip(tile_maps, boxes)]
+    if len(boxes) > 4:  # many overlapping tiles cut ~(2T)^2 cells: average them densely, then cut
+        return _dense_cells(resized, boxes, tuple(image_hw))
     cells = []
     for box, parts in cell_parts(resized, boxes_xyxy, image_hw):
         if len(parts) == 1:
@@ -109,6 +112,26 @@ def paste_cells(tile_maps: list[np.ndarray] | np.ndarray, boxes_xyxy: np.ndarray
     return PastedMap(tuple(cells), tuple(image_hw))
 
 
+def _dense_cells(resized: list, boxes: list[list[int]], image_hw: tuple[int, int]) -> PastedMap:
+    """``paste_cells`` by one float64 sum over the tiles' bounding region, in tile order (the
+    same additions, in the same order, per pixel: bit for bit the per-cell result), cut into
+    the same cells."""
+    used = [(t, b) for t, b in zip(resized, boxes) if t is not None]
+    if not used:
+        return PastedMap((), image_hw)
+    oy, ox = min(b[1] for _, b in used), min(b[0] for _, b in used)
+    shape = (max(b[3] for _, b in used) - oy, max(b[2] for _, b in used) - ox)
+    total, count = np.zeros(shape, np.float64), np.zeros(shape, np.int64)
+    for t, (x0, y0, x1, y1) in used:
+        total[y0 - oy: y1 - oy, x0 - ox: x1 - ox] += t
+        count[y0 - oy: y1 - oy, x0 - ox: x1 - ox] += 1
+    mean = (total / np.maximum(count, 1)).astype(np.float32)
+    ys, xs, covers = _coverage(boxes, [t is not None for t in resized])
+    cells = tuple(((ys[i], ys[i + 1], xs[j], xs[j + 1]), mean[ys[i] - oy: ys[i + 1] - oy, xs[j] - ox: xs[j + 1] - ox])
+                  for i, j in zip(*np.nonzero(covers.any(axis=2))))
+    return PastedMap(cells, image_hw)
+
+
 def clip_boxes(boxes_xyxy: np.ndarray, image_hw: tuple[int, int]) -> list[list[int]]:
     """(T, 4) xyxy boxes clipped to the image, as lists of ints."""
     h, w = image_hw
@@ -120,23 +143,26 @@ def cell_parts(resized: list, boxes_xyxy: np.ndarray, image_hw: tuple[int, int])
     [the part of each tile map covering it, in tile order])``. ``resized``: each tile's map at
     its box's size (None for an empty box); numpy arrays or torch tensors alike."""
     boxes = clip_boxes(boxes_xyxy, image_hw)
-    ys = sorted({v for b in boxes for v in (b[1], b[3])})
-    xs = sorted({v for b in boxes for v in (b[0], b[2])})
-    if not boxes or len(ys) < 2 or len(xs) < 2:
-        return
-    # covers[i, j, t]: tile t covers cell (i, j) (cell i spans ys[i]..ys[i + 1]); one array op
-    # instead of testing every tile at every cell (many overlapping tiles make ~(2T)^2 cells)
-    b = np.asarray(boxes, np.int64).reshape(-1, 4)
-    iy0, iy1 = np.searchsorted(ys, b[:, 1]), np.searchsorted(ys, b[:, 3])
-    ix0, ix1 = np.searchsorted(xs, b[:, 0]), np.searchsorted(xs, b[:, 2])
-    rows, cols = np.arange(len(ys) - 1)[:, None, None], np.arange(len(xs) - 1)[None, :, None]
-    present = np.array([t is not None for t in resized], bool)
-    covers = (iy0 <= rows) & (rows < iy1) & (ix0 <= cols) & (cols < ix1) & present
+    ys, xs, covers = _coverage(boxes, [t is not None for t in resized])
     for i, j in zip(*np.nonzero(covers.any(axis=2))):
         cy0, cy1, cx0, cx1 = ys[i], ys[i + 1], xs[j], xs[j + 1]
         parts = [resized[t][cy0 - boxes[t][1]: cy1 - boxes[t][1], cx0 - boxes[t][0]: cx1 - boxes[t][0]]
                  for t in np.flatnonzero(covers[i, j])]
         yield (cy0, cy1, cx0, cx1), parts
+
+
+def _coverage(boxes: list[list[int]], present: list[bool]) -> tuple[list[int], list[int], np.ndarray]:
+    """The cut lines ``ys``, ``xs`` of clipped xyxy ``boxes`` and ``covers[i, j, t]``: tile t
+    (``present``) covers cell (i, j), which spans ys[i]..ys[i + 1] and xs[j]..xs[j + 1]. One array
+    op instead of testing every tile at every cell (T overlapping tiles cut up to (2T)^2 cells)."""
+    ys = sorted({v for b in boxes for v in (b[1], b[3])})
+    xs = sorted({v for b in boxes for v in (b[0], b[2])})
+    b = np.asarray(boxes, np.int64).reshape(-1, 4)
+    iy0, iy1 = np.searchsorted(ys, b[:, 1]), np.searchsorted(ys, b[:, 3])
+    ix0, ix1 = np.searchsorted(xs, b[:, 0]), np.searchsorted(xs, b[:, 2])
+    rows, cols = np.arange(max(len(ys) - 1, 0))[:, None, None], np.arange(max(len(xs) - 1, 0))[None, :, None]
+    covers = (iy0 <= rows) & (rows < iy1) & (ix0 <= cols) & (cols < ix1) & np.asarray(present, bool)
+    return ys, xs, covers
 
 
 def paste_tiles(tile_maps: list[np.ndarray] | np.ndarray, boxes_xyxy: np.ndarray,
