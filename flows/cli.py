@@ -58,7 +58,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         prefect_arg(p)
     pr = sub.add_parser("predict", help="score images or folders: scores.csv, a heatmap panel per image")
     pr.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
-    _common(pr, dataset=False, prefect=False)
+    _common(pr, dataset=False)
     _predict_args(pr)
     pr.add_argument("--threshold", default="auto",
                     help="auto (stored F1-max, else stored FPR), f1, fpr, none, or a number")
@@ -66,7 +66,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     pr.add_argument("--out", default="zsad-predict", help="folder for scores.csv and heatmaps/")
     cb = sub.add_parser("calibrate", help="store thresholds at a false-alarm rate from known-good images")
     cb.add_argument("--good", nargs="+", required=True, help="known-good image files and/or folders")
-    _common(cb, dataset=False, prefect=False)
+    _common(cb, dataset=False)
     _predict_args(cb)
     cb.add_argument("--fpr", type=_fraction, default=0.01, help="target false-alarm rate on good images")
     a = sub.add_parser("aggregate", help="scores and maps of variants, from the store only (Dask)")
@@ -81,7 +81,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         _shots_args(e)
         e.add_argument("--root", default=None, help="with --dataset visa|mvtec: precompute this data set first")
     r = sub.add_parser("report", help="a self-contained HTML report of a run")
-    _common(r, prefect=False)
+    _common(r)
     r.add_argument("--out", default="zsad-report")
     r.add_argument("--variants", "--variant", dest="variants", default="seed",
                    help="'seed', 'grid', a sweep 'fusion=harmonic,geometric', label(s) or stored hash(es); "

@@ -57,22 +57,28 @@ def fusions_arg(text: str) -> tuple[str, ...]:
     return names
 
 
-def _store_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", default="zsad-store.zarr", help="Zarr store: a path or any fsspec URL (s3://bucket/x.zarr)")
+STORE_HELP = "Zarr store: a path or any fsspec URL (s3://bucket/x.zarr)"
+CONFIG_HELP = "'paper' (the seed's models), 'tiny' (random, CPU) or a JSON file"
+
+
+def storage_options_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage-options", type=storage_options_arg, default=None,
                    help="fsspec options of a remote store as JSON, e.g. '{\"endpoint_url\": \"http://host:9000\"}' "
                         "(or $ZSAD_STORAGE_OPTIONS); credentials from the AWS_* environment or ~/.aws")
 
 
-def _common(p: argparse.ArgumentParser, dataset: bool = True, prefect: bool = True) -> None:
+def _store_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", default="zsad-store.zarr", help=STORE_HELP)
+    storage_options_option(p)
+
+
+def _common(p: argparse.ArgumentParser, dataset: bool = True) -> None:
+    """The options of the commands that are not flows (predict, calibrate, report)."""
     _store_args(p)
-    p.add_argument("--config", default="tiny", help="'paper' (the seed's models), 'tiny' (random, CPU) or a JSON file")
+    p.add_argument("--config", default="tiny", help=CONFIG_HELP)
     if dataset:
         p.add_argument("--dataset", default="synthetic", help="data set name in the store (default: its kind)")
         p.add_argument("--classes", nargs="*", default=None, help="only these classes")
-    if prefect:
-        p.add_argument("--prefect", action="store_true",
-                       help="run as a Prefect flow (shown in the UI of the server PREFECT_API_URL names)")
 
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
@@ -93,14 +99,6 @@ def _shots_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reference", default=None, metavar="DIR",
                    help="few-shot against the normal images of DIR/<class>/ (or of DIR itself for one --classes) "
                         "instead of the data set's train split; all of them unless --shots")
-
-
-def cluster_args(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument("--dask-address", default=None, metavar="tcp://HOST:8786",
-                   help=f"run {what} on this dask.distributed cluster (README: 'More than one machine')")
-    p.add_argument("--shared-path", action="store_true",
-                   help="the local --store path is mounted at the same absolute path on every Dask worker "
-                        "(otherwise a cluster needs object storage)")
 
 
 def prefect_arg(p: argparse.ArgumentParser) -> None:

@@ -24,7 +24,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .cli_args import _positive_int, fraction, fusions_arg, storage_options_arg
+from .cli_args import CONFIG_HELP, STORE_HELP, _positive_int, fraction, fusions_arg, storage_options_option
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,8 @@ class Option:
 
 
 OPTIONS: dict[str, Option] = {
-    "store": Option("--store", "Zarr store: a path or any fsspec URL (s3://bucket/x.zarr)"),
-    "config": Option("--config", "'paper' (the seed's models), 'tiny' (random, CPU) or a JSON file"),
+    "store": Option("--store", STORE_HELP),
+    "config": Option("--config", CONFIG_HELP),
     "dataset": Option("--dataset", "data set name in the store (default: its kind)"),
     "root": Option("--root", "data set folder", {"required": True}),
     "name": Option("--name", "name of the data set in the store (default: its kind)"),
@@ -101,10 +101,7 @@ def add_flow_args(parser: argparse.ArgumentParser, flow: Any, overrides: dict[st
         kwargs.setdefault("help", opt.help)
         parser.add_argument(opt.flag, dest=name, **kwargs)
     if "store" in _parameters(flow):
-        parser.add_argument("--storage-options", type=storage_options_arg, default=None,
-                            help="fsspec options of a remote store as JSON, e.g. '{\"endpoint_url\": "
-                                 "\"http://host:9000\"}' (or $ZSAD_STORAGE_OPTIONS); credentials from the AWS_* "
-                                 "environment or ~/.aws")
+        storage_options_option(parser)
 
 
 def flow_kwargs(args: argparse.Namespace, flow: Any, **replaced: Any) -> dict[str, Any]:
