@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -35,7 +36,31 @@ def zsad(args: list[str], env: dict[str, str], cwd: Path, expect: int = 0) -> di
         return out.stdout
 
 
-def test_team_shares_a_bucket(s3, s3_env, synthetic_root, store_copy, tmp_path):
+def zsad_here(args: list[str], cwd: Path, monkeypatch) -> dict | str:
+    """``zsad(...)`` in this process (the environment is the ``s3_env`` fixture's), with a fresh
+    view of the store: nothing this process kept (units, index) answers for it."""
+    import contextlib
+    import io
+
+    from flows.cli import main
+    cwd.mkdir(parents=True, exist_ok=True)
+    monkeypatch.chdir(cwd)
+    runtime.forget_stores()
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(args)
+    runtime.forget_stores()
+    assert SECRET not in out.getvalue() + err.getvalue()
+    assert rc == 0, err.getvalue()[-3000:]
+    try:
+        return json.loads(out.getvalue())
+    except json.JSONDecodeError:
+        return out.getvalue()
+
+
+def test_team_shares_a_bucket(s3, s3_env, synthetic_root, store_copy, tmp_path, monkeypatch):
+    """Alice and Bob precompute in processes of their own; the commands after that run in this
+    process, each with a fresh view of the store."""
     store = s3.make_bucket("team") + "/zsad.zarr"
     pre = ["precompute", "--dataset", "synthetic", "--root", str(synthetic_root), "--store", store]
     first = zsad(pre, s3_env, tmp_path / "alice")
@@ -44,30 +69,29 @@ def test_team_shares_a_bucket(s3, s3_env, synthetic_root, store_copy, tmp_path):
     # a teammate, elsewhere: everything is cached, nothing computed, the metrics equal a local run's
     second = zsad(pre, s3_env, tmp_path / "bob")
     assert second["units_written"] == 0 and second["models_loaded"] == 0
-    (seed_meta,) = zsad(["aggregate", "--store", store], s3_env, tmp_path / "alice").values()
+    here = functools.partial(zsad_here, monkeypatch=monkeypatch)
+    (seed_meta,) = here(["aggregate", "--store", store], tmp_path / "alice").values()
     assert seed_meta["written"] == 8
-    (again,) = zsad(["aggregate", "--store", store], s3_env, tmp_path / "bob").values()
+    (again,) = here(["aggregate", "--store", store], tmp_path / "bob").values()
     assert again["written"] == 0 and again["n_images"] == 8  # bob reads alice's scores
     local = store_copy  # the same data precomputed on a local disk (once per session)
-    zsad(["evaluate", "--store", local, "--out", "local-res"], s3_env, tmp_path / "bob")
+    here(["evaluate", "--store", local, "--out", "local-res"], tmp_path / "bob")
     fs = s3.filesystem()
     before = sorted(fs.find("team"))
-    zsad(["evaluate", "--store", store, "--out", "res", "--read-only"], s3_env, tmp_path / "bob")
+    here(["evaluate", "--store", store, "--out", "res", "--read-only"], tmp_path / "bob")
     assert sorted(fs.find("team")) == before  # a read-only user can evaluate: not one object written
     assert (tmp_path / "bob" / "res" / "metrics.json").read_text() == \
         (tmp_path / "bob" / "local-res" / "metrics.json").read_text()
-    zsad(["evaluate", "--store", store, "--out", "res"], s3_env, tmp_path / "bob")  # stores thresholds
-    listed = {r["stage"]: r for r in zsad(["cache", "list", "--store", store], s3_env, tmp_path / "bob")}
+    here(["evaluate", "--store", store, "--out", "res"], tmp_path / "bob")  # stores thresholds
+    listed = {r["stage"]: r for r in here(["cache", "list", "--store", store], tmp_path / "bob")}
     assert all(listed[s]["units"] == 8 for s in ("image", "isnet", "sam", "foreground", "tiles", "clipseg"))
     assert listed["clip_text"]["units"] == 2 and listed["thresholds"]["units"] == 2 and "_index" not in listed
-    size = zsad(["cache", "size", "--store", store], s3_env, tmp_path / "bob")
+    size = here(["cache", "size", "--store", store], tmp_path / "bob")
     assert size["total_bytes"] > 0 and all(r["bytes"] > 0 for r in size["by_stage"])
     assert "_index" in {r["stage"] for r in size["by_stage"]}  # the index's records are counted too
-    assert zsad(["cache", "prune", "--store", store, "--keep", "tiny", "--dry-run"], s3_env, tmp_path)[
-        "would_delete"] == []
+    assert here(["cache", "prune", "--store", store, "--keep", "tiny", "--dry-run"], tmp_path)["would_delete"] == []
     seed = plan_stages(PipelineConfig.tiny()).aggregate_hash(AggregateConfig())
-    assert zsad(["cache", "prune", "--store", store, "--variants", seed], s3_env, tmp_path)["deleted"] == \
-        [f"aggregate/{seed}"]
+    assert here(["cache", "prune", "--store", store, "--variants", seed], tmp_path)["deleted"] == [f"aggregate/{seed}"]
     assert not fs.exists(f"team/zsad.zarr/aggregate/{seed}/zarr.json")
 
 
@@ -166,17 +190,18 @@ def test_a_unit_rewritten_in_place_never_reads_mixed(s3, s3_env):
 
 
 @pytest.mark.slow
-def test_a_misbehaving_object_store_still_gives_the_clean_store(s3, s3_env, synthetic_root, monkeypatch, tmp_path):
+def test_a_misbehaving_object_store_still_gives_the_clean_store(s3, s3_env, synthetic_root, store_copy, monkeypatch,
+                                                                tmp_path):
     """5 % of requests answered 503 SlowDown or cut after the server acted: every request is
-    retried with backoff, the run completes, and the store equals a clean run's, unit for unit."""
+    retried with backoff, the run completes, and the store equals a clean run's (the session's
+    store, on a local disk), unit for unit."""
     from flows.aggregate import run_variants
     from flows.precompute import run_precompute
     from stores.s3proxy import S3Proxy
     from units import unit_arrays
     from zsad.datasets import read_dataset
     samples, cfg = read_dataset("synthetic", str(synthetic_root)), PipelineConfig.tiny()
-    clean = s3.make_bucket("clean") + "/zsad.zarr"
-    run_precompute(samples, "synthetic", clean, cfg, progress=False)
+    clean = store_copy
     run_variants(clean, "synthetic", "tiny", "seed")
     with S3Proxy(s3.endpoint_url, fault_rate=0.05, seed=7) as proxy:
         monkeypatch.setenv("ZSAD_STORAGE_OPTIONS", json.dumps({"endpoint_url": proxy.endpoint_url}))
