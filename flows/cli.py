@@ -76,7 +76,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         _shots_args(a)
     e = sub.add_parser("evaluate", help="metrics per class and mean; stores F1-max and FPR thresholds")
     if full or named == "evaluate":
-        add_flow_args(e, _flow("evaluate"))
+        add_flow_args(e, _flow("evaluate"), {"device": {"default": None}})  # None: --root precomputes on the config's
         prefect_arg(e)
         _shots_args(e)
         e.add_argument("--root", default=None, help="with --dataset visa|mvtec: precompute this data set first")
@@ -195,7 +195,8 @@ def run(args: argparse.Namespace) -> Any:  # noqa: C901 - a flat dispatch table
             if _precompute(args)["failed"]:
                 raise ValueError("some images of the data set could not be computed (listed above); fix or remove "
                                  "them: metrics over part of a data set would not compare with published ones")
-        out = call_flow(flow, flow_kwargs(args, flow, variants=_few_shot_spec(args)), _orchestrated(args))
+        device = {"device": args.device or "cpu"} if args.command == "evaluate" else {}
+        out = call_flow(flow, flow_kwargs(args, flow, variants=_few_shot_spec(args), **device), _orchestrated(args))
         return out if args.command == "aggregate" else {"quiet": True}
     if args.command == "report":
         from .report import build_report

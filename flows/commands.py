@@ -97,7 +97,7 @@ def add_flow_args(parser: argparse.ArgumentParser, flow: Any, overrides: dict[st
         opt = OPTIONS[name]
         kwargs = {**opt.kwargs, **(overrides or {}).get(name, {})}
         if not kwargs.get("required"):
-            kwargs["default"] = param.default
+            kwargs.setdefault("default", param.default)
         kwargs.setdefault("help", opt.help)
         parser.add_argument(opt.flag, dest=name, **kwargs)
     if "store" in _parameters(flow):
