@@ -29,10 +29,10 @@ MODES = "mode=zero-shot,few-shot,mutual;combine=mean,patch"
 
 @pytest.fixture(scope="module")
 def modes_store(tmp_path_factory):
-    """16 test images and 4 references per class, cached with patch tokens."""
+    """14 test images (6 good, 8 defective) and 4 references per class, cached with patch tokens."""
     runtime.forget_stores()
     tmp = tmp_path_factory.mktemp("modes")
-    root = write_synthetic(tmp / "data", SyntheticSpec(image_size=192, n_good=8, n_per_defect=2, n_train=4))
+    root = write_synthetic(tmp / "data", SyntheticSpec(image_size=192, n_good=6, n_per_defect=2, n_train=4))
     store, cfg = str(tmp / "store.zarr"), load_pipeline_config("tiny", patches=True)
     for split in ("test", "train"):
         out = run_precompute(read_dataset("synthetic", root, None, split), "synthetic", store, cfg, progress=False)
@@ -72,7 +72,7 @@ def test_second_run_recomputes_nothing(modes_store, results):
     st = runtime.open_store(modes_store["store"])
     before = st.writes
     meta = run_variants(modes_store["store"], "synthetic", "tiny", MODES)
-    assert all(m.written == 0 and m.n_images == 32 for m in meta.values()), meta
+    assert all(m.written == 0 and m.n_images == 28 for m in meta.values()), meta
     cfg = load_pipeline_config("tiny", patches=True)
     again = run_precompute(read_dataset("synthetic", modes_store["root"]), "synthetic", modes_store["store"], cfg,
                            progress=False)
@@ -84,7 +84,7 @@ def test_references_never_scored_and_shots_are_seeded(modes_store, results):
     plan = plan_stages(load_pipeline_config("tiny"))
     meta = run_variants(modes_store["store"], "synthetic", "tiny", "mode=few-shot;shots=2;shot_seed=0,1",
                         classes=["pill"])
-    assert all(m.n_images == 16 for m in meta.values())  # the 4 train images are not test images
+    assert all(m.n_images == 14 for m in meta.values())  # the 4 train images are not test images
     st = runtime.open_store(modes_store["store"])
     refs = {}
     for stage, h, attrs in st.stages():
