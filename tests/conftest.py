@@ -37,6 +37,12 @@ LONGEST_FIRST = ("test_modes", "test_s3", "test_cluster", "test_prefect_server",
                  "test_bad_inputs", "test_report_cli", "test_predict")
 
 
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: one worker per core, at most 4 (about ten long modules; each worker holds
+    torch, a Prefect API and a store of its own, ~1-2 GB)."""
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
 def pytest_collection_modifyitems(config, items):
     def rank(item) -> int:
         name = item.path.stem
