@@ -20,7 +20,7 @@ import dataclasses
 import itertools
 from typing import Any
 
-from .variants import FUSIONS, MODES, PATCH_MODES, ZERO_SHOT_FIELDS, AggregateConfig
+from .variants import FUSIONS, MODES, PATCH_MODES, AggregateConfig
 
 Axes = dict[str, tuple]
 
@@ -34,18 +34,21 @@ GRID: Axes = {
 SCALE_NAMES = {"clip": None, "winclip": 1 / 0.07}
 
 
-def _kinds() -> dict[str, tuple[type, tuple]]:
+def _kinds() -> tuple[dict[str, tuple[type, tuple]], dict[str, type]]:
     """Each field a sweep may name (the variant classes' fields): the type of its default (a
-    ``None`` default is a number), and its ``choices`` when they are a closed set."""
-    out: dict[str, tuple[type, tuple]] = {"mode": (str, MODES)}
+    ``None`` default is a number) and its ``choices`` when they are a closed set; and the first
+    class declaring it (which checks its values)."""
+    kinds: dict[str, tuple[type, tuple]] = {"mode": (str, MODES)}
+    owners: dict[str, type] = {}
     for cls in (AggregateConfig, *PATCH_MODES.values()):
         for f in dataclasses.fields(cls):
-            if f.name != "patch":
-                out.setdefault(f.name, (float if f.default is None else type(f.default), f.metadata.get("choices", ())))
-    return out
+            if f.name != "patch" and f.name not in owners:
+                kinds[f.name] = (float if f.default is None else type(f.default), f.metadata.get("choices", ()))
+                owners[f.name] = cls
+    return kinds, owners
 
 
-KINDS = _kinds()
+KINDS, _OWNERS = _kinds()
 PATCH_SELECTION = ("shots", "shot_seed", "reference")
 
 
@@ -71,11 +74,8 @@ def parse_axes(spec: str | None) -> Axes:
 
 def _checked(key: str, value: Any) -> Any:
     """``value``, checked by the config class owning ``key`` even where a mode will ignore it."""
-    owner = next((k for k in PATCH_MODES.values() if key in {f.name for f in dataclasses.fields(k)}), None)
-    if owner is not None:
-        owner(**{key: value})
-    elif key in ZERO_SHOT_FIELDS:
-        AggregateConfig(**{key: value})
+    if key in _OWNERS:
+        _OWNERS[key](**{key: value})
     return value
 
 

@@ -152,8 +152,7 @@ class AggregateConfig:
         patch = None
         if mode in PATCH_MODES:
             kind = PATCH_MODES[mode]
-            names = {f.name for f in dataclasses.fields(kind)}
-            patch = kind(**{k: v for k, v in flat.items() if k in names and v is not None})
+            patch = kind(**{k: v for k, v in flat.items() if k in _own_fields(kind) and v is not None})
         return cls(**{k: v for k, v in flat.items() if k in _own_fields(cls)}, patch=patch)
 
     @classmethod
