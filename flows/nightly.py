@@ -16,7 +16,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from stores import Unit, unit_key
+from stores import Unit
 from tasks.image import registered
 from tasks.plan import plan_stages
 from tasks.runtime import open_store
@@ -34,7 +34,7 @@ def new_files(root: str, class_name: str, store: str, config: str, name: str) ->
     st, image_hash = open_store(store), plan_stages(load_pipeline_config(config)).hashes["image"]
     fresh = []
     for f, i in zip(files, image_ids([f.as_posix() for f in files])):
-        if not registered(st, unit_key("image", image_hash, Unit(name, class_name, "test", i)), str(f)):
+        if not registered(st, image_hash, Unit(name, class_name, "test", i), str(f)):
             fresh.append(f)
     return fresh, len(files)
 

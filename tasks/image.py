@@ -24,11 +24,10 @@ def _unchanged(record: dict[str, Any] | None, path: str) -> bool:
     return record.get("size") == st.st_size and record.get("mtime_ns") == st.st_mtime_ns
 
 
-def registered(store, key: str, path: str) -> bool:
-    """True when ``key`` holds a complete record of ``path`` with its current size and mtime
-    (the file has not changed since it was registered; its content is not re-read)."""
-    unit = Unit.parse(key.split("/", 2)[2])
-    return not store.pending("image", key.split("/")[1], [unit], accept=lambda u, rec: _unchanged(rec, path)).left
+def registered(store, image_hash: str, unit: Unit, path: str) -> bool:
+    """True when ``unit``'s image record is of ``path`` with its current size and mtime (the file
+    has not changed since it was registered; its content is not re-read)."""
+    return not store.pending("image", image_hash, [unit], accept=lambda u, rec: _unchanged(rec, path)).left
 
 
 def _register(store, image_hash: str, unit: Unit, s: dict[str, Any]) -> dict[str, Any]:

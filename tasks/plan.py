@@ -49,9 +49,9 @@ class StagePlan:
         return stage_hash("fused", self.fused_config(fusion), None, tuple(self.fused_inputs().values()))
 
     def aggregate_hash(self, agg: AggregateConfig) -> str:
-        """A variant's hash: its config (``AggregateConfig.hash_view``) and the stages it reads; a few-shot or mutual
-        variant also reads the patch stage (its per-class reference set or batch is checked per
-        unit, see ``tasks.patches``)."""
+        """A variant's hash: its config (``AggregateConfig.hash_view``) and the stages it reads; a
+        few-shot or mutual variant also reads the patch stage (its per-class reference set or
+        batch is checked per unit, see ``tasks.patches``)."""
         return stage_hash("aggregate", agg.hash_view(), None, tuple(self.aggregate_inputs(agg).values()))
 
     def aggregate_inputs(self, agg: AggregateConfig | None = None) -> dict[str, str]:

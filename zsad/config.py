@@ -233,6 +233,6 @@ def config_from_dict(cls: type, data: dict[str, Any]) -> Any:
 
 _DATACLASSES = {c.__name__: c for c in (ModelSpec, SamGeneratorConfig, ForegroundConfig, TilingConfig,
                                          PromptConfig, AggregateConfig, PipelineConfig)}
-__all__ = ["MODES", "FUSIONS", "FewShot", "Mutual", "ModelSpec", "SamGeneratorConfig", "ForegroundConfig", "TilingConfig", "PromptConfig",
-           "AggregateConfig", "PipelineConfig", "stage_hash", "to_jsonable", "config_from_dict",
-           "STAGE_VERSIONS"]
+__all__ = ["MODES", "FUSIONS", "FewShot", "Mutual", "ModelSpec", "SamGeneratorConfig", "ForegroundConfig",
+           "TilingConfig", "PromptConfig", "AggregateConfig", "PipelineConfig", "stage_hash", "to_jsonable",
+           "config_from_dict", "STAGE_VERSIONS"]
