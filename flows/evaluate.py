@@ -73,9 +73,9 @@ def run_evaluate(store: str = "zsad-store.zarr", dataset: str = "synthetic", con
                         save_maps=save_maps, read_only=read_only, device=device, dask_address=dask_address,
                         shared_path=shared_path)
     results, st = {}, open_store(store)
+    st = st.read_only_view() if read_only else st
     for vh, m in meta.items():
-        metrics, thresholds = variant_results(m, st.read_only_view() if read_only else st, dataset, vh, fpr,
-                                              pixel_size)
+        metrics, thresholds = variant_results(m, st, dataset, vh, fpr, pixel_size)
         results[vh] = {"label": m.label, "config": m.config, "metrics": metrics, "thresholds": thresholds}
     write_results(Path(out_dir), results)
     if echo:
