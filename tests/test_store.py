@@ -126,3 +126,33 @@ def test_a_folder_left_without_group_metadata_is_still_listed_and_repaired(tmp_p
     StageStore(tmp_path / "s.zarr").write_unit("tiles/abc/ds/washer/test/c", {"x": (np.zeros(2), ("t",))})
     assert (tmp_path / "s.zarr" / "tiles" / "abc" / "ds" / "washer" / "zarr.json").is_file()
     assert [u.image_id for u in StageStore(tmp_path / "s.zarr").list_units("tiles", "abc", "ds")] == ["a", "b", "c"]
+
+def test_read_only_view_refuses_every_write_and_the_store_is_unchanged(tmp_path):
+    from stores import StoreError
+    st = StageStore(tmp_path / "s.zarr")
+    key = unit_key("isnet", "h1", Unit("d", "c", "test", "img"))
+    st.write_unit(key, {"prob_hw": np.ones((2, 2), np.uint8)}, source="sha")
+    ro = st.read_only_view()
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    for write in (lambda: ro.write_unit(key, {"prob_hw": np.zeros((2, 2), np.uint8)}, source="sha2"),
+                  lambda: ro.ensure_stage("isnet", "h1", {}), lambda: ro.delete(key),
+                  lambda: ro.write_record("_index/isnet/h1/d/r", {"a": 1})):
+        with pytest.raises(StoreError, match="read-only"):
+            write()
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    assert (ro.read_array(key, "prob_hw") == 1).all() and not st.read_only  # reads work; the store itself writes
+
+
+def test_schema_gives_dimensions_and_names_a_wrong_array(tmp_path):
+    st = StageStore(tmp_path / "s.zarr")
+    key = unit_key("tiles", "h1", Unit("d", "c", "test", "img"))
+    st.write_unit(key, {"boxes_xyxy": np.zeros((1, 4), np.int64), "component_t": np.zeros(1, np.int64)})
+    import zarr
+    assert zarr.open_group(str(tmp_path / "s.zarr" / key), mode="r")["boxes_xyxy"].metadata.dimension_names == \
+        ("tile", "corner")
+    with pytest.raises(ValueError, match="its arrays: boxes_xyxy, component_t, kind_t"):
+        st.write_unit(key, {"boxes": np.zeros((1, 4))})
+    with pytest.raises(ValueError, match="has dimensions"):
+        st.write_unit(key, {"boxes_xyxy": (np.zeros((1, 4)), ("box", "corner"))})
+    with pytest.raises(ValueError, match="dataset/class/split/image_id"):
+        Unit.parse("d/c/test")
