@@ -25,7 +25,10 @@ if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:  # xdist workers s
     os.environ.setdefault("OMP_NUM_THREADS", "1")               # thread each, in their subprocesses too
 
 import pytest  # noqa: E402
+from leftovers import mark_session, reap_leftovers  # noqa: E402
 from requires import unavailable  # noqa: E402
+
+_OWNS_MARK = mark_session()  # before any test starts a process: they all inherit the mark
 
 from zsad.config import PipelineConfig  # noqa: E402
 from zsad.datasets import SyntheticSpec, read_dataset, write_synthetic  # noqa: E402
@@ -48,6 +51,23 @@ def pytest_collection_modifyitems(config, items):
         name = item.path.stem
         return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
     items.sort(key=rank)  # stable: each module's tests keep their order
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-xdist has shut its workers down
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the session if a process a test started is still running (it is killed now)."""
+    if not _OWNS_MARK or hasattr(session.config, "workerinput"):
+        return
+    leaked = reap_leftovers()
+    if leaked:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        text = ("\nprocesses started by the tests were still running at the end of the session (killed now):\n  "
+                + "\n  ".join(leaked))
+        if reporter:
+            reporter.write_line(text, red=True)
+        else:
+            print(text)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

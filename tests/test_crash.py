@@ -4,7 +4,6 @@ uninterrupted run's, with nothing half-written left that looks finished."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from procs import spawned
 from stores import StageStore
 
 pytestmark = [pytest.mark.slow]
@@ -24,16 +24,14 @@ def _precompute(root, store, cwd, kill_at_units: int | None = None) -> None:
     """``zsad precompute`` in its own process; ``kill_at_units``: ``kill -9`` it as soon as that
     many per-image units are in place (each appears whole, by a rename, so counting is exact)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
-    proc = subprocess.Popen([ZSAD, "precompute", "--dataset", "synthetic", "--root", str(root), "--store", store,
-                             "--shard-size", "3"], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    if kill_at_units is None:
-        assert proc.wait(timeout=600) == 0
-        return
-    while proc.poll() is None and len(list(Path(store).glob("*/*/*/*/*/*/zarr.json"))) < kill_at_units:
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    with spawned([ZSAD, "precompute", "--dataset", "synthetic", "--root", str(root), "--store", store,
+                  "--shard-size", "3"], cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
+        if kill_at_units is None:
+            assert proc.wait(timeout=600) == 0
+            return
+        while proc.poll() is None and len(list(Path(store).glob("*/*/*/*/*/*/zarr.json"))) < kill_at_units:
+            time.sleep(0.02)
+    # leaving ``spawned``: kill -9 of the run and whatever it started
 
 
 def _units(st: StageStore):

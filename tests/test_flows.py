@@ -74,6 +74,7 @@ def test_changing_aggregation_touches_no_model(prefect_harness, synthetic_root, 
     assert all(v["written"] == 0 for v in again.values())
 
 
+@pytest.mark.crosspath
 @pytest.mark.slow
 def test_aggregate_equals_one_call_scorer(prefect_harness, synthetic_root, synthetic_samples, store_copy,
                                           tiny_models, tiny_cfg):

@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -13,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from procs import spawned
 from units import visa_store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,12 +72,11 @@ def test_kill_9_while_fused_units_are_written(tmp_path):
             "build_fused(StageStore(%r), plan_stages(PipelineConfig.tiny()), "
             "[Unit('visa', 'capsules', 'test', f'{i:05d}') for i in range(24)], ('harmonic', 'geometric'))"
             % (str(ROOT), store))
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=str(ROOT))
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(Path(store).glob("fused/*/visa/capsules/test/*"))) < 6:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    with spawned([sys.executable, "-c", code], cwd=str(ROOT)):
+        deadline = time.time() + 120
+        while time.time() < deadline and len(list(Path(store).glob("fused/*/visa/capsules/test/*"))) < 6:
+            time.sleep(0.05)
+    # leaving ``spawned``: kill -9
     st, plan = StageStore(store), plan_stages(PipelineConfig.tiny())
     units = [Unit("visa", "capsules", "test", f"{i:05d}") for i in range(24)]
     done = [(u, f) for u in units for f in ("harmonic", "geometric")

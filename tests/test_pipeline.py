@@ -27,6 +27,7 @@ def test_score_image_end_to_end(tiny_models, tiny_cfg, synthetic_samples):
         assert r.clipseg_maps_tlhw.dtype == np.uint8  # logit8
 
 
+@pytest.mark.crosspath
 def test_score_image_is_deterministic(tiny_models, tiny_cfg, synthetic_samples):
     img = load_image(synthetic_samples[-1].path)
     text = embed_prompts(tiny_models.clip, "washer", tiny_cfg)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from procs import spawned
 from conftest import SECRET  # the s3 and s3_env fixtures live there too
 from stores import StageStore
 from tasks import runtime
@@ -97,10 +99,12 @@ def test_team_shares_a_bucket(s3, s3_env, synthetic_root, store_copy, tmp_path, 
 
 def test_two_processes_precompute_disjoint_classes_at_once(s3, s3_env, synthetic_root, tmp_path, monkeypatch):
     store = s3.make_bucket("shared") + "/zsad.zarr"
-    procs = [subprocess.Popen([ZSAD, "precompute", "--dataset", "synthetic", "--root", str(synthetic_root),
-                               "--store", store, "--classes", cls], env=s3_env, cwd=tmp_path,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for cls in ("pill", "washer")]
-    outs = [p.communicate(timeout=600) for p in procs]
+    with contextlib.ExitStack() as stack:
+        procs = [stack.enter_context(spawned([ZSAD, "precompute", "--dataset", "synthetic", "--root",
+                                              str(synthetic_root), "--store", store, "--classes", cls], env=s3_env,
+                                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+                 for cls in ("pill", "washer")]
+        outs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [e[-2000:] for _, e in outs]
     assert sum(json.loads(o)["units_written"] for o, _ in outs) == N_UNITS
     assert len(complete_units(store)) == N_UNITS
@@ -143,10 +147,8 @@ def test_a_kill_mid_unit_leaves_nothing_that_reads_as_complete(s3, s3_env, synth
     # and a real kill -9 of a CLI run, mid-run: the same invariant
     store2 = s3.make_bucket("crash2") + "/zsad.zarr"
     args = [ZSAD, "precompute", "--dataset", "synthetic", "--root", str(synthetic_root), "--store", store2]
-    proc = subprocess.Popen(args, env=s3_env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(8.0)
-    proc.kill()
-    proc.wait()
+    with spawned(args, env=s3_env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
+        time.sleep(8.0)  # then kill -9, with whatever it started
     complete_units(store2)  # every complete unit reads whole
     assert zsad(args[1:], s3_env, tmp_path)["n_done"] == 8
     assert len(complete_units(store2)) == N_UNITS

@@ -79,6 +79,7 @@ def test_scaling_by_tile_score_and_prompt_subset():
     assert np.allclose(both.tile_scores_t, 0.5)
 
 
+@pytest.mark.crosspath
 def test_variants_at_once_equal_one_by_one():
     inputs = _agg_inputs()
     cfgs = [AggregateConfig(fusion=f, top_fraction=t, scale_by_tile_score=s, seed_states=e)

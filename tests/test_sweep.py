@@ -189,6 +189,7 @@ def _assert_same(reference: dict, meta: dict) -> None:
                     assert (math.isnan(v) and math.isnan(g)) or abs(v - g) < 1e-12, (vh, cls, k, v, g)
 
 
+@pytest.mark.crosspath
 @pytest.mark.slow
 @pytest.mark.parametrize("scheduler", ["synchronous", "processes"])
 def test_planned_grid_equals_per_variant_metrics_on_a_visa_shaped_store(tmp_path, scheduler):
@@ -227,6 +228,7 @@ def test_float16_rounding_matches_numpy_at_the_extremes():
         float16_bins(np.array([0.5, np.nan], np.float32))
 
 
+@pytest.mark.crosspath
 @pytest.mark.parametrize("variants", [GRID, "fusion=arithmetic;top_fraction=0.5"])
 def test_torch_pixel_path_equals_the_numpy_path(tmp_path, variants):
     """The ``--device cuda`` path (``zsad.torchpixels``) run on CPU tensors: the same counts as

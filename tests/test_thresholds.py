@@ -104,6 +104,7 @@ def test_variant_strings_are_parsed_strictly():
             variant_grid(bad)
 
 
+@pytest.mark.crosspath
 def test_logit_scale_variant_replaces_clips_own():
     from zsad.aggregate import aggregate_variants
     from zsad.config import AggregateConfig

@@ -12,7 +12,7 @@ import numpy as np
 
 from .config import AggregateConfig
 from .pixelmaps import PastedMap, fuse_stored_maps, paste_cells
-from .scoring import l2_normalize, unit_tile_scores
+from .scoring import contrast_scores, prompt_contrast, unit_rows
 
 
 def top_fraction_count(n: int, fraction: float) -> int:
@@ -28,7 +28,8 @@ def top_fraction_count(n: int, fraction: float) -> int:
 
 
 def component_means(tile_scores_t: np.ndarray, component_t: np.ndarray) -> np.ndarray:
-    """Mean tile score per component, in increasing component id order: (T,) -> (C,)."""
+    """Mean tile score per component, in increasing component id order: (T,) -> (C,). (``bincount``
+    adds the tiles in index order, one at a time: the same sums on any CPU.)"""
     ids, inverse = np.unique(component_t, return_inverse=True)
     sums = np.bincount(inverse, weights=np.asarray(tile_scores_t, np.float64), minlength=ids.size)
     return sums / np.bincount(inverse, minlength=ids.size)
@@ -47,7 +48,8 @@ def sample_score(tile_scores_t: np.ndarray, component_t: np.ndarray, fraction: f
 def top_mean(means_desc: np.ndarray, fraction: float) -> float:
     """Mean of the top ``fraction`` of component means sorted highest first (``sample_score``'s
     last step; a sweep sorts each prompt set's means once for all its top fractions)."""
-    return float(means_desc[: top_fraction_count(means_desc.size, fraction)].mean())
+    top = means_desc[: top_fraction_count(means_desc.size, fraction)]
+    return math.fsum(top.tolist()) / top.size
 
 
 @dataclass(frozen=True)
@@ -80,21 +82,20 @@ class TextEvidence:
     logit_scale: float
 
     @functools.cached_property
-    def _unit(self) -> dict[bool, tuple[np.ndarray, np.ndarray]]:
-        """Per prompt set (seed_states): the normalised prompts and their anomalous flags."""
+    def _contrast(self) -> dict[bool, np.ndarray]:
+        """Per prompt set (seed_states): its (D,) ``prompt_contrast`` of the normalised prompts."""
         anomalous, ext = np.asarray(self.anomalous_p, bool), np.asarray(self.seed_extension_p, bool)
         if len(anomalous) != len(self.emb_pd) or anomalous.all() or not anomalous.any():
             raise ValueError(f"{len(self.emb_pd)} prompt embeddings need as many labels, both normal and anomalous; "
                              f"got {int(anomalous.sum())} anomalous of {len(anomalous)}")
-        return {seed: (l2_normalize(self.emb_pd[use]), anomalous[use])
+        return {seed: prompt_contrast(unit_rows(self.emb_pd[use]), anomalous[use])
                 for seed, use in ((True, np.ones(len(anomalous), bool)), (False, ~ext))}
 
     def tile_scores(self, emb_td: np.ndarray, cfg: AggregateConfig) -> np.ndarray:
-        """(T,) float64 tile scores with the variant's prompt set and logit scale (``tile_scores``,
-        bit for bit; the prompts are normalised once per class)."""
-        text_unit, anomalous = self._unit[bool(cfg.seed_states)]
+        """(T,) float64 tile scores with the variant's prompt set and logit scale: ``tile_scores``
+        bit for bit (the same operations; the prompts' contrast is made once per class)."""
         scale = self.logit_scale if cfg.logit_scale is None else cfg.logit_scale
-        return unit_tile_scores(l2_normalize(emb_td), text_unit, anomalous, scale)
+        return contrast_scores(unit_rows(emb_td), self._contrast[bool(cfg.seed_states)], scale)
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ Example (real weights; see the README for where they go)::
     p.sample_score, p.decision, p.mask_hw           # float, "anomalous" | "normal", (H, W) bool
     open("pcb1.png", "wb").write(p.panel_png())
 
-The cached command ``zsad predict`` computes exactly the same numbers (the one-call scorer and
-the store agree bit for bit) and takes its thresholds from the store.
+The cached command ``zsad predict`` computes the same numbers (from equal model outputs, the
+one-call scorer's zero-shot scores and the store's agree bit for bit: README "Reproducibility")
+and takes its thresholds from the store.
 """
 
 from __future__ import annotations
