@@ -1,7 +1,7 @@
 """Requests per image on object storage, old code against new, and local-disk times.
 
 A real S3-compatible server (moto's, its own process on 127.0.0.1) behind a counting proxy
-(``stores.s3proxy``). Each step runs in a fresh process, as a CLI run would, with the code at
+(``tests/s3proxy.py``). Each step runs in a fresh process, as a CLI run would, with the code at
 ``--old-rev`` (``git archive``) and with this checkout, each on its own bucket:
 
 * cold precompute (tiny models: the store's traffic, not the models', is what is counted);
@@ -104,8 +104,9 @@ def main() -> None:
     a = ap.parse_args()
     work = Path(a.work or tempfile.mkdtemp(prefix="zsad-bench-s3-"))
     sys.path.insert(0, str(HERE.parents[1]))
-    from stores.s3proxy import S3Proxy
-    from stores.s3server import LocalS3
+    sys.path.insert(0, str(HERE.parents[1] / "tests"))  # the test scaffolding: moto's server and the proxy
+    from s3proxy import S3Proxy
+    from s3server import LocalS3
     sizes = [int(x) for x in a.sizes.split(",")]
     data = {n: synthetic(work, n) for n in sizes}
     n = sizes[0]

@@ -4,8 +4,8 @@ views; where the bytes go is a backend's (``backends``: a local disk, written an
 place; object storage, written in place with the marker last). Also: the key grammar and
 ``Unit`` (``keys``), every stage's arrays and dimensions (``schema``), the plain array layout
 (``layout``) as local files (``fastio``) or few objects (``objectio``), units kept in memory
-(``recent``), the unit index (``index``), xarray views (``views``), and for tests and
-benchmarks a local S3 server (``s3server``) and a counting, fault-injecting proxy (``s3proxy``)."""
+(``recent``), the unit index (``index``) and xarray views (``views``). The local S3 server and
+the counting, fault-injecting proxy of the tests and benchmarks live in ``tests/``."""
 
 from .keys import Unit, class_key, stage_root, threshold_key, unit_key
 from .zarr_store import StageStore, StoreError

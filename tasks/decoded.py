@@ -25,8 +25,15 @@ STATS: collections.Counter = collections.Counter()  # decoded / hits / prefetche
 _CACHE: dict[tuple[str, str], np.ndarray] = {}
 _PENDING: dict[tuple[str, str], Future] = {}
 _LOCK = threading.Lock()
-_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zsad-decode")
-_STATE = {"enabled": True, "bytes": 0}
+_STATE: dict[str, Any] = {"enabled": True, "bytes": 0, "pool": None}
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The one background decoder, made on first use (importing this module starts no thread).
+    Call with ``_LOCK`` held."""
+    if _STATE["pool"] is None:
+        _STATE["pool"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zsad-decode")
+    return _STATE["pool"]
 
 
 def enable(on: bool) -> None:
@@ -77,7 +84,7 @@ def prefetch(attrs_list: list[dict[str, Any]]) -> None:
         for attrs in attrs_list:
             key = _key(attrs)
             if key not in _CACHE and key not in _PENDING:
-                _PENDING[key] = _POOL.submit(_decode, *key)
+                _PENDING[key] = _pool().submit(_decode, *key)
                 STATS["prefetched"] += 1
 
 

@@ -134,7 +134,7 @@ def s3(tmp_path_factory):
     import importlib.util
     if any(importlib.util.find_spec(m) is None for m in ("moto", "flask", "s3fs")):
         unavailable("moto[server] and s3fs (the test extra) are not installed")
-    from stores.s3server import LocalS3
+    from s3server import LocalS3
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     try:
         server = LocalS3(log=log).__enter__()

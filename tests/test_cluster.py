@@ -73,7 +73,7 @@ def test_precompute_and_mutual_on_a_cluster_equal_one_process(cluster, s3, s3_en
                                                               monkeypatch):
     from flows.aggregate import run_variants
     from flows.precompute import run_precompute
-    from stores.s3proxy import S3Proxy
+    from s3proxy import S3Proxy
     root, victim = broken_root
     samples, cfg = read_dataset("synthetic", str(root)), load_pipeline_config("tiny", patches=True)
     local = str(tmp_path / "local.zarr")

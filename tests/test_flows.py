@@ -205,6 +205,14 @@ def test_aggregate_flow_never_imports_a_model(synthetic_root, tmp_path):
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
+def test_importing_the_tasks_starts_no_thread():
+    """The background decoder starts on the first prefetch, not at import (a library import
+    that starts threads surprises forked workers and interpreters shutting down)."""
+    code = ("import threading, tasks.decoded, tasks.runtime, tasks.aggregate; "
+            "names = [t.name for t in threading.enumerate()]; assert names == ['MainThread'], names")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
 @pytest.mark.slow
 def test_variants_store_no_maps_unless_asked_and_streamed_metrics_match_stored_maps(prefect_harness, synthetic_root,
                                                                                    store_copy, tmp_path):

@@ -63,9 +63,15 @@ def test_clipseg_prompt_embeddings_are_kept_and_the_published_tower_is_b16(tiny_
 
 
 def test_sam_tiny_masks(tiny_models):
+    """Masks sorted by decreasing area, each box the exclusive-end extent of its mask's pixels."""
     out = tiny_models.sam.generate(IMG)
     assert out.masks_nhw.dtype == bool and out.masks_nhw.shape[1:] == (96, 128)
     assert out.boxes_xyxy.shape == (out.masks_nhw.shape[0], 4)
+    areas = out.masks_nhw.reshape(len(out.masks_nhw), -1).sum(1)
+    assert (np.diff(areas) <= 0).all()
+    for mask, box in zip(out.masks_nhw, out.boxes_xyxy):
+        ys, xs = np.nonzero(mask)
+        assert box.tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
 
 
 def test_isnet_tiny_map(tiny_models):
@@ -115,7 +121,10 @@ def test_clipseg_loads_snapshot_folder_with_safetensors(tmp_path):
     sd = {k: v.contiguous().clone() for k, v in seg.model.state_dict().items()}
     save_file(sd, tmp_path / "model.safetensors")
     again = build_clipseg(ModelSpec("clipseg", "rd64-refined"), tmp_path / "model.safetensors")
-    assert again.model.config.projection_dim == 32
+    assert again.model.config.projection_dim == 32  # the snapshot's config, not rd64-refined's
+    want = seg.model.state_dict()
+    got = again.model.state_dict()
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
 
 
 def test_wrong_architecture_file_is_named(tmp_path):

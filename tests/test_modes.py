@@ -81,7 +81,6 @@ def test_second_run_recomputes_nothing(modes_store, results):
 
 
 def test_references_never_scored_and_shots_are_seeded(modes_store, results):
-    plan = plan_stages(load_pipeline_config("tiny"))
     meta = run_variants(modes_store["store"], "synthetic", "tiny", "mode=few-shot;shots=2;shot_seed=0,1",
                         classes=["pill"])
     assert all(m.n_images == 14 for m in meta.values())  # the 4 train images are not test images
@@ -93,7 +92,16 @@ def test_references_never_scored_and_shots_are_seeded(modes_store, results):
     assert len(refs[0]) == 2 and refs[0] != refs[1] and all("/train/" in r for r in refs[0] + refs[1])
     with pytest.raises(ValueError, match="only 4 reference image"):
         run_variants(modes_store["store"], "synthetic", "tiny", "mode=few-shot;shots=5", classes=["pill"])
-    assert plan.hashes["clip_patch"]
+
+
+def test_patch_layers_key_the_patch_stage_alone():
+    """Asking for patches keys no stage anew (they are cached beside the embeddings); other
+    layers change the ``clip_patch`` hash and nothing else."""
+    import dataclasses
+    off, on = (plan_stages(load_pipeline_config("tiny", patches=p)).hashes for p in (False, True))
+    assert off == on
+    layers = plan_stages(dataclasses.replace(load_pipeline_config("tiny", patches=True), patch_layers=(0,))).hashes
+    assert [s for s in on if on[s] != layers[s]] == ["clip_patch"]
 
 
 def test_a_reference_among_the_test_images_is_refused(modes_store):

@@ -27,6 +27,30 @@ def test_score_image_end_to_end(tiny_models, tiny_cfg, synthetic_samples):
         assert r.clipseg_maps_tlhw.dtype == np.uint8  # logit8
 
 
+def test_score_image_numbers_follow_from_its_own_intermediates(tiny_models, tiny_cfg, synthetic_samples):
+    """The seed's steps 4-6 recomputed from what ``score_image`` returns, with the plain functions
+    and a per-component loop: tile scores, pixel map (harmonic fusion x tile score, pasted and
+    averaged) and sample score (mean per component, mean of the top 25 %)."""
+    import math
+
+    from zsad.pixelmaps import fuse_stored_maps, paste_tiles
+    from zsad.scoring import tile_scores
+    for sample in synthetic_samples[:3]:
+        img = load_image(sample.path)
+        text = embed_prompts(tiny_models.clip, sample.class_name, tiny_cfg)
+        r = score_image(img, sample.class_name, tiny_models, tiny_cfg, text)
+        s = tile_scores(r.tile_emb_td, text.emb_pd, text.prompts.anomalous_p, text.logit_scale)
+        assert np.array_equal(r.tile_scores_t, s)
+        fused = fuse_stored_maps(r.clipseg_maps_tlhw, "harmonic").astype(tiny_cfg.fused_dtype).astype(np.float32)
+        want = paste_tiles(fused * s.astype(np.float32)[:, None, None], r.tiles.boxes_xyxy, img.shape[:2])
+        np.testing.assert_allclose(r.pixel_map_hw, want, rtol=1e-6, atol=1e-7)
+        comps = sorted(set(r.tiles.component_t.tolist()))
+        means = sorted((math.fsum(s[r.tiles.component_t == c]) / (r.tiles.component_t == c).sum() for c in comps),
+                       reverse=True)
+        top = means[: max(1, math.ceil(0.25 * len(means)))]
+        assert r.sample_score == pytest.approx(sum(top) / len(top), rel=1e-12)
+
+
 @pytest.mark.crosspath
 def test_score_image_is_deterministic(tiny_models, tiny_cfg, synthetic_samples):
     img = load_image(synthetic_samples[-1].path)

@@ -198,7 +198,7 @@ def test_a_misbehaving_object_store_still_gives_the_clean_store(s3, s3_env, synt
     store, on a local disk), unit for unit."""
     from flows.aggregate import run_variants
     from flows.precompute import run_precompute
-    from stores.s3proxy import S3Proxy
+    from s3proxy import S3Proxy
     from units import unit_arrays
     from zsad.datasets import read_dataset
     samples, cfg = read_dataset("synthetic", str(synthetic_root)), PipelineConfig.tiny()
@@ -260,7 +260,7 @@ def test_units_written_as_few_objects_read_back_everywhere(s3, s3_env):
     import xarray as xr
     import zarr
 
-    from stores.s3proxy import S3Proxy
+    from s3proxy import S3Proxy
     arrays = {"maps_tlhw": (np.random.default_rng(0).random((2, 3, 40, 40)).astype(np.float16),
                             ("tile", "prompt", "y", "x")),
               "kept_n": (np.array([True, False, True]), ("mask",)),

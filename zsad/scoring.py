@@ -6,7 +6,8 @@ does not depend on the order of its terms), every product and quotient a single 
 operation, and the one transcendental is libm's ``exp`` (``math.exp``). So equal embeddings give
 equal scores in any process of one machine, whatever its OpenBLAS kernel, BLAS threads, numpy
 SIMD level or array alignment; across machines they may differ where two libm builds round
-``exp`` differently (at most 1 ulp of ``exp``: < 1e-15 relative in a score; tested at 1e-12).
+``exp`` differently (at most 1 ulp of ``exp``: < 1e-15 relative in a score; stated as 1e-12,
+which one machine cannot test; the portability check tests other kernels on this one).
 """
 
 from __future__ import annotations

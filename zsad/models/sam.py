@@ -81,8 +81,25 @@ class SamSegmenter:
         if not records:
             return SamMasks(np.zeros((0, h, w), bool), np.zeros(0, np.float32), np.zeros((0, 4), np.int32))
         masks = np.stack([r["segmentation"] for r in records]).astype(bool)
-        boxes = np.array([[x, y, x + bw, y + bh] for x, y, bw, bh in (r["bbox"] for r in records)], np.int32)
-        return SamMasks(masks, np.array([r["predicted_iou"] for r in records], np.float32), boxes)
+        return SamMasks(masks, np.array([r["predicted_iou"] for r in records], np.float32), mask_boxes(masks))
+
+
+def mask_boxes(masks_nhw: np.ndarray) -> np.ndarray:
+    """(N, H, W) bool -> (N, 4) int32 ``x0, y0, x1, y1`` extents with exclusive ends; an empty
+    mask gets (0, 0, 0, 0). (segment-anything's ``bbox`` is XYWH with ``w = x_max - x_min``, so
+    ``x + w`` is the last column, not one past it.)
+
+    Example:
+        >>> m = np.zeros((1, 3, 4), bool); m[0, 1, 2] = True
+        >>> mask_boxes(m).tolist()
+        [[2, 1, 3, 2]]
+    """
+    out = np.zeros((len(masks_nhw), 4), np.int32)
+    for i, mask in enumerate(masks_nhw):
+        cols, rows = np.flatnonzero(mask.any(axis=0)), np.flatnonzero(mask.any(axis=1))
+        if cols.size:
+            out[i] = (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)
+    return out
 
 
 def build_sam(spec: ModelSpec, weights_path: Path | None = None, device: str = "cpu",
