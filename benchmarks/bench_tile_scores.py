@@ -62,13 +62,18 @@ def main() -> None:
         anomalous = rng.random(882) < 0.5
         text_unit = old.l2_normalize(text)
         contrast = prompt_contrast(unit_rows(text), anomalous)
-        t_old = per_call(lambda: old.unit_tile_scores(old.l2_normalize(emb), text_unit, anomalous, 100.0), args.repeat)
-        t_new = per_call(lambda: contrast_scores(unit_rows(emb), contrast, 100.0), args.repeat)
+
+        def old_scores():
+            return old.unit_tile_scores(old.l2_normalize(emb), text_unit, anomalous, 100.0)
+
+        def new_scores():
+            return contrast_scores(unit_rows(emb), contrast, 100.0)
+
+        t_old, t_new = per_call(old_scores, args.repeat), per_call(new_scores, args.repeat)
         s_old = per_call(lambda: old.l2_normalize(text), 20)
         s_new = per_call(lambda: prompt_contrast(unit_rows(text), anomalous), 20)
         changed = {}
-        for name, fn in (("old", lambda: old.unit_tile_scores(old.l2_normalize(emb), text_unit, anomalous, 100.0)),
-                         ("new", lambda: contrast_scores(unit_rows(emb), contrast, 100.0))):
+        for name, fn in (("old", old_scores), ("new", new_scores)):
             runs = []
             for threads in (1, 2):
                 with threadpool_limits(threads):

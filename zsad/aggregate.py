@@ -12,7 +12,7 @@ import numpy as np
 
 from .config import AggregateConfig
 from .pixelmaps import PastedMap, fuse_stored_maps, paste_cells
-from .scoring import contrast_scores, prompt_contrast, unit_rows
+from .scoring import check_prompt_labels, contrast_scores, prompt_contrast, unit_rows
 
 
 def top_fraction_count(n: int, fraction: float) -> int:
@@ -84,10 +84,8 @@ class TextEvidence:
     @functools.cached_property
     def _contrast(self) -> dict[bool, np.ndarray]:
         """Per prompt set (seed_states): its (D,) ``prompt_contrast`` of the normalised prompts."""
-        anomalous, ext = np.asarray(self.anomalous_p, bool), np.asarray(self.seed_extension_p, bool)
-        if len(anomalous) != len(self.emb_pd) or anomalous.all() or not anomalous.any():
-            raise ValueError(f"{len(self.emb_pd)} prompt embeddings need as many labels, both normal and anomalous; "
-                             f"got {int(anomalous.sum())} anomalous of {len(anomalous)}")
+        anomalous = check_prompt_labels(self.emb_pd, self.anomalous_p)
+        ext = np.asarray(self.seed_extension_p, bool)
         return {seed: prompt_contrast(unit_rows(self.emb_pd[use]), anomalous[use])
                 for seed, use in ((True, np.ones(len(anomalous), bool)), (False, ~ext))}
 

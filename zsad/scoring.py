@@ -46,7 +46,7 @@ def prompt_contrast(text_unit_pd: np.ndarray, anomalous_p: np.ndarray) -> np.nda
         >>> prompt_contrast(np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]]), np.array([False, False, True])).tolist()
         [0.09999999999999998, 0.30000000000000004]
     """
-    anomalous_p = _check_labels(text_unit_pd, anomalous_p)
+    anomalous_p = check_prompt_labels(text_unit_pd, anomalous_p)
     text = np.ascontiguousarray(text_unit_pd, np.float64)
 
     def mean_prompt(rows: np.ndarray) -> np.ndarray:
@@ -102,7 +102,8 @@ def tile_scores(image_emb_td: np.ndarray, text_emb_pd: np.ndarray, anomalous_p: 
     return contrast_scores(unit_rows(image_emb_td), contrast, logit_scale)
 
 
-def _check_labels(text_pd: np.ndarray, anomalous_p: np.ndarray) -> np.ndarray:
+def check_prompt_labels(text_pd: np.ndarray, anomalous_p: np.ndarray) -> np.ndarray:
+    """``anomalous_p`` as a (P,) bool array, checked: one label per prompt, both classes present."""
     anomalous_p = np.asarray(anomalous_p, bool)
     if np.shape(text_pd)[0] != anomalous_p.shape[0]:
         raise ValueError(f"{np.shape(text_pd)[0]} prompt embeddings but {anomalous_p.shape[0]} prompt labels")
