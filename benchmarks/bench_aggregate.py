@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from flows.settings import apply_defaults  # noqa: E402
+from zsad.flows.settings import apply_defaults  # noqa: E402
 
 
 def timed(fn, *args, **kwargs):
@@ -33,7 +33,7 @@ def timed(fn, *args, **kwargs):
 
 
 def orchestration(work: Path, n_images: int) -> tuple[float, float, int]:
-    from flows.precompute import precompute
+    from zsad.flows.precompute import precompute
     from zsad.datasets import SyntheticSpec, write_synthetic
     per_class = max(1, n_images // 2)
     write_synthetic(work / "data", SyntheticSpec(image_size=128, n_good=per_class, n_per_defect=0, n_train=0))
@@ -42,14 +42,14 @@ def orchestration(work: Path, n_images: int) -> tuple[float, float, int]:
                       progress=False)
     t2, again = timed(precompute, dataset="synthetic", root=str(work / "data"), store=store, config="tiny",
                       progress=False)
-    assert again["units_written"] == 0 and again["models_loaded"] == 0
-    return t1, t2, first["n_images"]
+    assert again.units_written == 0 and again.models_loaded == 0
+    return t1, t2, first.n_images
 
 
 def fill_paper_shaped_cache(store_url: str, n_images: int, seed: int = 0) -> float:
     """Write image/tiles/clip_image/clip_text/clipseg units with the paper's shapes; returns tiles/image."""
-    from stores import StageStore, Unit, class_key, unit_key
-    from tasks.plan import plan_stages
+    from zsad.stores import StageStore, Unit, class_key, unit_key
+    from zsad.tasks.plan import plan_stages
     from zsad.config import PipelineConfig
     from zsad.prompts import build_prompt_set
     rng = np.random.default_rng(seed)
@@ -91,14 +91,19 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="zsad-bench-"))
     apply_defaults(work)
-    from flows.aggregate import run_variants
-    from tasks import runtime
+    from zsad.flows.aggregate import run_variants
+    from zsad.tasks import worker
 
     t_first, t_cached, n_small = orchestration(work, args.images)
     print(f"\nzsad benchmark, {os.cpu_count()} CPU cores", flush=True)
-    print(f"precompute {n_small} images (tiny models), first run : {t_first:7.2f} s ({t_first / n_small * 1000:.0f} ms/image)")
-    print(f"precompute again, fully cached (orchestration): {t_cached:7.2f} s ({t_cached / n_small * 1000:.0f} ms/image;"
-          f" 0 units written, 0 models loaded; {t_first / t_cached:.0f}x faster)", flush=True)
+    print(
+        f"precompute {n_small} images (tiny models), first run : {t_first:7.2f} s ({t_first / n_small * 1000:.0f} ms/image)"
+    )
+    print(
+        f"precompute again, fully cached (orchestration): {t_cached:7.2f} s ({t_cached / n_small * 1000:.0f} ms/image;"
+        f" 0 units written, 0 models loaded; {t_first / t_cached:.0f}x faster)",
+        flush=True,
+    )
 
     store = str(work / "paper-shaped.zarr")
     tpi = fill_paper_shaped_cache(store, args.images)
@@ -110,7 +115,7 @@ def main() -> None:
     for variants, label, count in (("seed", "one variant", 1), (grid, f"grid of {args.grid}", args.grid)):
         serial = None
         for scheduler in ("synchronous", "threads", "processes"):
-            runtime.forget_stores()
+            worker.forget_stores()
             t, _ = timed(run_variants, store, "bench", "tiny", variants, None, scheduler, None, 4, True)
             serial = serial or t
             print(f"  {label + ', ' + scheduler:<30}: {t:8.2f} s ({t / (args.images * count) * 1000:6.1f} ms per "

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+from zsad.flows.command_requests import PrecomputeRequest
 import argparse
 import os
 import sys
@@ -62,9 +63,10 @@ def text_and_clipseg(device: str) -> list[tuple]:
 
 
 def decoding_and_records(n_images: int) -> list[tuple]:
-    from flows.precompute import run_precompute
-    from stores import StageStore
-    from tasks import decoded, runtime
+    from zsad.flows.precompute import run_precompute
+    from zsad.stores import StageStore
+    from zsad.tasks import decoded
+    from zsad.tasks import worker
     from zsad.config import PipelineConfig
     from zsad.datasets import SyntheticSpec, read_dataset, write_synthetic
     work = Path(tempfile.mkdtemp(prefix="zsad-bench-wins-"))
@@ -76,30 +78,43 @@ def decoding_and_records(n_images: int) -> list[tuple]:
     for shared in (False, True):
         decoded.enable(shared)
         decoded.STATS.clear()
-        runtime.forget_stores()
-        t, _ = timed(lambda: run_precompute(samples, "synthetic", str(work / f"s{shared}.zarr"), cfg, progress=False))
+        worker.forget_stores()
+        t, _ = timed(
+            lambda: run_precompute(
+                PrecomputeRequest(store=str(work / f"s{shared}.zarr"), progress=False, name="synthetic"),
+                samples=samples,
+                cfg=cfg,
+            )
+        )
         cold[shared] = (t, 1 + decoded.STATS["decoded"] / n)  # + the registration's own decode
     rows.append(("cold precompute, tiny models (s per image)", cold[False][0] / n, cold[True][0] / n,
                  f"decodes per image {cold[False][1]:.0f} -> {cold[True][1]:.0f}"))
     reads = {"n": 0}
-    original_attrs, original_source = StageStore.complete_attrs, runtime.image_source
+    original_attrs, original_source = StageStore.complete_attrs, worker.image_source
 
     def counted(self, key, source=None):
         reads["n"] += 1
         return original_attrs(self, key, source)
 
     def every_time(store, image_hash, unit):  # before: each stage read the image record itself
-        attrs = store.read_attrs(runtime.unit_key("image", image_hash, unit))
+        attrs = store.read_attrs(unit_key("image", image_hash, unit))
         return attrs["sha256"], attrs
     StageStore.complete_attrs = counted
     warm = {}
     for memo in (False, True):
-        runtime.image_source = original_source if memo else every_time
-        runtime.forget_stores()
+        worker.image_source = original_source if memo else every_time
+        worker.forget_stores()
         reads["n"] = 0
-        t, _ = timed(lambda: run_precompute(samples, "synthetic", str(work / "sTrue.zarr"), cfg, progress=False), 3)
+        t, _ = timed(
+            lambda: run_precompute(
+                PrecomputeRequest(store=str(work / "sTrue.zarr"), progress=False, name="synthetic"),
+                samples=samples,
+                cfg=cfg,
+            ),
+            3,
+        )
         warm[memo] = (t, reads["n"] / 3 / n)
-    runtime.image_source, StageStore.complete_attrs = original_source, original_attrs
+    worker.image_source, StageStore.complete_attrs = original_source, original_attrs
     rows.append(("warm precompute (ms per image)", 1000 * warm[False][0] / n, 1000 * warm[True][0] / n,
                  f"store reads per image {warm[False][1]:.0f} -> {warm[True][1]:.0f}"))
     return rows

@@ -15,6 +15,7 @@ rd64-refined; the paper's SAM ViT-H at 32x32 takes ~142 s per image on this CPU,
 
 from __future__ import annotations
 
+from zsad.flows.command_requests import PrecomputeRequest
 import argparse
 import os
 import statistics
@@ -82,7 +83,7 @@ def main() -> None:
     ap.add_argument("--gpus", type=int, default=0, help="N > 0: workers 1..N on a GPU node (dask-cuda)")
     ap.add_argument("--work", default=None)
     a = ap.parse_args()
-    from flows.precompute import run_precompute
+    from zsad.flows.precompute import run_precompute
     from zsad.datasets import SyntheticSpec, read_dataset, write_synthetic
     work = Path(a.work or tempfile.mkdtemp(prefix="zsad-bench-cluster-"))
     per_class = max(1, a.images // 2)
@@ -94,13 +95,31 @@ def main() -> None:
     cfg = config(a.models, device)
     rows = []
     if not a.gpus:  # one plain process, torch on every core: the baseline a cluster must beat
-        r = timed(lambda: run_precompute(samples, "synthetic", str(work / "plain.zarr"), cfg, progress=False))
+        r = timed(
+            lambda: run_precompute(
+                PrecomputeRequest(store=str(work / "plain.zarr"), progress=False, name="synthetic"),
+                samples=samples,
+                cfg=cfg,
+            )
+        )
         rows.append(("one process, no Dask", r, None))
     for workers in (range(1, a.gpus + 1) if a.gpus else (1, 2)):
         with cluster(workers, a.gpus) as c:
-            r = timed(lambda: run_precompute(samples, "synthetic", str(work / f"w{workers}.zarr"), cfg, progress=False,
-                                             dask_address=c.scheduler_address))
-            rows.append((f"{workers} worker process{'es' if workers > 1 else ''}", r, task_overhead(c.scheduler_address)))
+            r = timed(
+                lambda: run_precompute(
+                    PrecomputeRequest(
+                        store=str(work / f"w{workers}.zarr"),
+                        progress=False,
+                        dask_address=c.scheduler_address,
+                        name="synthetic",
+                    ),
+                    samples=samples,
+                    cfg=cfg,
+                )
+            )
+            rows.append(
+                (f"{workers} worker process{'es' if workers > 1 else ''}", r, task_overhead(c.scheduler_address))
+            )
     base = next(r for name, r, _ in rows if name.startswith("1 worker"))["wall"]
     print(f"\nprecompute of {n} images ({a.image_size} px, 2 classes), {a.models} models on {device}; "
           f"{os.cpu_count()} cores; each run includes its model loads\n")
@@ -109,7 +128,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for name, r, overhead in rows:
         out = r["out"]
-        loads = statistics.mean(sum(w["models_loaded"].values()) for w in out["workers"].values())
+        loads = statistics.mean(sum(w.models_loaded.values()) for w in out.workers.values())
         ov = f"{1000 * overhead:.1f} ms" if overhead is not None else "-"
         print(f"| {name} | {r['wall']:.1f} | {n / r['wall']:.3f} | {base / r['wall']:.2f}x | "
               f"{len(out['done'])}/{len(out['failed'])} | {out['shards']} | "

@@ -4,7 +4,7 @@ A VisA-shaped store (``bench_visa_scale.generate``) is aggregated with exact met
 path and by the torch path on ``--device``, in one process, one thread (the per-image cost of
 each path), for the seed variant and the 72-variant grid; the fused stage is built first (its
 own line). The metrics of the two paths are compared (largest difference over every class,
-variant and metric). Needs no Prefect or Dask: it calls ``tasks.aggregate`` directly.
+variant and metric). Needs no Prefect or Dask: it calls ``zsad.tasks.aggregate`` directly.
 
     python benchmarks/bench_gpu_aggregate.py --device cuda [--images 300] [--work DIR]
     .venv/bin/python benchmarks/bench_gpu_aggregate.py --device cpu --images 20   # the torch path on CPU tensors
@@ -56,10 +56,10 @@ def main() -> None:
     import torch
 
     from bench_visa_scale import generate
-    from stores import StageStore, Unit
-    from tasks.aggregate import AggregateRun, VariantJob, aggregate_units
-    from tasks.fused import build_fused
-    from tasks.plan import plan_stages
+    from zsad.stores import StageStore, Unit
+    from zsad.tasks.aggregate import AggregateRun, VariantJob, aggregate_units
+    from zsad.tasks.fused import build_fused
+    from zsad.tasks.plan import plan_stages
     from zsad.config import PipelineConfig
     from zsad.evaluation import evaluate_classes
     torch.set_num_threads(1)
@@ -68,8 +68,8 @@ def main() -> None:
     generate(work, 0, a.images, "tiny")
     print(f"generated {a.images} VisA-shaped images in {time.perf_counter() - t:.0f} s")
     store, plan = str(work / "store.zarr"), plan_stages(PipelineConfig.tiny())
-    units = [f"visa/capsules/test/{i:05d}" for i in range(a.images)]
-    t_fused, _ = timed(lambda: build_fused(StageStore(store), plan, [Unit.parse(u) for u in units],
+    units = [Unit("visa", "capsules", "test", f"{i:05d}") for i in range(a.images)]
+    t_fused, _ = timed(lambda: build_fused(StageStore(store), plan, units,
                                            ("harmonic", "arithmetic", "geometric")))
     where = torch.cuda.get_device_name(0) if a.device.startswith("cuda") else "CPU tensors"
     print(f"\n{a.images} images; one thread; torch path on {where}\n")
@@ -78,13 +78,18 @@ def main() -> None:
     print(f"| fused stage built once (3 fusions) | {t_fused / a.images * 1000:.1f} | - | - | - |")
     for kind in ("seed", "grid"):
         jobs = tuple(VariantJob(plan.aggregate_hash(c), c) for c in variants(kind))
-        runs = {d: AggregateRun(store, plan, jobs, evaluate=True, write=False, device=d) for d in (None, a.device)}
+        runs = {
+            d: AggregateRun(StageStore(store, read_only=True), plan, jobs, evaluate=True, device=d)
+            for d in (None, a.device)
+        }
         aggregate_units(runs[a.device], units[:2])  # warm-up: CUDA context, kernels
         t_host, host = timed(lambda: aggregate_units(runs[None], units))
         t_dev, dev = timed(lambda: aggregate_units(runs[a.device], units))
         worst = 0.0
         for job in jobs:
-            want = evaluate_classes({c: e for (vh, c), e in host.evaluators(runs[None]).items() if vh == job.variant_hash})
+            want = evaluate_classes(
+                {c: e for (vh, c), e in host.evaluators(runs[None]).items() if vh == job.variant_hash}
+            )
             got = evaluate_classes({c: e for (vh, c), e in dev.evaluators(runs[a.device]).items()
                                     if vh == job.variant_hash})
             for cls, row in want.items():

@@ -120,9 +120,13 @@ def _sam_batch_parts(g, pts, size_hw, dev: str) -> tuple[float, float]:
 
     def decode():
         sparse, dense = p.model.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
-        out["low"], _ = p.model.mask_decoder(image_embeddings=p.features, image_pe=p.model.prompt_encoder.get_dense_pe(),
-                                             sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                                             multimask_output=True)
+        out["low"], _ = p.model.mask_decoder(
+            image_embeddings=p.features,
+            image_pe=p.model.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=True,
+        )
     decoder = _clock(decode, dev, 1, warmup=False)
     upsample = _clock(lambda: p.model.postprocess_masks(out["low"], p.input_size, p.original_size), dev, 1,
                       warmup=False)
@@ -163,7 +167,7 @@ def main() -> None:
         out = measure(a.one, a)
         print(json.dumps({**out, "peak_mb": _peak_mb(a.device)}))
         return
-    from flows.configs import check_device
+    from zsad.flows.configs import check_device
     check_device(a.device)
     rows, total = [], 0.0
     for stage in a.stages.split(","):

@@ -5,7 +5,7 @@ values): ViT-B-16-plus-240 (random weights) for the encoder pass, its patch toke
 15 x 15 x 896, float16) for the scoring, an image of 1500 x 1000 with ``--tiles`` tiles.
 
 1. Precompute: the CLIP tile pass without and with patch tokens (same pass), and the bytes a
-   ``clip_patch`` unit takes in a Zarr store (written through ``stores.StageStore``).
+   ``clip_patch`` unit takes in a Zarr store (written through ``zsad.stores.StageStore``).
 2. Aggregation per image: zero-shot (fusion, tile scores, pasting: the baseline), few-shot
    against K-shot memories, mutual against a class of N images (cost grows linearly with N).
 
@@ -54,7 +54,7 @@ def encoder_rows(device: str, tiles: int) -> list[tuple[str, str]]:
 
 
 def _stored_bytes(patches: np.ndarray) -> int:
-    from stores import StageStore
+    from zsad.stores import StageStore
     with tempfile.TemporaryDirectory() as tmp:
         st = StageStore(str(Path(tmp) / "s.zarr"))
         st.write_unit("clip_patch/0123456789abcdef/d/c/test/x", {"patches_tlyxc": (patches, ("tile", "layer", "y",
@@ -107,8 +107,8 @@ def store_rows(tiles: int, n: int) -> list[tuple[str, str]]:
     """Mutual scores of a class through the store (reads included), as ``zsad evaluate`` runs
     them: Dask tasks of ``block`` query images, each reading the class ``block`` images at a time."""
     import dask
-    from stores import StageStore, Unit, unit_key
-    from tasks.patches import mutual_block
+    from zsad.stores import StageStore, Unit, unit_key
+    from zsad.tasks.patches import mutual_block
     from zsad.variants import Mutual
     rng, rows = np.random.default_rng(3), []
     agg = Mutual()

@@ -19,6 +19,7 @@ machine's core count and the steps' CPU utilisation are printed too.
 
 from __future__ import annotations
 
+from zsad.flows.command_requests import AggregateRequest, PrecomputeRequest
 import argparse
 import json
 import os
@@ -36,15 +37,23 @@ STEPS = ("cold precompute", "warm precompute", "aggregate: first variant", "aggr
 
 def step(name: str, data: str, store: str) -> None:
     """One step in this process (``--step``)."""
-    from flows.aggregate import run_variants
-    from flows.precompute import run_precompute
+    from zsad.flows.aggregate import run_variants
+    from zsad.flows.precompute import run_precompute
     from zsad.config import PipelineConfig
     from zsad.datasets import read_dataset
     if name.endswith("precompute"):
-        run_precompute(read_dataset("synthetic", data), "synthetic", store, PipelineConfig.tiny(), progress=False)
+        run_precompute(
+            PrecomputeRequest(store=store, progress=False, name="synthetic"),
+            samples=read_dataset("synthetic", data),
+            cfg=PipelineConfig.tiny(),
+        )
     else:
         variants = "top_fraction=0.5" if name.endswith("second variant") else "seed"
-        run_variants(store, "synthetic", "tiny", variants, scheduler="synchronous")
+        run_variants(
+            AggregateRequest(
+                store=store, dataset="synthetic", config="tiny", variants=variants, scheduler="synchronous"
+            )
+        )
 
 
 def run_step(name: str, data: Path, store: str, src: Path, env: dict[str, str]) -> tuple[float, float]:
@@ -146,8 +155,10 @@ def main() -> None:
     print("| step | " + " | ".join(codes) + (" | new / old |" if "old" in codes else " |"))
     print("|---|" + "---|" * (len(codes) + ("old" in codes)))
     for name in STEPS:
-        cells = [f"{1000 * times[w][name][0] / n:.1f} ({100 * times[w][name][1] / times[w][name][0] / (os.cpu_count() or 1):.0f}%)"
-                 for w in codes]
+        cells = [
+            f"{1000 * times[w][name][0] / n:.1f} ({100 * times[w][name][1] / times[w][name][0] / (os.cpu_count() or 1):.0f}%)"
+            for w in codes
+        ]
         ratio = f" | {times['new'][name][0] / times['old'][name][0]:.2f}x" if "old" in codes else ""
         print(f"| {name} | " + " | ".join(cells) + ratio + " |")
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stores import StageStore
+from zsad.stores import StageStore
 from zsad.metrics import PixelAccumulator
 from zsad.pixelmaps import fuse_prompt_maps, load_maps, store_maps
 
@@ -78,8 +78,11 @@ def main() -> None:
         for dt in ("float16", "logit8"):
             st.write_unit(f"clipseg/{dt}/bench/c/test/{i:04d}", {"maps_tlhw": (store_maps(logits, dt),
                                                                              ("tile", "prompt", "y", "x"))})
-        probs = {"float32": load_maps(store_maps(logits, "float32")), "float16": load_maps(store_maps(logits, "float16")),
-                 "logit8": load_maps(store_maps(logits, "logit8"))}
+        probs = {
+            "float32": load_maps(store_maps(logits, "float32")),
+            "float16": load_maps(store_maps(logits, "float16")),
+            "logit8": load_maps(store_maps(logits, "logit8")),
+        }
         for k, p in probs.items():
             fused = fuse_prompt_maps(p, "harmonic")
             for t in range(T):

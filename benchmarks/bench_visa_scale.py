@@ -20,6 +20,7 @@ metric). The second size shows whether the cost per image grows with the store.
 
 from __future__ import annotations
 
+from zsad.flows.command_requests import AggregateRequest
 import argparse
 import dataclasses
 import json
@@ -52,9 +53,9 @@ def configs(work: Path) -> dict[str, str]:
 
 def generate(work: Path, start: int, n: int, cfg: str) -> None:
     """Images ``start`` .. ``n - 1`` of the store (each image's arrays depend only on its index)."""
-    from flows.configs import load_pipeline_config
-    from stores import StageStore, Unit, class_key, unit_key
-    from tasks.plan import plan_stages
+    from zsad.flows.configs import load_pipeline_config
+    from zsad.stores import StageStore, Unit, class_key, unit_key
+    from zsad.tasks.plan import plan_stages
     from zsad.pixelmaps import store_maps
     from zsad.prompts import build_prompt_set
     h = plan_stages(load_pipeline_config(cfg)).hashes
@@ -106,17 +107,17 @@ def _metrics(meta: dict) -> dict[str, dict[str, float]]:
 
 def one(kind: str, work: Path, n: int, cfg: str) -> dict:
     """One measurement in this process (``--one``): wall, CPU seconds (with workers), metrics."""
-    from flows.aggregate import run_variants
+    from zsad.flows.aggregate import run_variants
     units = [f"visa/capsules/test/{i:05d}" for i in range(n)]
     store = str(work / "store.zarr")
     r0, c0, t = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN), \
         time.perf_counter()
     out: dict = {}
     if kind == "fused":
-        from flows.configs import load_pipeline_config
-        from stores import StageStore, Unit
-        from tasks.fused import build_fused
-        from tasks.plan import plan_stages
+        from zsad.flows.configs import load_pipeline_config
+        from zsad.stores import StageStore, Unit
+        from zsad.tasks.fused import build_fused
+        from zsad.tasks.plan import plan_stages
         plan = plan_stages(load_pipeline_config(cfg))
         for f in ("harmonic", "arithmetic", "geometric"):  # a cold build each time
             StageStore(store).delete(f"fused/{plan.fused_hash(f)}")
@@ -127,8 +128,17 @@ def one(kind: str, work: Path, n: int, cfg: str) -> dict:
         out["bytes"] = {f: StageStore(store).size_bytes(f"fused/{plan.fused_hash(f)}") / n
                         for f in ("harmonic",)}
     else:
-        meta = run_variants(store, "visa", cfg, "seed" if kind == "seed" else GRID, units=units, overwrite=True,
-                            evaluate=True)
+        meta = run_variants(
+            AggregateRequest(
+                store=store,
+                dataset="visa",
+                config=cfg,
+                variants="seed" if kind == "seed" else GRID,
+                units=tuple(map(Unit.parse, units)),
+                overwrite=True,
+                evaluate=True,
+            )
+        )
         out["metrics"] = _metrics(meta)
         out["variants"] = len(meta)
         out["scheduler"] = getattr(next(iter(meta.values())), "scheduler", "threads")
@@ -212,7 +222,9 @@ def main() -> None:
     new32, new16 = measure("seed", work, n, cfgs["float32"]), measure("seed", work, n, cfgs["float16"])
     old_seed = measure("seed", work, n, cfgs["float16"], old)
     print(f"\n{cores} cores; VisA = {VISA_IMAGES:,} images, extrapolated per image\n")
-    print("| what | images | measured | per image | VisA, extrapolated | CPU utilisation |\n|---|---:|---:|---:|---:|---:|")
+    print(
+        "| what | images | measured | per image | VisA, extrapolated | CPU utilisation |\n|---|---:|---:|---:|---:|---:|"
+    )
     for label, k, wall, per, visa, util in rows:
         unit = " per variant" if "grid" in label else ""
         print(f"| {label} | {k} | {wall:.1f} s | {per:.2f} ms{unit} | {visa:.1f} min | {util:.0%} |")

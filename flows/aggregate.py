@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,16 +17,18 @@ from typing import Any
 import dask
 from prefect import flow
 
-from tasks.aggregate import AggregateRun, VariantJob, aggregate_units, merge_chunks
-from stores import StageStore
-from tasks.patches import Context, patch_contexts
-from tasks.plan import plan_stages
-from tasks.runtime import begin_run
-from zsad.config import to_jsonable
+from zsad.config import AggregateConfig, to_jsonable
 from zsad.evaluation import ClassEvaluator
+from zsad.stores import StageStore, Unit, open_store
+from zsad.sweep import expand, parse_axes, with_shots
+from zsad.tasks.aggregate import AggregateRun, Row, VariantJob, aggregate_units, merge_chunks
+from zsad.tasks.patches import Context, patch_contexts
+from zsad.tasks.plan import StagePlan, plan_stages
+from zsad.tasks.worker import begin_run
 
 from .cluster import check_shared_store, cluster_threads, dask_client
 from .configs import check_device, load_pipeline_config, variant_grid, variant_label
+from .command_requests import AggregateRequest
 
 
 @dataclass
@@ -37,7 +40,7 @@ class VariantOutcome:
         n_images: images scored; written: units written now; scheduler: the Dask scheduler used.
         contexts: class -> patch context (few-shot, mutual): what drawing its maps needs.
         evaluators: class -> ``ClassEvaluator`` (``evaluate`` runs); rows: class -> that
-            class's ``{"unit", "label", "score"}`` rows (``evaluate`` runs).
+            class's ``Row`` (unit, label, sample score) per image (``evaluate`` runs).
     """
 
     label: str
@@ -47,7 +50,7 @@ class VariantOutcome:
     scheduler: str = "threads"
     contexts: dict[str, Context] = field(default_factory=dict)
     evaluators: dict[str, ClassEvaluator] = field(default_factory=dict)
-    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    rows: dict[str, list[Row]] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """The small, JSON-able facts (what the flow returns and the CLI prints)."""
@@ -72,7 +75,7 @@ def one_thread_per_worker():
         torch.set_num_threads(before)
 
 
-def _chunks(units: list[str], chunk: int | None, workers: int) -> list[list[str]]:
+def _chunks(units: list[Unit], chunk: int | None, workers: int) -> list[list[Unit]]:
     """Chunks of units (one Dask task each): ``chunk`` images, or by default enough chunks to
     keep ``workers`` busy (4 per worker) with at most 64 images each."""
     if not chunk:
@@ -80,71 +83,82 @@ def _chunks(units: list[str], chunk: int | None, workers: int) -> list[list[str]
     return [units[i: i + chunk] for i in range(0, len(units), chunk)]
 
 
-def run_variants(store: str, dataset: str, config: str = "tiny", variants: str | None = "seed",
-                 classes: list[str] | None = None, scheduler: str = "auto", dask_address: str | None = None,
-                 chunk: int | None = None, overwrite: bool = False, units: list[str] | None = None,
-                 save_maps: bool = False, evaluate: bool = False, pixel_size: int | None = None,
-                 read_only: bool = False, device: str = "cpu", shared_path: bool = False
-                 ) -> dict[str, VariantOutcome]:
-    """The work of the ``aggregate`` flow, callable without Prefect (CLI, benchmarks, notebooks).
+def variant_configs(request: AggregateRequest, plan: StagePlan) -> list[AggregateConfig]:
+    """The request's variants, parsed once: its ``configs``, else its ``variants`` text with
+    ``shots``/``shot_seed``/``reference`` (a reference folder is cached into the store first)."""
+    if request.configs is not None:
+        return list(dict.fromkeys(request.configs))
+    r, ref = request, None
+    if r.reference:
+        from .references import cache_references, reference_classes, reference_name
+        cfg = load_pipeline_config(r.config, patches=True)
+        ref = reference_name(r.reference, r.dataset)
+        failed = cache_references(r.reference, reference_classes(r.reference, r.classes), r.store, cfg, ref)
+        for f in failed:
+            print(f"zsad: reference left out: {f.text()}", file=sys.stderr)
+    if r.shots is None and r.shot_seed is None and ref is None:
+        return list(dict.fromkeys(variant_grid(r.variants)))
+    return list(dict.fromkeys(expand(with_shots(parse_axes(r.variants), shots=r.shots, seed=r.shot_seed,
+                                                reference=ref))))
 
-    ``units`` restricts the work to these unit paths (``dataset/class/split/id``); default: every
-    image of ``dataset`` (and ``classes``) whose precompute finished (the last stage, ``clipseg``,
-    is complete): an image that failed there has nothing to aggregate and is left out, and so are
-    the train split's images (the few-shot mode's references, never scored as test images).
-    Few-shot and mutual variants first find or build their per-class reference memories and
-    compute the missing mutual scores (``tasks.patches``; a Dask pass of its own).
-    ``save_maps`` also writes each image's full-size map (float16). ``evaluate`` fills each
-    ``VariantOutcome``'s ``evaluators`` (maps streamed in this pass) and ``rows``. ``read_only`` writes
-    nothing to the store (missing scores and fused maps are computed and returned, not kept):
-    what a user with read-only access to a shared cache can run. ``scheduler``: ``threads``
+
+def run_variants(request: AggregateRequest) -> dict[str, VariantOutcome]:
+    """The work of the ``aggregate`` flow (and of ``evaluate``'s pass), callable without Prefect.
+
+    ``request.units`` restricts the work to these images; default: every image of the data set
+    (and classes) whose precompute finished (the last stage, ``clipseg``, is complete): an image
+    that failed there has nothing to aggregate and is left out, and so are the train split's
+    images (the few-shot mode's references, never scored as test images). Few-shot and mutual
+    variants first find or build their per-class reference memories and compute the missing
+    mutual scores (``zsad.tasks.patches``; a Dask pass of its own). ``save_maps`` also writes each
+    image's full-size map (float16). ``evaluate`` fills each ``VariantOutcome``'s ``evaluators``
+    (maps streamed in this pass) and ``rows``. ``read_only`` writes nothing to the store (missing
+    scores and fused maps are computed and returned, not kept). ``scheduler``: ``threads``
     (``auto``; the numpy, torch and file work releases the GIL: both cores busy), ``processes``
     (measured slower: each worker imports torch and results are pickled) or ``synchronous``.
     ``device``: ``cuda`` pastes and counts the maps of an evaluation on the GPU (zero-shot
     variants; ``zsad.torchpixels``). ``dask_address``: the mutual pass and the chunks run on that
-    ``dask.distributed`` cluster, whose workers must all see ``store`` (``flows.cluster``).
+    ``dask.distributed`` cluster, whose workers must all see the store (``zsad.flows.cluster``).
     """
-    check_shared_store(store, dask_address, shared_path)
+    check_shared_store(request.store, request.dask_address, request.shared_path)
     with contextlib.ExitStack() as stack:
-        client = stack.enter_context(dask_client(dask_address)) if dask_address else None
-        if read_only and save_maps:
-            raise ValueError("--save-maps writes maps into the store; it cannot be combined with --read-only")
+        client = stack.enter_context(dask_client(request.dask_address)) if request.dask_address else None
         run_id = uuid.uuid4().hex
-        st = begin_run(store, run_id)  # see units other writers completed since this process last looked
-        return _run_variants(st.read_only_view() if read_only else st, run_id, dataset, config, variants, classes,
-                             scheduler, client, chunk, overwrite, units, save_maps, evaluate, pixel_size, device)
+        st = begin_run(open_store(request.store, read_only=request.read_only), run_id)  # others' units since
+        return _run_variants(request, st, run_id, client)
 
 
-def _run_variants(st: StageStore, run_id: str, dataset: str, config: str, variants: str | None | list,
-                  classes: list[str] | None, scheduler: str, client: Any, chunk: int | None, overwrite: bool,
-                  units: list[str] | None, save_maps: bool, evaluate: bool, pixel_size: int | None, device: str
-                  ) -> dict[str, VariantOutcome]:
-    plan, store = plan_stages(load_pipeline_config(config)), st.url
+def _run_variants(request: AggregateRequest, st: StageStore, run_id: str, client: Any) -> dict[str, VariantOutcome]:
+    r = request
+    plan = plan_stages(load_pipeline_config(r.config))
     if not st.read_only:
         st.sweep_temps()
-    if units is None:
-        units = [u.path for u in st.list_units("clipseg", plan.hashes["clipseg"], dataset, classes) if u.split != "train"]
+    units = list(r.units) if r.units is not None else \
+        [u for u in st.list_units("clipseg", plan.hashes["clipseg"], r.dataset, list(r.classes) if r.classes else None)
+         if u.split != "train"]
     if not units:
-        raise ValueError(f"{store}: no images of data set {dataset!r} (classes {classes or 'all'}) are cached "
-                         f"for this config; run `zsad precompute` first")
+        raise ValueError(f"{st.url}: no images of data set {r.dataset!r} (classes {list(r.classes or []) or 'all'}) "
+                         "are cached for this config; run `zsad precompute` first")
     meta, jobs = {}, []
-    wanted = variant_grid(variants) if isinstance(variants, (str, type(None))) else variants
-    for agg in dict.fromkeys(wanted):
+    for agg in variant_configs(r, plan):
         vh = plan.aggregate_hash(agg)
         if not st.read_only:
             st.ensure_stage("aggregate", vh, to_jsonable(agg), plan.aggregate_inputs(agg))
         meta[vh] = VariantOutcome(variant_label(agg), to_jsonable(agg))
         jobs.append(VariantJob(vh, agg))
-    scheduler = "distributed" if client else ("threads" if scheduler == "auto" else scheduler)
-    contexts = patch_contexts(st, plan, [(j.variant_hash, j.config) for j in jobs], units, dataset,
+    scheduler = "distributed" if client else ("threads" if r.scheduler == "auto" else r.scheduler)
+    contexts = patch_contexts(st, plan, [(j.variant_hash, j.config) for j in jobs], units, r.dataset,
                               client.get if client else scheduler)
     for (vh, cls), ctx in contexts.items():  # what drawing a map of the variant needs (report panels)
         meta[vh].contexts[cls] = ctx
+    device = r.device or "cpu"
     torch_device = None if check_device(device) == "cpu" else device  # the host's numpy path on a CPU
-    run = AggregateRun(store, plan, tuple(jobs), contexts, overwrite, save_maps, evaluate, pixel_size, not st.read_only,
-                       torch_device, run_id)
-    workers = cluster_threads(client) if client else 1 if scheduler in ("synchronous", "sync") else (os.cpu_count() or 1)
-    tasks = [dask.delayed(aggregate_units)(run, part) for part in _chunks(units, chunk, workers)]
+    run = AggregateRun(st, plan, tuple(jobs), contexts, overwrite=r.overwrite, save_maps=r.save_maps,
+                       evaluate=r.evaluate, pixel_size=r.pixel_size, device=torch_device, run_id=run_id)
+    workers = (
+        cluster_threads(client) if client else 1 if scheduler in ("synchronous", "sync") else (os.cpu_count() or 1)
+    )
+    tasks = [dask.delayed(aggregate_units)(run, part) for part in _chunks(units, r.chunk, workers)]
     while len(tasks) > 1:  # a tree of merges: partial accumulators are released as they are merged
         tasks = [dask.delayed(merge_chunks)(*tasks[i: i + 2]) if i + 1 < len(tasks) else tasks[i]
                  for i in range(0, len(tasks), 2)]
@@ -159,10 +173,9 @@ def _run_variants(st: StageStore, run_id: str, dataset: str, config: str, varian
         m = meta[row.variant]
         m.n_images += 1
         m.written += int(row.written)
-        if evaluate:
-            m.rows.setdefault(row.unit.split("/")[1], []).append(
-                {"unit": row.unit, "label": row.label, "score": row.sample_score})
-    if evaluate:
+        if r.evaluate:
+            m.rows.setdefault(row.unit.class_name, []).append(row)
+    if r.evaluate:
         for (vh, cls), ev in sorted(result.evaluators(run).items()):
             meta[vh].evaluators[cls] = ev
     for m in meta.values():
@@ -171,12 +184,7 @@ def _run_variants(st: StageStore, run_id: str, dataset: str, config: str, varian
 
 
 @flow(name="zsad-aggregate", persist_result=True)
-def aggregate(store: str = "zsad-store.zarr", dataset: str = "synthetic", config: str = "tiny",
-              variants: str | None = "seed", classes: list[str] | None = None, scheduler: str = "auto",
-              dask_address: str | None = None, chunk: int | None = None, overwrite: bool = False,
-              save_maps: bool = False, shared_path: bool = False) -> dict[str, Any]:
+def aggregate(request: AggregateRequest) -> dict[str, Any]:
     """Score cached images for the variants (``seed``, ``grid`` or ``field=a,b;field=c``);
-    ``dask_address``: on that Dask cluster (``flows.cluster``)."""
-    out = run_variants(store, dataset, config, variants, classes, scheduler, dask_address, chunk, overwrite,
-                       save_maps=save_maps, shared_path=shared_path)
-    return {vh: o.summary() for vh, o in out.items()}
+    ``dask_address``: on that Dask cluster (``zsad.flows.cluster``)."""
+    return {vh: o.summary() for vh, o in run_variants(request).items()}

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from stores.index import INDEX_ROOT
-from tasks.plan import plan_stages, stage_configs
-from tasks.runtime import open_store
+from zsad.stores.index import INDEX_ROOT
+from zsad.tasks.plan import plan_stages, stage_configs
+from zsad.stores import class_key, dataset_key, open_store, stage_root
 from zsad.config import FUSIONS, to_jsonable
+from zsad.stages import LATER_STAGES
 from zsad.weights import WeightsError
 
 from .configs import load_pipeline_config, names_hash, resolve_variants, stored_variants
+from .command_requests import CacheRequest
 
 
 def list_stages(store: str) -> list[dict[str, Any]]:
@@ -19,7 +21,7 @@ def list_stages(store: str) -> list[dict[str, Any]]:
     for stage, h, attrs in st.stages():
         n = _count_units(st, stage, h)
         rows.append({"stage": stage, "hash": h, "units": n, "config": attrs.get("config"),
-                     "bytes": st.size_bytes(f"{stage}/{h}")})
+                     "bytes": st.size_bytes(stage_root(stage, h))})
     return rows
 
 
@@ -54,13 +56,13 @@ def sizes(store: str) -> dict[str, Any]:
 def _count_units(st, stage: str, stage_hash: str) -> int:
     """Complete units of a stage group: per image (``list_units``), per class (``clip_text``,
     ``memory``: ``<dataset>/<class>``) or per class of a variant (``thresholds/<variant>/<class>``)."""
-    base, n = f"{stage}/{stage_hash}", 0
-    for ds in st.children(base):
-        if st.is_complete(f"{base}/{ds}"):
+    n = 0
+    for ds in st.children(stage_root(stage, stage_hash)):
+        if st.is_complete(dataset_key(stage, stage_hash, ds)):
             n += 1
             continue
-        classes = st.children(f"{base}/{ds}")
-        per_image = [c for c in classes if not st.is_complete(f"{base}/{ds}/{c}")]
+        classes = st.children(dataset_key(stage, stage_hash, ds))
+        per_image = [c for c in classes if not st.is_complete(class_key(stage, stage_hash, ds, c))]
         n += len(classes) - len(per_image)
         if per_image:
             n += len(st.list_units(stage, stage_hash, ds, per_image))
@@ -98,15 +100,14 @@ def prune(store: str, keep_configs: list[str], dry_run: bool = False) -> list[st
     for stage, h, attrs in groups:
         if (stage, to_jsonable(attrs.get("config"))) in by_config:
             kept.add(h)
-    derived = ("fused", "memory", "mutual", "aggregate", "thresholds", "errors")  # kept with their inputs, in order
     present = {h for stage, h, _ in groups if stage == "aggregate"}  # thresholds share their variant's hash
-    for level in derived:
+    for level in LATER_STAGES:  # kept with their inputs, in dependency order
         for stage, h, attrs in groups:
             inputs = set(attrs.get("inputs", {}).values())
             # thresholds of a variant pruned on its own (prune --variants) are kept: calibrations are dear
             if stage == level and (inputs <= kept or (stage == "thresholds" and not inputs & present)):
                 kept.add(h)
-    return _delete(st, [f"{stage}/{h}" for stage, h, _ in groups if h not in kept], dry_run)
+    return _delete(st, [stage_root(stage, h) for stage, h, _ in groups if h not in kept], dry_run)
 
 
 def _delete(st, doomed: list[str], dry_run: bool) -> list[str]:
@@ -132,7 +133,21 @@ def prune_variants(store: str, spec: str, dry_run: bool = False, thresholds: boo
     if rest:
         wanted = [to_jsonable(a) for a in resolve_variants(rest, stored)]
         chosen |= {h for h, recorded in stored if recorded in wanted}
-    doomed = [f"aggregate/{h}" for h in sorted(chosen)]
+    doomed = [stage_root("aggregate", h) for h in sorted(chosen)]
     if thresholds:
-        doomed += [f"thresholds/{h}" for s, h, _ in groups if s == "thresholds" and h in chosen]
+        doomed += [stage_root("thresholds", h) for s, h, _ in groups if s == "thresholds" and h in chosen]
     return _delete(st, doomed, dry_run)
+
+
+def run_cache(request: CacheRequest) -> Any:
+    """``zsad cache list|size|prune``."""
+    r = request
+    if r.action == "list":
+        return list_stages(r.store)
+    if r.action == "size":
+        return sizes(r.store)
+    if r.variants:
+        doomed = prune_variants(r.store, r.variants, r.dry_run, r.with_thresholds)
+    else:
+        doomed = prune(r.store, list(r.keep), r.dry_run)
+    return {"deleted" if not r.dry_run else "would_delete": doomed}

@@ -3,7 +3,7 @@
 Every worker writes straight into the store, so the store must be one they all see: object
 storage (credentials from each worker's own environment, never through the scheduler) or a
 file system mounted at the same absolute path everywhere (``--shared-path``). Models stay in
-the worker processes (``tasks.runtime``); only sample records and small reports travel.
+the worker processes (``zsad.tasks.runtime``); only sample records and small reports travel.
 
 Start a cluster (see the README, "More than one machine")::
 

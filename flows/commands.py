@@ -1,116 +1,97 @@
-"""One declaration per command: the CLI's options are generated from its flow's signature.
-
-A flow's parameters (name, default) are the declaration; ``OPTIONS`` says how the command line
-spells and checks each parameter name, once for every flow that has it. ``add_flow_args`` adds
-one option per parameter, ``flow_kwargs`` reads them back, and ``call_flow`` runs the flow
-under Prefect or, without an API, as its plain function with the very same arguments: the two
-paths cannot drift apart, and a new flow parameter without an entry here is an error at once.
+"""Every ``zsad`` command, declared once: its request (``zsad.flows.command_requests``) and the function
+that serves it (a Prefect flow for ``precompute``, ``aggregate`` and ``evaluate``). The command
+line's options are generated from the request's fields; the parsed options become the request;
+the request goes to the flow's plain function or, with ``--prefect``, to the flow itself: the
+two paths run the same code and cannot drift apart.
 
 Example:
     >>> import argparse
-    >>> from prefect import flow
-    >>> @flow
-    ... def demo_flow(store: str = "s.zarr", shard_size: int = 32): ...
     >>> p = argparse.ArgumentParser()
-    >>> add_flow_args(p, demo_flow)
-    >>> sorted(flow_kwargs(p.parse_args(["--shard-size", "8"]), demo_flow).items())
-    [('shard_size', 8), ('store', 's.zarr')]
+    >>> add_request_args(p, CacheRequest)
+    >>> request_of(p.parse_args(["prune", "--keep", "paper", "--dry-run"]), CacheRequest)
+    CacheRequest(action='prune', store='zsad-store.zarr', keep=('paper',), variants=None, with_thresholds=False, dry_run=True)
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
-from dataclasses import dataclass, field
+import dataclasses
+import importlib
+from dataclasses import dataclass
 from typing import Any, Callable
 
-from .cli_args import CONFIG_HELP, STORE_HELP, _positive_int, fraction, fusions_arg, storage_options_option
+from .cli_args import prefect_arg, storage_options_option
+from .command_requests import (AggregateRequest, CacheRequest, CalibrateRequest, DemoRequest, EvaluateRequest,
+                       PrecomputeRequest, PredictRequest, ReportRequest, Request, WeightsRequest, cli_fields)
 
 
 @dataclass(frozen=True)
-class Option:
-    """How the command line spells one flow parameter: its flag and ``argparse`` keywords."""
+class Command:
+    """One command: ``request`` (its options) and ``target`` (``module:function`` taking the
+    request); a ``flow`` target is a Prefect flow, run as such with ``--prefect`` and as its plain
+    function (``flow.fn``, the very same code) otherwise."""
 
-    flag: str
     help: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    request: type[Request]
+    target: str
+    flow: bool = False
+
+    def function(self, orchestrated: bool = False) -> Callable[[Any], Any]:
+        """What runs the request: the flow under Prefect when ``orchestrated``, else the plain function."""
+        module, name = self.target.split(":")
+        fn = getattr(importlib.import_module(f"zsad.flows.{module}"), name)
+        return fn if orchestrated or not self.flow else fn.fn
 
 
-OPTIONS: dict[str, Option] = {
-    "store": Option("--store", STORE_HELP),
-    "config": Option("--config", CONFIG_HELP),
-    "dataset": Option("--dataset", "data set name in the store (default: its kind)"),
-    "root": Option("--root", "data set folder", {"required": True}),
-    "name": Option("--name", "name of the data set in the store (default: its kind)"),
-    "classes": Option("--classes", "only these classes", {"nargs": "*"}),
-    "shard_size": Option("--shard-size", "images per shard (a task; models load once per process)",
-                         {"type": _positive_int}),
-    "images_per_batch": Option("--images-per-batch", "GPU: tiles of N images per CLIP/CLIPSeg batch (default 1: "
-                               "exact; >1 gets its own cache)", {"type": _positive_int}),
-    "precision": Option("--precision", "CLIP/CLIPSeg under autocast (default fp32; others get their own cache)",
-                        {"choices": ["fp32", "bf16", "fp16"]}),
-    "verify": Option("--verify", "read every unit's completeness marker and chunks instead of trusting the unit "
-                     "index (object storage)", {"action": "store_true"}),
-    "device": Option("--device", "cpu, cuda, cuda:1 ... (precompute default: the config's; evaluate: cuda pastes "
-                     "and counts the maps on the GPU)"),
-    "patches": Option("--patches", "also cache CLIP patch tokens (few-shot and mutual modes; ~1.6 MB per tile with "
-                      "the paper's CLIP)", {"action": "store_const", "const": True}),
-    "split": Option("--split", "train: cache the normal training images (references of the few-shot mode)",
-                    {"choices": ["test", "train"]}),
-    "fusions": Option("--fusions", "also build the fused maps of these fusion methods (e.g. harmonic,geometric; "
-                      "aggregation otherwise builds them on first need)", {"type": fusions_arg}),
-    "dask_address": Option("--dask-address", "run on this dask.distributed cluster (README: 'More than one "
-                           "machine')", {"metavar": "tcp://HOST:8786"}),
-    "shared_path": Option("--shared-path", "the local --store path is mounted at the same absolute path on every "
-                          "Dask worker (otherwise a cluster needs object storage)", {"action": "store_true"}),
-    "variants": Option("--variants", "'seed', 'grid' or a sweep 'fusion=harmonic,geometric;top_fraction=.25,.5'"),
-    "scheduler": Option("--scheduler", "auto = threads (the hot loops release the GIL; processes measured slower)",
-                        {"choices": ["auto", "threads", "processes", "synchronous"]}),
-    "chunk": Option("--chunk", "images per Dask task (default: 4 tasks per worker, at most 64 images)",
-                    {"type": _positive_int}),
-    "overwrite": Option("--overwrite", "recompute units that are already complete", {"action": "store_true"}),
-    "save_maps": Option("--save-maps", "also store each image's full-size map (float16)", {"action": "store_true"}),
-    "out_dir": Option("--out", "folder for metrics.json, metrics.csv and tables.md"),
-    "pixel_size": Option("--pixel-size", "evaluate pixels at this square size (default: full)",
-                         {"type": _positive_int}),
-    "fpr": Option("--fpr", "also store thresholds at this false-alarm rate on normal images", {"type": fraction}),
-    "read_only": Option("--read-only", "write nothing to the store (read-only access to a shared cache): metrics "
-                        "and thresholds only in --out", {"action": "store_true"}),
+COMMANDS: dict[str, Command] = {
+    "demo": Command("synthetic data + tiny models: the whole pipeline, a table, heatmaps, a report", DemoRequest,
+                    "demo:run_demo"),
+    "precompute": Command("compute and cache every expensive stage of a data set", PrecomputeRequest,
+                          "precompute:precompute", flow=True),
+    "predict": Command("score images or folders: scores.csv, a heatmap panel per image", PredictRequest,
+                       "predict:run_predict"),
+    "calibrate": Command("store thresholds at a false-alarm rate from known-good images", CalibrateRequest,
+                         "predict:run_calibrate"),
+    "aggregate": Command("scores and maps of variants, from the store only (Dask)", AggregateRequest,
+                         "aggregate:aggregate", flow=True),
+    "evaluate": Command("metrics per class and mean; stores F1-max and FPR thresholds", EvaluateRequest,
+                        "evaluate:evaluate", flow=True),
+    "report": Command("a self-contained HTML report of a run", ReportRequest, "report:build_report"),
+    "cache": Command("list / size / prune the store", CacheRequest, "cache:run_cache"),
+    "weights": Command("expected weight files, their sha256 and where they are looked for", WeightsRequest,
+                       "weights_cmd:run_weights"),
 }
-CLI_ONLY = ("progress",)  # flow parameters the command line does not offer (a terminal always shows progress)
 
 
-def _parameters(flow: Any) -> dict[str, inspect.Parameter]:
-    return dict(inspect.signature(getattr(flow, "fn", flow)).parameters)
-
-
-def add_flow_args(parser: argparse.ArgumentParser, flow: Any, overrides: dict[str, dict[str, Any]] | None = None
-                  ) -> None:
-    """One option per parameter of ``flow`` (its default is the option's default); ``overrides``:
-    per parameter, ``argparse`` keywords that differ for this command (e.g. ``choices``)."""
-    for name, param in _parameters(flow).items():
-        if name in CLI_ONLY:
-            continue
-        if name not in OPTIONS:
-            raise TypeError(f"flow {getattr(flow, 'name', flow)!r} has a parameter {name!r} that flows/commands.py's "
-                            "OPTIONS does not declare; add how the command line spells it there")
-        opt = OPTIONS[name]
-        kwargs = {**opt.kwargs, **(overrides or {}).get(name, {})}
-        if not kwargs.get("required"):
-            kwargs.setdefault("default", param.default)
-        kwargs.setdefault("help", opt.help)
-        parser.add_argument(opt.flag, dest=name, **kwargs)
-    if "store" in _parameters(flow):
+def add_request_args(parser: argparse.ArgumentParser, cls: type[Request]) -> None:
+    """One option per command-line field of request ``cls``: its flag, help, default and the
+    ``argparse`` keywords its declaration gives (choices, type, nargs, action)."""
+    for f in cli_fields(cls):
+        spec = dict(f.metadata["cli"])
+        flag = spec.pop("flag")
+        flags = (flag,) if isinstance(flag, str) else tuple(flag)
+        if f.default is not dataclasses.MISSING and not spec.get("required"):
+            spec.setdefault("default", f.default)
+        if flags[0].startswith("-"):
+            parser.add_argument(*flags, dest=f.name, **spec)
+        else:
+            spec.pop("required", None)
+            parser.add_argument(f.name, metavar=flags[0], **spec)
+    if "store" in {f.name for f in dataclasses.fields(cls)}:
         storage_options_option(parser)
 
 
-def flow_kwargs(args: argparse.Namespace, flow: Any, **replaced: Any) -> dict[str, Any]:
-    """The parsed options of ``flow``'s parameters (``replaced`` wins), as keyword arguments."""
-    names = [n for n in _parameters(flow) if n not in CLI_ONLY and hasattr(args, n)]
-    return {**{n: getattr(args, n) for n in names}, **replaced}
+def request_of(args: argparse.Namespace, cls: type[Request]) -> Request:
+    """The request the parsed options make (fields not on the command line keep their defaults)."""
+    return cls(**{f.name: getattr(args, f.name) for f in cli_fields(cls)})
 
 
-def call_flow(flow: Any, kwargs: dict[str, Any], orchestrated: bool) -> Any:
-    """``flow(**kwargs)`` as a Prefect flow run (``orchestrated``), else its plain function."""
-    fn: Callable[..., Any] = flow if orchestrated else flow.fn
-    return fn(**kwargs)
+def add_command(sub: Any, name: str, build: bool) -> None:
+    """The sub-parser of command ``name``; its options only when ``build`` (their help imports nothing heavy,
+    but a command's own parser is all one invocation needs)."""
+    cmd = COMMANDS[name]
+    p = sub.add_parser(name, help=cmd.help, description=(cmd.request.__doc__ or "").split("\n")[0])
+    if build:
+        add_request_args(p, cmd.request)
+        if cmd.flow:
+            prefect_arg(p)

@@ -6,10 +6,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from stores import unit_key
-from tasks.aggregate import pixel_map
-from tasks.plan import plan_stages
-from tasks.runtime import open_store
+from zsad.stores import open_store, unit_key
+from zsad.tasks.aggregate import pixel_map
+from zsad.tasks.plan import plan_stages
 from zsad.config import AggregateConfig
 from zsad.datasets import SyntheticSpec, known_ground_truth, load_image, write_synthetic
 from zsad.plots import prediction_panel, save_png
@@ -17,6 +16,7 @@ from zsad.plots import prediction_panel, save_png
 from .configs import load_pipeline_config
 from .evaluate import evaluate
 from .precompute import precompute
+from .command_requests import DemoRequest, EvaluateRequest, PrecomputeRequest, ReportRequest
 
 DEMO_MODES = "mode=zero-shot,few-shot,mutual"  # one cache, three modes: no normal images / a few / the batch
 DEMO_SWEEP = f"{DEMO_MODES};fusion=harmonic,geometric;top_fraction=0.25,1"  # the report's variants page: 12
@@ -31,7 +31,7 @@ def write_heatmaps(store: str, dataset: str, config: str, out_dir: Path, agg: Ag
     written = []
     for unit in st.list_units("aggregate", vh, dataset):
         image = st.read_attrs(unit_key("image", plan.hashes["image"], unit))
-        pixel = pixel_map(store, plan, agg, unit.path)  # variants store no maps unless asked
+        pixel = pixel_map(st, plan, agg, unit)  # variants store no maps unless asked
         img = load_image(image["path"])
         mask = known_ground_truth(image["label"], image["mask_path"], img.shape[:2])
         score = st.read_attrs(unit_key("aggregate", vh, unit))["sample_score"]
@@ -41,26 +41,26 @@ def write_heatmaps(store: str, dataset: str, config: str, out_dir: Path, agg: Ag
     return written
 
 
-def run_demo(out: str = "zsad-demo", image_size: int = 192, report: bool = True) -> dict[str, Any]:
+def run_demo(request: DemoRequest, *, report: bool = True) -> dict[str, Any]:
     """Write a synthetic data set, precompute with tiny models (test images, and the train split's
     normal images as few-shot references, with patch tokens), evaluate the three modes, draw
     heatmaps, and report a sweep."""
-    out_dir = Path(out)
+    out_dir = Path(request.out)
     data, store = out_dir / "data", str(out_dir / "store.zarr")
     t0 = time.perf_counter()
     if not (data / "pill").is_dir():
-        write_synthetic(data, SyntheticSpec(image_size=image_size, n_train=4))  # 4 references per class
-    first = precompute(dataset="synthetic", root=str(data), store=store, config="tiny", patches=True)
-    precompute(dataset="synthetic", root=str(data), store=store, config="tiny", patches=True, split="train",
-               progress=False)
-    second = precompute(dataset="synthetic", root=str(data), store=store, config="tiny", patches=True,
-                        progress=False)
-    results = evaluate(store=store, dataset="synthetic", config="tiny", variants=DEMO_MODES,
-                       out_dir=str(out_dir / "results"))
+        write_synthetic(data, SyntheticSpec(image_size=request.image_size, n_train=4))  # 4 references per class
+    test = PrecomputeRequest(dataset="synthetic", root=str(data), store=store, config="tiny", patches=True)
+    first = precompute(test)
+    precompute(test.replace(split="train", progress=False))
+    second = precompute(test.replace(progress=False))
+    results = evaluate(EvaluateRequest(store=store, dataset="synthetic", config="tiny", variants=DEMO_MODES,
+                                       out_dir=str(out_dir / "results")))
     heatmaps = write_heatmaps(store, "synthetic", "tiny", out_dir / "heatmaps")
     report_path = None
     if report:
         from .report import build_report
-        report_path = build_report(store, "synthetic", "tiny", str(out_dir / "report"), DEMO_SWEEP)
+        report_path = build_report(ReportRequest(store=store, dataset="synthetic", config="tiny",
+                                                 out=str(out_dir / "report"), variants=DEMO_SWEEP))
     return {"precompute": first, "cached_rerun": second, "results": results, "heatmaps": len(heatmaps),
             "report": str(report_path) if report_path else None, "seconds": time.perf_counter() - t0}

@@ -16,14 +16,14 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from stores import Unit
-from tasks.image import registered
-from tasks.plan import plan_stages
-from tasks.runtime import open_store
+from zsad.stores import Unit, open_store
+from zsad.tasks.image import registered
+from zsad.tasks.plan import plan_stages
 from zsad.datasets import DatasetError, image_files, image_ids
 
 from .configs import load_pipeline_config
 from .predict import run_predict
+from .command_requests import NightlyRequest, PredictRequest
 
 
 def new_files(root: str, class_name: str, store: str, config: str, name: str) -> tuple[list[Path], int]:
@@ -57,17 +57,17 @@ def summary_markdown(summary: dict[str, Any], root: str, out: Path) -> str:
 
 
 @flow(name="zsad-nightly", persist_result=True)
-def nightly(root: str, class_name: str, store: str = "zsad-store.zarr", config: str = "paper",
-            threshold: str = "auto", variant: str = "seed", name: str = "line", out_dir: str = "zsad-runs",
-            device: str | None = None, reference: str | None = None) -> dict[str, Any]:
+def nightly(request: NightlyRequest) -> dict[str, Any]:
     """Score the new images under ``root`` (of ``class_name``) and publish the results; few-shot
     against the normal images of folder ``reference`` when given."""
-    logger = get_run_logger()
-    fresh, total = new_files(root, class_name, store, config, name)
-    run_dir = Path(out_dir) / name / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    summary = run_predict([str(f) for f in fresh], class_name, store, config, threshold, out=str(run_dir),
-                          variant=variant, name=name, device=device, progress=False, echo=False,
-                          reference=reference or None) if fresh else \
+    logger, r = get_run_logger(), request
+    root, name = r.root, r.name
+    fresh, total = new_files(root, r.class_name, r.store, r.config, name)
+    run_dir = Path(r.out_dir) / name / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    summary = run_predict(PredictRequest(paths=tuple(str(f) for f in fresh), class_name=r.class_name, store=r.store,
+                                         config=r.config, threshold=r.threshold, out=str(run_dir), variant=r.variant,
+                                         name=name, device=r.device, progress=False, echo=False,
+                                         reference=r.reference or None)) if fresh else \
         {"n_scored": 0, "n_failed": 0, "n_anomalous": 0, "rows": [], "scores_csv": None,
          "threshold_source": "(nothing to score)", "threshold": None}
     summary.update(n_new=len(fresh), n_total=total)

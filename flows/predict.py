@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stores import Unit, unit_key
-from stores.schema import PIXEL_MAP
-from tasks.plan import plan_stages
-from tasks.runtime import failure_text, open_store, unit_error
+from zsad.stores import Unit, unit_key
+from zsad.stores.schema import PIXEL_MAP
+from zsad.tasks.plan import plan_stages
+from zsad.stores import open_store
+from zsad.tasks.failures import Failure
 from zsad.config import AggregateConfig, to_jsonable
 from zsad.datasets import Sample, image_ids, load_image, scan_folder
 from zsad.evaluation import ClassEvaluator
@@ -32,6 +33,7 @@ from zsad.variants import FewShot
 from .aggregate import run_variants
 from .configs import load_pipeline_config, variant_grid, variant_label
 from .precompute import run_precompute
+from .command_requests import AggregateRequest, CalibrateRequest, FilesRequest, PrecomputeRequest, PredictRequest
 from .references import cache_references, reference_name
 from .thresholds import Decision, resolve_thresholds, save_thresholds
 
@@ -39,17 +41,17 @@ CSV_FIELDS = ("path", "class", "status", "sample_score", "decision", "threshold"
               "threshold_source", "heatmap", "variant", "variant_hash", "stage", "error")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Scored:
-    """What ``score_files`` did: ``items`` are (sample, unit path or None if it failed)."""
+    """What ``score_files`` did: ``items`` are (sample, its unit or None if it failed)."""
 
-    items: list[tuple[Sample, str | None]]
-    errors: list[dict[str, str]]
-    skipped: list[dict[str, str]]
+    items: list[tuple[Sample, Unit | None]]
+    errors: list[Failure]
+    skipped: list[Failure]
     variant_hash: str
 
 
-def collect_files(paths: list[str]) -> tuple[list[Path], list[dict[str, str]], list[dict[str, str]]]:
+def collect_files(paths: list[str]) -> tuple[list[Path], list[Failure], list[Failure]]:
     """Files named, and image files inside folders named: ``(files, errors, skipped)``. A path
     that does not exist is an error; a folder's non-image, hidden or dangling files are skipped."""
     files, errors, skipped = [], [], []
@@ -57,13 +59,13 @@ def collect_files(paths: list[str]) -> tuple[list[Path], list[dict[str, str]], l
         if p.is_dir():
             found, other = scan_folder(p)
             if not found:
-                errors.append(unit_error("", "input", str(p), ValueError(f"{p}: no image files in this folder")))
+                errors.append(Failure.of(None, "input", str(p), f"{p}: no image files in this folder"))
             files += found
-            skipped += [{"path": f, "stage": "input", "error": why, "unit": ""} for f, why in other]
+            skipped += [Failure.of(None, "input", f, why) for f, why in other]
         elif p.is_file():
             files.append(p)
         else:
-            errors.append(unit_error("", "input", str(p), ValueError(f"{p}: no such file or folder")))
+            errors.append(Failure.of(None, "input", str(p), f"{p}: no such file or folder"))
     unique = list(dict.fromkeys(f.resolve() for f in files))
     return unique, errors, skipped
 
@@ -71,7 +73,7 @@ def collect_files(paths: list[str]) -> tuple[list[Path], list[dict[str, str]], l
 def one_variant(variant: str, reference: str | None = None, name: str = "predict") -> AggregateConfig:
     """The one variant ``predict`` scores. With ``reference`` (a folder of normal images of the
     class) it is few-shot against exactly those images (all of them): they are cached as data set
-    ``{name}-ref-{digest of their paths, sizes and times}`` (``flows.references``), so other
+    ``{name}-ref-{digest of their paths, sizes and times}`` (``zsad.flows.references``), so other
     references make another variant (with its own thresholds)."""
     variants = variant_grid(variant)
     if len(variants) != 1:
@@ -86,67 +88,63 @@ def one_variant(variant: str, reference: str | None = None, name: str = "predict
     return agg.with_patch(dataclasses.replace(patch, reference=reference_name(reference, name), shots=0))
 
 
-def score_files(paths: list[str], class_name: str, store: str, config: str, agg: AggregateConfig,
-                name: str = "predict", device: str | None = None, progress: bool = True,
-                reference: str | None = None) -> Scored:
+def score_files(request: FilesRequest, paths: tuple[str, ...], agg: AggregateConfig) -> Scored:
     """Precompute what is missing and aggregate variant ``agg`` (``one_variant``) for the given
-    files (few-shot against the images of folder ``reference`` when given; a mutual variant
-    compares the files with each other)."""
-    cfg = load_pipeline_config(config, device=device, patches=True if agg.mode != "zero-shot" else None)
+    files (few-shot against the images of folder ``request.reference`` when given; a mutual
+    variant compares the files with each other)."""
+    r = request
+    cfg = load_pipeline_config(r.config, device=r.device, patches=True if agg.mode != "zero-shot" else None)
     vh = plan_stages(cfg).aggregate_hash(agg)
-    files, errors, skipped = collect_files(paths)
-    if reference is not None:
-        errors += cache_references(reference, [class_name], store, cfg, agg.patch.reference, progress)
+    files, errors, skipped = collect_files(list(paths))
+    if r.reference is not None:
+        errors += cache_references(r.reference, [r.class_name], r.store, cfg, agg.patch.reference, r.progress)
     ids = image_ids([f.as_posix() for f in files])
-    samples = [Sample.unlabelled(f, class_name, i) for f, i in zip(files, ids)]
-    Unit(name, class_name, "test", "x")  # checks the names before any work
-    done: set[str] = set()
+    samples = [Sample.unlabelled(f, r.class_name, i) for f, i in zip(files, ids)]
+    units = [Unit.of(r.name, s) for s in samples]  # checks the names before any work
+    done: set[Unit] = set()
     if samples:
-        pre = run_precompute(samples, name, store, cfg, progress=progress)
-        errors += pre["failed"]
-        done = set(pre["done"])
-        if done:
-            run_variants(store, name, config, [agg], units=sorted(done), save_maps=True)  # for the panels
-    units = {f"{name}/{s.class_name}/{s.split}/{s.image_id}": s for s in samples}
-    return Scored([(s, u if u in done else None) for u, s in units.items()], errors, skipped, vh)
+        pre = run_precompute(PrecomputeRequest(store=r.store, name=r.name, progress=r.progress), samples=samples,
+                             cfg=cfg)
+        errors += pre.failed
+        done = set(pre.done)
+        if done:  # maps saved for the panels
+            run_variants(AggregateRequest(store=r.store, dataset=r.name, config=r.config, configs=(agg,),
+                                          units=tuple(sorted(done)), save_maps=True))
+    return Scored([(s, u if u in done else None) for s, u in zip(samples, units)], errors, skipped, vh)
 
 
-def _error_row(err: dict[str, str], class_name: str, status: str = "error") -> dict[str, Any]:
-    return {"path": err["path"], "class": class_name, "status": status, "stage": err["stage"],
-            "error": err["error"]}
+def _error_row(err: Failure, class_name: str, status: str = "error") -> dict[str, Any]:
+    return {"path": err.path, "class": class_name, "status": status, "stage": err.stage, "error": err.error}
 
 
-def run_predict(paths: list[str], class_name: str, store: str = "zsad-store.zarr", config: str = "tiny",
-                threshold: str = "auto", pixel_threshold: str | None = None, out: str = "zsad-predict",
-                variant: str = "seed", name: str = "predict", device: str | None = None, heatmaps: bool = True,
-                progress: bool = True, echo: bool = True, reference: str | None = None) -> dict[str, Any]:
+def run_predict(request: PredictRequest) -> dict[str, Any]:
     """Score images (files or folders) of ``class_name``: ``scores.csv``, one PNG per image.
 
     Thresholds are resolved first (``--threshold auto`` without a stored one fails before any
     model runs). Returns a small summary: counts, paths, the thresholds used and the rows.
     """
-    agg = one_variant(variant, reference, name)
-    vh = plan_stages(load_pipeline_config(config)).aggregate_hash(agg)
-    decision = resolve_thresholds(threshold, pixel_threshold, open_store(store), vh, class_name, store)
-    scored = score_files(paths, class_name, store, config, agg, name, device, progress=progress,
-                         reference=reference)
+    r = request
+    class_name, agg = r.class_name, one_variant(r.variant, r.reference, r.name)
+    vh = plan_stages(load_pipeline_config(r.config)).aggregate_hash(agg)
+    decision = resolve_thresholds(r.threshold, r.pixel_threshold, open_store(r.store), vh, class_name, r.store)
+    scored = score_files(r, r.paths, agg)
     errors, vh = scored.errors, scored.variant_hash
-    out_dir = Path(out)
-    st, rows = open_store(store), []
+    out_dir = Path(r.out)
+    st, rows = open_store(r.store), []
     png_names = short_names([s.path for s, _ in scored.items])
     for (sample, unit), png_name in zip(scored.items, png_names):
         if unit is None:
             continue
-        png = out_dir / "heatmaps" / f"{png_name}.png" if heatmaps else None
+        png = out_dir / "heatmaps" / f"{png_name}.png" if r.heatmaps else None
         rows.append(_scored_row(st, sample, unit, vh, decision, png, variant_label(agg)))
     rows += [_error_row(e, class_name) for e in errors] + [_error_row(e, class_name, "skipped")
                                                            for e in scored.skipped]
     csv_path = write_scores(out_dir / "scores.csv", rows)
     summary = summarise(rows, decision, csv_path, vh)
-    if echo:
+    if r.echo:
         print_table(rows, summary)
         for e in errors:
-            print(f"zsad predict: error: {failure_text(e)}", file=sys.stderr)
+            print(f"zsad predict: error: {e.text()}", file=sys.stderr)
     return summary
 
 
@@ -165,9 +163,9 @@ def short_names(paths: list[str]) -> list[str]:
     return names if len(set(names)) == len(names) else image_ids([os.path.abspath(p) for p in paths])
 
 
-def _scored_row(st, sample: Sample, unit: str, vh: str, decision: Decision, png_path: Path | None,
+def _scored_row(st, sample: Sample, unit: Unit, vh: str, decision: Decision, png_path: Path | None,
                 label: str) -> dict[str, Any]:
-    key = unit_key("aggregate", vh, Unit.parse(unit))
+    key = unit_key("aggregate", vh, unit)
     score = float(st.read_attrs(key)["sample_score"])
     verdict = decide(score, decision.image)
     row = {"path": sample.path, "class": sample.class_name, "status": "scored", "sample_score": score,
@@ -212,27 +210,27 @@ def print_table(rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
           f"threshold {summary['threshold_source']}; table {summary['scores_csv']}")
 
 
-def run_calibrate(good: list[str], class_name: str, store: str = "zsad-store.zarr", config: str = "tiny",
-                  fpr: float = 0.01, variant: str = "seed", name: str = "predict", device: str | None = None,
-                  progress: bool = True, reference: str | None = None) -> dict[str, Any]:
+def run_calibrate(request: CalibrateRequest) -> dict[str, Any]:
     """Store image and pixel thresholds at false-alarm rate ``fpr`` from known-good images only."""
+    r = request
+    good, class_name, fpr = list(r.good), r.class_name, r.fpr
     if not 0.0 <= fpr < 1.0 or math.isnan(fpr):
         raise ValueError(f"--fpr must be in [0, 1), got {fpr}")
-    agg = one_variant(variant, reference, name)
-    scored = score_files(good, class_name, store, config, agg, name, device, progress=progress,
-                         reference=reference)
+    agg = one_variant(r.variant, r.reference, r.name)
+    scored = score_files(r, r.good, agg)
     errors, vh = scored.errors, scored.variant_hash
-    st, ev = open_store(store), ClassEvaluator()
+    st, ev = open_store(r.store), ClassEvaluator()
     for sample, unit in scored.items:
         if unit is not None:
-            arrays, attrs = st.read_unit(unit_key("aggregate", vh, Unit.parse(unit)))
+            arrays, attrs = st.read_unit(unit_key("aggregate", vh, unit))
             ev.update(0, attrs["sample_score"], None, arrays[PIXEL_MAP])
     if not ev.labels:
-        raise ValueError(f"calibrate: none of {good} could be scored: " + "; ".join(e["error"] for e in errors))
+        raise ValueError(f"calibrate: none of {good} could be scored: " + "; ".join(e.error for e in errors))
     source = f"known-good images {', '.join(good)}"
     found = ev.thresholds(source, fpr)
     save_thresholds(st, vh, class_name, {lvl: {"fpr": found[lvl]["fpr"]} for lvl in found if "fpr" in found[lvl]})
     t: Threshold = found["image"]["fpr"]
     return {"class": class_name, "variant_hash": vh, "variant": to_jsonable(agg),
             "n_images": len(ev.labels), "n_failed": len(errors), "fpr": fpr, "image_threshold": t.value,
-            "pixel_threshold": found["pixel"].get("fpr") and found["pixel"]["fpr"].value, "failed": errors}
+            "pixel_threshold": found["pixel"].get("fpr") and found["pixel"]["fpr"].value,
+            "failed": [e.record() for e in errors]}

@@ -1,6 +1,6 @@
 """A ``prefect deploy`` build step that checks the deployment settings before anything is deployed.
 
-``prefect.yaml`` runs ``flows.preflight.check_deployment`` when deploying; its outputs fill the
+``prefect.yaml`` runs ``zsad.flows.preflight.check_deployment`` when deploying; its outputs fill the
 deployments' parameters, so a deployment never carries a value that only fails at run time:
 a missing folder, an unknown config, absent weights or a class without a stored threshold stop
 ``prefect deploy`` with a message saying what to set. Settings (environment variables):
@@ -20,12 +20,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from stores import Unit
+from zsad.stores import Unit
 
 from .cluster import check_shared_store
 from .configs import load_pipeline_config
 from .predict import one_variant
 from .references import reference_name
+from .command_requests import STORE
 
 
 def _env(name: str, default: str | None = None) -> str:
@@ -37,11 +38,11 @@ def _env(name: str, default: str | None = None) -> str:
 
 def check_deployment(line: bool = False, **_: Any) -> dict[str, Any]:
     """Validate the settings and return them as step outputs (``{{ zsad.store }}``...)."""
-    from tasks.plan import plan_stages
+    from zsad.tasks.plan import plan_stages
     home = Path(_env("ZSAD_HOME", os.getcwd())).resolve()
     if not (home / "flows" / "nightly.py").is_file():
         raise ValueError(f"prefect deploy: ZSAD_HOME={home} is not a zsad checkout (no flows/nightly.py)")
-    store = _env("ZSAD_STORE", str(home / "zsad-store.zarr"))
+    store = _env("ZSAD_STORE", str(home / STORE))
     config = _env("ZSAD_CONFIG", "paper")
     plan = plan_stages(load_pipeline_config(config))  # unknown config or missing weights: a clear error
     dask_address, shared = os.environ.get("ZSAD_DASK_ADDRESS", ""), os.environ.get("ZSAD_SHARED_PATH", "") == "1"
@@ -60,7 +61,7 @@ def check_deployment(line: bool = False, **_: Any) -> dict[str, Any]:
         Unit("line", cls, "test", "x")  # a valid class name
         threshold = _env("ZSAD_THRESHOLD", "auto")
         if threshold == "auto":
-            from tasks.runtime import open_store
+            from zsad.stores import open_store
 
             from .thresholds import resolve_thresholds
             vh = plan.aggregate_hash(one_variant("seed", reference, "line"))

@@ -8,13 +8,16 @@ thresholds, and the unchanged ones are never computed twice.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
 from zsad.config import PipelineConfig
 from zsad.datasets import Sample, image_ids, scan_folder
+from zsad.tasks.failures import Failure
 
 from .precompute import run_precompute
+from .command_requests import PrecomputeRequest
 
 
 def _files(folder: str | Path) -> list[Path]:
@@ -61,9 +64,10 @@ def reference_samples(folder: str | Path, classes: list[str]) -> list[Sample]:
 
 
 def cache_references(folder: str | Path, classes: list[str], store: str, cfg: PipelineConfig, ref: str,
-                     progress: bool = True) -> list[dict[str, str]]:
+                     progress: bool = True) -> list[Failure]:
     """Precompute the reference images (with patches) as data set ``ref`` (``reference_name``,
     named once by the caller: the variant it scores carries the same name); their failures
     (stage marked ``reference ...``: a bad reference is named, the rest are used)."""
-    failed = run_precompute(reference_samples(folder, classes), ref, store, cfg, progress=progress)["failed"]
-    return [dict(f, stage=f"reference {f['stage']}") for f in failed]
+    out = run_precompute(PrecomputeRequest(store=store, name=ref, progress=progress),
+                         samples=reference_samples(folder, classes), cfg=cfg)
+    return [dataclasses.replace(f, stage=f"reference {f.stage}") for f in out.failed]

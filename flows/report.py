@@ -12,6 +12,7 @@ and small multiples of the mean metrics per parameter) and ``report.html`` is th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -19,14 +20,16 @@ from typing import Any
 
 import jinja2
 
-from tasks.errors import list_failures
-from tasks.plan import plan_stages
-from tasks.runtime import open_store
+from zsad.stores import open_store
+from zsad.tasks.failures import list_failures
+from zsad.tasks.plan import plan_stages
 from zsad.config import AggregateConfig, to_jsonable
 from zsad.evaluation import evaluate_classes, seed_rows
 from zsad.sweep import KINDS, SCALE_NAMES
 
 from .aggregate import VariantOutcome, run_variants
+from .evaluate import VariantResult
+from .command_requests import AggregateRequest, ReportRequest
 from .configs import load_pipeline_config, resolve_variants, stored_variants, variant_label
 from .report_parts import class_chart, example_panel, gallery, pick_examples, png_uri, provenance
 
@@ -54,8 +57,7 @@ def render(template: str, path: Path, **context: Any) -> Path:
     return path
 
 
-def build_report(store: str, dataset: str, config: str = "tiny", out: str = "zsad-report",
-                 variants: str | None = "seed", results: str | None = None) -> Path:
+def build_report(request: ReportRequest) -> Path:
     """Write the report of ``variants`` (a grammar, label(s) or stored hash(es): see
     ``resolve_variants``) and return its first page: ``variants.html`` when there are several,
     else ``report.html``.
@@ -64,24 +66,26 @@ def build_report(store: str, dataset: str, config: str = "tiny", out: str = "zsa
     metrics instead of recomputing them; only the best variant is aggregated again for its panels.
     Nothing is written to the store (scores missing there are computed, not kept).
     """
-    out_dir, plan, st = Path(out), plan_stages(load_pipeline_config(config)), open_store(store)
-    if results is not None:
-        ranked = _from_results(Path(results), plan)
+    r = request
+    dataset, config = r.dataset, r.config
+    out_dir, plan, st = Path(r.out), plan_stages(load_pipeline_config(config)), open_store(r.store)
+    base = AggregateRequest(store=r.store, dataset=dataset, config=config, evaluate=True, read_only=True)
+    if r.results is not None:
+        ranked = _from_results(Path(r.results), plan)
         meta = {}
     else:
-        meta = run_variants(store, dataset, config, resolve_variants(variants, stored_variants(st.stages())), evaluate=True,
-                            read_only=True)
-        ranked = {vh: {"label": m.label, "config": m.config, "metrics": _metrics(m)} for vh, m in meta.items()}
-    order = sorted(ranked, key=lambda vh: _rank_key(ranked[vh]["metrics"]))
-    if len(order) > 1 and any(ranked[vh]["metrics"] is None for vh in order):
+        meta = run_variants(base.replace(configs=tuple(resolve_variants(r.variants, stored_variants(st.stages())))))
+        ranked = {vh: VariantResult(m.label, m.config, _metrics(m)) for vh, m in meta.items()}
+    order = sorted(ranked, key=lambda vh: _rank_key(ranked[vh].metrics))
+    if len(order) > 1 and any(ranked[vh].metrics is None for vh in order):
         raise ValueError(f"{dataset!r} has no labels: variants can only be compared on labelled images; "
                          "report one variant (--variant seed) to rank its images")
     best = order[0]
-    agg = AggregateConfig.from_json(ranked[best]["config"])
+    agg = AggregateConfig.from_json(ranked[best].config)
     if best not in meta:
-        meta = run_variants(store, dataset, config, [agg], evaluate=True, read_only=True)
+        meta = run_variants(base.replace(configs=(agg,)))
     nav = [("report", "report.html")] + ([("variants", "variants.html")] if len(order) > 1 else [])
-    measured = ranked[best]["metrics"] if results is None else None  # this pass's metrics: not computed again
+    measured = ranked[best].metrics if r.results is None else None  # this pass's metrics: not computed again
     report = _variant_report(st, plan, dataset, config, agg, best, meta[best], out_dir, nav, len(order), measured)
     if len(order) == 1:
         return report
@@ -98,19 +102,19 @@ def _rank_key(metrics: dict[str, dict[str, float]] | None) -> tuple[float, ...]:
     return tuple(-1.0 if _missing(mean.get(k)) else -mean[k] for k in RANK_BY)
 
 
-def _from_results(path: Path, plan) -> dict[str, Any]:
+def _from_results(path: Path, plan) -> dict[str, VariantResult]:
     """Variants and metrics from ``zsad evaluate``'s ``metrics.json``, checked against the config."""
     try:
         data = json.loads(path.read_text())
-        out = {vh: {"label": v["label"], "config": v["config"], "metrics": v["metrics"]} for vh, v in data.items()}
+        out = {vh: VariantResult.from_record(v) for vh, v in data.items()}
     except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"{path}: not a metrics.json written by `zsad evaluate` ({exc})") from None
     for vh, v in out.items():
-        if plan.aggregate_hash(AggregateConfig.from_json(v["config"])) != vh:
+        if plan.aggregate_hash(AggregateConfig.from_json(v.config)) != vh:
             raise ValueError(f"{path}: variant {vh} was evaluated with another pipeline config than this one; "
                              "pass the --config used by `zsad evaluate`")
-        v["metrics"] = {c: {k: (math.nan if x is None else x) for k, x in m.items()} for c, m in v["metrics"].items()}
-    return out
+    return {vh: dataclasses.replace(v, metrics={c: {k: (math.nan if x is None else x) for k, x in m.items()}
+                                                for c, m in v.metrics.items()}) for vh, v in out.items()}
 
 
 def _variant_report(st, plan, dataset: str, config: str, agg: AggregateConfig, vh: str, meta: VariantOutcome,
@@ -162,16 +166,16 @@ def _variants_page(ranked: dict[str, Any], order: list[str], dataset: str, confi
                    nav: list) -> Path:
     from zsad.plots import variant_small_multiples
     seed = to_jsonable(AggregateConfig())
-    params = _distinct_params([p for p in KINDS if len({json.dumps(ranked[vh]["config"].get(p)) for vh in order}) > 1],
-                              [ranked[vh]["config"] for vh in order])
-    classes = sorted({c for vh in order for c in ranked[vh]["metrics"] if c != "mean"})
+    params = _distinct_params([p for p in KINDS if len({json.dumps(ranked[vh].config.get(p)) for vh in order}) > 1],
+                              [ranked[vh].config for vh in order])
+    classes = sorted({c for vh in order for c in ranked[vh].metrics if c != "mean"})
     rows = []
     for rank, vh in enumerate(order, 1):
         v = ranked[vh]
-        rows.append({"rank": rank, "hash": vh, "label": v["label"], "is_seed": v["config"] == seed,
-                     **{p: _shown(p, v["config"].get(p)) for p in params},
-                     **{m: v["metrics"]["mean"].get(m, math.nan) for m in METRICS},
-                     "per_class": {c: {m: v["metrics"].get(c, {}).get(m, math.nan) for m in METRICS}
+        rows.append({"rank": rank, "hash": vh, "label": v.label, "is_seed": v.config == seed,
+                     **{p: _shown(p, v.config.get(p)) for p in params},
+                     **{m: v.metrics["mean"].get(m, math.nan) for m in METRICS},
+                     "per_class": {c: {m: v.metrics.get(c, {}).get(m, math.nan) for m in METRICS}
                                    for c in classes}})
     chart = png_uri(variant_small_multiples(rows, params or ["rank"], list(EFFECTS)), out_dir / "charts" /
                     "variants.png")

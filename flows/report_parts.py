@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from stores import Unit, unit_key
-from stores.options import library_versions
-from stores.schema import BOXES
-from tasks.aggregate import pixel_map
+from zsad.stores import unit_key
+from zsad.stores.options import library_versions
+from zsad.stores.schema import BOXES
+from zsad.tasks.aggregate import Row, pixel_map
 from zsad.datasets import known_ground_truth, load_image
 from zsad.plots import class_charts, save_png
 from zsad.predict import panel_png
@@ -28,13 +28,16 @@ def png_uri(data: bytes, path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode()
 
 
-def pick_examples(rows: list[dict]) -> list[tuple[str, dict]]:
+def pick_examples(rows: list[Row]) -> list[tuple[str, Row]]:
     """The highest- and lowest-scoring anomalous images and the highest-scoring normal one."""
-    anomalous = sorted((r for r in rows if r["label"] == 1), key=lambda r: r["score"])
-    normal = sorted((r for r in rows if r["label"] == 0), key=lambda r: r["score"])
+    anomalous = sorted((r for r in rows if r.label == 1), key=lambda r: r.sample_score)
+    normal = sorted((r for r in rows if r.label == 0), key=lambda r: r.sample_score)
     picks = []
     if anomalous:
-        picks += [("best: highest-scoring anomalous", anomalous[-1]), ("missed: lowest-scoring anomalous", anomalous[0])]
+        picks += [
+            ("best: highest-scoring anomalous", anomalous[-1]),
+            ("missed: lowest-scoring anomalous", anomalous[0]),
+        ]
     if normal:
         picks.append(("false alarm: highest-scoring normal", normal[-1]))
     return picks
@@ -45,44 +48,44 @@ def example_panel(st, plan, agg, row, out: Path, caption: str, found: dict | Non
     """anomalib's layout: image with ground truth | heatmap on [0, 1] with a colour bar | predicted
     mask at the class's stored pixel threshold. Returns ``{src, alt, caption}``. ``contexts``:
     class -> patch context of a few-shot or mutual variant (``run_variants``' meta)."""
-    unit = Unit.parse(row["unit"])
+    unit = row.unit
     image = st.read_attrs(unit_key("image", plan.hashes["image"], unit))
     img = load_image(image["path"])
     mask = known_ground_truth(image["label"], image["mask_path"], img.shape[:2])
-    pixel = pixel_map(st.url, plan, agg, row["unit"],  # computed now: variants store no maps
+    pixel = pixel_map(st, plan, agg, row.unit,  # computed now: variants store no maps
                       (contexts or {}).get(unit.class_name))
     t_img, t_pix = ((found or {}).get(level, {}).get("f1") for level in ("image", "pixel"))
     boxes = st.read_array(unit_key("tiles", plan.hashes["tiles"], unit), BOXES)
-    png = panel_png(image_hw3=img, pixel_map_hw=pixel, class_name=unit.class_name, score=row["score"],
+    png = panel_png(image_hw3=img, pixel_map_hw=pixel, class_name=unit.class_name, score=row.sample_score,
                     threshold=t_img.value if t_img else None, pixel_threshold=t_pix.value if t_pix else None,
                     caption=f"{caption} — {unit.image_id}", gt_mask_hw=mask, boxes_xyxy=boxes)
     src = png_uri(png, out / "examples" / unit.class_name / f"{unit.image_id}.png")
-    return {"src": src, "alt": unit.image_id, "caption": f"{caption} — {unit.image_id}, score {row['score']:.3f}"}
+    return {"src": src, "alt": unit.image_id, "caption": f"{caption} — {unit.image_id}, score {row.sample_score:.3f}"}
 
 
-def class_chart(cls: str, rows: list[dict], ev, found: dict, out_dir: Path) -> dict[str, str]:
+def class_chart(cls: str, rows: list[Row], ev, found: dict, out_dir: Path) -> dict[str, str]:
     """The class's PR/ROC curves and score histogram (``zsad.plots.class_charts``) as ``{cls, src}``."""
-    labelled = [r for r in rows if r["label"] >= 0]
+    labelled = [r for r in rows if r.label >= 0]
     pixel_pr = pixel_roc = None
     if ev.pixels is not None and ev.pixels.pos.any():  # a point per float16 value: thin for drawing
         (p, r), (f, t) = ev.pixels.pr_curve(), ev.pixels.roc_curve()
         pick = np.unique(np.linspace(0, r.size - 1, 512).astype(int))
         pixel_pr, pixel_roc = (p[pick], r[pick]), (f[pick], t[pick])
     threshold = found["image"].get("f1")
-    png = class_charts(cls, np.array([r["label"] for r in labelled]), np.array([r["score"] for r in labelled]),
+    png = class_charts(cls, np.array([r.label for r in labelled]), np.array([r.sample_score for r in labelled]),
                        pixel_pr, pixel_roc, threshold.value if threshold else None)
     return {"cls": cls, "src": png_uri(png, out_dir / "charts" / f"{cls}.png")}
 
 
-def gallery(st, plan, agg, rows_by_class: dict[str, list[dict]], out_dir: Path, top: int = 12,
+def gallery(st, plan, agg, rows_by_class: dict[str, list[Row]], out_dir: Path, top: int = 12,
             contexts: dict[str, dict] | None = None) -> list[dict]:
     """Unlabelled images, per class: every score ranked (``rows``: rank, path, score) and the
     ``top`` highest as panels."""
     out = []
     for cls, rows in sorted(rows_by_class.items()):
-        ranked = sorted(rows, key=lambda r: -r["score"])
-        paths = [st.read_attrs(unit_key("image", plan.hashes["image"], Unit.parse(r["unit"])))["path"] for r in ranked]
-        out.append({"cls": cls, "rows": [{"rank": i, "path": p, "score": r["score"]}
+        ranked = sorted(rows, key=lambda r: -r.sample_score)
+        paths = [st.read_attrs(unit_key("image", plan.hashes["image"], r.unit))["path"] for r in ranked]
+        out.append({"cls": cls, "rows": [{"rank": i, "path": p, "score": r.sample_score}
                                          for i, (r, p) in enumerate(zip(ranked, paths), 1)],
                     "panels": [example_panel(st, plan, agg, r, out_dir, f"rank {i}", contexts=contexts)
                                for i, r in enumerate(ranked[:top], 1)]})

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from stores import StageStore, threshold_key
+from zsad.stores import StageStore, threshold_key
 from zsad.thresholds import Threshold
 
 LEVELS = ("image", "pixel")

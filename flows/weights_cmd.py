@@ -10,6 +10,8 @@ from typing import Any
 
 from zsad.weights import KNOWN_WEIGHTS, WeightsError, candidate_paths, search_dirs, verify_sha256
 
+from .command_requests import WeightsRequest
+
 
 def list_weights() -> list[dict[str, Any]]:
     rows = []
@@ -54,3 +56,12 @@ def fetch(key: str, dest: str | None = None) -> Path:
         raise
     part.rename(target)
     return target
+
+
+def run_weights(request: WeightsRequest) -> Any:
+    """``zsad weights list|fetch``."""
+    if request.action == "list":
+        return list_weights()
+    if not request.key:
+        raise ValueError("weights fetch needs --key (see `zsad weights list`)")
+    return {"fetched": str(fetch(request.key, request.dest))}

@@ -2,7 +2,7 @@
 per-array machinery (its event loop, codec pipeline and metadata parsing cost ~0.5-2 ms per
 array; a re-aggregation sweep reads a few arrays and writes one unit per image and variant).
 
-What is written is ordinary Zarr v3 in the plain layout of ``stores.layout``: a group
+What is written is ordinary Zarr v3 in the plain layout of ``zsad.stores.layout``: a group
 ``zarr.json`` with the attributes, and per array a ``zarr.json`` and its one chunk;
 ``zarr.open_group`` and xarray read it. What is read here is only that layout: anything else
 (several chunks, other codecs, texts) answers ``None`` and the caller uses zarr-python.
@@ -73,7 +73,7 @@ def read_attrs(folder: Path) -> dict[str, Any] | None:
 
 
 def read_array(folder: Path) -> np.ndarray | None:
-    """An array in the plain layout (``stores.layout``), else None."""
+    """An array in the plain layout (``zsad.stores.layout``), else None."""
     try:
         spec = ArraySpec.from_meta(json.loads((folder / "zarr.json").read_bytes()))
     except (OSError, ValueError):

@@ -1,7 +1,7 @@
 """Listing, maintenance and records of a ``StageStore`` (its hierarchy rather than its units):
 children, the complete units of a stage, the stage groups, attribute-only records (the unit
 index's), deletion, temp-folder sweeps and sizes. Mixed into ``StageStore``; the bytes are the
-backend's (``stores.backends``)."""
+backend's (``zsad.stores.backends``)."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ racing that merge may miss entries and falls back to reading units). Records nev
 each writer writes its own, under a unique name.
 
 A unit this process wrote carries its compact document (attributes and how to decode each
-array: ``stores.objectio``) into its index entry (``note`` then ``add`` or ``flush``), so that
+array: ``zsad.stores.objectio``) into its index entry (``note`` then ``add`` or ``flush``), so that
 a later reader trusting the index reads a unit's arrays without first reading its metadata.
 
 It is used on object storage (``ZSAD_UNIT_INDEX=auto``, the default; ``1`` everywhere, ``0``

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
-from zsad.config import STAGE_VERSIONS
+from zsad.stages import stage as declared
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -40,6 +41,12 @@ class Unit:
         return f"{self.dataset}/{self.class_name}/{self.split}/{self.image_id}"
 
     @classmethod
+    def of(cls, dataset: str, sample: Any) -> "Unit":
+        """The unit of ``sample`` (a ``zsad.datasets.Sample``: its class, split and image id) in
+        data set ``dataset``."""
+        return cls(dataset, sample.class_name, sample.split, sample.image_id)
+
+    @classmethod
     def parse(cls, path: str) -> "Unit":
         """The unit of ``dataset/class/split/image_id``.
 
@@ -54,8 +61,7 @@ class Unit:
 
 
 def stage_root(stage: str, stage_hash: str) -> str:
-    if stage not in STAGE_VERSIONS:
-        raise ValueError(f"unknown stage {stage!r}; expected one of {sorted(STAGE_VERSIONS)}")
+    declared(stage)  # an unknown stage: a ValueError listing the declared ones
     return f"{stage}/{check_component(stage_hash, 'stage hash')}"
 
 
@@ -72,6 +78,11 @@ def threshold_key(variant_hash: str, class_name: str) -> str:
     return f"{stage_root('thresholds', variant_hash)}/{check_component(class_name, 'class')}"
 
 
+def dataset_key(stage: str, stage_hash: str, dataset: str) -> str:
+    """Example: ``dataset_key("errors", "ab12", "visa")`` is ``"errors/ab12/visa"``."""
+    return f"{stage_root(stage, stage_hash)}/{check_component(dataset, 'dataset')}"
+
+
 def class_key(stage: str, stage_hash: str, dataset: str, class_name: str) -> str:
-    return f"{stage_root(stage, stage_hash)}/{check_component(dataset, 'dataset')}/" \
-           f"{check_component(class_name, 'class')}"
+    """Example: ``class_key("clip_text", "ab12", "visa", "pcb1")`` is ``"clip_text/ab12/visa/pcb1"``."""
+    return f"{dataset_key(stage, stage_hash, dataset)}/{check_component(class_name, 'class')}"

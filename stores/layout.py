@@ -1,6 +1,6 @@
 """The plain Zarr v3 layout of a small unit's arrays, as bytes: one regular chunk per array,
 ``bytes`` little-endian (texts: ``vlen-utf8``), then ``zstd`` when larger than
-``COMPRESS_ABOVE`` bytes. ``stores.fastio`` writes it as local files, ``stores.objectio`` as
+``COMPRESS_ABOVE`` bytes. ``zsad.stores.fastio`` writes it as local files, ``zsad.stores.objectio`` as
 objects; zarr-python and xarray read both.
 
 Worked example (pure bytes, no store)::

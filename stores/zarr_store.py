@@ -3,9 +3,9 @@
 A *unit* (one image of one stage, or one class for ``clip_text``) is a group holding its
 arrays and, written last, the attribute ``complete`` (with the sha256 of its source image).
 A unit without it is never read and is recomputed. Where the bytes go is the backend's
-business (``stores.backends``): on a local disk a unit is renamed into place whole; on object
+business (``zsad.stores.backends``): on a local disk a unit is renamed into place whole; on object
 storage it is written in place, marker last, and concurrent runs must work on disjoint units
-(Zarr 3 has no locks). Array names and dimensions come from ``stores.schema``. A store opened
+(Zarr 3 has no locks). Array names and dimensions come from ``zsad.stores.schema``. A store opened
 ``read_only`` refuses every write (``StoreError``) instead of each caller carrying a flag.
 """
 
@@ -50,14 +50,16 @@ class StageStore(Hierarchy):
 
     Attributes:
         writes: number of units written by this object (tests count them).
-        read_only: every write raises ``StoreError`` (``read_only_view()`` makes one).
-        index: the unit index (``stores.index``); ``index.trusted`` False re-reads every chunk.
+        read_only: every write raises ``StoreError`` (a constructor argument; pickled with the
+            store, so a worker's copy refuses writes too).
+        index: the unit index (``zsad.stores.index``); ``index.trusted`` False re-reads every chunk.
     """
 
-    def __init__(self, url: str | os.PathLike, storage_options: dict[str, Any] | None = None):
+    def __init__(self, url: str | os.PathLike, storage_options: dict[str, Any] | None = None, *,
+                 read_only: bool = False):
         self.url = str(url)
         self.storage_options = storage_options
-        self.read_only = False
+        self.read_only = read_only
         local = "://" not in self.url or self.url.startswith("file://")
         if storage_options is None and not local:
             storage_options = env_storage_options()
@@ -77,10 +79,16 @@ class StageStore(Hierarchy):
             else ObjectBackend(self.root, self.index)
 
     def read_only_view(self) -> "StageStore":
-        """The same store, refusing writes: what ``--read-only`` runs open."""
+        """The same store (its index and backend shared), refusing writes."""
         view = object.__new__(type(self))
         view.__dict__.update(self.__dict__, read_only=True)
         return view
+
+    def __reduce__(self):
+        """Pickled (to a Dask worker, a Prefect task), a store is its URL and its read-only
+        flag; unpickled, that process's own open store (``zsad.stores.opened.open_store``)."""
+        from .opened import reopen
+        return reopen, (self.url, self.read_only)
 
     def _check_writable(self, key: str) -> None:
         if self.read_only:
@@ -145,7 +153,7 @@ class StageStore(Hierarchy):
     def write_unit(self, key: str, arrays: Mapping[str, Any], attrs: dict[str, Any] | None = None,
                    source: str | None = None) -> str:
         """Write (or rewrite) a unit: ``arrays`` maps name -> data (dimensions from
-        ``stores.schema``) or (data, dimension names); marker last. Nothing is checked first:
+        ``zsad.stores.schema``) or (data, dimension names); marker last. Nothing is checked first:
         the marker protocol keeps readers safe."""
         self._check_writable(key)
         parent, name = key.rsplit("/", 1)

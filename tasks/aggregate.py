@@ -1,7 +1,7 @@
 """Stage ``aggregate``: tile scores, component scores and sample scores of variants, from the store only.
 
 Nothing here imports a model: re-aggregation reads cached arrays and runs numpy. Per image it
-reads its ``fused`` unit per fusion method (made on first need, ``tasks.fused``) and its CLIP
+reads its ``fused`` unit per fusion method (made on first need, ``zsad.tasks.fused``) and its CLIP
 embeddings, plans the sweep's distinct maps once (``zsad.aggregate.plan_maps``), pastes each
 distinct map once inside the tiles' window and, when evaluating, streams it into the pixel
 metrics shared by every variant of its group, against a ground truth prepared once per image.
@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
-from stores import Unit, class_key, unit_key
-from stores.schema import PIXEL_MAP
+from zsad.stores import StageStore, Unit, class_key, unit_key
+from zsad.stores.schema import PIXEL_MAP
 from zsad.aggregate import ImageEvidence, ImageSweep, TextEvidence, map_key, plan_maps, sweep_image
 from zsad.config import AggregateConfig
 from zsad.datasets import ground_truth
@@ -29,9 +29,9 @@ from zsad.bins import CellTruth, GroundTruth
 
 from .fused import ImageFacts, read_evidence
 from .plan import PATCH_STAGE, StagePlan
-from .runtime import begin_run, open_store
+from .worker import begin_run
 
-if TYPE_CHECKING:  # tasks.patches imports torch: workers of zero-shot runs never need it
+if TYPE_CHECKING:  # zsad.tasks.patches imports torch: workers of zero-shot runs never need it
     from .patches import Context
 
 
@@ -48,22 +48,22 @@ class AggregateRun:
     """What every chunk of one aggregation run needs; small, so it travels to Dask workers.
 
     Attributes:
-        store_url: the store; plan: the precompute stages' hashes (and the fused dtype).
+        store: the store (a read-only one writes nothing, fused maps included); plan: the
+            precompute stages' hashes (and the fused dtype).
         variants: the run's variants; contexts: ``(variant hash, class)`` -> the patch context
             of a few-shot or mutual variant.
         overwrite: recompute units already complete; save_maps: also write full-size maps;
         evaluate: stream labelled images into metrics (every variant is then computed);
-        pixel_size: resize maps and masks before the pixel metrics (None: full resolution);
-        write: False for read-only runs (nothing is written, fused maps included).
+        pixel_size: resize maps and masks before the pixel metrics (None: full resolution).
         device: None to paste and count an evaluation's maps with numpy on the host, or a torch
             device to do it there (``zsad.torchpixels``; ``cuda``, or ``cpu`` in tests).
         run_id: a worker process seeing a new one forgets what it knew of the unit index
-            (``tasks.runtime.begin_run``); owner_pid: the process that made the run (it
+            (``zsad.tasks.worker.begin_run``); owner_pid: the process that made the run (it
             records the units its threads wrote in the index once, at the end; other
             processes at the end of each chunk).
     """
 
-    store_url: str
+    store: StageStore
     plan: StagePlan
     variants: tuple[VariantJob, ...]
     contexts: Mapping[tuple[str, str], Context] = field(default_factory=dict)
@@ -71,7 +71,6 @@ class AggregateRun:
     save_maps: bool = False
     evaluate: bool = False
     pixel_size: int | None = None
-    write: bool = True
     device: str | None = None
     run_id: str = ""
     owner_pid: int = field(default_factory=os.getpid)
@@ -82,7 +81,7 @@ class Row:
     """One image under one variant: what the flow reports."""
 
     variant: str
-    unit: str
+    unit: Unit
     sample_score: float
     label: int
     written: bool
@@ -118,37 +117,38 @@ class ChunkResult:
 
 
 @functools.lru_cache(maxsize=64)
-def _text(store_url: str, key: str) -> TextEvidence:
-    arrays, attrs = open_store(store_url).read_unit(key)
-    return TextEvidence(arrays["emb_pd"], arrays["anomalous_p"], arrays["seed_extension_p"], float(attrs["logit_scale"]))
+def _text(store: StageStore, key: str) -> TextEvidence:
+    arrays, attrs = store.read_unit(key)
+    return TextEvidence(
+        arrays["emb_pd"], arrays["anomalous_p"], arrays["seed_extension_p"], float(attrs["logit_scale"])
+    )
 
 
 def compute_sweep(run: AggregateRun, unit: Unit, facts: ImageFacts, jobs: list[VariantJob], pixels: bool = True
                   ) -> tuple[ImageEvidence, ImageSweep]:
     """One image under ``jobs``, in memory, from its cached evidence (``pixels=False``: scores only)."""
-    store, cfgs = open_store(run.store_url), [j.config for j in jobs]
+    store, cfgs = run.store, [j.config for j in jobs]
     patches = []
     for job in jobs:
         ctx = run.contexts.get((job.variant_hash, unit.class_name))
         if job.config.mode != "zero-shot" and ctx is None:
             raise ValueError(f"{unit.path}: a {job.config.mode} variant needs its class's reference set or batch "
-                             "(tasks.patches.patch_contexts; run_variants builds them)")
+                             "(zsad.tasks.patches.patch_contexts; run_variants builds them)")
         patches.append(None if job.config.mode == "zero-shot" else
-                       ctx.scores_for(run.store_url, run.plan.hashes[PATCH_STAGE], unit, job.config))
-    evidence = read_evidence(store, run.plan, unit, [c.fusion for c in cfgs], facts, run.write)
-    text = _text(run.store_url, class_key("clip_text", run.plan.hashes["clip_text"], unit.dataset, unit.class_name))
+                       ctx.scores_for(store, run.plan.hashes[PATCH_STAGE], unit, job.config))
+    evidence = read_evidence(store, run.plan, unit, [c.fusion for c in cfgs], facts)
+    text = _text(store, class_key("clip_text", run.plan.hashes["clip_text"], unit.dataset, unit.class_name))
     return evidence, sweep_image(evidence, text, cfgs, groups=plan_maps(cfgs), patch_tyx=patches, pixels=pixels)
 
 
-def pixel_map(store_url: str, plan: StagePlan, agg: AggregateConfig, unit_path: str,
+def pixel_map(store: StageStore, plan: StagePlan, agg: AggregateConfig, unit: Unit,
               context: Context | None = None) -> np.ndarray:
     """One image's (H, W) float32 anomaly map for variant ``agg``, computed now (nothing is
     written); ``context``: the variant's patch context for the image's class (few-shot, mutual)."""
-    unit = Unit.parse(unit_path)
     job = VariantJob(plan.aggregate_hash(agg), agg)
     contexts = {} if context is None else {(job.variant_hash, unit.class_name): context}
-    run = AggregateRun(store_url, plan, (job,), contexts, write=False)
-    facts = ImageFacts.from_attrs(open_store(store_url).read_attrs(unit_key("image", plan.hashes["image"], unit)))
+    run = AggregateRun(store.read_only_view(), plan, (job,), contexts)
+    facts = ImageFacts.from_attrs(store.read_attrs(unit_key("image", plan.hashes["image"], unit)))
     return compute_sweep(run, unit, facts, [job])[1].aggregated(0).pixel_map_hw
 
 
@@ -158,7 +158,7 @@ def _write(run: AggregateRun, job: VariantJob, unit: Unit, facts: ImageFacts, sw
     the full-size map as an array only with ``save_maps``."""
     arrays = {PIXEL_MAP: sweep.aggregated(i).pixel_map_hw.astype(np.float16)} \
         if run.save_maps else {}
-    open_store(run.store_url).write_unit(
+    run.store.write_unit(
         unit_key("aggregate", job.variant_hash, unit), arrays,
         {"sample_score": sweep.sample_scores[i], "label": facts.label, "has_map": run.save_maps,
          "tile_scores": sweep.tile_scores[i].tolist(), "component_scores": sweep.component_scores[i].tolist()},
@@ -170,11 +170,11 @@ def _source(run: AggregateRun, job: VariantJob, unit: Unit, facts: ImageFacts) -
     return facts.sha256 if ctx is None else f"{facts.sha256}+{ctx.source}"
 
 
-def aggregate_unit(run: AggregateRun, unit_path: str, out: ChunkResult, listed: dict[str, set[str]] | None = None
+def aggregate_unit(run: AggregateRun, unit: Unit, out: ChunkResult, listed: dict[str, set[str]] | None = None
                    ) -> None:
     """One image for every variant of ``run`` not yet complete (all of them when evaluating):
     rows, units written, and (labelled images, ``run.evaluate``) metric accumulators in ``out``."""
-    store, unit = open_store(run.store_url), Unit.parse(unit_path)
+    store = run.store
     facts = ImageFacts.from_attrs(store.read_attrs(unit_key("image", run.plan.hashes["image"], unit)))
     evaluate = run.evaluate and facts.label >= 0
     todo: list[tuple[VariantJob, str, bool]] = []  # (job, source, write)
@@ -184,9 +184,9 @@ def aggregate_unit(run: AggregateRun, unit_path: str, out: ChunkResult, listed: 
                                                                 listed)
         done = attrs is not None and (not run.save_maps or attrs.get("has_map"))
         if done and not evaluate:
-            out.rows.append(Row(job.variant_hash, unit_path, attrs["sample_score"], facts.label, False))
+            out.rows.append(Row(job.variant_hash, unit, attrs["sample_score"], facts.label, False))
         else:
-            todo.append((job, source, not done and run.write))
+            todo.append((job, source, not done and not store.read_only))
     if not todo:
         return
     on_device = run.device is not None and evaluate and not run.save_maps
@@ -194,7 +194,7 @@ def aggregate_unit(run: AggregateRun, unit_path: str, out: ChunkResult, listed: 
     for i, (job, source, write) in enumerate(todo):
         if write:
             _write(run, job, unit, facts, sweep, i, source)
-        out.rows.append(Row(job.variant_hash, unit_path, sweep.sample_scores[i], facts.label, write))
+        out.rows.append(Row(job.variant_hash, unit, sweep.sample_scores[i], facts.label, write))
         if evaluate:
             out.samples.setdefault((job.variant_hash, unit.class_name), ClassEvaluator()).add_sample(
                 facts.label, sweep.sample_scores[i])
@@ -238,17 +238,17 @@ def _listings(run_id: str) -> dict[str, set[str]]:
     return _LISTED[run_id]
 
 
-def aggregate_units(run: AggregateRun, unit_paths: list[str]) -> ChunkResult:
+def aggregate_units(run: AggregateRun, units: list[Unit]) -> ChunkResult:
     """A chunk of images (one Dask task); pixels counted on a device come back to the host here."""
-    begin_run(run.store_url, run.run_id)
+    begin_run(run.store, run.run_id)
     out, listed = ChunkResult(), _listings(run.run_id)
-    for path in unit_paths:
-        aggregate_unit(run, path, out, listed)
+    for unit in units:
+        aggregate_unit(run, unit, out, listed)
     for key, acc in out.device_pixels.items():
         out.pixels[key] = acc.to_evaluator(run.pixel_size)
     out.device_pixels = {}
-    if run.write and os.getpid() != run.owner_pid:  # the units written go into the unit index (object storage)
-        open_store(run.store_url).index.flush(("aggregate", "fused"))
+    if not run.store.read_only and os.getpid() != run.owner_pid:  # the units written, into the index
+        run.store.index.flush(("aggregate", "fused"))
     return out
 
 

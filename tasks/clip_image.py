@@ -3,16 +3,15 @@ asks for patches, ``clip_patch`` (patch tokens, (T, L, gy, gx, C) float16) from 
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from stores import unit_key
-from stores.schema import EMBEDDINGS, PATCHES
+from zsad.stores import Unit, unit_key
+from zsad.stores.schema import EMBEDDINGS, PATCHES
 
 from .common import zsad_task
 from .crops import image_crops, run_tile_stage, split_rows
-from .runtime import decode_config, get_model
+from .runner import ShardJob, StageResult
+from .worker import get_model
 
 
 def _writer(hashes: dict[str, str], stages: tuple[str, ...], layers: tuple[int, ...] | None):
@@ -39,17 +38,15 @@ def _writer(hashes: dict[str, str], stages: tuple[str, ...], layers: tuple[int, 
 
 
 @zsad_task("clip_image")
-def clip_image(store_url: str, hashes: dict[str, str], units: list[str], cfg: dict[str, Any]) -> dict[str, list]:
-    pc = decode_config(cfg)
+def clip_image(job: ShardJob, units: tuple[Unit, ...]) -> StageResult:
+    pc, hashes = job.cfg, job.plan.hashes
 
     def setup():
         return get_model(pc.clip, device=pc.device, batch_size=pc.batch_size, precision=pc.precision)
 
     stages = ("clip_image", "clip_patch") if pc.patches else ("clip_image",)
-    out = run_tile_stage(store_url, "clip_image", hashes, units, _writer(hashes, stages, pc.patch_layers), setup,
-                         pc.images_per_batch)
+    out = run_tile_stage(job, "clip_image", units, _writer(hashes, stages, pc.patch_layers), setup)
     if pc.patches:  # images whose embeddings were cached before patches were asked for: patches only
-        more = run_tile_stage(store_url, "clip_patch", hashes, out["done"],
-                              _writer(hashes, ("clip_patch",), pc.patch_layers), setup, pc.images_per_batch)
-        out = {"done": more["done"], "failed": out["failed"] + more["failed"]}
+        out = out.then(run_tile_stage(job, "clip_patch", out.done, _writer(hashes, ("clip_patch",), pc.patch_layers),
+                                      setup))
     return out

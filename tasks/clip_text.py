@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from stores import class_key
+from zsad.stores import class_key
 
 from .common import zsad_task
-from .runtime import decode_config, get_model, open_store
+from .runner import ShardJob
+from .worker import get_model
 
 
 @zsad_task("clip_text")
-def clip_text(store_url: str, hashes: dict[str, str], dataset: str, class_name: str, cfg: dict[str, Any]) -> int:
+def clip_text(job: ShardJob, class_name: str) -> int:
     """The class's prompt embeddings, unless cached; returns the units written (0 or 1)."""
-    pc = decode_config(cfg)
-    store = open_store(store_url)
-    key = class_key("clip_text", hashes["clip_text"], dataset, class_name)
+    pc, store = job.cfg, job.store
+    key = class_key("clip_text", job.hash("clip_text"), job.dataset, class_name)
     if store.is_complete(key):
         return 0
     from zsad.pipeline import embed_prompts  # model code only when there is work

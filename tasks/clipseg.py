@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from stores import unit_key
-from stores.schema import MAPS
+from zsad.stores import Unit, unit_key
+from zsad.stores.schema import MAPS
 from zsad.pixelmaps import store_maps
 from zsad.prompts import localising_prompts
 
 from .common import zsad_task
 from .crops import image_crops, run_tile_stage, split_rows
-from .runtime import decode_config, get_model
+from .runner import ShardJob, StageResult
+from .worker import get_model
 
 
 @zsad_task("clipseg")
-def clipseg_maps(store_url: str, hashes: dict[str, str], units: list[str], cfg: dict[str, Any]) -> dict[str, list]:
-    pc = decode_config(cfg)
+def clipseg_maps(job: ShardJob, units: tuple[Unit, ...]) -> StageResult:
+    pc, hashes = job.cfg, job.plan.hashes
     prompts = localising_prompts(pc.prompts.localising)
 
     def many(store, model, items):  # tiles of several images in shared batches (images_per_batch > 1)
@@ -26,6 +25,6 @@ def clipseg_maps(store_url: str, hashes: dict[str, str], units: list[str], cfg: 
                              {MAPS: store_maps(logits, pc.map_dtype),
                               "prompt": list(prompts)}, {"prompts": list(prompts)}, source=sha)
 
-    return run_tile_stage(store_url, "clipseg", hashes, units, many,
+    return run_tile_stage(job, "clipseg", units, many,
                           lambda: get_model(pc.clipseg, device=pc.device, batch_size=pc.batch_size,
-                                            precision=pc.precision), pc.images_per_batch)
+                                            precision=pc.precision))

@@ -12,12 +12,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from stores import StageStore, Unit, unit_key
-from stores.schema import BOXES
+from zsad.stores import StageStore, Unit, unit_key
+from zsad.stores.schema import BOXES
 from zsad.tiling import crop_tiles
 
 from .decoded import image_of
-from .runtime import run_stage
+from .runner import Item, ShardJob, StageResult, run_stage
 
 
 def image_crops(store: StageStore, tiles_hash: str, unit: Unit, image: dict) -> list[np.ndarray]:
@@ -31,14 +31,14 @@ def split_rows(rows: np.ndarray, crops: list[list[np.ndarray]]) -> list[np.ndarr
     return np.split(rows, np.cumsum([len(c) for c in crops])[:-1])
 
 
-def run_tile_stage(store_url: str, stage: str, hashes: dict[str, str], units: list[str],
-                   write_images: Callable[[StageStore, Any, list[tuple[Unit, str, dict]]], None],
-                   setup: Callable[[], Any], images_per_batch: int) -> dict[str, list]:
+def run_tile_stage(job: ShardJob, stage: str, units: tuple[Unit, ...],
+                   write_images: Callable[[StageStore, Any, list[Item]], None],
+                   setup: Callable[[], Any]) -> StageResult:
     """``run_stage`` for a tile encoder: ``write_images(store, model, [(unit, sha256, attrs), ...])``
-    encodes the tiles of ``images_per_batch`` images in shared batches and writes their units;
+    encodes the tiles of the config's ``images_per_batch`` images in shared batches and writes their units;
     one image at a time is the exact per-image mode (and how a failed batch finds its bad image)."""
     def one(store: StageStore, model: Any, unit: Unit, sha: str, attrs: dict) -> None:
         write_images(store, model, [(unit, sha, attrs)])
 
-    return run_stage(store_url, stage, hashes, units, one, setup, decodes=True, compute_group=write_images,
-                     group=images_per_batch)
+    return run_stage(job, stage, units, one, setup, decodes=True, compute_group=write_images,
+                     group=job.cfg.images_per_batch)

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from stores import unit_key
+from zsad.stores import Unit, unit_key
 from zsad.foreground import extract_foreground
 
 from .common import zsad_task
-from .runtime import decode_config, run_stage
+from .runner import ShardJob, StageResult, run_stage
 from .sam import unpack_masks
 
 
 @zsad_task("foreground")
-def foreground(store_url: str, hashes: dict[str, str], units: list[str], cfg: dict[str, Any]) -> dict[str, list]:
-    pc = decode_config(cfg)
+def foreground(job: ShardJob, units: tuple[Unit, ...]) -> StageResult:
+    pc, hashes = job.cfg, job.plan.hashes
 
     def one(store, _, unit, sha, attrs):
         prob = store.read_array(unit_key("isnet", hashes["isnet"], unit), "prob_hw")
@@ -26,4 +24,4 @@ def foreground(store_url: str, hashes: dict[str, str], units: list[str], cfg: di
             "component_n": fg.component_n,
         }, source=sha)
 
-    return run_stage(store_url, "foreground", hashes, units, one)
+    return run_stage(job, "foreground", units, one)

@@ -17,8 +17,8 @@ from typing import Iterable
 
 import numpy as np
 
-from stores import StageStore, Unit, unit_key
-from stores.schema import BOXES, COMPONENTS, EMBEDDINGS, FUSED, MAPS
+from zsad.stores import StageStore, Unit, unit_key
+from zsad.stores.schema import BOXES, COMPONENTS, EMBEDDINGS, FUSED, MAPS
 from zsad.aggregate import ImageEvidence
 from zsad.pixelmaps import fuse_stored_maps
 
@@ -52,10 +52,10 @@ def _facts_attrs(facts: ImageFacts, boxes_xyxy: np.ndarray, component_t: np.ndar
             COMPONENTS: np.asarray(component_t).tolist()}
 
 
-def compute_fused(store: StageStore, plan: StagePlan, unit: Unit, fusions: Iterable[str], facts: ImageFacts,
-                  write: bool) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+def compute_fused(store: StageStore, plan: StagePlan, unit: Unit, fusions: Iterable[str], facts: ImageFacts
+                  ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Fuse an image's cached CLIPSeg maps for ``fusions`` (rounded to ``fused_dtype``); write
-    each as a ``fused`` unit when ``write``. Returns (fusion -> map, boxes_xyxy, component_t)."""
+    each as a ``fused`` unit unless the store is read-only. Returns (fusion -> map, boxes_xyxy, component_t)."""
     tiles, _ = store.read_complete(unit_key("tiles", plan.hashes["tiles"], unit), (BOXES, COMPONENTS)) \
         or (None, None)
     if tiles is None:
@@ -64,17 +64,17 @@ def compute_fused(store: StageStore, plan: StagePlan, unit: Unit, fusions: Itera
     out = {}
     for fusion in fusions:
         out[fusion] = fuse_stored_maps(maps, fusion).astype(plan.fused_dtype)
-        if write:
+        if not store.read_only:
             store.ensure_stage("fused", plan.fused_hash(fusion), plan.fused_config(fusion), plan.fused_inputs())
             store.write_unit(unit_key("fused", plan.fused_hash(fusion), unit), {FUSED: out[fusion]},
                              _facts_attrs(facts, tiles[BOXES], tiles[COMPONENTS]), source=facts.sha256)
     return out, tiles[BOXES], tiles[COMPONENTS]
 
 
-def read_evidence(store: StageStore, plan: StagePlan, unit: Unit, fusions: Iterable[str], facts: ImageFacts,
-                  write: bool) -> ImageEvidence:
+def read_evidence(store: StageStore, plan: StagePlan, unit: Unit, fusions: Iterable[str], facts: ImageFacts
+                  ) -> ImageEvidence:
     """An image's ``ImageEvidence`` for ``fusions``: each fused map from its unit (one read)
-    or, when missing, computed from the CLIPSeg maps (and written when ``write``); the tile
+    or, when missing, computed from the CLIPSeg maps (and written unless the store is read-only); the tile
     embeddings from ``clip_image`` (one read)."""
     fusions = list(dict.fromkeys(fusions))
     fused, boxes, components = {}, None, None
@@ -85,7 +85,7 @@ def read_evidence(store: StageStore, plan: StagePlan, unit: Unit, fusions: Itera
             boxes, components = got[1][BOXES], got[1][COMPONENTS]
     missing = [f for f in fusions if f not in fused]
     if missing:
-        made, boxes, components = compute_fused(store, plan, unit, missing, facts, write)
+        made, boxes, components = compute_fused(store, plan, unit, missing, facts)
         fused.update(made)
     emb = store.read_complete(unit_key("clip_image", plan.hashes["clip_image"], unit), (EMBEDDINGS,))
     if emb is None:
@@ -103,7 +103,7 @@ def build_fused(store: StageStore, plan: StagePlan, units: Iterable[Unit], fusio
         missing = [f for f in fusions
                    if not store.is_complete(unit_key("fused", plan.fused_hash(f), unit), facts.sha256)]
         if missing:
-            compute_fused(store, plan, unit, missing, facts, write=True)
+            compute_fused(store, plan, unit, missing, facts)
             written += len(missing)
     store.index.flush(("fused",))
     return written

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
-from stores import Unit, unit_key
-from zsad.datasets import load_image
+from zsad.stores import Unit, unit_key
+from zsad.datasets import Sample, load_image
 from zsad.datasets.base import file_sha256
 
 from .common import zsad_task
 from .decoded import remember
-from .runtime import open_store, unit_error
+from .failures import Failure
+from .runner import ShardJob, StageResult
 
 
 INDEXED = ("path", "size", "mtime_ns")  # what a skip compares, besides the source sha256
@@ -30,37 +32,36 @@ def registered(store, image_hash: str, unit: Unit, path: str) -> bool:
     return not store.pending("image", image_hash, [unit], accept=lambda u, rec: _unchanged(rec, path)).left
 
 
-def _register(store, image_hash: str, unit: Unit, s: dict[str, Any]) -> dict[str, Any]:
+def _register(store, image_hash: str, unit: Unit, s: Sample) -> dict[str, Any]:
     """Register one sample (read, hash, record); its index facts."""
-    st = os.stat(s["path"])
-    image = load_image(s["path"])  # fails with the file's name if unreadable
+    st = os.stat(s.path)
+    image = load_image(s.path)  # fails with the file's name if unreadable
     h, w = image.shape[:2]
-    sha = file_sha256(s["path"])
-    remember(s["path"], sha, image)  # the shard's stages decode it no more
-    attrs = dict(s, sha256=sha, height=h, width=w, size=st.st_size, mtime_ns=st.st_mtime_ns)
+    sha = file_sha256(s.path)
+    remember(s.path, sha, image)  # the shard's stages decode it no more
+    attrs = dict(dataclasses.asdict(s), sha256=sha, height=h, width=w, size=st.st_size, mtime_ns=st.st_mtime_ns)
     store.write_unit(unit_key("image", image_hash, unit), {}, attrs, source=sha)  # a new size/mtime is news
     return {"source": sha, **{k: attrs[k] for k in INDEXED}}
 
 
 @zsad_task("image")
-def register_images(store_url: str, image_hash: str, samples: list[dict[str, Any]], dataset: str
-                    ) -> dict[str, list]:
+def register_images(job: ShardJob, samples: list[Sample]) -> StageResult:
     """Write one image unit per sample; an unchanged file (same size and mtime: ``StageStore.pending``
     with the index or the record) is not re-read.
 
     An unreadable file is recorded (path and reason) and the others are registered:
-    ``{"done": [unit paths], "failed": [error records]}``.
+    done in the samples' order, failures of the others.
     """
-    store = open_store(store_url)
-    by_unit = {Unit(dataset, s["class_name"], s["split"], s["image_id"]): s for s in samples}
-    left = store.pending("image", image_hash, by_unit, accept=lambda u, rec: _unchanged(rec, by_unit[u]["path"]))
+    store, image_hash = job.store, job.hash("image")
+    by_unit = {Unit.of(job.dataset, s): s for s in samples}
+    left = store.pending("image", image_hash, by_unit, accept=lambda u, rec: _unchanged(rec, by_unit[u].path))
     facts = {path: {"source": rec["sha256"], **{k: rec[k] for k in INDEXED}} for path, rec in left.found.items()}
     failed = []
     for unit in left.left:
         try:
             facts[unit.path] = _register(store, image_hash, unit, by_unit[unit])
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
-            failed.append(unit_error(unit.path, "image", by_unit[unit]["path"], exc))
-    store.index.add("image", image_hash, dataset, facts)
-    bad = {f["unit"] for f in failed}
-    return {"done": [u.path for u in by_unit if u.path not in bad], "failed": failed}
+            failed.append(Failure.of(unit, "image", by_unit[unit].path, exc))
+    store.index.add("image", image_hash, job.dataset, facts)
+    bad = {f.unit for f in failed}
+    return StageResult(tuple(u for u in by_unit if u not in bad), tuple(failed))

@@ -22,15 +22,14 @@ from typing import Any, Callable, Mapping
 import dask
 import numpy as np
 
-from stores import StageStore, Unit, class_key, unit_key
-from stores.schema import MUTUAL_SCORES, PATCHES
-from zsad.config import AggregateConfig, stage_hash
+from zsad.stores import StageStore, Unit, class_key, unit_key
+from zsad.stores.schema import MUTUAL_SCORES, PATCHES
+from zsad.config import AggregateConfig
 from zsad.patches import few_shot_scores, mutual_scores
 from zsad.shots import check_no_leak, digest, draw_shots
 from zsad.variants import FewShot, Mutual
 
-from .plan import PATCH_STAGE, StagePlan
-from .runtime import open_store
+from .plan import PATCH_STAGE, StagePlan, mutual_config
 
 
 
@@ -49,10 +48,10 @@ class FewShotContext:
     memory_key: str | None
     reference_keys: tuple[str, ...]
 
-    def scores_for(self, store_url: str, patch_hash: str, unit: Unit, cfg: AggregateConfig) -> np.ndarray:
+    def scores_for(self, store: StageStore, patch_hash: str, unit: Unit, cfg: AggregateConfig) -> np.ndarray:
         """(T, gy, gx) nearest-reference distances of ``unit``'s patches."""
-        query = open_store(store_url).read_array(unit_key(PATCH_STAGE, patch_hash, unit), PATCHES)
-        return few_shot_scores(query, _memory(store_url, self.memory_key, self.reference_keys, self.source),
+        query = store.read_array(unit_key(PATCH_STAGE, patch_hash, unit), PATCHES)
+        return few_shot_scores(query, _memory(store, self.memory_key, self.reference_keys, self.source),
                                cfg.patch.neighbourhood)
 
 
@@ -69,20 +68,19 @@ class MutualContext:
     stage_hash: str
     scores: Mapping[str, np.ndarray]
 
-    def scores_for(self, store_url: str, patch_hash: str, unit: Unit, cfg: AggregateConfig) -> np.ndarray:
+    def scores_for(self, store: StageStore, patch_hash: str, unit: Unit, cfg: AggregateConfig) -> np.ndarray:
         if unit.path in self.scores:
             return self.scores[unit.path]
-        return open_store(store_url).read_array(unit_key("mutual", self.stage_hash, unit), MUTUAL_SCORES)
+        return store.read_array(unit_key("mutual", self.stage_hash, unit), MUTUAL_SCORES)
 
 
 Context = FewShotContext | MutualContext
 
 
 @functools.lru_cache(maxsize=2)  # chunks run class by class; a full-shot memory can be GBs
-def _memory(store_url: str, key: str | None, references: tuple[str, ...], source: str) -> np.ndarray:
+def _memory(store: StageStore, key: str | None, references: tuple[str, ...], source: str) -> np.ndarray:
     """A class's reference patch features: its memory unit, or the reference units themselves;
     ``source`` keys the cache to the reference set."""
-    store = open_store(store_url)
     if key is not None:
         return store.read_array(key, PATCHES)
     return np.concatenate([store.read_array(k, PATCHES) for k in references])
@@ -114,7 +112,7 @@ def memory_context(store: StageStore, plan: StagePlan, few: FewShot, dataset: st
     source = digest([(p, sha) for p, (sha, _) in records.items()])
     ref_keys = [unit_key(PATCH_STAGE, plan.hashes[PATCH_STAGE], u) for u in refs]
     config = {"shots": few.shots, "shot_seed": few.shot_seed, "reference": few.reference}
-    mh = stage_hash("memory", config, None, (plan.hashes[PATCH_STAGE],))
+    mh = plan.memory_hash(config)
     key = class_key("memory", mh, dataset, cls)
     if not store.is_complete(key, source):
         if store.read_only:  # aggregation concatenates the reference units itself
@@ -127,28 +125,18 @@ def memory_context(store: StageStore, plan: StagePlan, few: FewShot, dataset: st
     return FewShotContext(source, key, tuple(ref_keys))
 
 
-def mutual_config(mutual: Mutual) -> dict[str, Any]:
-    """What the ``mutual`` stage's output depends on besides the patches (its group records it)."""
-    return {"mutual_fraction": mutual.mutual_fraction, "neighbourhood": mutual.neighbourhood}
-
-
-def mutual_hash(plan: StagePlan, mutual: Mutual) -> str:
-    return stage_hash("mutual", mutual_config(mutual), None, (plan.hashes[PATCH_STAGE],))
-
-
-def mutual_block(store_url: str, patch_hash: str, mh: str, mutual: Mutual, batch: list[str],
-                 queries: list[str], sources: dict[str, str], block: int, write: bool) -> dict[str, np.ndarray]:
-    """One Dask task: mutual scores of ``queries`` against every image of ``batch`` (themselves
-    excluded), reading the batch ``block`` images at a time. Writes each query's unit (one
-    writer per unit) or, when not ``write``, returns the scores."""
-    store = open_store(store_url)
+def mutual_block(store: StageStore, patch_hash: str, mh: str, mutual: Mutual, batch: list[str],
+                 queries: list[str], sources: dict[str, str], block: int) -> dict[str, np.ndarray]:
+    """One Dask task: mutual scores of ``queries`` against every image of ``batch`` (unit paths;
+    themselves excluded), reading the batch ``block`` images at a time. Writes each query's unit
+    (one writer per unit) or, into a read-only store, returns the scores."""
 
     def read(path: str) -> np.ndarray:
         return store.read_array(unit_key(PATCH_STAGE, patch_hash, Unit.parse(path)), PATCHES)
 
     blocks = ([(p, read(p)) for p in batch[i: i + block]] for i in range(0, len(batch), block))
     scores = mutual_scores({q: read(q) for q in queries}, blocks, mutual.mutual_fraction, mutual.neighbourhood)
-    if not write:
+    if store.read_only:
         return scores
     for path, sc in scores.items():
         store.write_unit(unit_key("mutual", mh, Unit.parse(path)), {MUTUAL_SCORES: sc},
@@ -161,7 +149,7 @@ def mutual_contexts(store: StageStore, plan: StagePlan, mutual: Mutual, by_class
                     scheduler: str | Callable, block: int = 16) -> dict[str, Context]:
     """Compute the missing mutual scores of every class's batch (Dask: one task per ``block``
     query images); class -> context for aggregation."""
-    mh = mutual_hash(plan, mutual)
+    mh = plan.mutual_hash(mutual)
     digests, kept, jobs = {}, {}, []
     for cls, tests in sorted(by_class.items()):
         if len(tests) < 2:
@@ -172,9 +160,8 @@ def mutual_contexts(store: StageStore, plan: StagePlan, mutual: Mutual, by_class
         pending = [u.path for u in store.pending("mutual", mh, map(Unit.parse, sorted(tests)), sources).left]
         if pending and not store.read_only:
             store.ensure_stage("mutual", mh, mutual_config(mutual), {PATCH_STAGE: plan.hashes[PATCH_STAGE]})
-        jobs += [(cls, dask.delayed(mutual_block)(store.url, plan.hashes[PATCH_STAGE], mh, mutual,
-                                                  sorted(tests), pending[i: i + block], sources, block,
-                                                  not store.read_only))
+        jobs += [(cls, dask.delayed(mutual_block)(store, plan.hashes[PATCH_STAGE], mh, mutual,
+                                                  sorted(tests), pending[i: i + block], sources, block))
                  for i in range(0, len(pending), block)]
     results = dask.compute(*[j for _, j in jobs], scheduler=scheduler) if jobs else ()
     for (cls, _), scores in zip(jobs, results):
@@ -182,14 +169,15 @@ def mutual_contexts(store: StageStore, plan: StagePlan, mutual: Mutual, by_class
     return {cls: MutualContext(digests[cls], mh, kept[cls]) for cls in digests}
 
 
-def patch_contexts(store: StageStore, plan: StagePlan, variants: list[tuple[str, AggregateConfig]], units: list[str],
-                   dataset: str, scheduler: str | Callable = "threads") -> dict[tuple[str, str], Context]:
+def patch_contexts(store: StageStore, plan: StagePlan, variants: list[tuple[str, AggregateConfig]],
+                   units: list[Unit], dataset: str, scheduler: str | Callable = "threads"
+                   ) -> dict[tuple[str, str], Context]:
     """``(variant hash, class) -> context`` for the few-shot and mutual variants among ``variants``
     (zero-shot ones need none). Checks that every test image has patch features."""
     patch_variants = [(vh, a) for vh, a in variants if a.patch is not None]
     if not patch_variants:
         return {}
-    parsed = [Unit.parse(u) for u in units]
+    parsed = list(units)
     with_patches = {u.path for u in store.list_units(PATCH_STAGE, plan.hashes[PATCH_STAGE], dataset,
                                                      sorted({u.class_name for u in parsed}))}
     missing = [u.path for u in parsed if u.path not in with_patches]

@@ -13,12 +13,12 @@ from typing import Any
 
 from zsad.config import AggregateConfig, ModelSpec, PipelineConfig, stage_hash, to_jsonable
 from zsad.prompts import localising_prompts
+from zsad.stages import STAGES
+from zsad.variants import Mutual
 from zsad.weights import locate_weights
 
-PRECOMPUTE_STAGES = ("image", "isnet", "sam", "foreground", "tiles", "clip_image", "clip_text", "clipseg")
 PATCH_STAGE = "clip_patch"  # opt-in (PipelineConfig.patches): written by the clip_image task
-
-
+HASHED_STAGES = tuple(s for s in STAGES if s.kind == "precompute")  # the plan's own hashes, in dependency order
 
 def _spec(spec: ModelSpec) -> dict[str, Any]:
     """A model spec without its local path (the weights' sha256 stands for the file)."""
@@ -51,7 +51,7 @@ class StagePlan:
     def aggregate_hash(self, agg: AggregateConfig) -> str:
         """A variant's hash: its config (``AggregateConfig.hash_view``) and the stages it reads; a
         few-shot or mutual variant also reads the patch stage (its per-class reference set or
-        batch is checked per unit, see ``tasks.patches``)."""
+        batch is checked per unit, see ``zsad.tasks.patches``)."""
         return stage_hash("aggregate", agg.hash_view(), None, tuple(self.aggregate_inputs(agg).values()))
 
     def aggregate_inputs(self, agg: AggregateConfig | None = None) -> dict[str, str]:
@@ -61,9 +61,23 @@ class StagePlan:
         fused = {"fused": self.fused_hash(agg.fusion)} if agg is not None else {}
         return {**{s: self.hashes[s] for s in stages}, **fused}
 
+    def memory_hash(self, selection: dict[str, Any]) -> str:
+        """A few-shot class memory: its reference selection (shots, seed, reference set name) over
+        the patch stage."""
+        return stage_hash("memory", selection, None, (self.hashes[PATCH_STAGE],))
+
+    def mutual_hash(self, mutual: Mutual) -> str:
+        """A mutual variant's per-image scores: its fraction and neighbourhood over the patch stage."""
+        return stage_hash("mutual", mutual_config(mutual), None, (self.hashes[PATCH_STAGE],))
+
     def stages(self) -> tuple[str, ...]:
-        """The stages a precompute with this config writes."""
-        return PRECOMPUTE_STAGES + ((PATCH_STAGE,) if self.patches else ())
+        """The stages a precompute with this config writes (the opt-in ones when asked)."""
+        return tuple(s.name for s in HASHED_STAGES if not s.opt_in or self.patches)
+
+
+def mutual_config(mutual: Mutual) -> dict[str, Any]:
+    """What the ``mutual`` stage's output depends on besides the patches (its group records it)."""
+    return {"mutual_fraction": mutual.mutual_fraction, "neighbourhood": mutual.neighbourhood}
 
 
 def _batching(cfg: PipelineConfig) -> dict[str, Any]:
@@ -95,18 +109,15 @@ def stage_configs(cfg: PipelineConfig) -> dict[str, Any]:
 
 
 def plan_stages(cfg: PipelineConfig) -> StagePlan:
-    weights = {fam: locate_weights(getattr(cfg, fam))[1] for fam in ("isnet", "sam", "clip", "clipseg")}
+    """Each precompute stage's hash over its config, its declared inputs' hashes and the sha256 of
+    its model's weights (``zsad.stages``)."""
+    weights = {s.model: locate_weights(getattr(cfg, s.model))[1] for s in HASHED_STAGES if s.model}
     configs = stage_configs(cfg)
-    deps = {"image": (), "isnet": ("image",), "sam": ("image",), "foreground": ("isnet", "sam"),
-            "tiles": ("foreground",), "clip_image": ("tiles",), "clip_text": (), "clipseg": ("tiles",),
-            PATCH_STAGE: ("tiles",)}
-    model_of = {"isnet": "isnet", "sam": "sam", "clip_image": "clip", "clip_text": "clip", "clipseg": "clipseg",
-                PATCH_STAGE: "clip"}
     hashes: dict[str, str] = {}
     inputs: dict[str, dict[str, str]] = {}
-    for stage in PRECOMPUTE_STAGES + (PATCH_STAGE,):
-        inputs[stage] = {d: hashes[d] for d in deps[stage]}
-        w = weights.get(model_of.get(stage, ""), None)
-        hashes[stage] = stage_hash(stage, configs[stage], w, tuple(inputs[stage].values()))
-    return StagePlan(hashes, configs, inputs, {s: weights.get(model_of.get(s, "")) for s in hashes}, cfg.patches,
+    for st in HASHED_STAGES:
+        inputs[st.name] = {d: hashes[d] for d in st.inputs}
+        hashes[st.name] = stage_hash(st.name, configs[st.name], weights.get(st.model),
+                                     tuple(inputs[st.name].values()))
+    return StagePlan(hashes, configs, inputs, {s.name: weights.get(s.model) for s in HASHED_STAGES}, cfg.patches,
                      cfg.fused_dtype)

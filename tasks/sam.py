@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from stores import unit_key
-from stores.schema import BOXES
+from zsad.stores import Unit, unit_key
+from zsad.stores.schema import BOXES
 
 from .common import zsad_task
 from .decoded import image_of
-from .runtime import decode_config, get_model, run_stage
+from .runner import ShardJob, StageResult, run_stage
+from .worker import get_model
 
 
 def pack_masks(masks_nhw: np.ndarray) -> np.ndarray:
@@ -23,16 +22,16 @@ def unpack_masks(packed: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 @zsad_task("sam")
-def sam_masks(store_url: str, hashes: dict[str, str], units: list[str], cfg: dict[str, Any]) -> dict[str, list]:
-    pc = decode_config(cfg)
+def sam_masks(job: ShardJob, units: tuple[Unit, ...]) -> StageResult:
+    pc = job.cfg
 
     def one(store, model, unit, sha, attrs):
         out = model.generate(image_of(attrs))
-        store.write_unit(unit_key("sam", hashes["sam"], unit), {
+        store.write_unit(unit_key("sam", job.hash("sam"), unit), {
             "masks_packed": pack_masks(out.masks_nhw),
             "scores_n": out.scores_n,
             BOXES: out.boxes_xyxy,
         }, {"height": attrs["height"], "width": attrs["width"]}, source=sha)
 
-    return run_stage(store_url, "sam", hashes, units, one,
+    return run_stage(job, "sam", units, one,
                      lambda: get_model(pc.sam, device=pc.device, generator=pc.sam_generator), decodes=True)

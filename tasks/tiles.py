@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from stores import unit_key
-from stores.schema import BOXES, COMPONENTS
+from zsad.stores import Unit, unit_key
+from zsad.stores.schema import BOXES, COMPONENTS
 from zsad.tiling import tile_image
 
 from .common import zsad_task
-from .runtime import decode_config, run_stage
+from .runner import ShardJob, StageResult, run_stage
 
 
 @zsad_task("tiles")
-def tiles(store_url: str, hashes: dict[str, str], units: list[str], cfg: dict[str, Any]) -> dict[str, list]:
-    pc = decode_config(cfg)
+def tiles(job: ShardJob, units: tuple[Unit, ...]) -> StageResult:
+    pc, hashes = job.cfg, job.plan.hashes
 
     def one(store, _, unit, sha, attrs):
         key = unit_key("foreground", hashes["foreground"], unit)
@@ -24,4 +22,4 @@ def tiles(store_url: str, hashes: dict[str, str], units: list[str], cfg: dict[st
             "kind_t": t.kind_t,
         }, source=sha)
 
-    return run_stage(store_url, "tiles", hashes, units, one)
+    return run_stage(job, "tiles", units, one)

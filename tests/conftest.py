@@ -9,6 +9,7 @@ them where ``ZSAD_REQUIRE_SERVERS=1`` (``.ci/run`` sets it): CI never passes by 
 
 from __future__ import annotations
 
+from zsad.flows.command_requests import PrecomputeRequest
 import os
 import shutil
 import tempfile
@@ -97,23 +98,26 @@ def synthetic_samples(synthetic_root):
 def precomputed_store(synthetic_root, tmp_path_factory):
     """The synthetic set precomputed once per session with the tiny models (no Prefect). Tests
     that only read it take it as is; tests that write take ``store_copy``."""
-    from flows.precompute import run_precompute
-    from tasks import runtime
+    from zsad.flows.precompute import run_precompute
+    from zsad.tasks import worker
     store = str(tmp_path_factory.mktemp("precomputed") / "store.zarr")
-    out = run_precompute(read_dataset("synthetic", synthetic_root), "synthetic", store, PipelineConfig.tiny(),
-                         progress=False)
-    assert not out["failed"], out["failed"]
-    runtime.forget_stores()
+    out = run_precompute(
+        PrecomputeRequest(store=store, progress=False, name="synthetic"),
+        samples=read_dataset("synthetic", synthetic_root),
+        cfg=PipelineConfig.tiny(),
+    )
+    assert not out.failed, out.failed
+    worker.forget_stores()
     return store
 
 
 @pytest.fixture()
 def store_copy(precomputed_store, tmp_path):
     """A private copy of ``precomputed_store`` (a local folder copy: seconds less than a precompute)."""
-    from tasks import runtime
+    from zsad.tasks import worker
     dest = tmp_path / "store.zarr"
     shutil.copytree(precomputed_store, dest)
-    runtime.forget_stores()
+    worker.forget_stores()
     return str(dest)
 
 
@@ -147,12 +151,12 @@ def s3(tmp_path_factory):
 @pytest.fixture()
 def s3_env(s3, monkeypatch):
     """This process and its children reach the server the way a teammate would."""
-    from tasks import runtime
+    from zsad.tasks import worker
     env = s3.env()
     env["AWS_SECRET_ACCESS_KEY"] = SECRET  # moto accepts any
     for k, v in env.items():
         if k.startswith(("AWS_", "ZSAD_STORAGE")):
             monkeypatch.setenv(k, v)
-    runtime.forget_stores()
+    worker.forget_stores()
     yield env
-    runtime.forget_stores()
+    worker.forget_stores()

@@ -14,8 +14,8 @@ import pytest
 from bad_inputs import SIZE, write_corpus
 from PIL import Image
 
-from stores import StageStore
-from tasks.plan import plan_stages
+from zsad.stores import StageStore
+from zsad.tasks.plan import plan_stages
 from zsad.config import AggregateConfig, PipelineConfig
 from zsad.datasets import ImageLimits, load_image, read_dataset, read_folder
 from zsad.pipeline import score_image

@@ -4,6 +4,7 @@ process writing to a local store; a worker killed mid-run; a store the workers c
 
 from __future__ import annotations
 
+from zsad.flows.command_requests import AggregateRequest, PrecomputeRequest
 import collections
 import os
 import shutil
@@ -15,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flows.cluster import check_shared_store, plan_shards
-from flows.configs import load_pipeline_config
-from stores import StageStore
-from tasks import runtime
-from tasks.plan import plan_stages
+from zsad.flows.cluster import check_shared_store, plan_shards
+from zsad.flows.configs import load_pipeline_config
+from zsad.stores import StageStore
+from zsad.tasks import worker
+from zsad.tasks.plan import plan_stages
 from units import complete_units, unit_arrays
 from zsad.config import PipelineConfig
 from zsad.datasets import read_dataset
@@ -71,8 +72,8 @@ def _unit_puts(log: list[tuple[str, str]], bucket: str) -> collections.Counter:
 @pytest.mark.slow
 def test_precompute_and_mutual_on_a_cluster_equal_one_process(cluster, s3, s3_env, broken_root, tmp_path,
                                                               monkeypatch):
-    from flows.aggregate import run_variants
-    from flows.precompute import run_precompute
+    from zsad.flows.aggregate import run_variants
+    from zsad.flows.precompute import run_precompute
     from s3proxy import S3Proxy
     root, victim = broken_root
     samples, cfg = read_dataset("synthetic", str(root)), load_pipeline_config("tiny", patches=True)
@@ -81,23 +82,29 @@ def test_precompute_and_mutual_on_a_cluster_equal_one_process(cluster, s3, s3_en
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the workers (Dask sets OMP_NUM_THREADS=1): the same float sums, bit for bit
     try:
-        one = run_precompute(samples, "synthetic", local, cfg, progress=False)
+        one = run_precompute(PrecomputeRequest(store=local, progress=False, name="synthetic"), samples=samples, cfg=cfg)
     finally:
         torch.set_num_threads(threads)
     bucket = "cluster"
     with S3Proxy(s3.endpoint_url) as proxy:
         monkeypatch.setenv("ZSAD_STORAGE_OPTIONS", f'{{"endpoint_url": "{proxy.endpoint_url}"}}')
-        runtime.forget_stores()
+        worker.forget_stores()
         store = s3.make_bucket(bucket) + "/zsad.zarr"
         _point_workers_at(cluster, proxy.endpoint_url)  # the workers take the proxy from their environment
         try:
-            out = run_precompute(samples, "synthetic", store, cfg, progress=False, dask_address=cluster.scheduler_address)
+            out = run_precompute(
+                PrecomputeRequest(
+                    store=store, progress=False, dask_address=cluster.scheduler_address, name="synthetic"
+                ),
+                samples=samples,
+                cfg=cfg,
+            )
         finally:
             _point_workers_at(cluster, s3.endpoint_url)
         puts = _unit_puts(list(proxy.log), bucket)
         # a broken image fails alone, on whichever worker drew it, named by its file
-        assert [f["path"] for f in out["failed"]] == [str(victim)] == [f["path"] for f in one["failed"]]
-        assert sorted(out["done"]) == sorted(one["done"]) and len(out["done"]) == N_IMAGES - 1
+        assert [f.path for f in out.failed] == [str(victim)] == [f.path for f in one.failed]
+        assert sorted(out.done) == sorted(one.done) and len(out.done) == N_IMAGES - 1
         # every unit written exactly once, and equal array for array to the one-process run
         units = complete_units(store)
         assert units == complete_units(local)
@@ -108,22 +115,36 @@ def test_precompute_and_mutual_on_a_cluster_equal_one_process(cluster, s3, s3_en
             for name, arr in local_arrays[key].items():
                 np.testing.assert_array_equal(s3_arrays[key][name], arr, err_msg=f"{key}/{name}")
         # each model loaded at most once per worker, and reported per worker
-        assert 1 <= len(out["workers"]) <= 2 and sum(w["images"] for w in out["workers"].values()) == N_IMAGES
-        assert all(set(w["models_loaded"].values()) <= {1} for w in out["workers"].values()), out["workers"]
-        assert out["shards"] >= 4  # sized for two workers, not one shard per class
-        again = run_precompute(samples, "synthetic", store, cfg, progress=False, dask_address=cluster.scheduler_address)
-        assert again["units_written"] == 0 and again["models_loaded"] == 0
+        assert 1 <= len(out.workers) <= 2 and sum(w.images for w in out.workers.values()) == N_IMAGES
+        assert all(set(w.models_loaded.values()) <= {1} for w in out.workers.values()), out.workers
+        assert out.shards >= 4  # sized for two workers, not one shard per class
+        again = run_precompute(
+            PrecomputeRequest(store=store, progress=False, dask_address=cluster.scheduler_address, name="synthetic"),
+            samples=samples,
+            cfg=cfg,
+        )
+        assert again.units_written == 0 and again.models_loaded == 0
         # the mutual pass and the aggregation on the same cluster equal the local ones
-    runtime.forget_stores()
-    there = run_variants(store, "synthetic", "tiny", "mode=mutual", dask_address=cluster.scheduler_address,
-                         evaluate=True)
-    here = run_variants(local, "synthetic", "tiny", "mode=mutual", evaluate=True)
+    worker.forget_stores()
+    there = run_variants(
+        AggregateRequest(
+            store=store,
+            dataset="synthetic",
+            config="tiny",
+            variants="mode=mutual",
+            dask_address=cluster.scheduler_address,
+            evaluate=True,
+        )
+    )
+    here = run_variants(
+        AggregateRequest(store=local, dataset="synthetic", config="tiny", variants="mode=mutual", evaluate=True)
+    )
     (t,), (h,) = there.values(), here.values()
     assert t.scheduler == "distributed" and t.n_images == h.n_images == N_IMAGES - 1
     for cls, rows in h.rows.items():
-        got = {r["unit"]: r["score"] for r in t.rows[cls]}
+        got = {r.unit: r.sample_score for r in t.rows[cls]}
         for r in rows:
-            assert got[r["unit"]] == pytest.approx(r["score"], rel=1e-6, abs=1e-9)
+            assert got[r.unit] == pytest.approx(r.sample_score, rel=1e-6, abs=1e-9)
     for cls, ev in h.evaluators.items():
         for k, v in ev.result().items():
             assert t.evaluators[cls].result()[k] == pytest.approx(v, rel=1e-6, abs=1e-9), (cls, k)
@@ -131,14 +152,23 @@ def test_precompute_and_mutual_on_a_cluster_equal_one_process(cluster, s3, s3_en
 
 @pytest.mark.slow
 def test_a_worker_killed_mid_run(cluster, s3, s3_env, synthetic_root):
-    from flows.precompute import run_precompute
+    from zsad.flows.precompute import run_precompute
     samples, cfg = read_dataset("synthetic", str(synthetic_root)), PipelineConfig.tiny()
     store = s3.make_bucket("killed") + "/zsad.zarr"
     with distributed.Client(cluster) as client:
         pids = client.run(os.getpid)
     result: dict = {}
-    run = threading.Thread(target=lambda: result.update(out=run_precompute(
-        samples, "synthetic", store, cfg, progress=False, dask_address=cluster.scheduler_address)))
+    run = threading.Thread(
+        target=lambda: result.update(
+            out=run_precompute(
+                PrecomputeRequest(
+                    store=store, progress=False, dask_address=cluster.scheduler_address, name="synthetic"
+                ),
+                samples=samples,
+                cfg=cfg,
+            )
+        )
+    )
     run.start()
     st, sam = StageStore(store), f"sam/{plan_stages(cfg).hashes['sam']}/synthetic"
     deadline = time.monotonic() + 120
@@ -148,12 +178,19 @@ def test_a_worker_killed_mid_run(cluster, s3, s3_env, synthetic_root):
     assert run.is_alive()  # mid-run indeed
     run.join(600)
     if "out" not in result:  # Dask gave up on the shard: the rerun completes it
-        result["out"] = run_precompute(samples, "synthetic", store, cfg, progress=False,
-                                       dask_address=cluster.scheduler_address)
-    assert result["out"]["failed"] == []
+        result["out"] = run_precompute(
+            PrecomputeRequest(store=store, progress=False, dask_address=cluster.scheduler_address, name="synthetic"),
+            samples=samples,
+            cfg=cfg,
+        )
+    assert result["out"].failed == ()
     assert len(complete_units(store)) == N_IMAGES * 7 + 2  # all there, each read whole
-    rerun = run_precompute(samples, "synthetic", store, cfg, progress=False, dask_address=cluster.scheduler_address)
-    assert rerun["units_written"] == 0
+    rerun = run_precompute(
+        PrecomputeRequest(store=store, progress=False, dask_address=cluster.scheduler_address, name="synthetic"),
+        samples=samples,
+        cfg=cfg,
+    )
+    assert rerun.units_written == 0
 
 
 def test_a_store_the_workers_cannot_see_is_refused(tmp_path, synthetic_root, capsys):
@@ -165,7 +202,7 @@ def test_a_store_the_workers_cannot_see_is_refused(tmp_path, synthetic_root, cap
     check_shared_store(str(tmp_path / "s.zarr"), "tcp://127.0.0.1:8786")  # this machine's workers see it
     check_shared_store("s3://bucket/zsad.zarr", "tcp://10.1.2.3:8786")
     check_shared_store("zsad-store.zarr", None)
-    from flows.cli import main
+    from zsad.flows.cli import main
     assert main(["precompute", "--root", str(synthetic_root), "--store", "rel.zarr",
                  "--dask-address", "tcp://10.1.2.3:8786"]) == 2  # refused before any scheduler is contacted
     assert "object storage" in capsys.readouterr().err
@@ -189,17 +226,25 @@ def test_precompute_under_prefect_runs_each_shard_as_a_task_on_the_cluster(clust
 
     from prefect.client.orchestration import get_client
 
-    from flows.precompute import precompute
+    from zsad.flows.precompute import precompute
     store = s3.make_bucket("prefect-cluster") + "/zsad.zarr"
-    out = precompute(dataset="synthetic", root=str(synthetic_root), store=store, config="tiny", progress=False,
-                     dask_address=cluster.scheduler_address)
-    assert out["failed"] == [] and len(out["done"]) == N_IMAGES and out["units_written"] == N_IMAGES * 7 + 2
-    assert set(out["workers"]) <= {0, 1, "0", "1"}  # the cluster's workers did the shards, not this process
+    out = precompute(
+        PrecomputeRequest(
+            dataset="synthetic",
+            root=str(synthetic_root),
+            store=store,
+            config="tiny",
+            progress=False,
+            dask_address=cluster.scheduler_address,
+        )
+    )
+    assert out.failed == () and len(out.done) == N_IMAGES and out.units_written == N_IMAGES * 7 + 2
+    assert set(out.workers) <= {0, 1, "0", "1"}  # the cluster's workers did the shards, not this process
 
     async def task_names():
         async with get_client() as client:
             return [t.name for t in await client.read_task_runs()]
 
     names = asyncio.run(task_names())
-    assert sum(n.startswith("precompute-shard") for n in names) == out["shards"] >= 4
+    assert sum(n.startswith("precompute-shard") for n in names) == out.shards >= 4
     assert sum(n.startswith("clip_text") for n in names) >= 2

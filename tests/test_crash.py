@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from procs import spawned
-from stores import StageStore
+from zsad.stores import StageStore
 
 pytestmark = [pytest.mark.slow]
 

@@ -3,14 +3,15 @@ precision. Both leave the exact per-image fp32 mode (the default) as it was."""
 
 from __future__ import annotations
 
+from zsad.flows.command_requests import PrecomputeRequest
 import dataclasses
 
 import numpy as np
 import pytest
 
-from stores import StageStore, Unit, unit_key
-from tasks import runtime
-from tasks.plan import plan_stages
+from zsad.stores import StageStore, Unit, unit_key
+from zsad.tasks import worker
+from zsad.tasks.plan import plan_stages
 
 
 def _units(samples):
@@ -19,13 +20,15 @@ def _units(samples):
 
 @pytest.mark.slow
 def test_cross_image_batches_match_the_exact_mode(synthetic_samples, tiny_cfg, store_copy):
-    from flows.precompute import run_precompute
+    from zsad.flows.precompute import run_precompute
     store = store_copy  # the exact per-image mode, precomputed once per session
     batched = dataclasses.replace(tiny_cfg, images_per_batch=4)
     a, b = plan_stages(tiny_cfg).hashes, plan_stages(batched).hashes
     assert {s for s in a if a[s] != b[s]} == {"clip_image", "clipseg", "clip_patch"}  # own caches, the rest shared
-    out = run_precompute(synthetic_samples, "synthetic", store, batched, progress=False)
-    assert out["units_written"] == 8 * 2 and out["failed"] == []
+    out = run_precompute(
+        PrecomputeRequest(store=store, progress=False, name="synthetic"), samples=synthetic_samples, cfg=batched
+    )
+    assert out.units_written == 8 * 2 and out.failed == ()
     st = StageStore(store)
     for unit in _units(synthetic_samples):
         ea, eb = (st.read_array(unit_key("clip_image", h["clip_image"], unit), "emb_td") for h in (a, b))
@@ -36,8 +39,8 @@ def test_cross_image_batches_match_the_exact_mode(synthetic_samples, tiny_cfg, s
 
 @pytest.mark.slow
 def test_a_bad_image_in_a_batch_fails_alone(synthetic_samples, tiny_cfg, tmp_path, monkeypatch):
-    from flows.precompute import run_precompute
-    from tasks import crops
+    from zsad.flows.precompute import run_precompute
+    from zsad.tasks import crops
     batched = dataclasses.replace(tiny_cfg, images_per_batch=4)
     bad = _units(synthetic_samples)[1].path
     real = crops.image_crops
@@ -46,10 +49,14 @@ def test_a_bad_image_in_a_batch_fails_alone(synthetic_samples, tiny_cfg, tmp_pat
         if unit.path == bad:
             raise ValueError(f"{image['path']}: unreadable now")
         return real(store, tiles_hash, unit, image)
-    monkeypatch.setattr("tasks.clip_image.image_crops", flaky)
-    runtime.forget_stores()
-    out = run_precompute(synthetic_samples, "synthetic", str(tmp_path / "s.zarr"), batched, progress=False)
-    assert [f["unit"] for f in out["failed"]] == [bad] and len(out["done"]) == 7, out["failed"]
+    monkeypatch.setattr("zsad.tasks.clip_image.image_crops", flaky)
+    worker.forget_stores()
+    out = run_precompute(
+        PrecomputeRequest(store=str(tmp_path / "s.zarr"), progress=False, name="synthetic"),
+        samples=synthetic_samples,
+        cfg=batched,
+    )
+    assert [f.unit.path for f in out.failed] == [bad] and len(out.done) == 7, out.failed
 
 
 @pytest.mark.slow

@@ -7,19 +7,20 @@ That contrast is the honest check that the patch plumbing works end to end.
 
 from __future__ import annotations
 
+from zsad.flows.command_requests import AggregateRequest, EvaluateRequest, PrecomputeRequest, PredictRequest
 import json
 import shutil
 
 import numpy as np
 import pytest
 
-from flows.aggregate import run_variants
-from flows.configs import load_pipeline_config
-from flows.evaluate import run_evaluate
-from flows.precompute import run_precompute
-from stores.views import open_unit
-from tasks import runtime
-from tasks.plan import plan_stages
+from zsad.flows.aggregate import run_variants
+from zsad.flows.configs import load_pipeline_config
+from zsad.flows.evaluate import run_evaluate
+from zsad.flows.precompute import run_precompute
+from zsad.stores.views import open_unit
+from zsad.tasks import worker
+from zsad.tasks.plan import plan_stages
 from zsad.datasets import Sample, SyntheticSpec, read_dataset, write_synthetic
 
 pytestmark = [pytest.mark.slow]
@@ -30,21 +31,33 @@ MODES = "mode=zero-shot,few-shot,mutual;combine=mean,patch"
 @pytest.fixture(scope="module")
 def modes_store(tmp_path_factory):
     """14 test images (6 good, 8 defective) and 4 references per class, cached with patch tokens."""
-    runtime.forget_stores()
+    worker.forget_stores()
     tmp = tmp_path_factory.mktemp("modes")
     root = write_synthetic(tmp / "data", SyntheticSpec(image_size=192, n_good=6, n_per_defect=2, n_train=4))
     store, cfg = str(tmp / "store.zarr"), load_pipeline_config("tiny", patches=True)
     for split in ("test", "train"):
-        out = run_precompute(read_dataset("synthetic", root, None, split), "synthetic", store, cfg, progress=False)
-        assert not out["failed"]
+        out = run_precompute(
+            PrecomputeRequest(store=store, progress=False, name="synthetic"),
+            samples=read_dataset("synthetic", root, None, split),
+            cfg=cfg,
+        )
+        assert not out.failed
     return {"root": root, "store": store, "tmp": tmp}
 
 
 @pytest.fixture(scope="module")
 def results(modes_store):
-    res = run_evaluate(modes_store["store"], "synthetic", "tiny", MODES, out_dir=str(modes_store["tmp"] / "res"),
-                       echo=False)
-    return {v["label"]: v["metrics"] for v in res.values()}
+    res = run_evaluate(
+        EvaluateRequest(
+            store=modes_store["store"],
+            dataset="synthetic",
+            config="tiny",
+            variants=MODES,
+            out_dir=str(modes_store["tmp"] / "res"),
+            echo=False,
+        )
+    )
+    return {v.label: v.metrics for v in res.values()}
 
 
 def test_patch_modes_separate_defects_while_zero_shot_is_at_chance(results):
@@ -69,29 +82,49 @@ def test_one_row_per_mode_in_the_tables(modes_store, results):
 
 
 def test_second_run_recomputes_nothing(modes_store, results):
-    st = runtime.open_store(modes_store["store"])
+    st = worker.open_store(modes_store["store"])
     before = st.writes
-    meta = run_variants(modes_store["store"], "synthetic", "tiny", MODES)
+    meta = run_variants(
+        AggregateRequest(store=modes_store["store"], dataset="synthetic", config="tiny", variants=MODES)
+    )
     assert all(m.written == 0 and m.n_images == 28 for m in meta.values()), meta
     cfg = load_pipeline_config("tiny", patches=True)
-    again = run_precompute(read_dataset("synthetic", modes_store["root"]), "synthetic", modes_store["store"], cfg,
-                           progress=False)
-    assert again["units_written"] == 0 and again["models_loaded"] == 0
+    again = run_precompute(
+        PrecomputeRequest(store=modes_store["store"], progress=False, name="synthetic"),
+        samples=read_dataset("synthetic", modes_store["root"]),
+        cfg=cfg,
+    )
+    assert again.units_written == 0 and again.models_loaded == 0
     assert st.writes == before
 
 
 def test_references_never_scored_and_shots_are_seeded(modes_store, results):
-    meta = run_variants(modes_store["store"], "synthetic", "tiny", "mode=few-shot;shots=2;shot_seed=0,1",
-                        classes=["pill"])
+    meta = run_variants(
+        AggregateRequest(
+            store=modes_store["store"],
+            dataset="synthetic",
+            config="tiny",
+            variants="mode=few-shot;shots=2;shot_seed=0,1",
+            classes=["pill"],
+        )
+    )
     assert all(m.n_images == 14 for m in meta.values())  # the 4 train images are not test images
-    st = runtime.open_store(modes_store["store"])
+    st = worker.open_store(modes_store["store"])
     refs = {}
     for stage, h, attrs in st.stages():
         if stage == "memory" and attrs["config"]["shots"] == 2:
             refs[attrs["config"]["shot_seed"]] = st.read_attrs(f"memory/{h}/synthetic/pill")["references"]
     assert len(refs[0]) == 2 and refs[0] != refs[1] and all("/train/" in r for r in refs[0] + refs[1])
     with pytest.raises(ValueError, match="only 4 reference image"):
-        run_variants(modes_store["store"], "synthetic", "tiny", "mode=few-shot;shots=5", classes=["pill"])
+        run_variants(
+            AggregateRequest(
+                store=modes_store["store"],
+                dataset="synthetic",
+                config="tiny",
+                variants="mode=few-shot;shots=5",
+                classes=["pill"],
+            )
+        )
 
 
 def test_patch_layers_key_the_patch_stage_alone():
@@ -111,39 +144,72 @@ def test_a_reference_among_the_test_images_is_refused(modes_store):
     tests = read_dataset("synthetic", root, ["pill"])[:3] + [Sample(str(leak), "pill", "test", 0, None, "leak")]
     cfg = load_pipeline_config("tiny", patches=True)
     for samples in (tests, read_dataset("synthetic", root, ["pill"], "train")):
-        assert not run_precompute(samples, "leaky", modes_store["store"], cfg, progress=False)["failed"]
+        assert not run_precompute(
+            PrecomputeRequest(store=modes_store["store"], progress=False, name="leaky"), samples=samples, cfg=cfg
+        ).failed
     with pytest.raises(ValueError, match=r"leak\.png is reference .*001\.png"):
-        run_variants(modes_store["store"], "leaky", "tiny", "mode=few-shot")
-    run_variants(modes_store["store"], "leaky", "tiny", "mode=mutual")  # no references: nothing leaks
+        run_variants(
+            AggregateRequest(store=modes_store["store"], dataset="leaky", config="tiny", variants="mode=few-shot")
+        )
+    run_variants(
+        AggregateRequest(store=modes_store["store"], dataset="leaky", config="tiny", variants="mode=mutual")
+    )  # no references: nothing leaks
 
 
 def test_patch_modes_need_patch_features(modes_store):
     root = modes_store["root"]
     samples = read_dataset("synthetic", root, ["washer"])[:3]
-    run_precompute(samples, "nopatch", modes_store["store"], load_pipeline_config("tiny"), progress=False)
+    run_precompute(
+        PrecomputeRequest(store=modes_store["store"], progress=False, name="nopatch"),
+        samples=samples,
+        cfg=load_pipeline_config("tiny"),
+    )
     with pytest.raises(ValueError, match="--patches"):
-        run_variants(modes_store["store"], "nopatch", "tiny", "mode=mutual")
-    run_variants(modes_store["store"], "nopatch", "tiny", "seed")  # zero-shot needs none
+        run_variants(
+            AggregateRequest(store=modes_store["store"], dataset="nopatch", config="tiny", variants="mode=mutual")
+        )
+    run_variants(
+        AggregateRequest(store=modes_store["store"], dataset="nopatch", config="tiny", variants="seed")
+    )  # zero-shot needs none
 
 
 def test_read_only_mutual_writes_nothing_and_agrees(modes_store, results):
-    st = runtime.open_store(modes_store["store"])
+    st = worker.open_store(modes_store["store"])
     spec = "mode=mutual;mutual_fraction=0.5;combine=patch"
     before = st.writes
-    ro = run_variants(modes_store["store"], "synthetic", "tiny", spec, ["washer"], read_only=True, evaluate=True)
+    ro = run_variants(
+        AggregateRequest(
+            store=modes_store["store"],
+            dataset="synthetic",
+            config="tiny",
+            variants=spec,
+            classes=["washer"],
+            read_only=True,
+            evaluate=True,
+        )
+    )
     assert st.writes == before
-    rw = run_variants(modes_store["store"], "synthetic", "tiny", spec, ["washer"], evaluate=True)
+    rw = run_variants(
+        AggregateRequest(
+            store=modes_store["store"],
+            dataset="synthetic",
+            config="tiny",
+            variants=spec,
+            classes=["washer"],
+            evaluate=True,
+        )
+    )
     assert st.writes > before
     (vh,) = ro
     for cls in ("washer",):
-        a = sorted((r["unit"], r["score"]) for r in ro[vh].rows[cls])
-        b = sorted((r["unit"], r["score"]) for r in rw[vh].rows[cls])
+        a = sorted((r.unit, r.sample_score) for r in ro[vh].rows[cls])
+        b = sorted((r.unit, r.sample_score) for r in rw[vh].rows[cls])
         assert a == b
 
 
 def test_patch_unit_opens_with_named_dimensions(modes_store):
     plan = plan_stages(load_pipeline_config("tiny", patches=True))
-    unit = runtime.open_store(modes_store["store"]).list_units("clip_patch", plan.hashes["clip_patch"], "synthetic",
+    unit = worker.open_store(modes_store["store"]).list_units("clip_patch", plan.hashes["clip_patch"], "synthetic",
                                                                 ["pill"], "test")[0]
     ds = open_unit(modes_store["store"], f"clip_patch/{plan.hashes['clip_patch']}/{unit.path}")
     assert ds["patches_tlyxc"].dims == ("tile", "layer", "y", "x", "channel")
@@ -152,36 +218,90 @@ def test_patch_unit_opens_with_named_dimensions(modes_store):
 
 
 def test_predict_few_shot_against_a_reference_folder_and_mutual(modes_store, tmp_path):
-    from flows.predict import run_predict
+    from zsad.flows.predict import run_predict
     root, store = modes_store["root"], modes_store["store"]
     refs = tmp_path / "known-good"
     shutil.copytree(root / "washer" / "train" / "good", refs)
     images = [str(p) for p in sorted((root / "washer" / "test").glob("*/000.png"))]
-    out = run_predict(images, "washer", store, threshold="0.5", out=str(tmp_path / "p"), name="line",
-                      reference=str(refs), progress=False, echo=False)
+    out = run_predict(
+        PredictRequest(
+            paths=images,
+            class_name="washer",
+            store=store,
+            threshold="0.5",
+            out=str(tmp_path / "p"),
+            name="line",
+            reference=str(refs),
+            progress=False,
+            echo=False,
+        )
+    )
     assert out["n_scored"] == len(images) == 5 and out["n_failed"] == 0
     labels = {r["variant"] for r in out["rows"]}
     assert len(labels) == 1 and "/few-shotall@line-ref-" in labels.pop()
     assert all(r["heatmap"] for r in out["rows"])
-    st = runtime.open_store(store)
+    st = worker.open_store(store)
     before = st.writes
-    again = run_predict(images, "washer", store, threshold="0.5", out=str(tmp_path / "p2"), name="line",
-                        reference=str(refs), progress=False, echo=False)
+    again = run_predict(
+        PredictRequest(
+            paths=images,
+            class_name="washer",
+            store=store,
+            threshold="0.5",
+            out=str(tmp_path / "p2"),
+            name="line",
+            reference=str(refs),
+            progress=False,
+            echo=False,
+        )
+    )
     assert st.writes == before  # references, memory and scores all cached
     assert [r["sample_score"] for r in again["rows"]] == [r["sample_score"] for r in out["rows"]]
     with pytest.raises(ValueError, match="is reference"):
-        run_predict([str(refs / "000.png")], "washer", store, threshold="0.5", out=str(tmp_path / "p3"),
-                    name="line", reference=str(refs), progress=False, echo=False)
-    mutual = run_predict(images, "washer", store, threshold="0.5", out=str(tmp_path / "p4"), name="line",
-                         variant="mode=mutual", progress=False, echo=False)
+        run_predict(
+            PredictRequest(
+                paths=[str(refs / "000.png")],
+                class_name="washer",
+                store=store,
+                threshold="0.5",
+                out=str(tmp_path / "p3"),
+                name="line",
+                reference=str(refs),
+                progress=False,
+                echo=False,
+            )
+        )
+    mutual = run_predict(
+        PredictRequest(
+            paths=images,
+            class_name="washer",
+            store=store,
+            threshold="0.5",
+            out=str(tmp_path / "p4"),
+            name="line",
+            variant="mode=mutual",
+            progress=False,
+            echo=False,
+        )
+    )
     assert mutual["n_scored"] == 5 and "/mutual0.3/" in mutual["rows"][0]["variant"]
     with pytest.raises(ValueError, match="takes none"):
-        run_predict(images, "washer", store, threshold="0.5", variant="mode=mutual", reference=str(refs),
-                    progress=False, echo=False)
+        run_predict(
+            PredictRequest(
+                paths=images,
+                class_name="washer",
+                store=store,
+                threshold="0.5",
+                variant="mode=mutual",
+                reference=str(refs),
+                progress=False,
+                echo=False,
+            )
+        )
 
 
 def test_cli_evaluate_with_a_reference_folder_and_shots(modes_store, tmp_path, capsys):
-    from flows.cli import main
+    from zsad.flows.cli import main
     root, store = modes_store["root"], modes_store["store"]
     refs = tmp_path / "refs" / "pill"
     shutil.copytree(root / "pill" / "train" / "good", refs)
@@ -202,33 +322,44 @@ def test_a_new_image_recomputes_its_class_batch_only(modes_store):
     cfg = load_pipeline_config("tiny", patches=True)
     washers = read_dataset("synthetic", root, ["washer"])
     pills = read_dataset("synthetic", root, ["pill"])[:2]
-    run_precompute(washers[:3] + pills, "grow", store, cfg, progress=False)
-    first = run_variants(store, "grow", "tiny", "mode=mutual")
+    run_precompute(PrecomputeRequest(store=store, progress=False, name="grow"), samples=washers[:3] + pills, cfg=cfg)
+    first = run_variants(AggregateRequest(store=store, dataset="grow", config="tiny", variants="mode=mutual"))
     assert [m.written for m in first.values()] == [5]
-    run_precompute(washers[3:4], "grow", store, cfg, progress=False)
-    st = runtime.open_store(store)
+    run_precompute(PrecomputeRequest(store=store, progress=False, name="grow"), samples=washers[3:4], cfg=cfg)
+    st = worker.open_store(store)
     before = st.writes
-    again = run_variants(store, "grow", "tiny", "mode=mutual")
+    again = run_variants(AggregateRequest(store=store, dataset="grow", config="tiny", variants="mode=mutual"))
     # the washer batch changed: its 4 mutual units and 4 scores again, and the new image's fused
     # map (made by the first aggregation that needs it); the pills' untouched
     assert [m.written for m in again.values()] == [4] and st.writes - before == 9
 
 
 def test_a_broken_reference_is_named_and_the_others_are_used(modes_store, tmp_path):
-    from flows.predict import run_predict
+    from zsad.flows.predict import run_predict
     root, store = modes_store["root"], modes_store["store"]
     refs = tmp_path / "refs"
     shutil.copytree(root / "pill" / "train" / "good", refs)
     (refs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not an image")
     images = [str(p) for p in sorted((root / "pill" / "test").glob("*/000.png"))]
-    out = run_predict(images, "pill", store, threshold="0.5", out=str(tmp_path / "p"), name="brk",
-                      reference=str(refs), progress=False, echo=False)
+    out = run_predict(
+        PredictRequest(
+            paths=images,
+            class_name="pill",
+            store=store,
+            threshold="0.5",
+            out=str(tmp_path / "p"),
+            name="brk",
+            reference=str(refs),
+            progress=False,
+            echo=False,
+        )
+    )
     scored = [r for r in out["rows"] if r["status"] == "scored"]
     errors = [r for r in out["rows"] if r["status"] == "error"]
     assert len(scored) == len(images) == 5
     assert len(errors) == 1 and errors[0]["path"].endswith("broken.png")
     assert errors[0]["stage"].startswith("reference")
-    st = runtime.open_store(store)
+    st = worker.open_store(store)
     (memory,) = [h for stage, h, a in st.stages()
                  if stage == "memory" and a["config"]["reference"].startswith("brk-ref-")]
     assert len(st.read_attrs(f"memory/{memory}/brk/pill")["references"]) == 4  # the four good references
@@ -239,7 +370,7 @@ def test_the_one_call_scorer_equals_the_cached_path_in_every_patch_mode(modes_st
     three washers cached as data set ``trio``, few-shot against the data set's 4 references."""
     import dataclasses
 
-    from stores import Unit, unit_key
+    from zsad.stores import Unit, unit_key
     from zsad.datasets import load_image
     from zsad.pipeline import score_images
     from zsad.variants import AggregateConfig, FewShot, Mutual
@@ -247,11 +378,14 @@ def test_the_one_call_scorer_equals_the_cached_path_in_every_patch_mode(modes_st
     trio = read_dataset("synthetic", root, ["washer"])[:3]
     refs = [load_image(s.path) for s in read_dataset("synthetic", root, ["washer"], "train")]
     cfg = load_pipeline_config("tiny", patches=True)
-    assert not run_precompute(trio, "trio", store, cfg, progress=False)["failed"]
-    st, images = runtime.open_store(store), [load_image(s.path) for s in trio]
-    for agg in (AggregateConfig(patch=FewShot(reference="synthetic", combine="patch")), AggregateConfig(patch=Mutual())):
+    assert not run_precompute(PrecomputeRequest(store=store, progress=False, name="trio"), samples=trio, cfg=cfg).failed
+    st, images = worker.open_store(store), [load_image(s.path) for s in trio]
+    for agg in (
+        AggregateConfig(patch=FewShot(reference="synthetic", combine="patch")),
+        AggregateConfig(patch=Mutual()),
+    ):
         vh = plan_stages(cfg).aggregate_hash(agg)
-        run_variants(store, "trio", "tiny", [agg])
+        run_variants(AggregateRequest(store=store, dataset="trio", config="tiny", configs=tuple([agg])))
         got = score_images(images, "washer", tiny_models, dataclasses.replace(cfg, aggregate=agg), references=refs)
         for s, r in zip(trio, got):
             want = st.read_attrs(unit_key("aggregate", vh, Unit("trio", "washer", "test", s.image_id)))

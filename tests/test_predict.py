@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from zsad.flows.command_requests import EvaluateRequest, NightlyRequest, PrecomputeRequest, PredictRequest
 import csv
 import json
 import shutil
@@ -11,11 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flows.cache import list_stages
-from flows.cli import main
-from flows.thresholds import stored_thresholds
-from tasks import runtime
-from tasks.plan import plan_stages
+from zsad.flows.cache import list_stages
+from zsad.flows.cli import main
+from zsad.flows.thresholds import stored_thresholds
+from zsad.tasks import worker
+from zsad.tasks.plan import plan_stages
 from zsad.config import AggregateConfig, PipelineConfig
 from zsad.thresholds import f1_threshold
 
@@ -40,14 +41,14 @@ def line(tmp_path_factory, synthetic_root):
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     (folder / "notes.txt").write_text("not an image")
     store = str(base / "store.zarr")
-    runtime.forget_stores()
+    worker.forget_stores()
     assert main(["calibrate", "--good", str(pill / "good"), "--class", "pill", "--store", store, "--fpr", "0.01"]) == 0
     return folder, store
 
 
 def test_calibrate_stores_fpr_thresholds_from_good_images(line):
     _, store = line
-    t = stored_thresholds(runtime.open_store(store), VH, "pill")
+    t = stored_thresholds(worker.open_store(store), VH, "pill")
     assert set(t["image"]) == {"fpr"} and set(t["pixel"]) == {"fpr"}
     assert t["image"]["fpr"].fpr == 0.01 and t["image"]["fpr"].n_images == 2
 
@@ -65,7 +66,7 @@ def test_predict_folder_with_a_corrupt_file(line, tmp_path, capsys):
     scored = [r for r in rows if r["status"] == "scored"]
     errors = [r for r in rows if r["status"] == "error"]
     assert len(scored) == 4 and len(errors) == 1 and errors[0]["path"].endswith("broken.png")
-    threshold = stored_thresholds(runtime.open_store(store), VH, "pill")["image"]["fpr"].value
+    threshold = stored_thresholds(worker.open_store(store), VH, "pill")["image"]["fpr"].value
     for r in scored:
         assert float(r["threshold"]) == threshold and r["threshold_source"].startswith("stored fpr")
         assert r["decision"] == ("anomalous" if float(r["sample_score"]) >= threshold else "normal")
@@ -76,12 +77,25 @@ def test_predict_folder_with_a_corrupt_file(line, tmp_path, capsys):
 
 def test_predict_second_run_computes_nothing(line, tmp_path):
     folder, store = line
-    from flows.predict import run_predict
-    run_predict([str(folder)], "pill", store, out=str(tmp_path / "a"), echo=False, progress=False)
-    writes = runtime.open_store(store).writes
-    again = run_predict([str(folder)], "pill", store, out=str(tmp_path / "b"), echo=False, progress=False,
-                        heatmaps=False)
-    assert runtime.open_store(store).writes == writes and again["n_scored"] == 4
+    from zsad.flows.predict import run_predict
+    run_predict(
+        PredictRequest(
+            paths=[str(folder)], class_name="pill", store=store, out=str(tmp_path / "a"), echo=False, progress=False
+        )
+    )
+    writes = worker.open_store(store).writes
+    again = run_predict(
+        PredictRequest(
+            paths=[str(folder)],
+            class_name="pill",
+            store=store,
+            out=str(tmp_path / "b"),
+            echo=False,
+            progress=False,
+            heatmaps=False,
+        )
+    )
+    assert worker.open_store(store).writes == writes and again["n_scored"] == 4
 
 
 def test_threshold_auto_without_a_stored_one_names_the_commands(synthetic_root, tmp_path, capsys):
@@ -106,37 +120,58 @@ def test_explicit_threshold_and_bad_threshold(line, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_evaluate_stores_f1_thresholds_that_predict_uses(prefect_harness, synthetic_root, tmp_path):
-    from flows.evaluate import run_evaluate
-    from flows.precompute import precompute
-    from stores.views import stage_table
-    runtime.forget_stores()
+    from zsad.flows.evaluate import run_evaluate
+    from zsad.flows.precompute import precompute
+    from zsad.stores.views import stage_table
+    worker.forget_stores()
     store = str(tmp_path / "s.zarr")
-    precompute(dataset="synthetic", root=str(synthetic_root), store=store, config="tiny", progress=False)
-    results = run_evaluate(store=store, dataset="synthetic", out_dir=str(tmp_path / "res"), echo=False)
+    precompute(
+        PrecomputeRequest(dataset="synthetic", root=str(synthetic_root), store=store, config="tiny", progress=False)
+    )
+    results = run_evaluate(EvaluateRequest(store=store, dataset="synthetic", out_dir=str(tmp_path / "res"), echo=False))
     table = stage_table(store, "synthetic", VH, plan_stages(PipelineConfig.tiny()).hashes["image"])
     pill = table.where(table.class_name == "pill", drop=True)
     expected = f1_threshold(pill["label"].values, pill["sample_score"].values)
-    stored = stored_thresholds(runtime.open_store(store), VH, "pill")
+    stored = stored_thresholds(worker.open_store(store), VH, "pill")
     assert stored["image"]["f1"].value == expected and stored["image"]["f1"].dataset == "synthetic"
     assert {"f1", "fpr"} <= set(stored["image"]) and "f1" in stored["pixel"]
     written = json.loads((tmp_path / "res" / "metrics.json").read_text())
     assert written[VH]["thresholds"]["pill"]["image_f1"] == expected
     assert "threshold_image_f1" in (tmp_path / "res" / "metrics.csv").read_text().splitlines()[0]
-    assert results[VH]["thresholds"]["pill"]["image_f1"] == expected
+    assert results[VH].thresholds["pill"]["image_f1"] == expected
     # predict on the same images with --threshold auto takes the F1 threshold (auto prefers it)
-    from flows.predict import run_predict
-    out = run_predict([str(Path(synthetic_root) / "pill" / "test")], "pill", store, out=str(tmp_path / "p"),
-                      echo=False, progress=False, heatmaps=False)
+    from zsad.flows.predict import run_predict
+    out = run_predict(
+        PredictRequest(
+            paths=[str(Path(synthetic_root) / "pill" / "test")],
+            class_name="pill",
+            store=store,
+            out=str(tmp_path / "p"),
+            echo=False,
+            progress=False,
+            heatmaps=False,
+        )
+    )
     assert out["threshold"] == expected and out["threshold_source"].startswith("stored f1")
 
 
 def test_predict_image_in_memory_matches_the_cached_score(line, tiny_models, tiny_cfg, tmp_path):
-    from flows.predict import run_predict
+    from zsad.flows.predict import run_predict
     from zsad.datasets import load_image
     from zsad.predict import predict_image
     folder, store = line
     path = folder / "scratch_000.png"
-    out = run_predict([str(path)], "pill", store, out=str(tmp_path), echo=False, progress=False, heatmaps=False)
+    out = run_predict(
+        PredictRequest(
+            paths=[str(path)],
+            class_name="pill",
+            store=store,
+            out=str(tmp_path),
+            echo=False,
+            progress=False,
+            heatmaps=False,
+        )
+    )
     cached = out["rows"][0]
     p = predict_image(load_image(path), "pill", tiny_models, tiny_cfg, threshold=cached["threshold"],
                       pixel_threshold=cached["pixel_threshold"])
@@ -150,18 +185,20 @@ def test_nightly_scores_only_new_images_and_publishes_artifacts(prefect_harness,
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    from flows.nightly import nightly
+    from zsad.flows.nightly import nightly
     src, store = line
     folder = tmp_path / "incoming"
     folder.mkdir()
     for name in ("good_000.png", "scratch_000.png", "broken.png"):
         shutil.copy(src / name, folder / name)
-    first = nightly(root=str(folder), class_name="pill", store=store, config="tiny", out_dir=str(tmp_path / "runs"))
+    first = nightly(NightlyRequest(root=str(folder), class_name="pill", store=store, config="tiny",
+                                  out_dir=str(tmp_path / "runs")))
     assert first["n_new"] == 3 and first["n_scored"] == 2 and first["n_failed"] == 1
     assert Path(first["scores_csv"]).is_file() and len(_rows(Path(first["scores_csv"]))) == 3
     json.dumps(first)  # a small JSON-able summary
     Image.fromarray(np.zeros((128, 128, 3), np.uint8)).save(folder / "new.png")
-    second = nightly(root=str(folder), class_name="pill", store=store, config="tiny", out_dir=str(tmp_path / "runs"))
+    second = nightly(NightlyRequest(root=str(folder), class_name="pill", store=store, config="tiny",
+                                   out_dir=str(tmp_path / "runs")))
     assert second["n_new"] == 2 and second["n_scored"] == 1  # new.png, and broken.png again (still broken)
     with get_client(sync_client=True) as client:
         arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(

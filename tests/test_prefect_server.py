@@ -18,9 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flows.cli import main
+from zsad.flows.cli import main
 from requires import unavailable
-from tasks import runtime
+from zsad.tasks import worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 
@@ -104,7 +104,7 @@ def test_deploy_schedule_and_worker_run_on_a_real_server(server, synthetic_root,
                              capture_output=True, text=True, timeout=180)
     assert refused.returncode != 0 and "zsad calibrate" in refused.stdout + refused.stderr
 
-    runtime.forget_stores()
+    worker.forget_stores()
     good = str(Path(synthetic_root) / "pill" / "test" / "good")
     assert main(["calibrate", "--good", good, "--class", "pill", "--store", store]) == 0
     _prefect(deploy_env, "--no-prompt", "deploy", "--all")
@@ -112,7 +112,8 @@ def test_deploy_schedule_and_worker_run_on_a_real_server(server, synthetic_root,
     deps = {d["name"]: d for d in _post(api, "deployments/filter", {})}
     assert {"nightly-line-scoring", "reaggregate-grid", "evaluate"} <= set(deps)
     nightly = deps["nightly-line-scoring"]
-    assert nightly["parameters"]["root"] == str(line) and nightly["parameters"]["config"] == "tiny"
+    assert nightly["parameters"]["request"]["root"] == str(line) and \
+        nightly["parameters"]["request"]["config"] == "tiny"
     scheduled = []
     for _ in range(60):  # the scheduler service creates the cron runs (2 s loop here)
         scheduled = _post(api, "flow_runs/filter", {"deployments": {"id": {"any_": [nightly["id"]]}},

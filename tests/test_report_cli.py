@@ -1,21 +1,22 @@
 """Report sections, CLI commands (cache, weights, errors)."""
 
+from zsad.flows.command_requests import AggregateRequest, EvaluateRequest, ReportRequest
 import json
 import shutil
 import subprocess
 
 import pytest
 
-from flows.cli import main
+from zsad.flows.cli import main
 from requires import unavailable
-from tasks import runtime
-from tasks.plan import plan_stages
+from zsad.tasks import worker
+from zsad.tasks.plan import plan_stages
 
 
 @pytest.fixture(scope="module")
 def cached_run(tmp_path_factory, precomputed_store):
     """The session's precomputed synthetic store, copied for this module (its tests add variants)."""
-    runtime.forget_stores()
+    worker.forget_stores()
     store = tmp_path_factory.mktemp("run") / "store.zarr"
     shutil.copytree(precomputed_store, store)
     return str(store)
@@ -23,8 +24,8 @@ def cached_run(tmp_path_factory, precomputed_store):
 
 @pytest.mark.slow
 def test_report_has_every_section(cached_run, tmp_path):
-    from flows.report import build_report
-    path = build_report(cached_run, "synthetic", "tiny", str(tmp_path / "rep"))
+    from zsad.flows.report import build_report
+    path = build_report(ReportRequest(store=cached_run, dataset="synthetic", config="tiny", out=str(tmp_path / "rep")))
     html = path.read_text()
     for needle in ("Sample level", "Pixel level", "All metrics", "Curves and score histograms",
                    "Best and worst images", "best: highest-scoring anomalous", "missed: lowest-scoring anomalous",
@@ -50,13 +51,24 @@ def _ranked_hashes(html: str) -> list[str]:
 
 @pytest.mark.slow
 def test_variants_page_ranks_every_variant_best_first(cached_run, tmp_path):
-    from flows.evaluate import run_evaluate
-    from flows.report import build_report
-    page = build_report(cached_run, "synthetic", "tiny", str(tmp_path / "v"), SWEEP)
+    from zsad.flows.evaluate import run_evaluate
+    from zsad.flows.report import build_report
+    page = build_report(
+        ReportRequest(store=cached_run, dataset="synthetic", config="tiny", out=str(tmp_path / "v"), variants=SWEEP)
+    )
     assert page.name == "variants.html" and (tmp_path / "v" / "report.html").is_file()
     html = page.read_text()
-    results = run_evaluate(cached_run, "synthetic", "tiny", SWEEP, out_dir=str(tmp_path / "res"), echo=False)
-    mean = {vh: r["metrics"]["mean"] for vh, r in results.items()}
+    results = run_evaluate(
+        EvaluateRequest(
+            store=cached_run,
+            dataset="synthetic",
+            config="tiny",
+            variants=SWEEP,
+            out_dir=str(tmp_path / "res"),
+            echo=False,
+        )
+    )
+    mean = {vh: r.metrics["mean"] for vh, r in results.items()}
     expected = sorted(mean, key=lambda vh: (-mean[vh]["sample_f1_max"], -mean[vh]["pixel_f1_max"]))
     assert _ranked_hashes(html) == expected and len(expected) == 4  # every variant, best first
     assert html.count("<tr data-class=") == 4 * 2  # per class: every variant x both classes
@@ -64,42 +76,86 @@ def test_variants_page_ranks_every_variant_best_first(cached_run, tmp_path):
     assert f"<code>{best}</code>" in (tmp_path / "v" / "report.html").read_text()  # the full report is the best's
     assert f'{100 * mean[best]["sample_f1_max"]:.1f}</td>' in html
     # from evaluate's metrics.json: same ranking, no recomputation of the other variants' metrics
-    again = build_report(cached_run, "synthetic", "tiny", str(tmp_path / "v2"), results=str(tmp_path / "res" /
-                                                                                           "metrics.json"))
+    again = build_report(
+        ReportRequest(
+            store=cached_run,
+            dataset="synthetic",
+            config="tiny",
+            out=str(tmp_path / "v2"),
+            results=str(tmp_path / "res" / "metrics.json"),
+        )
+    )
     assert _ranked_hashes(again.read_text()) == expected
     bad = json.loads((tmp_path / "res" / "metrics.json").read_text())
     bad[best]["config"]["fusion"] = "arithmetic"
     (tmp_path / "bad.json").write_text(json.dumps(bad))
     with pytest.raises(ValueError, match="another pipeline config"):
-        build_report(cached_run, "synthetic", "tiny", str(tmp_path / "v3"), results=str(tmp_path / "bad.json"))
+        build_report(
+            ReportRequest(
+                store=cached_run,
+                dataset="synthetic",
+                config="tiny",
+                out=str(tmp_path / "v3"),
+                results=str(tmp_path / "bad.json"),
+            )
+        )
 
 
 @pytest.mark.slow
 def test_report_one_variant_by_hash_or_label(cached_run, tmp_path):
-    from flows.configs import variant_grid, variant_label
-    from flows.report import build_report
+    from zsad.flows.configs import variant_grid, variant_label
+    from zsad.flows.report import build_report
     from zsad.config import PipelineConfig
     arithmetic = variant_grid("fusion=arithmetic")[0]  # in no other test's sweep
     vh = plan_stages(PipelineConfig.tiny()).aggregate_hash(arithmetic)
-    by_label = build_report(cached_run, "synthetic", "tiny", str(tmp_path / "a"), variant_label(arithmetic))
+    by_label = build_report(
+        ReportRequest(
+            store=cached_run,
+            dataset="synthetic",
+            config="tiny",
+            out=str(tmp_path / "a"),
+            variants=variant_label(arithmetic),
+        )
+    )
     assert by_label.name == "report.html" and f"<code>{vh}</code>" in by_label.read_text()
-    assert ("aggregate", vh) not in {(s, h) for s, h, _ in runtime.open_store(cached_run).stages()}  # wrote nothing
-    from flows.aggregate import run_variants
-    run_variants(cached_run, "synthetic", "tiny", [arithmetic])  # now stored: a hash prefix names it
-    by_hash = build_report(cached_run, "synthetic", "tiny", str(tmp_path / "b"), vh[:8])
+    assert ("aggregate", vh) not in {(s, h) for s, h, _ in worker.open_store(cached_run).stages()}  # wrote nothing
+    from zsad.flows.aggregate import run_variants
+    run_variants(
+        AggregateRequest(store=cached_run, dataset="synthetic", config="tiny", configs=tuple([arithmetic]))
+    )  # now stored: a hash prefix names it
+    by_hash = build_report(
+        ReportRequest(store=cached_run, dataset="synthetic", config="tiny", out=str(tmp_path / "b"), variants=vh[:8])
+    )
     assert f"<code>{vh}</code>" in by_hash.read_text()
     with pytest.raises(ValueError, match="neither a stored variant's hash nor a label"):
-        build_report(cached_run, "synthetic", "tiny", str(tmp_path / "c"), "0123456789abcdef")
+        build_report(
+            ReportRequest(
+                store=cached_run,
+                dataset="synthetic",
+                config="tiny",
+                out=str(tmp_path / "c"),
+                variants="0123456789abcdef",
+            )
+        )
 
 
 def test_prune_single_variants_keeps_thresholds(cached_run, tmp_path, capsys):
-    from flows.evaluate import run_evaluate
-    from stores import StageStore
+    from zsad.flows.evaluate import run_evaluate
+    from zsad.stores import StageStore
     from zsad.config import AggregateConfig, PipelineConfig
     store = str(tmp_path / "copy.zarr")
     shutil.copytree(cached_run, store)
-    runtime.forget_stores()
-    run_evaluate(store, "synthetic", "tiny", "fusion=harmonic,geometric", out_dir=str(tmp_path / "r"), echo=False)
+    worker.forget_stores()
+    run_evaluate(
+        EvaluateRequest(
+            store=store,
+            dataset="synthetic",
+            config="tiny",
+            variants="fusion=harmonic,geometric",
+            out_dir=str(tmp_path / "r"),
+            echo=False,
+        )
+    )
     seed = plan_stages(PipelineConfig.tiny()).aggregate_hash(AggregateConfig())
     geo = plan_stages(PipelineConfig.tiny()).aggregate_hash(AggregateConfig(fusion="geometric"))
     assert main(["cache", "prune", "--store", store, "--variants", "fusion=geometric", "--dry-run"]) == 0
@@ -120,8 +176,8 @@ def test_prune_single_variants_keeps_thresholds(cached_run, tmp_path, capsys):
 def test_report_renders_in_headless_chromium(cached_run, tmp_path):
     if shutil.which("chromium") is None:
         unavailable("Debian's chromium is not installed")
-    from flows.report import build_report
-    path = build_report(cached_run, "synthetic", "tiny", str(tmp_path / "rep"))
+    from zsad.flows.report import build_report
+    path = build_report(ReportRequest(store=cached_run, dataset="synthetic", config="tiny", out=str(tmp_path / "rep")))
     shot = tmp_path / "shot.png"
     subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync", "--no-first-run",
@@ -139,7 +195,9 @@ def test_report_renders_in_headless_chromium(cached_run, tmp_path):
                           f"--user-data-dir={tmp_path / 'profile2'}", "--dump-dom", path.as_uri()],
                          check=True, capture_output=True, timeout=120, text=True).stdout
     assert dom.count("<img") == 6 + 2 and dom.count("<figure>") == 6  # 3 four-panel figures and a chart per class
-    page = build_report(cached_run, "synthetic", "tiny", str(tmp_path / "var"), SWEEP)
+    page = build_report(
+        ReportRequest(store=cached_run, dataset="synthetic", config="tiny", out=str(tmp_path / "var"), variants=SWEEP)
+    )
     dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                           "--disable-component-update", "--disable-sync", "--no-first-run",
                           f"--user-data-dir={tmp_path / 'profile3'}", "--dump-dom", page.as_uri()],
@@ -162,7 +220,9 @@ def test_cli_cache_list_size_prune(cached_run, capsys, tmp_path):
     cfg = tmp_path / "other.json"
     from zsad.config import PipelineConfig, TilingConfig, to_jsonable
     import dataclasses
-    cfg.write_text(json.dumps(to_jsonable(dataclasses.replace(PipelineConfig.tiny(), tiling=TilingConfig(min_tile=64)))))
+    cfg.write_text(
+        json.dumps(to_jsonable(dataclasses.replace(PipelineConfig.tiny(), tiling=TilingConfig(min_tile=64))))
+    )
     assert main(["cache", "prune", "--store", cached_run, "--keep", str(cfg), "--dry-run"]) == 0
     doomed = json.loads(capsys.readouterr().out)["would_delete"]
     stages = [p.split("/")[0] for p in doomed]
@@ -188,7 +248,7 @@ def test_cli_weights_list_and_bad_config(capsys, tmp_path, monkeypatch):
 
 
 def test_weights_fetch_checks_sha256(tmp_path, monkeypatch):
-    from flows import weights_cmd
+    from zsad.flows import weights_cmd
     from zsad import weights
     src = tmp_path / "src.pth"
     src.write_bytes(b"not the published bytes")
@@ -202,27 +262,27 @@ def test_weights_fetch_checks_sha256(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_corrupt_image_is_named_and_store_keeps_finished_units(prefect_harness, synthetic_root, tmp_path, capsys):
     import shutil as sh
-    from stores import StageStore
+    from zsad.stores import StageStore
     root = tmp_path / "data"
     sh.copytree(synthetic_root, root)
     (root / "washer" / "test" / "good" / "001.png").write_bytes(b"\x89PNG broken")
     store = str(tmp_path / "s.zarr")
-    runtime.forget_stores()
+    worker.forget_stores()
     code = main(["precompute", "--dataset", "synthetic", "--root", str(root), "--store", store, "--config", "tiny"])
     assert code == 1  # done, one image failed
     err = capsys.readouterr().err
     assert "washer/test/good/001.png: not a readable image" in err and "7 images done, 1 failed" in err
     assert err.count("001.png: ") == 1  # the path is said once
     st = StageStore(store)
-    from tasks.plan import plan_stages
+    from zsad.tasks.plan import plan_stages
     from zsad.config import PipelineConfig
     hashes = plan_stages(PipelineConfig.tiny()).hashes
     assert len(st.list_units("clipseg", hashes["clipseg"], "synthetic")) == 7  # every good image, both classes
-    from tasks.errors import list_failures
+    from zsad.tasks.failures import list_failures
     [record] = list_failures(st, hashes["image"], "synthetic")
     assert record["stage"] == "image" and record["path"].endswith("washer/test/good/001.png")
     sh.copy(synthetic_root / "washer" / "test" / "good" / "001.png", root / "washer" / "test" / "good" / "001.png")
-    runtime.forget_stores()
+    worker.forget_stores()
     assert main(["precompute", "--dataset", "synthetic", "--root", str(root), "--store", store]) == 0
     assert len(StageStore(store).list_units("clipseg", hashes["clipseg"], "synthetic")) == 8  # the fixed file
     assert list_failures(StageStore(store), hashes["image"], "synthetic") == []  # and its record is gone

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from zsad.flows.command_requests import AggregateRequest, PrecomputeRequest
 import contextlib
 import functools
 import json
@@ -16,10 +17,10 @@ import pytest
 
 from procs import spawned
 from conftest import SECRET  # the s3 and s3_env fixtures live there too
-from stores import StageStore
-from tasks import runtime
+from zsad.stores import StageStore
+from zsad.tasks import worker
 from units import complete_units
-from tasks.plan import plan_stages
+from zsad.tasks.plan import plan_stages
 from zsad.config import AggregateConfig, PipelineConfig
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
@@ -44,14 +45,14 @@ def zsad_here(args: list[str], cwd: Path, monkeypatch) -> dict | str:
     import contextlib
     import io
 
-    from flows.cli import main
+    from zsad.flows.cli import main
     cwd.mkdir(parents=True, exist_ok=True)
     monkeypatch.chdir(cwd)
-    runtime.forget_stores()
+    worker.forget_stores()
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         rc = main(args)
-    runtime.forget_stores()
+    worker.forget_stores()
     assert SECRET not in out.getvalue() + err.getvalue()
     assert rc == 0, err.getvalue()[-3000:]
     try:
@@ -114,8 +115,8 @@ def test_two_processes_precompute_disjoint_classes_at_once(s3, s3_env, synthetic
 
 
 def test_a_kill_mid_unit_leaves_nothing_that_reads_as_complete(s3, s3_env, synthetic_root, tmp_path, monkeypatch):
-    from flows.precompute import run_precompute
-    from stores import objectio
+    from zsad.flows.precompute import run_precompute
+    from zsad.stores import objectio
     from zsad.datasets import read_dataset
     store = s3.make_bucket("crash") + "/zsad.zarr"
     samples, cfg = read_dataset("synthetic", str(synthetic_root)), PipelineConfig.tiny()
@@ -131,19 +132,19 @@ def test_a_kill_mid_unit_leaves_nothing_that_reads_as_complete(s3, s3_env, synth
 
     monkeypatch.setattr(objectio.ObjectUnits, "write", dies_mid_unit)
     with pytest.raises(KeyboardInterrupt):
-        run_precompute(samples, "synthetic", store, cfg, progress=False)
+        run_precompute(PrecomputeRequest(store=store, progress=False, name="synthetic"), samples=samples, cfg=cfg)
     monkeypatch.setattr(objectio.ObjectUnits, "write", write)
-    runtime.forget_stores()
+    worker.forget_stores()
     done_before = complete_units(store)
     assert 0 < len(done_before) < N_UNITS
     st = StageStore(store)
     indexed = {f"{stage}/{h}/{path}" for stage, h, _ in st.stages() for ds in ("synthetic",)
                for path in st.index.entries(stage, h, ds)}
     assert indexed <= done_before  # the index never names a unit that is not complete
-    runtime.forget_stores()
-    out = run_precompute(samples, "synthetic", store, cfg, progress=False)
-    assert out["failed"] == [] and len(complete_units(store)) == N_UNITS
-    assert out["units_written"] == N_UNITS - len(done_before)  # the half unit among them
+    worker.forget_stores()
+    out = run_precompute(PrecomputeRequest(store=store, progress=False, name="synthetic"), samples=samples, cfg=cfg)
+    assert out.failed == () and len(complete_units(store)) == N_UNITS
+    assert out.units_written == N_UNITS - len(done_before)  # the half unit among them
     # and a real kill -9 of a CLI run, mid-run: the same invariant
     store2 = s3.make_bucket("crash2") + "/zsad.zarr"
     args = [ZSAD, "precompute", "--dataset", "synthetic", "--root", str(synthetic_root), "--store", store2]
@@ -155,7 +156,7 @@ def test_a_kill_mid_unit_leaves_nothing_that_reads_as_complete(s3, s3_env, synth
 
 
 def test_storage_options_errors_do_not_echo_secrets(tmp_path, monkeypatch, capsys):
-    from flows.cli import main
+    from zsad.flows.cli import main
     with pytest.raises(SystemExit):
         main(["cache", "list", "--store", "s3://b/x.zarr", "--storage-options", '{"secret": "hunter2"}'])
     assert "credentials do not belong on a command line" in capsys.readouterr().err
@@ -171,7 +172,7 @@ def test_a_unit_rewritten_in_place_never_reads_mixed(s3, s3_env):
     import numpy as np
     from zarr.core.sync import sync
 
-    from stores.layout import encode_array
+    from zsad.stores.layout import encode_array
     store, key = s3.make_bucket("overlap") + "/zsad.zarr", "tiles/h/synthetic/pill/test/x"
     alice, bob = StageStore(store), StageStore(store)
     alice.write_unit(key, {"v": (np.arange(3), ("t",)), "w": (np.ones(2), ("u",))}, source="sha-1")
@@ -196,23 +197,25 @@ def test_a_misbehaving_object_store_still_gives_the_clean_store(s3, s3_env, synt
     """5 % of requests answered 503 SlowDown or cut after the server acted: every request is
     retried with backoff, the run completes, and the store equals a clean run's (the session's
     store, on a local disk), unit for unit."""
-    from flows.aggregate import run_variants
-    from flows.precompute import run_precompute
+    from zsad.flows.aggregate import run_variants
+    from zsad.flows.precompute import run_precompute
     from s3proxy import S3Proxy
     from units import unit_arrays
     from zsad.datasets import read_dataset
     samples, cfg = read_dataset("synthetic", str(synthetic_root)), PipelineConfig.tiny()
     clean = store_copy
-    run_variants(clean, "synthetic", "tiny", "seed")
+    run_variants(AggregateRequest(store=clean, dataset="synthetic", config="tiny", variants="seed"))
     with S3Proxy(s3.endpoint_url, fault_rate=0.05, seed=7) as proxy:
         monkeypatch.setenv("ZSAD_STORAGE_OPTIONS", json.dumps({"endpoint_url": proxy.endpoint_url}))
-        runtime.forget_stores()
+        worker.forget_stores()
         faulty = s3.make_bucket("faulty") + "/zsad.zarr"
-        out = run_precompute(samples, "synthetic", faulty, cfg, progress=False)
-        run_variants(faulty, "synthetic", "tiny", "seed")
-        assert out["failed"] == [] and proxy.faults > 20  # faults there were, and none surfaced
+        out = run_precompute(
+            PrecomputeRequest(store=faulty, progress=False, name="synthetic"), samples=samples, cfg=cfg
+        )
+        run_variants(AggregateRequest(store=faulty, dataset="synthetic", config="tiny", variants="seed"))
+        assert out.failed == () and proxy.faults > 20  # faults there were, and none surfaced
     monkeypatch.setenv("ZSAD_STORAGE_OPTIONS", json.dumps(s3.storage_options()))
-    runtime.forget_stores()
+    worker.forget_stores()
     units = complete_units(clean)
     assert {k.split("/", 1)[1] for k in units} and units == complete_units(faulty)
     a, b = unit_arrays(clean, units), unit_arrays(faulty, units)
@@ -229,8 +232,8 @@ def test_a_misbehaving_object_store_still_gives_the_clean_store(s3, s3_env, synt
 def test_a_unit_that_cannot_be_written_fails_its_image_only(s3, s3_env, synthetic_root, monkeypatch):
     """A write that keeps failing (retries exhausted) is that image's recorded failure; its unit
     never reads as complete; the other images go on; the rerun completes it."""
-    from flows.precompute import run_precompute
-    from stores import objectio
+    from zsad.flows.precompute import run_precompute
+    from zsad.stores import objectio
     from zsad.datasets import read_dataset
     samples, cfg = read_dataset("synthetic", str(synthetic_root)), PipelineConfig.tiny()
     store, victim = s3.make_bucket("unwritable") + "/zsad.zarr", samples[2]
@@ -243,15 +246,15 @@ def test_a_unit_that_cannot_be_written_fails_its_image_only(s3, s3_env, syntheti
         return write(self, key, arrays, attrs)
 
     monkeypatch.setattr(objectio.ObjectUnits, "write", fails_for_victim)
-    out = run_precompute(samples, "synthetic", store, cfg, progress=False)
-    assert [(f["path"], f["stage"]) for f in out["failed"]] == [(victim.path, "sam")]
-    assert "retries exhausted" in out["failed"][0]["error"] and len(out["done"]) == 7
+    out = run_precompute(PrecomputeRequest(store=store, progress=False, name="synthetic"), samples=samples, cfg=cfg)
+    assert [(f.path, f.stage) for f in out.failed] == [(victim.path, "sam")]
+    assert "retries exhausted" in out.failed[0].error and len(out.done) == 7
     key = f"sam/{plan_stages(cfg).hashes['sam']}/synthetic/{victim.class_name}/test/{victim.image_id}"
     assert not StageStore(store).is_complete(key)
     monkeypatch.setattr(objectio.ObjectUnits, "write", write)
-    runtime.forget_stores()
-    again = run_precompute(samples, "synthetic", store, cfg, progress=False)
-    assert again["failed"] == [] and len(again["done"]) == 8 and StageStore(store).is_complete(key)
+    worker.forget_stores()
+    again = run_precompute(PrecomputeRequest(store=store, progress=False, name="synthetic"), samples=samples, cfg=cfg)
+    assert again.failed == () and len(again.done) == 8 and StageStore(store).is_complete(key)
 
 
 def test_units_written_as_few_objects_read_back_everywhere(s3, s3_env):

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from stores import StageStore, Unit, unit_key
-from stores.keys import class_key
+from zsad.stores import StageStore, Unit, unit_key
+from zsad.stores.keys import class_key
 
 
 def test_key_grammar_and_validation():
@@ -21,8 +21,8 @@ def test_key_grammar_and_validation():
 @pytest.mark.parametrize("writer", ["zarr", "plain"])
 def test_crash_mid_write_leaves_nothing_that_looks_finished(tmp_path, monkeypatch, writer):
     """Ctrl-C after the arrays, before the marker, in either local writer (zarr-python for
-    large or text arrays, ``stores.fastio`` plain files for small numeric ones)."""
-    from stores import backends, fastio
+    large or text arrays, ``zsad.stores.fastio`` plain files for small numeric ones)."""
+    from zsad.stores import backends, fastio
     st = StageStore(tmp_path / "s.zarr")
     key = unit_key("isnet", "h1", Unit("d", "c", "test", "img"))
     st.write_unit(key, {"prob_hw": (np.ones((4, 4), np.uint8), ("y", "x"))}, source="sha")
@@ -67,7 +67,7 @@ def test_plain_units_read_by_zarr_and_xarray(tmp_path):
     import xarray as xr
     import zarr
 
-    from stores import fastio
+    from zsad.stores import fastio
     st = StageStore(tmp_path / "s.zarr")
     key = unit_key("fused", "h", Unit("d", "c", "test", "img"))
     rng = np.random.default_rng(0)
@@ -99,7 +99,7 @@ def test_temp_folders_of_dead_writers_are_swept_and_live_ones_kept(tmp_path):
     import os
     import subprocess
     import sys
-    from stores.temps import _HOST
+    from zsad.stores.temps import _HOST
     st = StageStore(tmp_path / "s.zarr")
     st.write_unit("tiles/abc/ds/cls/test/img", {"x": (np.zeros(3), ("t",))})
     split = tmp_path / "s.zarr" / "tiles" / "abc" / "ds" / "cls" / "test"
@@ -128,7 +128,7 @@ def test_a_folder_left_without_group_metadata_is_still_listed_and_repaired(tmp_p
     assert [u.image_id for u in StageStore(tmp_path / "s.zarr").list_units("tiles", "abc", "ds")] == ["a", "b", "c"]
 
 def test_read_only_view_refuses_every_write_and_the_store_is_unchanged(tmp_path):
-    from stores import StoreError
+    from zsad.stores import StoreError
     st = StageStore(tmp_path / "s.zarr")
     key = unit_key("isnet", "h1", Unit("d", "c", "test", "img"))
     st.write_unit(key, {"prob_hw": np.ones((2, 2), np.uint8)}, source="sha")
@@ -156,3 +156,19 @@ def test_schema_gives_dimensions_and_names_a_wrong_array(tmp_path):
         st.write_unit(key, {"boxes_xyxy": (np.zeros((1, 4)), ("box", "corner"))})
     with pytest.raises(ValueError, match="dataset/class/split/image_id"):
         Unit.parse("d/c/test")
+
+
+def test_a_pickled_store_reopens_as_this_process_store_and_stays_read_only(tmp_path):
+    """What a Dask worker or a Prefect task receives: the URL and the flag, reopened there."""
+    import pickle
+
+    from zsad.stores import StoreError, open_store
+    url = str(tmp_path / "s.zarr")
+    ro = open_store(url, read_only=True)
+    again = pickle.loads(pickle.dumps(ro))
+    assert again is ro and again.read_only and again.index is open_store(url).index
+    with pytest.raises(StoreError, match="read-only"):
+        again.write_unit("tiles/ab12/visa/pcb1/test/000", {})
+    assert pickle.loads(pickle.dumps(open_store(url))).read_only is False
+    fresh = pickle.loads(pickle.dumps(StageStore(url, read_only=True)))  # not this process's: reopened
+    assert fresh is ro

@@ -9,6 +9,7 @@ set and on a generated VisA-shaped store.
 
 from __future__ import annotations
 
+from zsad.flows.command_requests import AggregateRequest
 import math
 from pathlib import Path
 
@@ -34,8 +35,10 @@ def test_sigmoid_is_exact_at_extreme_logits():
     assert np.max(np.abs(got / exact - 1)) < 2 ** -23
     table = _LOGIT8["harmonic"][:33].astype(np.float64)  # 1 / p of the same codes
     assert np.max(np.abs(table * exact - 1)) < 2 ** -22
-    assert load_maps(store_maps(np.array([30.0, 0.0]), "logit8")).tolist() == [pytest.approx(1 / (1 + math.exp(-15.875))),
-                                                                              0.5]
+    assert load_maps(store_maps(np.array([30.0, 0.0]), "logit8")).tolist() == [
+        pytest.approx(1 / (1 + math.exp(-15.875))),
+        0.5,
+    ]
 
 
 def test_histogram_fpr_threshold_when_the_top_bin_holds_every_normal_pixel():
@@ -137,9 +140,9 @@ def test_one_component_and_empty_cases():
 def _reference(store_url: str, config: str, variants: str) -> dict[str, dict[str, float]]:
     """Per variant and class, metrics computed the plain way: every variant fuses its maps
     (rounded as the fused cache rounds them), pastes the full image and updates its own evaluator."""
-    from flows.configs import load_pipeline_config, variant_grid
-    from stores import StageStore, unit_key
-    from tasks.plan import plan_stages
+    from zsad.flows.configs import load_pipeline_config, variant_grid
+    from zsad.stores import StageStore, unit_key
+    from zsad.tasks.plan import plan_stages
     from zsad.aggregate import sample_score
     from zsad.datasets import ground_truth
     from zsad.evaluation import ClassEvaluator, evaluate_classes
@@ -193,18 +196,22 @@ def _assert_same(reference: dict, meta: dict) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("scheduler", ["synchronous", "processes"])
 def test_planned_grid_equals_per_variant_metrics_on_a_visa_shaped_store(tmp_path, scheduler):
-    from flows.aggregate import run_variants
+    from zsad.flows.aggregate import run_variants
     store = visa_store(tmp_path, 8)
-    meta = run_variants(store, "visa", "tiny", GRID, evaluate=True, scheduler=scheduler, chunk=3)
+    meta = run_variants(
+        AggregateRequest(
+            store=store, dataset="visa", config="tiny", variants=GRID, evaluate=True, scheduler=scheduler, chunk=3
+        )
+    )
     assert len(meta) == 16 and {m.scheduler for m in meta.values()} == {scheduler}
     _assert_same(_reference(store, "tiny", GRID), meta)
 
 
 @pytest.mark.slow
 def test_planned_grid_equals_per_variant_metrics_on_the_synthetic_set(store_copy):
-    from flows.aggregate import run_variants
+    from zsad.flows.aggregate import run_variants
     store = store_copy
-    meta = run_variants(store, "synthetic", "tiny", GRID, evaluate=True)
+    meta = run_variants(AggregateRequest(store=store, dataset="synthetic", config="tiny", variants=GRID, evaluate=True))
     _assert_same(_reference(store, "tiny", GRID), meta)
 
 
@@ -233,17 +240,18 @@ def test_float16_rounding_matches_numpy_at_the_extremes():
 def test_torch_pixel_path_equals_the_numpy_path(tmp_path, variants):
     """The ``--device cuda`` path (``zsad.torchpixels``) run on CPU tensors: the same counts as
     the host path, so the same metrics (region weights up to summation order)."""
-    from flows.aggregate import run_variants
-    from flows.configs import load_pipeline_config, variant_grid
-    from tasks.aggregate import AggregateRun, VariantJob, aggregate_units
-    from tasks.plan import plan_stages
+    from zsad.flows.aggregate import run_variants
+    from zsad.flows.configs import load_pipeline_config, variant_grid
+    from zsad.tasks.aggregate import AggregateRun, VariantJob, aggregate_units
+    from zsad.tasks.plan import plan_stages
     from zsad.evaluation import evaluate_classes
+    from zsad.stores import Unit, open_store
     store = visa_store(tmp_path, 6)
     plan = plan_stages(load_pipeline_config("tiny"))
-    host = run_variants(store, "visa", "tiny", variants, evaluate=True)
+    host = run_variants(AggregateRequest(store=store, dataset="visa", config="tiny", variants=variants, evaluate=True))
     jobs = tuple(VariantJob(plan.aggregate_hash(a), a) for a in variant_grid(variants))
-    units = [f"visa/capsules/test/{i:05d}" for i in range(6)]
-    run = AggregateRun(store, plan, jobs, evaluate=True, write=False, device="cpu")
+    units = [Unit("visa", "capsules", "test", f"{i:05d}") for i in range(6)]
+    run = AggregateRun(open_store(store, read_only=True), plan, jobs, evaluate=True, device="cpu")
     a, b = aggregate_units(run, units[:4]), aggregate_units(run, units[4:])
     dev = a.merge(b).evaluators(run)
     for job in jobs:
@@ -261,9 +269,11 @@ def test_torch_pixel_path_equals_the_numpy_path(tmp_path, variants):
 def test_device_cuda_without_a_gpu_is_refused_up_front(tmp_path):
     import torch
 
-    from flows.aggregate import run_variants
+    from zsad.flows.aggregate import run_variants
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible here")
     store = visa_store(tmp_path, 2)
     with pytest.raises(ValueError, match="no CUDA GPU is visible"):
-        run_variants(store, "visa", "tiny", "seed", evaluate=True, device="cuda")
+        run_variants(
+            AggregateRequest(store=store, dataset="visa", config="tiny", variants="seed", evaluate=True, device="cuda")
+        )

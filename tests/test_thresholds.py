@@ -89,7 +89,7 @@ def test_image_ids_never_merge_different_files():
 
 
 def test_variant_strings_are_parsed_strictly():
-    from flows.configs import variant_grid
+    from zsad.flows.configs import variant_grid
     assert len(variant_grid("grid")) == 72
     assert [v.logit_scale for v in variant_grid("logit_scale=clip,winclip,50")] == [None, 1 / 0.07, 50.0]
     assert [v.top_fraction for v in variant_grid("top_fraction=0.25,.25,0.5")] == [0.25, 0.5]  # one per value

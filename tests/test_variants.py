@@ -11,7 +11,7 @@ import hashlib
 
 import pytest
 
-from tasks.plan import plan_stages
+from zsad.tasks.plan import plan_stages
 from zsad.config import AggregateConfig, PipelineConfig, config_from_dict, stage_hash, to_jsonable
 from zsad.sweep import GRID, expand, format_axes, parse_axes, variant_grid, with_shots
 from zsad.variants import FewShot, Mutual, label
@@ -41,7 +41,9 @@ def test_zero_shot_hash_view_is_the_five_seed_fields():
     plan = plan_stages(PipelineConfig.tiny())
     view = {"fusion": "harmonic", "top_fraction": 0.25, "scale_by_tile_score": True, "seed_states": True,
             "logit_scale": None}
-    inputs = tuple(plan.hashes[s] for s in ("tiles", "clip_image", "clip_text", "clipseg")) + (plan.fused_hash("harmonic"),)
+    inputs = tuple(plan.hashes[s] for s in ("tiles", "clip_image", "clip_text", "clipseg")) + (
+        plan.fused_hash("harmonic"),
+    )
     assert AggregateConfig().hash_view() == view
     assert plan.aggregate_hash(AggregateConfig()) == stage_hash("aggregate", view, None, inputs)
 
@@ -137,3 +139,19 @@ def test_a_new_patch_field_keeps_the_hashes_of_variants_at_its_default():
     assert plus.hash_view() == plain.hash_view()
     assert AggregateConfig(patch=FewShotPlus(memory_limit=5)).hash_view() == {**plain.hash_view(), "memory_limit": 5}
     assert plus.record()["memory_limit"] == 0
+
+
+STAGE_PINNED = {  # the tiny config's stage hashes, computed before the stages were declared in zsad/stages.py
+    "image": "09a857d8421473c5", "isnet": "c47bf7b7d29d1297", "sam": "a0e55a9ce2d3e201",
+    "foreground": "240b93fb217f8ddd", "tiles": "c923dba5ff75b8e1", "clip_image": "2b3fe4478121011f",
+    "clip_text": "1ca9072e214ffe97", "clipseg": "de990a978f221366", "clip_patch": "071ffc7624434c30",
+}
+
+
+def test_stage_hashes_are_pinned():
+    from zsad.variants import Mutual
+    plan = plan_stages(PipelineConfig.tiny())
+    assert plan.hashes == STAGE_PINNED
+    assert (plan.fused_hash("harmonic"), plan.fused_hash("geometric")) == ("ffb18921dcc33371", "a0f4c8c277643580")
+    assert plan.mutual_hash(Mutual(mutual_fraction=0.3, neighbourhood=3)) == "74d44b8c7a7488bf"
+    assert plan.memory_hash({"shots": 4, "shot_seed": 0, "reference": None}) == "0d0fe601bd72d22a"

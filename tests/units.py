@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from stores import StageStore
+from zsad.stores import StageStore
 
 
 def complete_units(store: str) -> set[str]:

@@ -13,29 +13,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from .stages import STAGE_VERSIONS
+from .stages import stage as stage_decl
 from .variants import FUSIONS, MODES, AggregateConfig, FewShot, Mutual
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 FUSED_DTYPES = ("float16", "float32")  # the ``fused`` stage's maps (README: bytes vs effect on metrics)
 
-# Bump a stage's version whenever its code changes its output.
-STAGE_VERSIONS: dict[str, int] = {
-    "image": 2,  # 2: faithful decoding (EXIF orientation, 16-bit, float, alpha)
-    "isnet": 1,
-    "sam": 1,
-    "foreground": 1,
-    "tiles": 1,
-    "clip_image": 1,
-    "clip_text": 2,  # 2: tokens trimmed after the longest prompt (same up to float rounding; ~5x faster)
-    "clipseg": 2,  # 2: logits cached (logit8), not float16 probabilities
-    "clip_patch": 1,  # CLIP patch tokens per tile (opt-in: few-shot and mutual modes)
-    "memory": 1,  # per-class reference patch memory (few-shot)
-    "mutual": 1,  # per-image mutual patch scores against the other images of its class
-    "fused": 1,  # derived: the fused (T, h, w) CLIPSeg map of one fusion method, cached for re-aggregation
-    "aggregate": 3,  # 3: read fused maps; exact sigmoid of logit8 codes (was 14 % off at p ~ 1e-7); 2: maps only when asked
-    "thresholds": 1,  # not computed: decision thresholds stored under an aggregate variant's hash
-    "errors": 1,  # not computed: per-image failure records under the image stage's hash
-}
 
 
 @dataclass(frozen=True)
@@ -199,8 +183,7 @@ def stage_hash(stage: str, config: Any, weights_sha256: str | None = None,
         >>> stage_hash("tiles", {"min_tile": 352}) == stage_hash("tiles", {"min_tile": 353})
         False
     """
-    if stage not in STAGE_VERSIONS:
-        raise ValueError(f"unknown stage {stage!r}; expected one of {sorted(STAGE_VERSIONS)}")
+    stage_decl(stage)  # an unknown stage: a ValueError listing the declared ones
     payload = {
         "stage": stage,
         "version": STAGE_VERSIONS[stage],

@@ -1,7 +1,7 @@
 """Which images a few-shot or mutual variant compares against: drawing the shots, the leak check,
 and the digest naming a set of images.
 
-Pure Python/numpy: the store-facing side (``tasks.patches``) lists the candidates and reads
+Pure Python/numpy: the store-facing side (``zsad.tasks.patches``) lists the candidates and reads
 their records; these functions decide.
 """
 
