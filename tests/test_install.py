@@ -39,6 +39,7 @@ def test_the_trap_springs(project):
     assert out.returncode != 0 and "project folder's own tasks.py" in out.stderr
 
 
+@pytest.mark.slow  # subprocesses that import Prefect and Dask
 def test_public_api_from_a_project_with_its_own_tasks_flows_and_stores(project):
     code = ("import sys\n"
             "from zsad.flows.aggregate import run_variants\n"
@@ -52,6 +53,7 @@ def test_public_api_from_a_project_with_its_own_tasks_flows_and_stores(project):
     _run([sys.executable, "-c", code], project)
 
 
+@pytest.mark.slow  # four CLI processes
 def test_cli_from_a_project_with_its_own_tasks_flows_and_stores(project):
     zsad = Path(sys.executable).with_name("zsad")
     assert "aggregate" in _run([str(zsad), "--help"], project).stdout

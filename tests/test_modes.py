@@ -99,15 +99,8 @@ def test_second_run_recomputes_nothing(modes_store, results):
 
 
 def test_references_never_scored_and_shots_are_seeded(modes_store, results):
-    meta = run_variants(
-        AggregateRequest(
-            store=modes_store["store"],
-            dataset="synthetic",
-            config="tiny",
-            variants="mode=few-shot;shots=2;shot_seed=0,1",
-            classes=["pill"],
-        )
-    )
+    pill = AggregateRequest(store=modes_store["store"], dataset="synthetic", config="tiny", classes=["pill"])
+    meta = run_variants(pill.replace(variants="mode=few-shot;shots=2;shot_seed=0,1"))
     assert all(m.n_images == 14 for m in meta.values())  # the 4 train images are not test images
     st = worker.open_store(modes_store["store"])
     refs = {}
@@ -116,15 +109,7 @@ def test_references_never_scored_and_shots_are_seeded(modes_store, results):
             refs[attrs["config"]["shot_seed"]] = st.read_attrs(f"memory/{h}/synthetic/pill")["references"]
     assert len(refs[0]) == 2 and refs[0] != refs[1] and all("/train/" in r for r in refs[0] + refs[1])
     with pytest.raises(ValueError, match="only 4 reference image"):
-        run_variants(
-            AggregateRequest(
-                store=modes_store["store"],
-                dataset="synthetic",
-                config="tiny",
-                variants="mode=few-shot;shots=5",
-                classes=["pill"],
-            )
-        )
+        run_variants(pill.replace(variants="mode=few-shot;shots=5"))
 
 
 def test_patch_layers_key_the_patch_stage_alone():
@@ -177,28 +162,11 @@ def test_read_only_mutual_writes_nothing_and_agrees(modes_store, results):
     st = worker.open_store(modes_store["store"])
     spec = "mode=mutual;mutual_fraction=0.5;combine=patch"
     before = st.writes
-    ro = run_variants(
-        AggregateRequest(
-            store=modes_store["store"],
-            dataset="synthetic",
-            config="tiny",
-            variants=spec,
-            classes=["washer"],
-            read_only=True,
-            evaluate=True,
-        )
-    )
+    request = AggregateRequest(store=modes_store["store"], dataset="synthetic", config="tiny", variants=spec,
+                               classes=["washer"], evaluate=True)
+    ro = run_variants(request.replace(read_only=True))
     assert st.writes == before
-    rw = run_variants(
-        AggregateRequest(
-            store=modes_store["store"],
-            dataset="synthetic",
-            config="tiny",
-            variants=spec,
-            classes=["washer"],
-            evaluate=True,
-        )
-    )
+    rw = run_variants(request)
     assert st.writes > before
     (vh,) = ro
     for cls in ("washer",):
@@ -223,81 +191,24 @@ def test_predict_few_shot_against_a_reference_folder_and_mutual(modes_store, tmp
     refs = tmp_path / "known-good"
     shutil.copytree(root / "washer" / "train" / "good", refs)
     images = [str(p) for p in sorted((root / "washer" / "test").glob("*/000.png"))]
-    out = run_predict(
-        PredictRequest(
-            paths=images,
-            class_name="washer",
-            store=store,
-            threshold="0.5",
-            out=str(tmp_path / "p"),
-            name="line",
-            reference=str(refs),
-            progress=False,
-            echo=False,
-        )
-    )
+    request = PredictRequest(paths=images, class_name="washer", store=store, threshold="0.5", out=str(tmp_path / "p"),
+                             name="line", reference=str(refs), progress=False, echo=False)
+    out = run_predict(request)
     assert out["n_scored"] == len(images) == 5 and out["n_failed"] == 0
     labels = {r["variant"] for r in out["rows"]}
     assert len(labels) == 1 and "/few-shotall@line-ref-" in labels.pop()
     assert all(r["heatmap"] for r in out["rows"])
     st = worker.open_store(store)
     before = st.writes
-    again = run_predict(
-        PredictRequest(
-            paths=images,
-            class_name="washer",
-            store=store,
-            threshold="0.5",
-            out=str(tmp_path / "p2"),
-            name="line",
-            reference=str(refs),
-            progress=False,
-            echo=False,
-        )
-    )
+    again = run_predict(request.replace(out=str(tmp_path / "p2")))
     assert st.writes == before  # references, memory and scores all cached
     assert [r["sample_score"] for r in again["rows"]] == [r["sample_score"] for r in out["rows"]]
     with pytest.raises(ValueError, match="is reference"):
-        run_predict(
-            PredictRequest(
-                paths=[str(refs / "000.png")],
-                class_name="washer",
-                store=store,
-                threshold="0.5",
-                out=str(tmp_path / "p3"),
-                name="line",
-                reference=str(refs),
-                progress=False,
-                echo=False,
-            )
-        )
-    mutual = run_predict(
-        PredictRequest(
-            paths=images,
-            class_name="washer",
-            store=store,
-            threshold="0.5",
-            out=str(tmp_path / "p4"),
-            name="line",
-            variant="mode=mutual",
-            progress=False,
-            echo=False,
-        )
-    )
+        run_predict(request.replace(paths=[str(refs / "000.png")], out=str(tmp_path / "p3")))
+    mutual = run_predict(request.replace(out=str(tmp_path / "p4"), variant="mode=mutual", reference=None))
     assert mutual["n_scored"] == 5 and "/mutual0.3/" in mutual["rows"][0]["variant"]
     with pytest.raises(ValueError, match="takes none"):
-        run_predict(
-            PredictRequest(
-                paths=images,
-                class_name="washer",
-                store=store,
-                threshold="0.5",
-                variant="mode=mutual",
-                reference=str(refs),
-                progress=False,
-                echo=False,
-            )
-        )
+        run_predict(request.replace(variant="mode=mutual"))
 
 
 def test_cli_evaluate_with_a_reference_folder_and_shots(modes_store, tmp_path, capsys):
@@ -341,19 +252,9 @@ def test_a_broken_reference_is_named_and_the_others_are_used(modes_store, tmp_pa
     shutil.copytree(root / "pill" / "train" / "good", refs)
     (refs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not an image")
     images = [str(p) for p in sorted((root / "pill" / "test").glob("*/000.png"))]
-    out = run_predict(
-        PredictRequest(
-            paths=images,
-            class_name="pill",
-            store=store,
-            threshold="0.5",
-            out=str(tmp_path / "p"),
-            name="brk",
-            reference=str(refs),
-            progress=False,
-            echo=False,
-        )
-    )
+    out = run_predict(PredictRequest(paths=images, class_name="pill", store=store, threshold="0.5",
+                                     out=str(tmp_path / "p"), name="brk", reference=str(refs), progress=False,
+                                     echo=False))
     scored = [r for r in out["rows"] if r["status"] == "scored"]
     errors = [r for r in out["rows"] if r["status"] == "error"]
     assert len(scored) == len(images) == 5

@@ -78,23 +78,11 @@ def test_predict_folder_with_a_corrupt_file(line, tmp_path, capsys):
 def test_predict_second_run_computes_nothing(line, tmp_path):
     folder, store = line
     from zsad.flows.predict import run_predict
-    run_predict(
-        PredictRequest(
-            paths=[str(folder)], class_name="pill", store=store, out=str(tmp_path / "a"), echo=False, progress=False
-        )
-    )
+    first = PredictRequest(paths=[str(folder)], class_name="pill", store=store, out=str(tmp_path / "a"), echo=False,
+                           progress=False)
+    run_predict(first)
     writes = worker.open_store(store).writes
-    again = run_predict(
-        PredictRequest(
-            paths=[str(folder)],
-            class_name="pill",
-            store=store,
-            out=str(tmp_path / "b"),
-            echo=False,
-            progress=False,
-            heatmaps=False,
-        )
-    )
+    again = run_predict(first.replace(out=str(tmp_path / "b"), heatmaps=False))
     assert worker.open_store(store).writes == writes and again["n_scored"] == 4
 
 
@@ -141,17 +129,8 @@ def test_evaluate_stores_f1_thresholds_that_predict_uses(prefect_harness, synthe
     assert results[VH].thresholds["pill"]["image_f1"] == expected
     # predict on the same images with --threshold auto takes the F1 threshold (auto prefers it)
     from zsad.flows.predict import run_predict
-    out = run_predict(
-        PredictRequest(
-            paths=[str(Path(synthetic_root) / "pill" / "test")],
-            class_name="pill",
-            store=store,
-            out=str(tmp_path / "p"),
-            echo=False,
-            progress=False,
-            heatmaps=False,
-        )
-    )
+    out = run_predict(PredictRequest(paths=[str(Path(synthetic_root) / "pill" / "test")], class_name="pill",
+                                     store=store, out=str(tmp_path / "p"), echo=False, progress=False, heatmaps=False))
     assert out["threshold"] == expected and out["threshold_source"].startswith("stored f1")
 
 

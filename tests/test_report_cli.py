@@ -76,29 +76,15 @@ def test_variants_page_ranks_every_variant_best_first(cached_run, tmp_path):
     assert f"<code>{best}</code>" in (tmp_path / "v" / "report.html").read_text()  # the full report is the best's
     assert f'{100 * mean[best]["sample_f1_max"]:.1f}</td>' in html
     # from evaluate's metrics.json: same ranking, no recomputation of the other variants' metrics
-    again = build_report(
-        ReportRequest(
-            store=cached_run,
-            dataset="synthetic",
-            config="tiny",
-            out=str(tmp_path / "v2"),
-            results=str(tmp_path / "res" / "metrics.json"),
-        )
-    )
+    from_results = ReportRequest(store=cached_run, dataset="synthetic", config="tiny", out=str(tmp_path / "v2"),
+                                 results=str(tmp_path / "res" / "metrics.json"))
+    again = build_report(from_results)
     assert _ranked_hashes(again.read_text()) == expected
     bad = json.loads((tmp_path / "res" / "metrics.json").read_text())
     bad[best]["config"]["fusion"] = "arithmetic"
     (tmp_path / "bad.json").write_text(json.dumps(bad))
     with pytest.raises(ValueError, match="another pipeline config"):
-        build_report(
-            ReportRequest(
-                store=cached_run,
-                dataset="synthetic",
-                config="tiny",
-                out=str(tmp_path / "v3"),
-                results=str(tmp_path / "bad.json"),
-            )
-        )
+        build_report(from_results.replace(out=str(tmp_path / "v3"), results=str(tmp_path / "bad.json")))
 
 
 @pytest.mark.slow
