@@ -64,9 +64,8 @@ def text_and_clipseg(device: str) -> list[tuple]:
 
 def decoding_and_records(n_images: int) -> list[tuple]:
     from zsad.flows.precompute import run_precompute
-    from zsad.stores import StageStore
-    from zsad.tasks import decoded
-    from zsad.tasks import worker
+    from zsad.stores import StageStore, unit_key
+    from zsad.tasks import decoded, runner, worker
     from zsad.config import PipelineConfig
     from zsad.datasets import SyntheticSpec, read_dataset, write_synthetic
     work = Path(tempfile.mkdtemp(prefix="zsad-bench-wins-"))
@@ -90,7 +89,7 @@ def decoding_and_records(n_images: int) -> list[tuple]:
     rows.append(("cold precompute, tiny models (s per image)", cold[False][0] / n, cold[True][0] / n,
                  f"decodes per image {cold[False][1]:.0f} -> {cold[True][1]:.0f}"))
     reads = {"n": 0}
-    original_attrs, original_source = StageStore.complete_attrs, worker.image_source
+    original_attrs, original_source = StageStore.complete_attrs, runner.image_source
 
     def counted(self, key, source=None):
         reads["n"] += 1
@@ -102,7 +101,7 @@ def decoding_and_records(n_images: int) -> list[tuple]:
     StageStore.complete_attrs = counted
     warm = {}
     for memo in (False, True):
-        worker.image_source = original_source if memo else every_time
+        runner.image_source = original_source if memo else every_time  # where pending() looks it up
         worker.forget_stores()
         reads["n"] = 0
         t, _ = timed(
@@ -114,7 +113,7 @@ def decoding_and_records(n_images: int) -> list[tuple]:
             3,
         )
         warm[memo] = (t, reads["n"] / 3 / n)
-    worker.image_source, StageStore.complete_attrs = original_source, original_attrs
+    runner.image_source, StageStore.complete_attrs = original_source, original_attrs
     rows.append(("warm precompute (ms per image)", 1000 * warm[False][0] / n, 1000 * warm[True][0] / n,
                  f"store reads per image {warm[False][1]:.0f} -> {warm[True][1]:.0f}"))
     return rows

@@ -23,7 +23,7 @@ from zsad.stores import StageStore, Unit, open_store
 from zsad.sweep import expand, parse_axes, with_shots
 from zsad.tasks.aggregate import AggregateRun, Row, VariantJob, aggregate_units, merge_chunks
 from zsad.tasks.patches import Context, patch_contexts
-from zsad.tasks.plan import StagePlan, plan_stages
+from zsad.tasks.plan import plan_stages
 from zsad.tasks.worker import begin_run
 
 from .cluster import check_shared_store, cluster_threads, dask_client
@@ -83,7 +83,7 @@ def _chunks(units: list[Unit], chunk: int | None, workers: int) -> list[list[Uni
     return [units[i: i + chunk] for i in range(0, len(units), chunk)]
 
 
-def variant_configs(request: AggregateRequest, plan: StagePlan) -> list[AggregateConfig]:
+def variant_configs(request: AggregateRequest) -> list[AggregateConfig]:
     """The request's variants, parsed once: its ``configs``, else its ``variants`` text with
     ``shots``/``shot_seed``/``reference`` (a reference folder is cached into the store first)."""
     if request.configs is not None:
@@ -140,7 +140,7 @@ def _run_variants(request: AggregateRequest, st: StageStore, run_id: str, client
         raise ValueError(f"{st.url}: no images of data set {r.dataset!r} (classes {list(r.classes or []) or 'all'}) "
                          "are cached for this config; run `zsad precompute` first")
     meta, jobs = {}, []
-    for agg in variant_configs(r, plan):
+    for agg in variant_configs(r):
         vh = plan.aggregate_hash(agg)
         if not st.read_only:
             st.ensure_stage("aggregate", vh, to_jsonable(agg), plan.aggregate_inputs(agg))

@@ -183,10 +183,9 @@ def stage_hash(stage: str, config: Any, weights_sha256: str | None = None,
         >>> stage_hash("tiles", {"min_tile": 352}) == stage_hash("tiles", {"min_tile": 353})
         False
     """
-    stage_decl(stage)  # an unknown stage: a ValueError listing the declared ones
     payload = {
         "stage": stage,
-        "version": STAGE_VERSIONS[stage],
+        "version": stage_decl(stage).version,  # an unknown stage: a ValueError listing the declared ones
         "config": to_jsonable(config),
         "weights": weights_sha256,
         "inputs": list(inputs),
