@@ -8,6 +8,7 @@ accumulators (merged pairwise, so memory stays bounded), and no map needs to be 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 import uuid
@@ -153,8 +154,15 @@ def _run_variants(request: AggregateRequest, st: StageStore, run_id: str, client
         meta[vh].contexts[cls] = ctx
     device = r.device or "cpu"
     torch_device = None if check_device(device) == "cpu" else device  # the host's numpy path on a CPU
-    run = AggregateRun(st, plan, tuple(jobs), contexts, overwrite=r.overwrite, save_maps=r.save_maps,
+    musc_jobs = [j for j in jobs if j.config.mode == "musc"]
+    tile_jobs = tuple(j for j in jobs if j.config.mode != "musc")
+    run = AggregateRun(st, plan, tile_jobs, contexts, overwrite=r.overwrite, save_maps=r.save_maps,
                        evaluate=r.evaluate, pixel_size=r.pixel_size, device=torch_device, run_id=run_id)
+    if musc_jobs:
+        _add_musc(r, dataclasses.replace(run, variants=tuple(musc_jobs)), units, client.get if client else scheduler,
+                  meta)
+    if not tile_jobs:
+        return _finished(meta, scheduler)
     workers = (
         cluster_threads(client) if client else 1 if scheduler in ("synchronous", "sync") else (os.cpu_count() or 1)
     )
@@ -169,15 +177,38 @@ def _run_variants(request: AggregateRequest, st: StageStore, run_id: str, client
             (result,) = dask.compute(*tasks, scheduler=scheduler)
     if not st.read_only:  # what this process's threads wrote, into the unit index at once (object storage)
         st.index.flush(("aggregate", "fused"))
-    for row in result.rows:
-        m = meta[row.variant]
-        m.n_images += 1
-        m.written += int(row.written)
-        if r.evaluate:
-            m.rows.setdefault(row.unit.class_name, []).append(row)
+    _add_rows(meta, result.rows, r.evaluate)
     if r.evaluate:
         for (vh, cls), ev in sorted(result.evaluators(run).items()):
             meta[vh].evaluators[cls] = ev
+    return _finished(meta, scheduler)
+
+
+def _add_rows(meta: dict[str, VariantOutcome], rows: list[Row], evaluate: bool) -> None:
+    for row in rows:
+        m = meta[row.variant]
+        m.n_images += 1
+        m.written += int(row.written)
+        if evaluate:
+            m.rows.setdefault(row.unit.class_name, []).append(row)
+
+
+def _add_musc(r: AggregateRequest, run: AggregateRun, units: list[Unit], scheduler: Any,
+              meta: dict[str, VariantOutcome]) -> None:
+    """The run's MuSc variants (``zsad.tasks.musc_variants``): their rows and evaluators."""
+    from zsad.tasks.musc_variants import run_musc_variants
+    out = run_musc_variants(run, list(run.variants), units, r.dataset, scheduler=scheduler, protocol=r.protocol,
+                            device=r.device or "cpu")
+    if not run.store.read_only:
+        run.store.index.flush(("aggregate", "musc"))
+    _add_rows(meta, out.rows, r.evaluate)
+    for (vh, cls), ev in sorted(out.evaluators.items()):
+        meta[vh].evaluators[cls] = ev
+    for (vh, cls), ctx in out.contexts.items():
+        meta[vh].contexts[cls] = ctx
+
+
+def _finished(meta: dict[str, VariantOutcome], scheduler: str) -> dict[str, VariantOutcome]:
     for m in meta.values():
         m.scheduler = scheduler
     return meta

@@ -24,7 +24,7 @@ from typing import ClassVar
 from zsad.config import PRECISIONS
 from zsad.datasets import DATASET_KINDS
 from zsad.stores import Unit
-from zsad.variants import FUSIONS, AggregateConfig
+from zsad.variants import FUSIONS, PROTOCOLS, AggregateConfig
 
 from .cli_args import fraction, fusions_arg, positive_int
 from .request_fields import STORE, Request, cli_fields  # noqa: F401 - re-exported: the requests' module names them all
@@ -101,7 +101,7 @@ class AggregateRequest(Request):
     text; ``units`` restricts the run to these images; ``evaluate`` streams labelled images into
     metric accumulators; ``pixel_size`` resizes maps and masks first; ``read_only`` writes nothing."""
 
-    HIDDEN: ClassVar[tuple[str, ...]] = ("read_only", "device", "pixel_size")
+    HIDDEN: ClassVar[tuple[str, ...]] = ("read_only", "device", "pixel_size", "protocol")
 
     store: str = store_option()
     dataset: str = option("synthetic", "--dataset", "data set name in the store (default: its kind)")
@@ -132,6 +132,9 @@ class AggregateRequest(Request):
                                 "(default: the host)")
     pixel_size: int | None = option(None, "--pixel-size", "evaluate pixels at this square size (default: full)",
                                     type=positive_int)
+    protocol: str = option("zsad", "--protocol", "MuSc variants: zsad = maps and masks at each image's size; musc = "
+                           "at the token stage's square size, masks as MuSc resizes them (its README's rows)",
+                           choices=PROTOCOLS)
     configs: tuple[AggregateConfig, ...] | None = None
     units: tuple[Unit, ...] | None = None
     evaluate: bool = False
@@ -182,7 +185,14 @@ class FilesRequest(Request):
     device: str | None = device_option()
     reference: str | None = reference_option("few-shot: a folder of normal images of the class to compare the "
                                              "images' patches with")
+    against: str | None = option(None, "--against", "MuSc: score each file against the cached test images of the "
+                                 "class in this data set of the store (a batch), not against each other")
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.against is not None and self.reference is not None:
+            raise ValueError("--against (MuSc, a cached batch) and --reference (few-shot) exclude each other")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -270,3 +280,4 @@ class NightlyRequest(Request):
     out_dir: str = "zsad-runs"
     device: str | None = None
     reference: str | None = None
+    against: str | None = None  # MuSc: the store's data set whose cached images of the class are the batch

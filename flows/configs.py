@@ -8,28 +8,40 @@ import json
 from pathlib import Path
 from typing import Any
 
-from zsad.config import AggregateConfig, PipelineConfig, SamGeneratorConfig, config_from_dict
+from zsad.config import AggregateConfig, ModelSpec, MuscTokensConfig, PipelineConfig, SamGeneratorConfig, config_from_dict
 from zsad.sweep import variant_grid
 from zsad.variants import label as variant_label
 
 CHEAPER_SAM = {"paper-sam16": 16, "paper-sam8": 8}  # points per side (the paper: 32)
+B16 = ModelSpec("clip", "ViT-B-16-plus-240", "laion400m_e32")
+MUSC = {  # the seed's pipeline plus MuSc's tokens: MuSc's README rows (VisA/MVTec AD backbone tables)
+    "musc": MuscTokensConfig(),  # ViT-L-14-336 (OpenAI), 518 px, blocks 5/11/17/23: its default
+    "musc-b16": MuscTokensConfig(B16, 240, (2, 5, 8, 11)),  # its README names no layers: the quarter points
+    "musc-b16-512": MuscTokensConfig(B16, 512, (2, 5, 8, 11)),
+}
+NAMED = ("paper", *CHEAPER_SAM, *MUSC, "tiny", "musc-tiny")
 
 
 def load_pipeline_config(name_or_path: str, **overrides: Any) -> PipelineConfig:
     """``paper`` (the seed's models), ``paper-sam16``/``paper-sam8`` (the same with SAM's point
     grid at 16x16 / 8x8: cheaper on a CPU, not the seed's setting; see the README's figures),
-    ``tiny`` (random tiny models) or a JSON file of a ``PipelineConfig``."""
+    ``musc``/``musc-b16``/``musc-b16-512`` (the seed's plus MuSc's tokens, ``MUSC``), ``tiny``
+    and ``musc-tiny`` (random tiny models) or a JSON file of a ``PipelineConfig``."""
     if name_or_path == "paper":
         cfg = PipelineConfig.paper()
     elif name_or_path in CHEAPER_SAM:
         cfg = PipelineConfig.paper(sam_generator=SamGeneratorConfig(points_per_side=CHEAPER_SAM[name_or_path]))
+    elif name_or_path in MUSC:
+        cfg = PipelineConfig.paper(musc=MUSC[name_or_path])
     elif name_or_path == "tiny":
         cfg = PipelineConfig.tiny()
+    elif name_or_path == "musc-tiny":  # random tiny models; MuSc's tokens of the tiny CLIP at 96 px (6 x 6)
+        cfg = PipelineConfig.tiny(musc=MuscTokensConfig(ModelSpec("clip", "tiny"), 96, (0, 1)))
     else:
         path = Path(name_or_path)
         if not path.is_file():
-            raise ValueError(f"config {name_or_path!r} is neither 'paper', 'paper-sam16', 'paper-sam8', 'tiny' nor an "
-                             "existing JSON file")
+            raise ValueError(f"config {name_or_path!r} is neither one of {', '.join(NAMED)} nor an existing JSON "
+                             "file")
         try:
             cfg = config_from_dict(PipelineConfig, json.loads(path.read_text()))
         except (json.JSONDecodeError, TypeError, ValueError) as exc:

@@ -18,7 +18,8 @@ from .evaluate import evaluate
 from .precompute import precompute
 from .command_requests import DemoRequest, EvaluateRequest, PrecomputeRequest, ReportRequest
 
-DEMO_MODES = "mode=zero-shot,few-shot,mutual"  # one cache, three modes: no normal images / a few / the batch
+DEMO_MODES = "mode=zero-shot,few-shot,mutual,musc"  # one cache: no normal images / a few / the batch / MuSc
+DEMO_CONFIG = "musc-tiny"  # the tiny models, and MuSc's tokens of the tiny CLIP
 DEMO_SWEEP = f"{DEMO_MODES};fusion=harmonic,geometric;top_fraction=0.25,1"  # the report's variants page: 12
 
 
@@ -43,24 +44,24 @@ def write_heatmaps(store: str, dataset: str, config: str, out_dir: Path, agg: Ag
 
 def run_demo(request: DemoRequest, *, report: bool = True) -> dict[str, Any]:
     """Write a synthetic data set, precompute with tiny models (test images, and the train split's
-    normal images as few-shot references, with patch tokens), evaluate the three modes, draw
-    heatmaps, and report a sweep."""
+    normal images as few-shot references, with patch tokens and MuSc's tokens), evaluate the four
+    modes (MuSc beside the seed), draw heatmaps, and report a sweep."""
     out_dir = Path(request.out)
     data, store = out_dir / "data", str(out_dir / "store.zarr")
     t0 = time.perf_counter()
     if not (data / "pill").is_dir():
         write_synthetic(data, SyntheticSpec(image_size=request.image_size, n_train=4))  # 4 references per class
-    test = PrecomputeRequest(dataset="synthetic", root=str(data), store=store, config="tiny", patches=True)
+    test = PrecomputeRequest(dataset="synthetic", root=str(data), store=store, config=DEMO_CONFIG, patches=True)
     first = precompute(test)
     precompute(test.replace(split="train", progress=False))
     second = precompute(test.replace(progress=False))
-    results = evaluate(EvaluateRequest(store=store, dataset="synthetic", config="tiny", variants=DEMO_MODES,
+    results = evaluate(EvaluateRequest(store=store, dataset="synthetic", config=DEMO_CONFIG, variants=DEMO_MODES,
                                        out_dir=str(out_dir / "results")))
-    heatmaps = write_heatmaps(store, "synthetic", "tiny", out_dir / "heatmaps")
+    heatmaps = write_heatmaps(store, "synthetic", DEMO_CONFIG, out_dir / "heatmaps")
     report_path = None
     if report:
         from .report import build_report
-        report_path = build_report(ReportRequest(store=store, dataset="synthetic", config="tiny",
+        report_path = build_report(ReportRequest(store=store, dataset="synthetic", config=DEMO_CONFIG,
                                                  out=str(out_dir / "report"), variants=DEMO_SWEEP))
     return {"precompute": first, "cached_rerun": second, "results": results, "heatmaps": len(heatmaps),
             "report": str(report_path) if report_path else None, "seconds": time.perf_counter() - t0}

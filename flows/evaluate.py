@@ -11,7 +11,7 @@ from typing import Any
 
 from prefect import flow
 
-from zsad.evaluation import evaluate_classes, seed_table
+from zsad.evaluation import evaluate_classes, musc_backbone_note, seed_table
 from zsad.stores import StageStore, open_store
 
 from .aggregate import VariantOutcome, run_variants
@@ -60,7 +60,7 @@ def variant_results(meta: VariantOutcome, st: StageStore, dataset: str, variant_
     return VariantResult(meta.label, meta.config, evaluate_classes(evaluators), thresholds)
 
 
-def write_results(out_dir: Path, results: dict[str, VariantResult]) -> list[Path]:
+def write_results(out_dir: Path, results: dict[str, VariantResult], dataset: str = "") -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps({vh: v.record() for vh, v in results.items()}, indent=2,
                                                      default=lambda v: None))
@@ -77,6 +77,8 @@ def write_results(out_dir: Path, results: dict[str, VariantResult]) -> list[Path
     for vh, v in results.items():
         for level in ("sample", "pixel"):
             md += [f"### {v.label} ({vh}): {level}-level F1-max (%)", "", seed_table(v.metrics, level), ""]
+        note = musc_backbone_note(dataset) if v.config.get("mode") == "musc" else None
+        md += [note, ""] if note else []
     (out_dir / "tables.md").write_text("\n".join(md))
     return [out_dir / "metrics.json", out_dir / "metrics.csv", out_dir / "tables.md"]
 
@@ -91,12 +93,15 @@ def run_evaluate(request: EvaluateRequest) -> dict[str, VariantResult]:
     meta = run_variants(r)
     st = open_store(r.store, read_only=r.read_only)
     results = {vh: variant_results(m, st, r.dataset, vh, r.fpr, r.pixel_size) for vh, m in meta.items()}
-    write_results(Path(r.out_dir), results)
+    write_results(Path(r.out_dir), results, r.dataset)
     if r.echo:
         for vh, v in results.items():
             print(f"\n{v.label} ({vh})")
             for level in ("sample", "pixel"):
                 print(f"{level}-level F1-max (%):\n" + seed_table(v.metrics, level))
+            note = musc_backbone_note(r.dataset) if v.config.get("mode") == "musc" else None
+            if note:
+                print(note + (" (at MuSc's protocol: --protocol musc)" if r.protocol != "musc" else ""))
         where = "not stored (--read-only)" if r.read_only else f"stored in {r.store} (thresholds/<variant>/<class>)"
         print(f"\nthresholds {where}; metrics in {r.out_dir}")
     return results

@@ -67,7 +67,7 @@ def nightly(request: NightlyRequest) -> dict[str, Any]:
     summary = run_predict(PredictRequest(paths=tuple(str(f) for f in fresh), class_name=r.class_name, store=r.store,
                                          config=r.config, threshold=r.threshold, out=str(run_dir), variant=r.variant,
                                          name=name, device=r.device, progress=False, echo=False,
-                                         reference=r.reference or None)) if fresh else \
+                                         reference=r.reference or None, against=r.against or None)) if fresh else \
         {"n_scored": 0, "n_failed": 0, "n_anomalous": 0, "rows": [], "scores_csv": None,
          "threshold_source": "(nothing to score)", "threshold": None}
     summary.update(n_new=len(fresh), n_total=total)

@@ -93,7 +93,11 @@ def score_files(request: FilesRequest, paths: tuple[str, ...], agg: AggregateCon
     files (few-shot against the images of folder ``request.reference`` when given; a mutual
     variant compares the files with each other)."""
     r = request
-    cfg = load_pipeline_config(r.config, device=r.device, patches=True if agg.mode != "zero-shot" else None)
+    if r.against is not None and agg.mode != "musc":
+        raise ValueError(f"--against scores MuSc variants against a cached batch; {variant_label(agg)!r} is "
+                         f"{agg.mode}: use --variant mode=musc")
+    cfg = load_pipeline_config(r.config, device=r.device, patches=True if agg.mode not in ("zero-shot", "musc")
+                               else None)
     vh = plan_stages(cfg).aggregate_hash(agg)
     files, errors, skipped = collect_files(list(paths))
     if r.reference is not None:
@@ -107,10 +111,24 @@ def score_files(request: FilesRequest, paths: tuple[str, ...], agg: AggregateCon
                              cfg=cfg)
         errors += pre.failed
         done = set(pre.done)
-        if done:  # maps saved for the panels
+        if done and r.against is not None:  # MuSc: each file against the cached batch
+            _against(r, cfg, agg, sorted(done))
+        elif done:  # maps saved for the panels
             run_variants(AggregateRequest(store=r.store, dataset=r.name, config=r.config, configs=(agg,),
                                           units=tuple(sorted(done)), save_maps=True))
     return Scored([(s, u if u in done else None) for s, u in zip(samples, units)], errors, skipped, vh)
+
+
+def _against(r: FilesRequest, cfg, agg: AggregateConfig, units: list[Unit]) -> None:
+    """``--against``: the files scored as new members of the cached batch of their class."""
+    from zsad.tasks.musc_new import score_against
+    st, plan = open_store(r.store), plan_stages(cfg)
+    batch = [u for u in st.list_units("musc_tokens", plan.hashes["musc_tokens"], r.against, [r.class_name])
+             if u.split != "train"]
+    if not batch:
+        raise ValueError(f"{r.store}: data set {r.against!r} has no cached MuSc tokens of class {r.class_name!r}; "
+                         f"run `zsad precompute --name {r.against} --config {r.config} ...` first")
+    score_against(st, plan, agg, units, batch, r.against, device=r.device or "cpu")
 
 
 def _error_row(err: Failure, class_name: str, status: str = "error") -> dict[str, Any]:

@@ -146,6 +146,11 @@ def pixel_map(store: StageStore, plan: StagePlan, agg: AggregateConfig, unit: Un
     """One image's (H, W) float32 anomaly map for variant ``agg``, computed now (nothing is
     written); ``context``: the variant's patch context for the image's class (few-shot, mutual)."""
     job = VariantJob(plan.aggregate_hash(agg), agg)
+    if agg.mode == "musc":
+        from .musc_variants import musc_pixel_map  # torch-based: only MuSc variants
+        if context is None:
+            raise ValueError(f"{unit.path}: a MuSc variant's map needs its class's context (run_variants makes it)")
+        return musc_pixel_map(AggregateRun(store.read_only_view(), plan, (job,)), agg, unit, context)
     contexts = {} if context is None else {(job.variant_hash, unit.class_name): context}
     run = AggregateRun(store.read_only_view(), plan, (job,), contexts)
     facts = ImageFacts.from_attrs(store.read_attrs(unit_key("image", plan.hashes["image"], unit)))

@@ -174,7 +174,7 @@ def patch_contexts(store: StageStore, plan: StagePlan, variants: list[tuple[str,
                    ) -> dict[tuple[str, str], Context]:
     """``(variant hash, class) -> context`` for the few-shot and mutual variants among ``variants``
     (zero-shot ones need none). Checks that every test image has patch features."""
-    patch_variants = [(vh, a) for vh, a in variants if a.patch is not None]
+    patch_variants = [(vh, a) for vh, a in variants if isinstance(a.patch, (FewShot, Mutual))]
     if not patch_variants:
         return {}
     parsed = list(units)

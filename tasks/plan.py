@@ -14,7 +14,7 @@ from typing import Any
 from zsad.config import AggregateConfig, ModelSpec, PipelineConfig, stage_hash, to_jsonable
 from zsad.prompts import localising_prompts
 from zsad.stages import STAGES
-from zsad.variants import Mutual
+from zsad.variants import Musc, Mutual
 from zsad.weights import locate_weights
 
 PATCH_STAGE = "clip_patch"  # opt-in (PipelineConfig.patches): written by the clip_image task
@@ -33,8 +33,12 @@ class StagePlan:
     configs: dict[str, Any]
     inputs: dict[str, dict[str, str]]
     weights: dict[str, str | None]
-    patches: bool = False
+    opted: frozenset[str] = frozenset()  # the PipelineConfig switches that are on (``Stage.opt_in``)
     fused_dtype: str = "float16"
+
+    @property
+    def patches(self) -> bool:
+        return "patches" in self.opted
 
     def fused_config(self, fusion: str) -> dict[str, Any]:
         """What a ``fused`` unit depends on besides the CLIPSeg maps (its group records it)."""
@@ -55,10 +59,18 @@ class StagePlan:
         return stage_hash("aggregate", agg.hash_view(), None, tuple(self.aggregate_inputs(agg).values()))
 
     def aggregate_inputs(self, agg: AggregateConfig | None = None) -> dict[str, str]:
-        stages = ("tiles", "clip_image", "clip_text", "clipseg")
-        if agg is not None and agg.patch is not None:
-            stages += (PATCH_STAGE,)
-        fused = {"fused": self.fused_hash(agg.fusion)} if agg is not None else {}
+        """The stages a variant reads: the zero-shot ones (and its fusion's ``fused`` maps); a
+        few-shot or mutual variant also the patches; a MuSc one its tokens (and the foreground
+        of a hybrid), the zero-shot ones only when averaged with them (``combine=mean``)."""
+        zero_shot = ("tiles", "clip_image", "clip_text", "clipseg")
+        musc = agg.patch if agg is not None and isinstance(agg.patch, Musc) else None
+        if musc is None:
+            stages = zero_shot + ((PATCH_STAGE,) if agg is not None and agg.patch is not None else ())
+        else:
+            stages = (zero_shot if musc.combine == "mean" else ()) + ("musc_tokens",) + \
+                (("isnet", "foreground") if musc.foreground != "none" else ())
+        fused = {"fused": self.fused_hash(agg.fusion)} if agg is not None and (musc is None or musc.combine == "mean") \
+            else {}
         return {**{s: self.hashes[s] for s in stages}, **fused}
 
     def memory_hash(self, selection: dict[str, Any]) -> str:
@@ -70,9 +82,19 @@ class StagePlan:
         """A mutual variant's per-image scores: its fraction and neighbourhood over the patch stage."""
         return stage_hash("mutual", mutual_config(mutual), None, (self.hashes[PATCH_STAGE],))
 
+    def musc_hash(self, r: int, same_position: int | None) -> str:
+        """MuSc's nearest-patch distances at neighbourhood size ``r`` (``musc`` stage) over the
+        token stage; the batch each image is compared with is checked per unit."""
+        return stage_hash("musc", musc_config(r, same_position), None, (self.hashes["musc_tokens"],))
+
     def stages(self) -> tuple[str, ...]:
         """The stages a precompute with this config writes (the opt-in ones when asked)."""
-        return tuple(s.name for s in HASHED_STAGES if not s.opt_in or self.patches)
+        return tuple(s.name for s in HASHED_STAGES if not s.opt_in or s.opt_in in self.opted)
+
+
+def musc_config(r: int, same_position: int | None) -> dict[str, Any]:
+    """What a ``musc`` unit depends on besides the tokens and the batch (its group records it)."""
+    return {"r": r, "same_position": same_position}
 
 
 def mutual_config(mutual: Mutual) -> dict[str, Any]:
@@ -105,13 +127,24 @@ def stage_configs(cfg: PipelineConfig) -> dict[str, Any]:
         "clip_text": {"model": _spec(cfg.clip), "object_name": cfg.prompts.object_name},
         "clipseg": {"model": _spec(cfg.clipseg), "prompts": list(localising_prompts(cfg.prompts.localising)),
                     "map_dtype": cfg.map_dtype, **_batching(cfg)},
+        "musc_tokens": None if cfg.musc is None else {
+            "model": _spec(cfg.musc.clip), "image_size": cfg.musc.image_size, "layers": list(cfg.musc.layers),
+            **({"precision": cfg.precision} if cfg.precision != "fp32" else {})},
     }
+
+
+def model_spec(cfg: PipelineConfig, model: str) -> ModelSpec | None:
+    """The spec a stage's ``model`` names (``musc``: the MuSc backbone, None when it is off)."""
+    if model == "musc":
+        return None if cfg.musc is None else cfg.musc.clip
+    return getattr(cfg, model)
 
 
 def plan_stages(cfg: PipelineConfig) -> StagePlan:
     """Each precompute stage's hash over its config, its declared inputs' hashes and the sha256 of
     its model's weights (``zsad.stages``)."""
-    weights = {s.model: locate_weights(getattr(cfg, s.model))[1] for s in HASHED_STAGES if s.model}
+    specs = {s.model: model_spec(cfg, s.model) for s in HASHED_STAGES if s.model}
+    weights = {m: locate_weights(spec)[1] for m, spec in specs.items() if spec is not None}
     configs = stage_configs(cfg)
     hashes: dict[str, str] = {}
     inputs: dict[str, dict[str, str]] = {}
@@ -119,5 +152,6 @@ def plan_stages(cfg: PipelineConfig) -> StagePlan:
         inputs[st.name] = {d: hashes[d] for d in st.inputs}
         hashes[st.name] = stage_hash(st.name, configs[st.name], weights.get(st.model),
                                      tuple(inputs[st.name].values()))
-    return StagePlan(hashes, configs, inputs, {s.name: weights.get(s.model) for s in HASHED_STAGES}, cfg.patches,
+    opted = frozenset(s.opt_in for s in HASHED_STAGES if s.opt_in and getattr(cfg, s.opt_in))
+    return StagePlan(hashes, configs, inputs, {s.name: weights.get(s.model) for s in HASHED_STAGES}, opted,
                      cfg.fused_dtype)

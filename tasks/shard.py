@@ -23,13 +23,14 @@ from .failures import Failure, clear_failures, record_failures
 from .foreground import foreground
 from .image import register_images
 from .isnet import isnet_maps
+from .musc_tokens import musc_tokens
 from .runner import ShardJob
 from .worker import MODEL_LOADS, begin_run, start_shard
 from .sam import sam_masks
 from .tiles import tiles
 
 STAGE_TASKS = {"isnet": isnet_maps, "sam": sam_masks, "foreground": foreground, "tiles": tiles,
-               "clip_image": clip_image, "clipseg": clipseg_maps}  # stage -> the task that computes it
+               "clip_image": clip_image, "clipseg": clipseg_maps, "musc_tokens": musc_tokens}  # stage -> the task that computes it
 SHARD_STAGES = tuple(s.name for s in STAGES if s.kind == "precompute" and s.per == "image" and s.inputs
                      and s.written_by is None)  # "image" is registered first; per-class stages run per class
 if set(SHARD_STAGES) != set(STAGE_TASKS):

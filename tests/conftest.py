@@ -111,14 +111,19 @@ def precomputed_store(synthetic_root, tmp_path_factory):
     return store
 
 
-@pytest.fixture()
-def store_copy(precomputed_store, tmp_path):
-    """A private copy of ``precomputed_store`` (a local folder copy: seconds less than a precompute)."""
+def copy_store(src: str, dest) -> str:
+    """A private copy of the store ``src`` at ``dest`` (a local folder copy: seconds less than a
+    precompute); this process's open stores forgotten."""
     from zsad.tasks import worker
-    dest = tmp_path / "store.zarr"
-    shutil.copytree(precomputed_store, dest)
+    shutil.copytree(src, dest)
     worker.forget_stores()
     return str(dest)
+
+
+@pytest.fixture()
+def store_copy(precomputed_store, tmp_path):
+    """A private copy of ``precomputed_store``."""
+    return copy_store(precomputed_store, tmp_path / "store.zarr")
 
 
 @pytest.fixture(scope="session")

@@ -230,7 +230,7 @@ def test_cli_weights_list_and_bad_config(capsys, tmp_path, monkeypatch):
                                           "vit_b_16_plus_240-laion400m_e32-699c4b84.pt"}
     assert all(str(tmp_path) in r["looked_in"] for r in rows)
     assert main(["aggregate", "--store", str(tmp_path / "s.zarr"), "--config", "nope.json"]) == 2
-    assert "'tiny' nor an existing JSON file" in capsys.readouterr().err
+    assert "musc-tiny nor an existing JSON file" in capsys.readouterr().err
 
 
 def test_weights_fetch_checks_sha256(tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ def test_declared_in_dependency_order_with_known_inputs_and_models():
     for s in STAGES:
         assert set(s.inputs) <= seen, f"{s.name} reads {set(s.inputs) - seen}, declared after it"
         assert s.kind in ("precompute", "derived", "record") and s.per in ("image", "class")
-        assert s.model in (None, "isnet", "sam", "clip", "clipseg")
+        assert s.model in (None, "isnet", "sam", "clip", "clipseg", "musc")
         assert (s.model is None) == (s.kind != "precompute" or s.name in ("image", "foreground", "tiles"))
         seen.add(s.name)
     assert len(seen) == len(STAGES)
@@ -27,7 +27,8 @@ def test_the_plan_reads_inputs_models_and_order_from_the_declaration(monkeypatch
     tiny = PipelineConfig.tiny()
     plan = plan_mod.plan_stages(tiny)
     assert plan.stages() == ("image", "isnet", "sam", "foreground", "tiles", "clip_image", "clip_text", "clipseg")
-    assert dataclasses.replace(plan, patches=True).stages()[:7] == plan.stages()[:6] + ("clip_patch",)
+    assert dataclasses.replace(plan, opted=frozenset({"patches"})).stages()[:7] == plan.stages()[:6] + ("clip_patch",)
+    assert dataclasses.replace(plan, opted=frozenset({"musc"})).stages() == plan.stages() + ("musc_tokens",)
     for s in plan_mod.HASHED_STAGES:
         assert plan.inputs[s.name] == {d: plan.hashes[d] for d in s.inputs}
         assert plan.hashes[s.name] == stage_hash(s.name, plan.configs[s.name], plan.weights[s.name],
@@ -58,12 +59,12 @@ def test_schema_keys_and_versions_come_from_the_declaration():
 
 def test_the_shard_runs_the_declared_per_image_stages_in_order():
     from zsad.tasks import shard
-    assert shard.SHARD_STAGES == ("isnet", "sam", "foreground", "tiles", "clip_image", "clipseg")
+    assert shard.SHARD_STAGES == ("isnet", "sam", "foreground", "tiles", "clip_image", "clipseg", "musc_tokens")
     assert shard.IMAGE_STAGES == tuple(shard.STAGE_TASKS[n] for n in shard.SHARD_STAGES)
 
 
 def test_prune_order_is_the_declaration_order_after_precompute():
-    assert LATER_STAGES == ("fused", "memory", "mutual", "aggregate", "thresholds", "errors")
+    assert LATER_STAGES == ("fused", "memory", "mutual", "musc", "aggregate", "thresholds", "errors")
 
 
 def test_a_stage_is_a_frozen_record():

@@ -151,7 +151,23 @@ STAGE_PINNED = {  # the tiny config's stage hashes, computed before the stages w
 def test_stage_hashes_are_pinned():
     from zsad.variants import Mutual
     plan = plan_stages(PipelineConfig.tiny())
-    assert plan.hashes == STAGE_PINNED
+    assert {k: v for k, v in plan.hashes.items() if k != "musc_tokens"} == STAGE_PINNED  # MuSc's: below
     assert (plan.fused_hash("harmonic"), plan.fused_hash("geometric")) == ("ffb18921dcc33371", "a0f4c8c277643580")
     assert plan.mutual_hash(Mutual(mutual_fraction=0.3, neighbourhood=3)) == "74d44b8c7a7488bf"
     assert plan.memory_hash({"shots": 4, "shot_seed": 0, "reference": None}) == "0d0fe601bd72d22a"
+
+
+def test_musc_hashes_are_pinned_and_leave_the_others_alone():
+    """MuSc's stages and variants (the musc-tiny config); the stages every other variant reads keep
+    their hashes when MuSc's tokens are switched on."""
+    from zsad.flows.configs import load_pipeline_config
+    plan = plan_stages(load_pipeline_config("musc-tiny"))
+    assert {k: v for k, v in plan.hashes.items() if k != "musc_tokens"} == STAGE_PINNED
+    assert plan.hashes["musc_tokens"] == "741d99f8928d3345"
+    assert (plan.musc_hash(1, None), plan.musc_hash(3, 0)) == ("f9bcb5a829da8a72", "270336ca85d83e5b")
+    hashes = [plan.aggregate_hash(a) for a in
+              variant_grid("mode=musc;r_list=1-3-5,1-3;rscin=true,false;combine=patch,mean;foreground=none,restrict")]
+    assert len(set(hashes)) == 16 and hashes[0] == "49e86dd5805a98c8"
+    assert hashlib.sha256(" ".join(hashes).encode()).hexdigest()[:16] == "5ebcefb699b6f48c"
+    # MuSc alone reads only its tokens: a change to the seed's stages leaves its hash as it is
+    assert set(plan.aggregate_inputs(variant_grid("mode=musc")[0])) == {"musc_tokens"}

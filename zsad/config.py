@@ -91,6 +91,24 @@ class PromptConfig:
 
 
 @dataclass(frozen=True)
+class MuscTokensConfig:
+    """MuSc's whole-image features (the ``musc_tokens`` stage): each image resized to
+    ``image_size`` square (bicubic, as MuSc's transform), position embeddings interpolated to
+    its grid, the tokens (class token first) after the residual blocks ``layers`` (0-based) and
+    the normalised image embedding (RsCIN's class token). Default: MuSc's own setup."""
+
+    clip: ModelSpec = ModelSpec("clip", "ViT-L-14-336", "openai")
+    image_size: int = 518
+    layers: tuple[int, ...] = (5, 11, 17, 23)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.image_size, int) or self.image_size < 1:
+            raise ValueError(f"MuscTokensConfig.image_size must be a whole number of pixels, got {self.image_size!r}")
+        if not self.layers or any(not isinstance(i, int) or i < 0 for i in self.layers):
+            raise ValueError(f"MuscTokensConfig.layers must be block indices >= 0 (0-based), got {self.layers!r}")
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     """Everything the method needs. ``paper()`` is the seed's setup, ``tiny()`` the CPU demo."""
 
@@ -107,6 +125,7 @@ class PipelineConfig:
     fused_dtype: str = "float16"
     patches: bool = False
     patch_layers: tuple[int, ...] | None = None
+    musc: MuscTokensConfig | None = None
     device: str = "cpu"
     batch_size: int = 16
     images_per_batch: int = 1
@@ -117,7 +136,8 @@ class PipelineConfig:
         None = the last block of each quarter of the tower) that the few-shot and mutual modes read.
         ``images_per_batch`` > 1 batches tiles of several images through CLIP and CLIPSeg (fills
         a GPU; results equal the exact per-image mode up to float rounding, so they get their own
-        stage hash); ``precision`` ``bf16``/``fp16`` runs those two encoders under autocast."""
+        stage hash); ``precision`` ``bf16``/``fp16`` runs those two encoders under autocast.
+        ``musc`` adds the ``musc_tokens`` stage (MuSc's whole-image tokens, ``zsad.musc``)."""
         if not isinstance(self.images_per_batch, int) or self.images_per_batch < 1:
             raise ValueError(f"images_per_batch must be a whole number >= 1 (1 = exact per-image batches), "
                              f"got {self.images_per_batch!r}")
@@ -204,7 +224,8 @@ def config_from_dict(cls: type, data: dict[str, Any]) -> Any:
         if key not in fields:
             raise ValueError(f"{cls.__name__} has no field {key!r}; known fields: {sorted(fields)}")
         ftype = fields[key].type
-        sub = _DATACLASSES.get(ftype if isinstance(ftype, str) else getattr(ftype, "__name__", ""))
+        name = ftype if isinstance(ftype, str) else getattr(ftype, "__name__", "")
+        sub = _DATACLASSES.get(name.split("|")[0].strip())  # "MuscTokensConfig | None" -> MuscTokensConfig
         if sub is not None and isinstance(value, dict):
             value = config_from_dict(sub, value)
         elif isinstance(value, list):
@@ -214,7 +235,7 @@ def config_from_dict(cls: type, data: dict[str, Any]) -> Any:
 
 
 _DATACLASSES = {c.__name__: c for c in (ModelSpec, SamGeneratorConfig, ForegroundConfig, TilingConfig,
-                                         PromptConfig, AggregateConfig, PipelineConfig)}
+                                         PromptConfig, AggregateConfig, MuscTokensConfig, PipelineConfig)}
 __all__ = ["MODES", "FUSIONS", "FewShot", "Mutual", "ModelSpec", "SamGeneratorConfig", "ForegroundConfig",
-           "TilingConfig", "PromptConfig", "AggregateConfig", "PipelineConfig", "stage_hash", "to_jsonable",
+           "TilingConfig", "PromptConfig", "AggregateConfig", "MuscTokensConfig", "PipelineConfig", "stage_hash", "to_jsonable",
            "config_from_dict", "STAGE_VERSIONS"]

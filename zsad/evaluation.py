@@ -27,6 +27,24 @@ PUBLISHED = {
         "VVV (seed)": (29.5, 11.0, 4.7, 21.7, 31.9, 20.2, 24.6, 7.2, 24.5, 63.4, 31.3, 19.6, 24.2),
     },
 }
+# MuSc's published rows (F1-max, %; github.com/xrli-U/MuSc README, ViT-L-14-336 at 518 px), VisA in VISA_ORDER
+PUBLISHED["sample"]["MuSc (ViT-L-14-336, 518)"] = (84.36, 88.66, 86.92, 92.89, 86.43, 91.26, 82.76, 69.96, 95.57,
+                                                   96.45, 97.44, 96.04, 89.06)
+PUBLISHED["pixel"]["MuSc (ViT-L-14-336, 518)"] = (80.49, 34.38, 40.23, 46.38, 50.85, 39.56, 21.90, 11.06, 74.88,
+                                                  61.33, 58.13, 67.56, 48.90)
+MVTEC_ORDER = ("bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut", "pill", "screw",
+               "tile", "toothbrush", "transistor", "wood", "zipper")
+PUBLISHED_MVTEC = {  # MuSc's MVTec AD rows (F1-max, %), in MVTEC_ORDER then the mean
+    "sample": {"MuSc (ViT-L-14-336, 518)": (99.21, 97.30, 94.88, 99.44, 96.49, 98.55, 100.0, 97.38, 95.89, 88.89,
+                                            100.0, 100.0, 95.00, 98.33, 99.17, 97.37)},
+    "pixel": {"MuSc (ViT-L-14-336, 518)": (79.17, 60.97, 49.80, 73.33, 43.94, 73.41, 62.84, 46.22, 65.54, 41.87,
+                                           74.71, 70.19, 59.24, 68.64, 62.48, 62.16)},
+}
+# MuSc's backbone table (mean F1-max %, image / pixel): the rows zsad's musc configs reproduce
+MUSC_BACKBONES = {
+    "visa": {"musc": (89.06, 48.90), "musc-b16": (81.61, 37.84), "musc-b16-512": (84.22, 43.27)},
+    "mvtec": {"musc": (97.37, 62.16), "musc-b16": (95.43, 52.23), "musc-b16-512": (96.50, 60.71)},
+}
 
 
 @dataclass
@@ -146,19 +164,36 @@ def seed_rows(results: dict[str, dict[str, float]], level: str = "sample", metri
               ours: str = "zsad", published: bool = True) -> tuple[list[str], list[list[str]]]:
     """The seed's layout as (header, rows of cells): classes as columns, methods as rows, in %.
 
-    The published rows are shown only when the classes are VisA's (they are VisA numbers).
+    The published rows are shown when the classes are VisA's (the seed's, WinCLIP's,
+    APRIL-GAN's and MuSc's) or MVTec AD's (MuSc's).
     """
     classes = [c for c in results if c != "mean"]
-    if set(classes) == set(VISA_ORDER):
-        classes = list(VISA_ORDER)
+    table = None
+    for order, rows_by_level in ((VISA_ORDER, PUBLISHED), (MVTEC_ORDER, PUBLISHED_MVTEC)):
+        if set(classes) == set(order):
+            classes, table = list(order), rows_by_level
     header = ["method", *classes, "Mean"]
     rows = []
     key = f"{level}_{metric}"
-    if published and metric == "f1_max" and set(classes) == set(VISA_ORDER):
-        rows += [[name, *(f"{v:.1f}" for v in values)] for name, values in PUBLISHED[level].items()]
+    if published and metric == "f1_max" and table is not None:
+        rows += [[name, *(f"{v:.1f}" for v in values)] for name, values in table[level].items()]
     rows.append([ours, *(_fmt(results[c].get(key, math.nan)) for c in classes),
                  _fmt(results["mean"].get(key, math.nan))])
     return header, rows
+
+
+def musc_backbone_note(dataset: str) -> str | None:
+    """MuSc's published means for the data set a store name starts with (``visa``, ``mvtec``), or None.
+
+    Example:
+        >>> musc_backbone_note("visa-2024")
+        "MuSc's README (VisA mean F1-max %, image / pixel): musc 89.06 / 48.90, musc-b16 81.61 / 37.84, musc-b16-512 84.22 / 43.27"
+    """
+    kind = next((k for k in MUSC_BACKBONES if dataset.lower().startswith(k)), None)
+    if kind is None:
+        return None
+    rows = ", ".join(f"{name} {a:.2f} / {b:.2f}" for name, (a, b) in MUSC_BACKBONES[kind].items())
+    return f"MuSc's README ({'VisA' if kind == 'visa' else 'MVTec AD'} mean F1-max %, image / pixel): {rows}"
 
 
 def seed_table(results: dict[str, dict[str, float]], level: str = "sample", metric: str = "f1_max",

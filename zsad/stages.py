@@ -15,7 +15,7 @@ Example:
     >>> STAGE["foreground"].inputs, STAGE["sam"].model, STAGE["clip_text"].per
     (('isnet', 'sam'), 'sam', 'class')
     >>> [s.name for s in STAGES if s.kind == "derived"]
-    ['fused', 'memory', 'mutual', 'aggregate']
+    ['fused', 'memory', 'mutual', 'musc', 'aggregate']
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ MAPS = "maps_tlhw"
 FUSED = "fused_thw"
 PIXEL_MAP = "pixel_map_hw"
 MUTUAL_SCORES = "scores_tyx"
+TOKENS = "tokens_ltc"  # MuSc's whole-image tokens: layer, token (class token first), channel
+CLASS_TOKEN = "class_d"  # the normalised image embedding (RsCIN's class token)
+NEAREST = "nearest_lnp"  # MuSc: layer, other image of the batch, patch
 PATCH_DIMS = ("tile", "layer", "y", "x", "channel")
 
 
@@ -48,8 +51,10 @@ class Stage:
         inputs: the stages whose hashes enter this one's (precompute stages; a derived stage's
             inputs are the stages it reads).
         arrays: array name -> dimension names (what xarray shows).
-        model: the model family it runs (``isnet``, ``sam``, ``clip``, ``clipseg``), or None.
-        opt_in: computed only when the config asks (``PipelineConfig.patches``).
+        model: the ``PipelineConfig`` model it runs (``isnet``, ``sam``, ``clip``, ``clipseg``;
+            ``musc``: ``PipelineConfig.musc.clip``), or None.
+        opt_in: the ``PipelineConfig`` field that switches the stage on (``patches``, ``musc``),
+            or None (always computed).
         written_by: another stage's task writes it (the patch tokens come with the embeddings).
     """
 
@@ -60,7 +65,7 @@ class Stage:
     inputs: tuple[str, ...] = ()
     arrays: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     model: str | None = None
-    opt_in: bool = False
+    opt_in: str | None = None
     written_by: str | None = None
     history: str = ""
 
@@ -76,7 +81,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("tiles", 1, "precompute", inputs=("foreground",),
           arrays={BOXES: ("tile", "corner"), COMPONENTS: ("tile",), "kind_t": ("tile",)}),
     Stage("clip_image", 1, "precompute", inputs=("tiles",), arrays={EMBEDDINGS: ("tile", "embed")}, model="clip"),
-    Stage("clip_patch", 1, "precompute", inputs=("tiles",), arrays={PATCHES: PATCH_DIMS}, model="clip", opt_in=True,
+    Stage("clip_patch", 1, "precompute", inputs=("tiles",), arrays={PATCHES: PATCH_DIMS}, model="clip", opt_in="patches",
           written_by="clip_image", history="CLIP patch tokens per tile (few-shot and mutual modes)"),
     Stage("clip_text", 2, "precompute", per="class", model="clip",
           arrays={"emb_pd": ("prompt", "embed"), "anomalous_p": ("prompt",), "seed_extension_p": ("prompt",),
@@ -85,12 +90,17 @@ STAGES: tuple[Stage, ...] = (
     Stage("clipseg", 2, "precompute", inputs=("tiles",), model="clipseg",
           arrays={MAPS: ("tile", "prompt", "y", "x"), "prompt": ("prompt",)},
           history="2: logits cached (logit8), not float16 probabilities"),
+    Stage("musc_tokens", 1, "precompute", inputs=("image",), model="musc", opt_in="musc",
+          arrays={TOKENS: ("layer", "token", "channel"), CLASS_TOKEN: ("embed",)},
+          history="MuSc's whole-image ViT tokens (float16) and class token (float32), zsad.musc"),
     Stage("fused", 1, "derived", inputs=("image", "tiles", "clipseg"), arrays={FUSED: ("tile", "y", "x")},
           history="the fused (T, h, w) CLIPSeg map of one fusion method"),
     Stage("memory", 1, "derived", per="class", inputs=("clip_patch",), arrays={PATCHES: PATCH_DIMS},
           history="per-class reference patch memory (few-shot)"),
     Stage("mutual", 1, "derived", inputs=("clip_patch",), arrays={MUTUAL_SCORES: ("tile", "y", "x")},
           history="per-image mutual patch scores against the other images of its class"),
+    Stage("musc", 1, "derived", inputs=("musc_tokens",), arrays={NEAREST: ("layer", "other", "patch")},
+          history="MuSc's nearest-patch distances of an image to each other image of its batch, per r (float32)"),
     Stage("aggregate", 3, "derived", inputs=("tiles", "clip_image", "clip_text", "clipseg", "fused"),
           arrays={PIXEL_MAP: ("y", "x")},
           history="3: read fused maps; exact sigmoid of logit8 codes (was 14 % off at p ~ 1e-7); 2: maps only when "

@@ -32,18 +32,21 @@ GRID: Axes = {
     "logit_scale": (None, 1 / 0.07),  # CLIP's own (100), WinCLIP's temperature 0.07
 }
 SCALE_NAMES = {"clip": None, "winclip": 1 / 0.07}
+NONE_WORDS = ("none", "all", "default")  # a None value of a tuple field, or of same_position
+NONE_FIELDS = ("same_position",)
 
 
 def _kinds() -> tuple[dict[str, tuple[type, tuple]], dict[str, type]]:
-    """Each field a sweep may name (the variant classes' fields): the type of its default (a
-    ``None`` default is a number) and its ``choices`` when they are a closed set; and the first
-    class declaring it (which checks its values)."""
+    """Each field a sweep may name (the variant classes' fields): its ``kind`` metadata or the
+    type of its default (a ``None`` default is a number) and its ``choices`` when they are a
+    closed set; and the first class declaring it (which checks its values)."""
     kinds: dict[str, tuple[type, tuple]] = {"mode": (str, MODES)}
     owners: dict[str, type] = {}
     for cls in (AggregateConfig, *PATCH_MODES.values()):
         for f in dataclasses.fields(cls):
             if f.name != "patch" and f.name not in owners:
-                kinds[f.name] = (float if f.default is None else type(f.default), f.metadata.get("choices", ()))
+                kind = f.metadata.get("kind") or (float if f.default is None else type(f.default))
+                kinds[f.name] = (kind, f.metadata.get("choices", ()))
                 owners[f.name] = cls
     return kinds, owners
 
@@ -84,6 +87,14 @@ def parse_value(key: str, v: str) -> Any:
     kind, allowed = KINDS[key]
     if key == "logit_scale" and v.lower() in SCALE_NAMES:
         return SCALE_NAMES[v.lower()]
+    if v.lower() in NONE_WORDS and (kind is tuple or key in NONE_FIELDS):
+        return None
+    if kind is tuple:  # whole numbers joined by "-": r_list=1-3-5
+        try:
+            return tuple(int(x) for x in v.split("-"))
+        except ValueError:
+            raise ValueError(f"aggregation field {key!r} takes whole numbers joined by '-' (1-3-5) or "
+                             f"{'/'.join(NONE_WORDS)}, got {v!r}") from None
     if kind is bool:
         if v.lower() not in ("true", "false"):
             raise ValueError(f"aggregation field {key!r} takes true or false, got {v!r}")
@@ -151,4 +162,8 @@ def format_axes(axes: Axes) -> str:
 def _text(key: str, v: Any) -> str:
     if key == "logit_scale" and v in SCALE_NAMES.values():
         return next(name for name, s in SCALE_NAMES.items() if s == v)
+    if isinstance(v, tuple):
+        return "-".join(map(str, v))
+    if v is None:
+        return "none"
     return str(v).lower() if isinstance(v, bool) else (repr(v) if isinstance(v, float) else str(v))

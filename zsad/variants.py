@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 FUSIONS = ("harmonic", "arithmetic", "geometric")  # how per-prompt CLIPSeg maps are combined
-MODES = ("zero-shot", "few-shot", "mutual")
+MODES = ("zero-shot", "few-shot", "mutual", "musc")
+PROTOCOLS = ("zsad", "musc")  # how MuSc variants are evaluated: maps at each image's size, or MuSc's square
+MUSC_FOREGROUNDS = ("none", "restrict", "weight")  # MuSc's map alone, times the seed's foreground, times IS-Net
 COMBINES = ("mean", "patch")
 ZERO_SHOT_FIELDS = ("fusion", "top_fraction", "scale_by_tile_score", "seed_states", "logit_scale")
 # The flat patch fields of the records and hashes made before the nested config (a mode that
@@ -95,7 +97,77 @@ class Mutual:
             raise ValueError(f"Mutual.mutual_fraction must be in (0, 1], got {self.mutual_fraction!r}")
 
 
-PATCH_MODES: dict[str, type] = {FewShot.MODE: FewShot, Mutual.MODE: Mutual}
+def _ints(value: Any, name: str, *, at_least: int = 0, odd: bool = False) -> tuple[int, ...]:
+    """``value`` (a sequence of whole numbers) as a tuple, checked."""
+    out = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+    if not out or any(not isinstance(v, int) or isinstance(v, bool) or v < at_least or (odd and v % 2 == 0)
+                      for v in out):
+        what = "odd whole numbers >= 1" if odd else f"whole numbers >= {at_least}"
+        raise ValueError(f"Musc.{name} must be {what} (in a sweep: 1-3-5), got {value!r}")
+    return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class Musc:
+    """MuSc (``zsad.musc``): whole-image tokens of each test image against the other test images
+    of its class, then RsCIN. The defaults are MuSc's own; everything re-runs from the cache.
+
+    Attributes:
+        r_list: LNAMD neighbourhood sizes (MuSc: 1, 3, 5); in a sweep ``r_list=1-3-5,1-3``.
+        musc_layers: indices into the cached layers (``MuscTokensConfig.layers``) to average;
+            None: all (MuSc).
+        musc_fraction: share of the other images averaged per patch (MuSc: 0.3, as ``int``).
+        rscin: re-score the image scores with RsCIN (MuSc: on).
+        k_list: RsCIN's k list; None: the data set's (VisA 1-8-9, MVTec AD and others 1-2-3).
+        divide_num: MuSc's subsets: each class split into this many batches (MuSc: 1).
+        same_position: None (MuSc) or compare each patch only with the other images' patches
+            within that many grid steps of its position (aligned parts; 0: the same position).
+        foreground: ``none`` (MuSc), ``restrict`` (the map times the seed's SAM/IS-Net
+            foreground mask) or ``weight`` (times the IS-Net probability).
+        combine: ``patch`` (MuSc's map and score) or ``mean`` (averaged with the seed's
+            zero-shot map and sample score, as WinCLIP+ combines).
+    """
+
+    MODE: ClassVar[str] = "musc"
+    r_list: tuple[int, ...] = field(default=(1, 3, 5), metadata={"kind": tuple})
+    musc_layers: tuple[int, ...] | None = field(default=None, metadata={"kind": tuple})
+    musc_fraction: float = 0.3
+    rscin: bool = True
+    k_list: tuple[int, ...] | None = field(default=None, metadata={"kind": tuple})
+    divide_num: int = 1
+    same_position: int | None = field(default=None, metadata={"kind": int})
+    foreground: str = field(default="none", metadata={"choices": MUSC_FOREGROUNDS})
+    combine: str = field(default="patch", metadata={"choices": COMBINES})
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "r_list", _ints(self.r_list, "r_list", at_least=1, odd=True))
+        if self.musc_layers is not None:
+            object.__setattr__(self, "musc_layers", _ints(self.musc_layers, "musc_layers"))
+        if self.k_list is not None:
+            object.__setattr__(self, "k_list", _ints(self.k_list, "k_list", at_least=1))
+        if not isinstance(self.musc_fraction, (int, float)) or not 0 < self.musc_fraction <= 1:
+            raise ValueError(f"Musc.musc_fraction must be in (0, 1], got {self.musc_fraction!r}")
+        if not isinstance(self.divide_num, int) or self.divide_num < 1:
+            raise ValueError(f"Musc.divide_num must be a whole number >= 1, got {self.divide_num!r}")
+        if self.same_position is not None and (not isinstance(self.same_position, int) or self.same_position < 0):
+            raise ValueError(f"Musc.same_position must be None or a whole number of grid steps >= 0, "
+                             f"got {self.same_position!r}")
+        if self.foreground not in MUSC_FOREGROUNDS:
+            raise ValueError(f"Musc.foreground must be one of {', '.join(MUSC_FOREGROUNDS)}, got {self.foreground!r}")
+        if self.combine not in COMBINES:
+            raise ValueError(f"Musc.combine must be 'patch' (MuSc alone) or 'mean', got {self.combine!r}")
+
+    def k_for(self, dataset: str) -> tuple[int, ...]:
+        """RsCIN's k list for data set ``dataset`` (its store name): ``k_list``, else VisA's
+        (1, 8, 9) for a name starting with ``visa``, else MuSc's MVTec AD list (1, 2, 3)."""
+        if not self.rscin:
+            return ()
+        if self.k_list is not None:
+            return self.k_list
+        return (1, 8, 9) if dataset.lower().startswith("visa") else (1, 2, 3)
+
+
+PATCH_MODES: dict[str, type] = {FewShot.MODE: FewShot, Mutual.MODE: Mutual, Musc.MODE: Musc}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,7 +192,7 @@ class AggregateConfig:
     scale_by_tile_score: bool = True
     seed_states: bool = True
     logit_scale: float | None = None
-    patch: FewShot | Mutual | None = None
+    patch: FewShot | Mutual | Musc | None = None
 
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
@@ -130,12 +202,13 @@ class AggregateConfig:
         if self.logit_scale is not None and not self.logit_scale > 0:
             raise ValueError(f"AggregateConfig.logit_scale must be positive or None (CLIP's own), "
                              f"got {self.logit_scale!r}")
-        if self.patch is not None and not isinstance(self.patch, (FewShot, Mutual)):
-            raise TypeError(f"AggregateConfig.patch must be None, FewShot(...) or Mutual(...), got {self.patch!r}")
+        if self.patch is not None and not isinstance(self.patch, (FewShot, Mutual, Musc)):
+            raise TypeError(f"AggregateConfig.patch must be None, FewShot(...), Mutual(...) or Musc(...), "
+                            f"got {self.patch!r}")
 
     @property
     def mode(self) -> str:
-        """``zero-shot``, ``few-shot`` or ``mutual``."""
+        """``zero-shot``, ``few-shot``, ``mutual`` or ``musc``."""
         return "zero-shot" if self.patch is None else self.patch.MODE
 
     @classmethod
@@ -153,6 +226,8 @@ class AggregateConfig:
         if mode in PATCH_MODES:
             kind = PATCH_MODES[mode]
             patch = kind(**{k: v for k, v in flat.items() if k in _own_fields(kind) and v is not None})
+        if isinstance(patch, Musc) and patch.combine == "patch":  # MuSc alone: the zero-shot fields are ignored
+            return cls(patch=patch)
         return cls(**{k: v for k, v in flat.items() if k in _own_fields(cls)}, patch=patch)
 
     @classmethod
@@ -183,7 +258,7 @@ class AggregateConfig:
             view.update(_FLAT, **_since_flat(self.patch, tuple(_FLAT)), mode=self.mode)
         return view
 
-    def with_patch(self, patch: FewShot | Mutual | None) -> "AggregateConfig":
+    def with_patch(self, patch: FewShot | Mutual | Musc | None) -> "AggregateConfig":
         return dataclasses.replace(self, patch=patch)
 
 
@@ -211,9 +286,33 @@ def label(agg: AggregateConfig) -> str:
     p = agg.patch
     if p is None:
         return head
+    if isinstance(p, Musc):  # MuSc alone reads none of the zero-shot fields
+        return musc_label(p) if p.combine == "patch" else f"{head}/{musc_label(p)}"
     if isinstance(p, FewShot):
         ref = "" if not p.reference else f"@{p.reference}"
         mode = f"few-shot{p.shots or 'all'}{ref}" + (f"s{p.shot_seed}" if p.shot_seed else "")
     else:
         mode = f"mutual{p.mutual_fraction:g}"
     return f"{head}/{mode}/{p.combine}/r{p.neighbourhood}"
+
+
+def musc_label(p: Musc) -> str:
+    """The MuSc part of a label: ``musc0.3/r1-3-5/rscin`` and any field away from MuSc's own.
+
+    Example:
+        >>> musc_label(Musc()), musc_label(Musc(rscin=False, same_position=0, foreground="restrict"))
+        ('musc0.3/r1-3-5/rscin/patch', 'musc0.3/r1-3-5/same0/fg-restrict/patch')
+    """
+    dash = lambda v: "-".join(map(str, v))  # noqa: E731
+    parts = [f"musc{p.musc_fraction:g}", f"r{dash(p.r_list)}"]
+    if p.musc_layers is not None:
+        parts.append(f"layers{dash(p.musc_layers)}")
+    if p.rscin:
+        parts.append("rscin" + ("" if p.k_list is None else dash(p.k_list)))
+    if p.divide_num != 1:
+        parts.append(f"divide{p.divide_num}")
+    if p.same_position is not None:
+        parts.append(f"same{p.same_position}")
+    if p.foreground != "none":
+        parts.append(f"fg-{p.foreground}")
+    return "/".join(parts + [p.combine])

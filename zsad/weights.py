@@ -52,6 +52,10 @@ KNOWN_WEIGHTS: dict[str, WeightsFile] = {w.key: w for w in (
     WeightsFile("clip/ViT-B-16-plus-240/laion400m_e32", "vit_b_16_plus_240-laion400m_e32-699c4b84.pt", None,
                 "699c4b84", "https://github.com/mlfoundations/open_clip/releases/download/v0.2-weights/"
                 "vit_b_16_plus_240-laion400m_e32-699c4b84.pt"),
+    WeightsFile("clip/ViT-L-14-336/openai", "open_clip_model.safetensors", None, None,
+                "https://huggingface.co/timm/vit_large_patch14_clip_336.openai (open_clip_model.safetensors; MuSc's "
+                "default backbone, the OpenAI weights as an open_clip state dict)",
+                "timm/vit_large_patch14_clip_336.openai"),
     WeightsFile("clipseg/rd64-refined/CIDAS", "model.safetensors", None, None,
                 "https://huggingface.co/CIDAS/clipseg-rd64-refined (config.json + model.safetensors)",
                 "CIDAS/clipseg-rd64-refined"),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import open_clip
 import torch
+import torch.nn.functional as F
 from open_clip.transformer import text_global_pool
 from PIL import Image
 
@@ -72,26 +74,47 @@ class ClipEncoder:
             ``emb_td`` (T, D) float32 unit-norm, as ``encode_images``; ``patches_tlyxc``
             (T, L, gy, gx, C) float16 (C = the vision width, 896 for ViT-B-16-plus-240).
         """
-        blocks = self.model.visual.transformer.resblocks
         layers = self.resolve_layers(layers)
         gy, gx = self.grid_size
-        seen: list[torch.Tensor] = []
-        patches = [np.zeros((0, len(layers), gy, gx, self.width), np.float16)]
+        emb, kept = self._encode_collecting(tiles, layers)
+        patches = [t[:, :, t.shape[2] - gy * gx:] for t in kept]  # the class (and any register) tokens dropped
+        patches = [t.reshape(t.shape[0], len(layers), gy, gx, -1) for t in patches]
+        return emb, np.concatenate([np.zeros((0, len(layers), gy, gx, self.width), np.float16), *patches])
 
-        def collect() -> None:  # the batch's tokens, as the hooks saw them
-            tok = torch.stack([o if self.model.visual.transformer.batch_first else o.transpose(0, 1)
-                               for o in seen], dim=1)  # (B, L, N, C)
-            tok = tok[:, :, tok.shape[2] - gy * gx:]  # drop the class (and any register) tokens
-            patches.append(tok.reshape(tok.shape[0], len(layers), gy, gx, -1).to(torch.float16).cpu().numpy())
+    @torch.inference_mode()
+    def encode_whole(self, images: Sequence[np.ndarray], layers: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """MuSc's features of whole images: each resized to the model's input square (bicubic,
+        PIL, as MuSc's transform), normalised with the model's mean/std, one forward pass.
+
+        Returns:
+            ``tokens_nltc`` (N, L, 1 + g*g, C) float16: the residual stream after the blocks
+            ``layers`` (0-based; None: ``default_patch_layers``), the class token first; ``class_nd`` (N, D) float32: the
+            normalised image embedding (RsCIN's class token).
+        """
+        layers = self.resolve_layers(layers)
+        cls, kept = self._encode_collecting(images, layers)
+        t = 1 + self.grid_size[0] * self.grid_size[1]
+        return np.concatenate([np.zeros((0, len(layers), t, self.width), np.float16), *kept]), cls
+
+    def _encode_collecting(self, images: Sequence[np.ndarray], layers: tuple[int, ...]
+                           ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """``_encode`` with the residual stream after the blocks ``layers`` kept: the embeddings
+        and, per batch, its (B, L, T, C) float16 tokens as forward hooks saw them."""
+        blocks, seen, kept = self.model.visual.transformer.resblocks, [], []
+
+        def collect() -> None:
+            tok = torch.stack([o if self.model.visual.transformer.batch_first else o.transpose(0, 1) for o in seen],
+                              dim=1)
+            kept.append(tok.to(torch.float16).cpu().numpy())
             seen.clear()
 
         hooks = [blocks[i].register_forward_hook(lambda _m, _i, out: seen.append(out)) for i in layers]
         try:
-            emb = self._encode(tiles, collect)
+            emb = self._encode(images, collect)
         finally:
             for h in hooks:
                 h.remove()
-        return emb, np.concatenate(patches)
+        return emb, kept
 
     def resolve_layers(self, layers: Sequence[int] | None) -> tuple[int, ...]:
         """``layers`` checked against this tower (None = ``default_patch_layers``)."""
@@ -167,20 +190,55 @@ def _trimmable(model: torch.nn.Module) -> bool:
             and model.attn_mask is not None and getattr(model, "text_pool_type", "argmax") in ("argmax", "eos"))
 
 
+def resize_position_embedding(pos_td: torch.Tensor, grid: int) -> torch.Tensor:
+    """(1 + G*G, C) position embeddings (class token first) -> (1 + grid*grid, C): bicubic,
+    ``align_corners=False``, no antialiasing, in float32, as MuSc's bundled open_clip
+    (``resize_pos_embed``; today's open_clip antialiases, a different kernel).
+
+    Example:
+        >>> resize_position_embedding(torch.ones(1 + 4, 3), 3).shape
+        torch.Size([10, 3])
+    """
+    old = math.isqrt(pos_td.shape[0] - 1)
+    if old == grid:
+        return pos_td
+    img = pos_td[1:].float().reshape(1, old, old, -1).permute(0, 3, 1, 2)
+    img = F.interpolate(img, size=(grid, grid), mode="bicubic", align_corners=False)
+    img = img.permute(0, 2, 3, 1).reshape(grid * grid, -1).to(pos_td.dtype)
+    return torch.cat([pos_td[:1], img])
+
+
+def musc_quick_gelu(spec: ModelSpec, image_size: int) -> bool:
+    """Whether MuSc's code runs ``spec`` with QuickGELU at ``image_size``: only OpenAI weights at
+    their native size (its factory loads those whole); at another size it builds the tower from
+    the JSON config (``CLIP(**model_cfg)``), whose activation is ``nn.GELU``."""
+    if spec.pretrained != "openai":
+        return False
+    native = open_clip.get_model_config(CLIP_ARCHS.get(spec.arch, spec.arch))["vision_cfg"]["image_size"]
+    return int(native) == int(image_size)
+
+
 def build_clip(spec: ModelSpec, weights_path: Path | None = None, device: str = "cpu",
-               batch_size: int = 16, precision: str = "fp32") -> ClipEncoder:
-    """Build an open_clip model for ``spec.arch``; random weights when ``weights_path`` is None."""
+               batch_size: int = 16, precision: str = "fp32", image_size: int | None = None) -> ClipEncoder:
+    """Build an open_clip model for ``spec.arch``; random weights when ``weights_path`` is None.
+    ``image_size``: MuSc's tower at that input size (position embeddings resized with
+    ``resize_position_embedding``; QuickGELU as ``musc_quick_gelu`` says)."""
     if spec.arch == "tiny" and "zsad-tiny-clip" not in open_clip.list_models():
         open_clip.add_model_config(TINY_CONFIG)
     name = CLIP_ARCHS.get(spec.arch, spec.arch)
     if name not in open_clip.list_models():
         raise ValueError(f"unknown CLIP architecture {spec.arch!r}; use 'tiny' or an open_clip model name "
                          f"such as 'ViT-B-16-plus-240'")
+    sized = {} if image_size is None else {"force_image_size": image_size,
+                                           "force_quick_gelu": musc_quick_gelu(spec, image_size)}
     with seeded(0), quiet_logging():  # open_clip warns that no weights were loaded: we load them below
-        model = open_clip.create_model(name, pretrained=None, device="cpu")
+        model = open_clip.create_model(name, pretrained=None, device="cpu", **sized)
     if weights_path is not None:
         sd = safe_load_state_dict(Path(weights_path))
         if "positional_embedding" not in sd:
             raise WeightsError(f"{weights_path}: not an open_clip CLIP state dict (no 'positional_embedding')")
+        if image_size is not None and "visual.positional_embedding" in sd:
+            sd["visual.positional_embedding"] = resize_position_embedding(sd["visual.positional_embedding"],
+                                                                          int(model.visual.grid_size[0]))
         load_checked(model, sd, Path(weights_path))
     return ClipEncoder(model, device, batch_size, precision)

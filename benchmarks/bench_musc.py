@@ -1,0 +1,166 @@
+"""MuSc on this machine: the token stage and the mutual scoring per image, at the published sizes.
+
+Published architectures with random weights (compute does not depend on the weights' values):
+ViT-L-14-336 at 518 px (37 x 37 patches, width 1024, blocks 5/11/17/23) and ViT-B-16-plus-240
+at 240 px (15 x 15, width 896, blocks 2/5/8/11); random float16 tokens of those shapes for the
+scoring (its cost does not depend on their values either).
+
+1. Token stage: ``ClipEncoder.encode_whole`` per image (best of a few), and the bytes a
+   ``musc_tokens`` unit and a ``musc`` unit (one r, a batch of N) take in a store.
+2. Mutual scoring per image at N = 50, 100, 200 images per class. Its cost is
+   ``fixed + per_pair x (N - 1)`` per image (LNAMD once per image, then one distance block per
+   other image, layer and r): both terms are timed (a few blocks), the per-image and per-class
+   totals extrapolated (marked ``~``), and, where a whole class is cheap enough here, measured
+   through ``zsad.musc.mutual_maps`` (marked ``measured``) to check the fit.
+3. Beside: MuSc's own per-image times (RTX 3090, its README) and zsad's tile-based ``mutual``
+   mode (the MuSc-like mode before this one) on the seed's tiles, in the same run.
+
+    .venv/bin/python benchmarks/bench_musc.py [--device cpu|cuda] [--classes 50 100 200] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+ARCHS = {  # name -> (open_clip arch, pretrained tag, image size, layers, MuSc's ms per image on an RTX 3090)
+    "ViT-L-14-336/518": ("ViT-L-14-336", "openai", 518, (5, 11, 17, 23), 955.3),
+    "ViT-B-16-plus-240/240": ("ViT-B-16-plus-240", "laion400m_e32", 240, (2, 5, 8, 11), 85.25),
+}
+R_LIST = (1, 3, 5)
+
+
+def cpu_seconds() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def timed(fn, repeats: int = 2) -> tuple[float, float]:
+    """(best wall seconds, CPU utilisation of the repeats in cores)."""
+    fn()
+    best, wall0, cpu0 = float("inf"), time.perf_counter(), cpu_seconds()
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, (cpu_seconds() - cpu0) / max(time.perf_counter() - wall0, 1e-9)
+
+
+def stored_mb(key: str, arrays: dict) -> float:
+    from zsad.stores import StageStore
+    with tempfile.TemporaryDirectory() as tmp:
+        st = StageStore(str(Path(tmp) / "s.zarr"))
+        st.write_unit(key, arrays, source="x")
+        return sum(f.stat().st_size for f in Path(tmp).rglob("*") if f.is_file()) / 1e6
+
+
+def token_rows(name: str, device: str, repeats: int) -> tuple[list[tuple[str, str]], np.ndarray]:
+    from zsad.config import ModelSpec
+    from zsad.models.clip import build_clip
+    arch, tag, size, layers, _ = ARCHS[name]
+    enc = build_clip(ModelSpec("clip", arch, "random"), device=device, batch_size=1, image_size=size)
+    image = np.random.default_rng(0).integers(0, 255, (1000, 1500, 3), dtype=np.uint8)  # a VisA-size image
+    secs, util = timed(lambda: enc.encode_whole([image], layers), repeats)
+    tokens, cls = enc.encode_whole([image], layers)
+    mb = stored_mb("musc_tokens/0123456789abcdef/d/c/test/x", {"tokens_ltc": tokens[0], "class_d": cls[0]})
+    return [(f"{name}: token stage (s per image; CPU use {util:.1f} cores)", f"{secs:.2f}"),
+            (f"{name}: musc_tokens unit (MB stored; raw {tokens.nbytes / 1e6:.1f})", f"{mb:.1f}")], tokens[0]
+
+
+def pair_seconds(tokens_ltc: np.ndarray, device: str, n_queries: int = 2, n_keys: int = 32
+                 ) -> tuple[float, float, float]:
+    """(LNAMD seconds per image and layer, distance seconds per (query, key image, layer), CPU use),
+    averaged over r in R_LIST, from ``n_queries`` images against ``n_keys`` (the block shapes
+    ``zsad.musc.nearest_distances`` uses at these sizes)."""
+    import torch
+
+    from zsad.musc import lnamd, nearest_distances
+    noise = torch.randn(n_queries + n_keys, 1, *tokens_ltc.shape[1:]) * 0.1
+    batch = (torch.from_numpy(tokens_ltc[None, :1]).float() + noise).half()  # one layer
+    ln, pair, utils = 0.0, 0.0, []
+    for r in R_LIST:
+        t, _ = timed(lambda: lnamd(batch, r, device=device), 1)
+        ln += t / batch.shape[0]
+        z = lnamd(batch, r, device=device)[:, 0]
+        t, u = timed(lambda: nearest_distances(z[:n_queries], z[n_queries:]), 1)
+        pair += t / (n_queries * n_keys)
+        utils.append(u)
+    return ln / len(R_LIST), pair / len(R_LIST), float(np.mean(utils))
+
+
+def scoring_rows(name: str, tokens_ltc: np.ndarray, device: str, classes: list[int], measure_upto: int
+                 ) -> list[tuple[str, str]]:
+    from zsad.musc import mutual_maps
+    _, _, _, layers, musc_ms = ARCHS[name]
+    ln, pair, util = pair_seconds(tokens_ltc, device)
+    lay, nr = len(layers), len(R_LIST)
+    fixed = ln * lay * nr  # LNAMD of the image at each layer and r
+    per_pair = pair * lay * nr  # one other image, every layer and r
+    rows = [(f"{name}: fit per image (s) = fixed + per other image x (N - 1)",
+             f"{fixed:.3f} + {per_pair:.4f} x (N - 1)  (distance blocks: CPU use {util:.1f} cores)")]
+    for n in classes:
+        per_image = fixed + per_pair * (n - 1)
+        if n <= measure_upto:
+            rng = np.random.default_rng(1)
+            batch = (tokens_ltc[None] + rng.normal(0, 0.1, (n, *tokens_ltc.shape))).astype(np.float16)
+            t0 = time.perf_counter()
+            mutual_maps(batch, r_list=R_LIST, device=device)
+            measured = (time.perf_counter() - t0) / n
+            how = f"measured {measured:.2f} (fit ~{per_image:.2f})"
+        else:
+            how = f"~{per_image:.2f}"
+        whole = per_image * n
+        rows.append((f"{name}: mutual scoring, class of {n} (s per image; whole class)",
+                     f"{how}; ~{whole / 3600:.2f} h" if whole > 3600 else f"{how}; ~{whole / 60:.1f} min"))
+    rows.append((f"{name}: MuSc's own, class of 200, RTX 3090 (ms per image, its README)", f"{musc_ms}"))
+    n = max(classes)
+    rows.append((f"{name}: musc unit, one r, batch of {n} (MB raw float32)",
+                 f"{lay * n * tokens_ltc.shape[1] * 4 / 1e6:.1f} (x 3 for r = 1, 3, 5)"))
+    return rows
+
+
+def old_mutual_row(n: int) -> tuple[str, str]:
+    """zsad's tile-based mutual mode (before MuSc's): one 15 x 15 tile per image, neighbourhood 3."""
+    from zsad.patches import mutual_scores
+    rng = np.random.default_rng(2)
+    feats = {str(i): rng.normal(size=(1, 4, 15, 15, 896)).astype(np.float16) for i in range(n)}
+    t0 = time.perf_counter()
+    mutual_scores({"0": feats["0"]}, [list(feats.items())], 0.3, 3)
+    return (f"zsad tile mode `mutual` (before), ViT-B-16-plus-240 tiles, class of {n}, r <= 3 (s per image)",
+            f"{time.perf_counter() - t0:.2f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--classes", type=int, nargs="+", default=[50, 100, 200])
+    ap.add_argument("--quick", action="store_true", help="ViT-B-16-plus-240 only, one repeat")
+    args = ap.parse_args()
+    import torch
+    print(f"cores: {os.cpu_count()}, torch threads: {torch.get_num_threads()}, device: {args.device}"
+          + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""))
+    rows = []
+    names = ["ViT-B-16-plus-240/240"] if args.quick else list(ARCHS)
+    for name in names:
+        trows, tokens = token_rows(name, args.device, 1 if args.quick else 2)
+        rows += trows
+        measure_upto = 50 if name.startswith("ViT-B") or args.device.startswith("cuda") else 0
+        rows += scoring_rows(name, tokens, args.device, args.classes, measure_upto)
+    rows.append(old_mutual_row(50))
+    width = max(len(r[0]) for r in rows)
+    print(f"| {'what'.ljust(width)} | value |\n|{'-' * (width + 2)}|---|")
+    for k, v in rows:
+        print(f"| {k.ljust(width)} | {v} |")
+
+
+if __name__ == "__main__":
+    main()
