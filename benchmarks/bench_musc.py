@@ -15,7 +15,7 @@ scoring (its cost does not depend on their values either).
 3. Beside: MuSc's own per-image times (RTX 3090, its README) and zsad's tile-based ``mutual``
    mode (the MuSc-like mode before this one) on the seed's tiles, in the same run.
 
-    .venv/bin/python benchmarks/bench_musc.py [--device cpu|cuda] [--classes 50 100 200] [--quick]
+    .venv/bin/python benchmarks/bench_musc.py [--device cpu|cuda] [--classes 50 100 200] [--quick | --memory]
 """
 
 from __future__ import annotations
@@ -139,23 +139,44 @@ def old_mutual_row(n: int) -> tuple[str, str]:
             f"{time.perf_counter() - t0:.2f}")
 
 
+def memory_rows(n: int, device: str) -> list[tuple[str, str]]:
+    """Peak memory of one ``musc`` block task at VisA's size: a class of ``n`` ViT-L/518 images'
+    tokens held (float16), one layer's LNAMD features of all of them, one query's distances."""
+    import torch
+
+    from zsad.musc import layer_features, nearest_distances
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    tokens = torch.randn(n, 4, 1370, 1024, dtype=torch.float16)
+    held = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    t0 = time.perf_counter()
+    z = layer_features(tokens, 0, 3, device=device)
+    nearest_distances(z[:1], z)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    return [(f"ViT-L-14-336/518, class of {n}: tokens held (GB; peak RSS before / with them)",
+             f"{tokens.numel() * 2 / 1e9:.2f} ({before:.1f} / {held:.1f})"),
+            (f"ViT-L-14-336/518, class of {n}: peak RSS of a block (one layer's LNAMD of all, one query) (GB)",
+             f"{peak:.1f} ({time.perf_counter() - t0:.0f} s)")]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--classes", type=int, nargs="+", default=[50, 100, 200])
     ap.add_argument("--quick", action="store_true", help="ViT-B-16-plus-240 only, one repeat")
+    ap.add_argument("--memory", action="store_true", help="only the peak memory of a block at VisA's size")
     args = ap.parse_args()
     import torch
     print(f"cores: {os.cpu_count()}, torch threads: {torch.get_num_threads()}, device: {args.device}"
           + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""))
-    rows = []
-    names = ["ViT-B-16-plus-240/240"] if args.quick else list(ARCHS)
+    rows = memory_rows(max(args.classes), args.device) if args.memory else []
+    names = [] if args.memory else ["ViT-B-16-plus-240/240"] if args.quick else list(ARCHS)
     for name in names:
         trows, tokens = token_rows(name, args.device, 1 if args.quick else 2)
         rows += trows
         measure_upto = 50 if name.startswith("ViT-B") or args.device.startswith("cuda") else 0
         rows += scoring_rows(name, tokens, args.device, args.classes, measure_upto)
-    rows.append(old_mutual_row(50))
+    if not args.memory:
+        rows.append(old_mutual_row(50))
     width = max(len(r[0]) for r in rows)
     print(f"| {'what'.ljust(width)} | value |\n|{'-' * (width + 2)}|---|")
     for k, v in rows:

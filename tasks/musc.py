@@ -18,7 +18,8 @@ import dask
 import numpy as np
 import torch
 
-from zsad.musc import divide_subsets, lnamd, nearest_distances
+from zsad.musc import layer_features, nearest_distances
+from zsad.musc_maps import divide_subsets
 from zsad.shots import digest
 from zsad.stores import StageStore, Unit, unit_key
 from zsad.stores.schema import NEAREST, TOKENS
@@ -90,7 +91,7 @@ def nearest_block(store: StageStore, plan: StagePlan, r: int, same_position: int
     tokens = batch_tokens(store, plan.hashes["musc_tokens"], batch)
     rows = []
     for lay in range(tokens.shape[1]):
-        z = lnamd(tokens[:, lay: lay + 1], r, device=device)[:, 0]
+        z = layer_features(tokens, lay, r, device=device)
         d = nearest_distances(z[queries], z, same_position=same_position).cpu()
         for a, i in enumerate(queries):
             d[a, i] = float("inf")

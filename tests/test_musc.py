@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from zsad.musc import (divide_subsets, image_scores, interval_count, lnamd, mutual_maps, rescore,
+from zsad.musc import (image_scores, interval_count, lnamd, mutual_maps, rescore,
                        score_against_batch, upsample)
+from zsad.musc_maps import divide_subsets
 
 
 def brute_features(tokens_lpc: np.ndarray, r: int) -> np.ndarray:
@@ -193,3 +194,17 @@ def test_divide_subsets_partition_each_folder_evenly():
 def test_cuda_maps_equal_cpu_maps():
     t = tokens(5, seed=6)
     np.testing.assert_allclose(mutual_maps(t, device="cuda"), mutual_maps(t), atol=1e-5)
+
+
+def test_musc_published_rows_beside_zsads_tables():
+    from zsad.evaluation import MVTEC_ORDER, VISA_ORDER, musc_backbone_note, seed_rows
+    visa = {c: {"sample_f1_max": 0.5} for c in VISA_ORDER} | {"mean": {"sample_f1_max": 0.5}}
+    _, rows = seed_rows(visa, "sample")
+    musc = next(r for r in rows if r[0].startswith("MuSc"))
+    assert musc[1] == "84.4" and musc[-1] == "89.1" and rows[-1][0] == "zsad"  # pcb1 first, as the seed's tables
+    mvtec = {c: {"pixel_f1_max": 0.5} for c in MVTEC_ORDER} | {"mean": {"pixel_f1_max": 0.5}}
+    _, rows = seed_rows(mvtec, "pixel")
+    assert [r[0] for r in rows] == ["MuSc (ViT-L-14-336, 518)", "zsad"] and rows[0][-1] == "62.2"
+    _, rows = seed_rows({"pill": {"sample_f1_max": 0.5}, "mean": {"sample_f1_max": 0.5}}, "sample")
+    assert [r[0] for r in rows] == ["zsad"]  # other classes: no published row
+    assert "musc-b16 81.61 / 37.84" in musc_backbone_note("visa") and musc_backbone_note("synthetic") is None

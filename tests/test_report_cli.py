@@ -226,7 +226,7 @@ def test_cli_weights_list_and_bad_config(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("ZSAD_WEIGHTS_DIR", str(tmp_path))
     assert main(["weights", "list"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert {r["file"] for r in rows} >= {"sam_vit_h_4b8939.pth", "isnet-general-use.pth",
+    assert {r["file"] for r in rows} >= {"sam_vit_h_4b8939.pth", "isnet-general-use.pth", "open_clip_model.safetensors",
                                           "vit_b_16_plus_240-laion400m_e32-699c4b84.pt"}
     assert all(str(tmp_path) in r["looked_in"] for r in rows)
     assert main(["aggregate", "--store", str(tmp_path / "s.zarr"), "--config", "nope.json"]) == 2

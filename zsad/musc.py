@@ -32,7 +32,6 @@ which also shifts b's LayerNorm statistics, hence its other patches' 0.632):
 from __future__ import annotations
 
 import math
-import random
 import warnings
 from typing import Sequence
 
@@ -93,6 +92,21 @@ def lnamd(tokens_nlpc: np.ndarray | torch.Tensor, r: int, *, device: str = "cpu"
         x = F.avg_pool2d(x, r, stride=1, padding=r // 2, count_include_pad=True)
     x = x.permute(0, 2, 3, 1).reshape(n, lay, g * g, c)
     return x / x.norm(dim=-1, keepdim=True)
+
+
+def layer_features(tokens_nlpc: np.ndarray | torch.Tensor, layer: int, r: int, *, device: str = "cpu",
+                   chunk: int = 16) -> torch.Tensor:
+    """(N, g*g, C) LNAMD features of one layer of a batch, ``chunk`` images at a time (LNAMD is
+    per image: the same values as one call, with the float32 intermediates of ``chunk`` images
+    instead of N)."""
+    tokens = torch.as_tensor(tokens_nlpc)
+    out = None
+    for s in range(0, tokens.shape[0], chunk):
+        z = lnamd(tokens[s: s + chunk, layer: layer + 1], r, device=device)[:, 0]
+        if out is None:
+            out = torch.empty((tokens.shape[0], *z.shape[1:]), dtype=z.dtype, device=z.device)
+        out[s: s + len(z)] = z
+    return out
 
 
 def position_mask(g: int, d: int) -> torch.Tensor:
@@ -193,7 +207,7 @@ def mutual_maps(tokens_nlpc: np.ndarray | torch.Tensor, *, r_list: Sequence[int]
     for r in r_list:
         per_layer = []
         for lay in range(tokens.shape[1]):
-            z = lnamd(tokens[:, lay: lay + 1], r, device=device)[:, 0]
+            z = layer_features(tokens, lay, r, device=device)
             per_layer.append(nearest_distances(z, z, same_position=same_position).cpu())
         table = torch.stack(per_layer)  # (L, N, N, P)
         for i in range(n):
@@ -219,8 +233,7 @@ def score_against_batch(query_lpc: np.ndarray | torch.Tensor, batch_nlpc: np.nda
     rows = []
     for r in r_list:
         rows.append(torch.stack([
-            nearest_distances(lnamd(query[:, lay: lay + 1], r, device=device)[:, 0],
-                              lnamd(batch[:, lay: lay + 1], r, device=device)[:, 0],
+            nearest_distances(layer_features(query, lay, r, device=device), layer_features(batch, lay, r, device=device),
                               same_position=same_position)[0].cpu()
             for lay in range(query.shape[1])]))
     return scores_from_nearest(rows, fraction).reshape(g, g)
@@ -270,34 +283,3 @@ def rescore(scores_n: np.ndarray, class_tokens_nd: np.ndarray, k_list: Sequence[
         p = kept * (1 / kept.sum(1, keepdim=True))
         out.append(p @ torch.tensor(norm).float()[:, None])
     return torch.cat(out, -1).mean(-1).double().numpy()
-
-
-def divide_subsets(paths: Sequence[str], divide_num: int, seed: int = 0) -> list[list[int]]:
-    """MuSc's ``divide_num`` subsets (``datasets/visa.py: sub_datasets``): indices into ``paths``.
-
-    Images are grouped by their parent folder name (VisA's ``Normal``/``Anomaly``, MVTec AD's
-    defect types); each group is shuffled with ``random.seed(seed)`` (Python's generator, as
-    MuSc) and cut into runs of ``divide_num``; subset i takes each run's i-th image. MuSc's
-    ``paths`` are in its ``meta.json``'s order: the same order gives the same subsets.
-
-    Example:
-        >>> divide_subsets(["c/Normal/0", "c/Normal/1", "c/Anomaly/2"], 1)
-        [[0, 1, 2]]
-    """
-    if not isinstance(divide_num, int) or divide_num < 1:
-        raise ValueError(f"divide_num must be a whole number >= 1, got {divide_num!r}")
-    if divide_num == 1:
-        return [list(range(len(paths)))]
-    subsets = []
-    for it in range(divide_num):
-        random.seed(seed)
-        groups: dict[str, list[int]] = {}
-        for i, path in enumerate(paths):
-            groups.setdefault(path.replace("\\", "/").split("/")[-2], []).append(i)
-        subset = []
-        for ids in groups.values():
-            random.shuffle(ids)
-            runs = [ids[i: i + divide_num] for i in range(0, len(ids), divide_num)]
-            subset += [run[it] for run in runs if len(run) > it]
-        subsets.append(subset)
-    return subsets

@@ -1,4 +1,5 @@
-"""MuSc's maps from cached distances, at the sizes an evaluation needs, and the seed hybrids.
+"""MuSc's maps from cached distances, at the sizes an evaluation needs, the seed hybrids, and
+MuSc's subsets of a class.
 
 The ``musc`` stage keeps, per image and neighbourhood size r, the distance of each of its
 patches to the nearest patch of every image of its batch (``nearest_lnp``: layer, batch image,
@@ -11,6 +12,7 @@ Pure numpy/torch.
 
 from __future__ import annotations
 
+import random
 from typing import Sequence
 
 import numpy as np
@@ -86,3 +88,34 @@ def protocol_mask(mask_path: str | None, size: int) -> np.ndarray:
         return np.zeros((size, size), bool)
     with Image.open(mask_path) as im:
         return np.asarray(im.convert("L").resize((size, size), Image.BILINEAR)) > 0
+
+
+def divide_subsets(paths: Sequence[str], divide_num: int, seed: int = 0) -> list[list[int]]:
+    """MuSc's ``divide_num`` subsets (``datasets/visa.py: sub_datasets``): indices into ``paths``.
+
+    Images are grouped by their parent folder name (VisA's ``Normal``/``Anomaly``, MVTec AD's
+    defect types); each group is shuffled with ``random.seed(seed)`` (Python's generator, as
+    MuSc) and cut into runs of ``divide_num``; subset i takes each run's i-th image. MuSc's
+    ``paths`` are in its ``meta.json``'s order: the same order gives the same subsets.
+
+    Example:
+        >>> divide_subsets(["c/Normal/0", "c/Normal/1", "c/Anomaly/2"], 1)
+        [[0, 1, 2]]
+    """
+    if not isinstance(divide_num, int) or divide_num < 1:
+        raise ValueError(f"divide_num must be a whole number >= 1, got {divide_num!r}")
+    if divide_num == 1:
+        return [list(range(len(paths)))]
+    subsets = []
+    for it in range(divide_num):
+        random.seed(seed)
+        groups: dict[str, list[int]] = {}
+        for i, path in enumerate(paths):
+            groups.setdefault(path.replace("\\", "/").split("/")[-2], []).append(i)
+        subset = []
+        for ids in groups.values():
+            random.shuffle(ids)
+            runs = [ids[i: i + divide_num] for i in range(0, len(ids), divide_num)]
+            subset += [run[it] for run in runs if len(run) > it]
+        subsets.append(subset)
+    return subsets
