@@ -41,10 +41,11 @@ class VariantResult:
 
 
 def variant_results(meta: VariantOutcome, st: StageStore, dataset: str, variant_hash: str, fpr: float | None,
-                    pixel_size: int | None) -> VariantResult:
+                    resized: bool) -> VariantResult:
     """One variant's metrics per class (plus the mean) from the evaluators ``run_variants``
     filled, and the decision thresholds each class's images give (also stored under the
-    variant unless ``st`` is read-only)."""
+    variant unless ``st`` is read-only; no pixel thresholds when the maps were ``resized`` for
+    the metrics: they would not fit the full-size maps ``predict`` draws)."""
     evaluators = meta.evaluators
     if not evaluators:
         raise ValueError(f"{st.url}: the images of {dataset!r} have no labels, so there is nothing to evaluate; "
@@ -52,7 +53,7 @@ def variant_results(meta: VariantOutcome, st: StageStore, dataset: str, variant_
     thresholds = {}
     for cls, ev in sorted(evaluators.items()):
         found = ev.thresholds(dataset, fpr)
-        if pixel_size is not None:
+        if resized:
             found["pixel"] = {}  # thresholds of resized maps would not fit the full-size maps predict draws
         if not st.read_only:
             save_thresholds(st, variant_hash, cls, found)
@@ -83,6 +84,12 @@ def write_results(out_dir: Path, results: dict[str, VariantResult], dataset: str
     return [out_dir / "metrics.json", out_dir / "metrics.csv", out_dir / "tables.md"]
 
 
+def _resized(r: EvaluateRequest, meta: VariantOutcome) -> bool:
+    """Whether the variant's pixel metrics came from resized maps (``--pixel-size``, or MuSc's
+    protocol for a MuSc variant)."""
+    return r.pixel_size is not None or (r.protocol == "musc" and meta.config.get("mode") == "musc")
+
+
 def run_evaluate(request: EvaluateRequest) -> dict[str, VariantResult]:
     """F1-max, AUROC, AP (sample, pixel) and AUPRO in one aggregation pass (maps are streamed, not
     stored unless ``save_maps``), and each class's decision thresholds (F1-max, and at ``fpr`` on
@@ -92,7 +99,7 @@ def run_evaluate(request: EvaluateRequest) -> dict[str, VariantResult]:
     r = request
     meta = run_variants(r)
     st = open_store(r.store, read_only=r.read_only)
-    results = {vh: variant_results(m, st, r.dataset, vh, r.fpr, r.pixel_size) for vh, m in meta.items()}
+    results = {vh: variant_results(m, st, r.dataset, vh, r.fpr, _resized(r, m)) for vh, m in meta.items()}
     write_results(Path(r.out_dir), results, r.dataset)
     if r.echo:
         for vh, v in results.items():

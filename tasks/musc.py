@@ -140,16 +140,20 @@ def nearest_rows(store: StageStore, plan: StagePlan, musc: Musc, batches: list[M
 
 
 def read_rows(store: StageStore, plan: StagePlan, musc: Musc, batch: MuscBatch, unit: Unit,
-              kept: dict[RowKey, np.ndarray]) -> list[np.ndarray]:
-    """The unit's (L, N, P) rows for each r of the variant, from ``kept`` or the store."""
-    out = []
+              kept: dict[RowKey, np.ndarray], cache: dict[RowKey, np.ndarray] | None = None) -> list[np.ndarray]:
+    """The unit's (L, N, P) rows for each r of the variant, from ``kept`` (computed in this run),
+    ``cache`` (read for another variant of the sweep: each unit's rows are read once) or the
+    store (then added to ``cache``)."""
+    out, cache = [], {} if cache is None else cache
     for r in musc.r_list:
-        if (r, musc.same_position, batch.digest, unit.path) in kept:
-            out.append(kept[(r, musc.same_position, batch.digest, unit.path)])
+        key = (r, musc.same_position, batch.digest, unit.path)
+        if key in kept or key in cache:
+            out.append(kept[key] if key in kept else cache[key])
             continue
         arrays, attrs = store.read_unit(unit_key("musc", plan.musc_hash(r, musc.same_position), unit))
         if attrs.get("batch") != [u.path for u in batch.units]:
             raise ValueError(f"{store.url}: the MuSc distances of {unit.path} were made for another batch; rerun "
                              "without --read-only to recompute them")
+        cache[key] = arrays[NEAREST]
         out.append(arrays[NEAREST])
     return out

@@ -1,5 +1,7 @@
 """Stage ``musc_tokens``: MuSc's whole-image tokens (float16, class token first) and class token
-(float32) per image, when the config asks (``PipelineConfig.musc``)."""
+(float32) per test image, when the config asks (``PipelineConfig.musc``). MuSc scores test
+images only: a train split's images (few-shot references) get none (VisA's 8,659 would take
+~95 GB at ViT-L/518)."""
 
 from __future__ import annotations
 
@@ -29,5 +31,8 @@ def musc_tokens(job: ShardJob, units: tuple[Unit, ...]) -> StageResult:
                              {"layers": list(mc.layers), "grid": list(model.grid_size), "image_size": mc.image_size},
                              source=sha)
 
-    return run_stage(job, "musc_tokens", units, lambda store, model, unit, sha, attrs: group(
+    tests = tuple(u for u in units if u.split != "train")
+    out = run_stage(job, "musc_tokens", tests, lambda store, model, unit, sha, attrs: group(
         store, model, [(unit, sha, attrs)]), setup, decodes=True, compute_group=group, group=job.cfg.batch_size)
+    done = set(out.done)
+    return StageResult(tuple(u for u in units if u.split == "train" or u in done), out.failed)

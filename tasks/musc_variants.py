@@ -78,18 +78,23 @@ def musc_map(run: AggregateRun, s: Scored, musc: Musc, size_hw: tuple[int, int])
 
 def score_batch(run: AggregateRun, musc: Musc, batch: MuscBatch, kept: dict) -> list[Scored]:
     """Grid maps and raw image scores of a batch's images (before RsCIN)."""
+    return [score_unit(run, musc, batch, i, kept) for i in range(len(batch.units))]
+
+
+def score_unit(run: AggregateRun, musc: Musc, batch: MuscBatch, i: int, kept: dict, facts: ImageFacts | None = None,
+               cache: dict | None = None) -> Scored:
+    """Image ``i`` of ``batch``: its grid map and raw image score (before RsCIN); ``cache``: the
+    image's rows read for the sweep's other variants."""
+    unit = batch.units[i]
+    rows = read_rows(run.store, run.plan, musc, batch, unit, kept, cache)
+    g = int(round(rows[0].shape[-1] ** 0.5))
+    map_gg = row_scores(rows, i, musc.musc_fraction, musc.musc_layers).reshape(g, g)
+    facts = facts or ImageFacts.from_attrs(run.store.read_attrs(unit_key("image", run.plan.hashes["image"], unit)))
+    s = Scored(unit, facts, map_gg, batch.digest)
     size = int(run.plan.configs["musc_tokens"]["image_size"])
-    out = []
-    for i, unit in enumerate(batch.units):
-        rows = read_rows(run.store, run.plan, musc, batch, unit, kept)
-        g = int(round(rows[0].shape[-1] ** 0.5))
-        map_gg = row_scores(rows, i, musc.musc_fraction, musc.musc_layers).reshape(g, g)
-        facts = ImageFacts.from_attrs(run.store.read_attrs(unit_key("image", run.plan.hashes["image"], unit)))
-        s = Scored(unit, facts, map_gg, batch.digest)
-        raw = float(image_scores(map_gg[None], size)[0]) if musc.foreground == "none" else \
-            float(musc_map(run, s, musc, facts.image_hw).max())
-        out.append(dataclasses.replace(s, raw=raw))
-    return out
+    raw = float(image_scores(map_gg[None], size)[0]) if musc.foreground == "none" else \
+        float(musc_map(run, s, musc, facts.image_hw).max())
+    return dataclasses.replace(s, raw=raw)
 
 
 def zero_shot_of(run: AggregateRun, job: VariantJob, s: Scored) -> tuple[float, np.ndarray]:
@@ -111,23 +116,41 @@ def run_musc_variants(run: AggregateRun, jobs: list[VariantJob], units: list[Uni
         raise ValueError("MuSc variants need the musc_tokens stage: use a config that sets `musc` (musc, musc-b16, "
                          "musc-b16-512, musc-tiny) for precompute and for this command")
     records = image_records(run.store, run.plan.hashes["image"], units)
-    kept: dict = {}  # rows computed in this run and not stored (read-only): shared by the variants of an r
-    for job in jobs:
-        musc: Musc = job.config.patch
-        batches = class_batches(records, units, musc.divide_num)
-        kept.update(nearest_rows(run.store, run.plan, musc, batches, records, scheduler, device=device, known=kept))
-        by_class: dict[str, list[Scored]] = {}
+    by_divide: dict[int, list[VariantJob]] = {}
+    for job in jobs:  # variants that compare the same batches read each image's distances once
+        by_divide.setdefault(job.config.patch.divide_num, []).append(job)
+    for divide_num, group in by_divide.items():
+        batches = class_batches(records, units, divide_num)
+        kept: dict = {}  # rows computed and not stored (read-only), by (r, same_position, batch, unit)
+        for job in group:
+            kept.update(nearest_rows(run.store, run.plan, job.config.patch, batches, records, scheduler,
+                                     device=device, known=kept))
+        scored: dict[tuple[str, str], list[Scored]] = {}
         for batch in batches:
-            by_class.setdefault(batch.class_name, []).extend(score_batch(run, musc, batch, kept))
-        for cls, scored in sorted(by_class.items()):
-            cls_tokens = np.stack([run.store.read_array(unit_key("musc_tokens", run.plan.hashes["musc_tokens"], s.unit),
-                                                        CLASS_TOKEN) for s in scored])
-            final = rescore(np.array([s.raw for s in scored]), cls_tokens, musc.k_for(dataset))
-            out.contexts[(job.variant_hash, cls)] = MuscContext({s.unit.path: s.map_gg for s in scored},
-                                                                {s.unit.path: s.batch_digest for s in scored})
-            for s, score in zip(scored, final):
-                _finish(run, job, musc, dataclasses.replace(s, score=float(score)), protocol, out)
+            for i, unit in enumerate(batch.units):
+                facts = ImageFacts.from_attrs(run.store.read_attrs(unit_key("image", run.plan.hashes["image"], unit)))
+                cache: dict = {}  # this image's rows, read once for every variant
+                for job in group:
+                    scored.setdefault((job.variant_hash, batch.class_name), []).append(
+                        score_unit(run, job.config.patch, batch, i, kept, facts, cache))
+        for job in group:
+            _rescore_and_finish(run, job, {cls: v for (vh, cls), v in scored.items() if vh == job.variant_hash},
+                                dataset, protocol, out)
     return out
+
+
+def _rescore_and_finish(run: AggregateRun, job: VariantJob, by_class: dict[str, list[Scored]], dataset: str,
+                        protocol: str, out: MuscOutcome) -> None:
+    """RsCIN over each class's images, then each image written and evaluated."""
+    musc: Musc = job.config.patch
+    for cls, scored in sorted(by_class.items()):
+        cls_tokens = np.stack([run.store.read_array(unit_key("musc_tokens", run.plan.hashes["musc_tokens"], s.unit),
+                                                    CLASS_TOKEN) for s in scored])
+        final = rescore(np.array([s.raw for s in scored]), cls_tokens, musc.k_for(dataset))
+        out.contexts[(job.variant_hash, cls)] = MuscContext({s.unit.path: s.map_gg for s in scored},
+                                                            {s.unit.path: s.batch_digest for s in scored})
+        for s, score in zip(scored, final):
+            _finish(run, job, musc, dataclasses.replace(s, score=float(score)), protocol, out)
 
 
 def musc_pixel_map(run: AggregateRun, agg, unit: Unit, context: MuscContext) -> np.ndarray:
