@@ -22,7 +22,7 @@ from zsad.musc import layer_features, nearest_distances
 from zsad.musc_maps import divide_subsets
 from zsad.shots import digest
 from zsad.stores import StageStore, Unit, unit_key
-from zsad.stores.schema import NEAREST, TOKENS
+from zsad.stores.schema import CLASS_TOKEN, NEAREST, TOKENS
 from zsad.variants import Musc
 
 from .plan import StagePlan, musc_config
@@ -34,13 +34,12 @@ class MuscBatch:
 
     Attributes:
         class_name: the class; units: its images in batch order (sorted by unit path);
-        digest: names the batch (its (unit, image sha256) pairs); files: each image's file path.
+        digest: names the batch (its (unit, image sha256) pairs).
     """
 
     class_name: str
     units: tuple[Unit, ...]
     digest: str
-    files: tuple[str, ...]
 
     def source(self, sha256: str) -> str:
         return f"{sha256}+{self.digest}"
@@ -66,9 +65,13 @@ def class_batches(records: dict[str, tuple[str, str]], units: list[Unit], divide
                                  f"(the class has {len(members)} test image(s), divide_num={divide_num}); give at "
                                  "least 2 per batch (MuSc's 30 % rule wants 5 or more), or score new images against "
                                  "a cached batch: `zsad predict --variant mode=musc --against DATASET`")
-            out.append(MuscBatch(cls, batch, digest([(u.path, records[u.path][0]) for u in batch]),
-                                 tuple(records[u.path][1] for u in batch)))
+            out.append(MuscBatch(cls, batch, digest([(u.path, records[u.path][0]) for u in batch])))
     return out
+
+
+def class_tokens(store: StageStore, tokens_hash: str, units) -> np.ndarray:
+    """(N, D) float32 class tokens (RsCIN's) of ``units``, in their order."""
+    return np.stack([store.read_array(unit_key("musc_tokens", tokens_hash, u), CLASS_TOKEN) for u in units])
 
 
 def batch_tokens(store: StageStore, tokens_hash: str, batch: MuscBatch) -> torch.Tensor:
@@ -128,8 +131,8 @@ def nearest_rows(store: StageStore, plan: StagePlan, musc: Musc, batches: list[M
             if todo and not store.read_only:
                 store.ensure_stage("musc", h, musc_config(r, musc.same_position),
                                    {"musc_tokens": plan.hashes["musc_tokens"]})
-            jobs += [((r, batch.digest), dask.delayed(nearest_block)(store, plan, r, musc.same_position, batch, todo[i: i + block],
-                                                     sources, device))
+            jobs += [((r, batch.digest), dask.delayed(nearest_block)(store, plan, r, musc.same_position, batch,
+                                                                     todo[i: i + block], sources, device))
                      for i in range(0, len(todo), block)]
     if not jobs:
         return {}

@@ -2,8 +2,8 @@
 new image is scored against the class's cached images as one more member of that batch, without
 recomputing the batch's own scores.
 
-Per new image: its distances to the N batch images (``zsad.musc.score_against_batch``: its
-k = int(fraction x N)), its map and raw score as the batch's images get theirs, and RsCIN over
+Per new image: its distances to the N batch images (``zsad.musc.score_against_batch``, the
+batch's features computed once for all new images; k = int(fraction x N)), its map and raw score as the batch's images get theirs, and RsCIN over
 the batch plus itself (the batch's raw scores and class tokens as cached; only the new image's
 re-scored value is kept). New images are not compared with each other, so each one's score is
 independent of what else arrived with it.
@@ -11,19 +11,17 @@ independent of what else arrived with it.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from zsad.config import AggregateConfig
-from zsad.musc import image_scores, rescore, score_against_batch
+from zsad.musc import rescore, score_against_batch
 from zsad.stores import StageStore, Unit, unit_key
-from zsad.stores.schema import CLASS_TOKEN, PIXEL_MAP, TOKENS
+from zsad.stores.schema import PIXEL_MAP, TOKENS
 
 from .aggregate import AggregateRun, VariantJob
 from .fused import ImageFacts
-from .musc import batch_tokens, class_batches, nearest_rows
-from .musc_variants import Scored, musc_map, score_batch, zero_shot_of
+from .musc import batch_tokens, class_batches, class_tokens, nearest_rows
+from .musc_variants import Scored, musc_map, raw_score, score_batch, zero_shot_of
 from .patches import image_records
 from .plan import StagePlan
 
@@ -43,23 +41,18 @@ def score_against(store: StageStore, plan: StagePlan, agg: AggregateConfig, new:
     run = AggregateRun(store, plan, (job,), save_maps=True)
     kept = nearest_rows(store, plan, musc, [cached], records, device=device)  # the batch's own distances, once
     own = score_batch(run, musc, cached, kept)
-    tokens_b = batch_tokens(store, plan.hashes["musc_tokens"], cached)
-    cls_b = np.stack([store.read_array(unit_key("musc_tokens", plan.hashes["musc_tokens"], u), CLASS_TOKEN)
-                      for u in cached.units])
-    size = int(plan.configs["musc_tokens"]["image_size"])
-    for unit in new:
-        key = unit_key("musc_tokens", plan.hashes["musc_tokens"], unit)
-        grid = score_against_batch(store.read_array(key, TOKENS), tokens_b, r_list=musc.r_list,
-                                   fraction=musc.musc_fraction, layers=musc.musc_layers,
-                                   same_position=musc.same_position, device=device)
+    h = plan.hashes["musc_tokens"]
+    grids = score_against_batch(np.stack([store.read_array(unit_key("musc_tokens", h, u), TOKENS) for u in new]),
+                                batch_tokens(store, h, cached), r_list=musc.r_list, fraction=musc.musc_fraction,
+                                layers=musc.musc_layers, same_position=musc.same_position, device=device)
+    cls_b, cls_new = class_tokens(store, h, cached.units), class_tokens(store, h, new)
+    for unit, grid, cls in zip(new, grids, cls_new):
         facts = ImageFacts.from_attrs(store.read_attrs(unit_key("image", plan.hashes["image"], unit)))
         s = Scored(unit, facts, grid, cached.digest)
-        raw = float(image_scores(grid[None], size)[0]) if musc.foreground == "none" else \
-            float(musc_map(run, s, musc, facts.image_hw).max())
-        score = float(rescore(np.array([o.raw for o in own] + [raw]),
-                              np.concatenate([cls_b, store.read_array(key, CLASS_TOKEN)[None]]),
+        m = musc_map(run, s, musc, facts.image_hw)
+        raw = raw_score(run, s, musc, m)
+        score = float(rescore(np.array([o.raw for o in own] + [raw]), np.concatenate([cls_b, cls[None]]),
                               musc.k_for(dataset))[-1])
-        m = musc_map(run, dataclasses.replace(s, raw=raw), musc, facts.image_hw)
         if musc.combine == "mean":
             zs_score, zs_map = zero_shot_of(run, job, s)
             score, m = (zs_score + score) / 2, (m + zs_map) / 2

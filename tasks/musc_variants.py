@@ -18,12 +18,12 @@ from zsad.musc_maps import full_size, protocol_mask, row_scores, with_foreground
 from zsad.pixelmaps import resize_map
 from zsad.datasets import ground_truth
 from zsad.stores import Unit, unit_key
-from zsad.stores.schema import CLASS_TOKEN, PIXEL_MAP
+from zsad.stores.schema import PIXEL_MAP
 from zsad.variants import PROTOCOLS, Musc
 
 from .aggregate import AggregateRun, Row, VariantJob, compute_sweep
 from .fused import ImageFacts
-from .musc import MuscBatch, class_batches, nearest_rows, read_rows
+from .musc import MuscBatch, class_batches, class_tokens, nearest_rows, read_rows
 from .patches import image_records
 
 
@@ -91,10 +91,15 @@ def score_unit(run: AggregateRun, musc: Musc, batch: MuscBatch, i: int, kept: di
     map_gg = row_scores(rows, i, musc.musc_fraction, musc.musc_layers).reshape(g, g)
     facts = facts or ImageFacts.from_attrs(run.store.read_attrs(unit_key("image", run.plan.hashes["image"], unit)))
     s = Scored(unit, facts, map_gg, batch.digest)
-    size = int(run.plan.configs["musc_tokens"]["image_size"])
-    raw = float(image_scores(map_gg[None], size)[0]) if musc.foreground == "none" else \
-        float(musc_map(run, s, musc, facts.image_hw).max())
-    return dataclasses.replace(s, raw=raw)
+    return dataclasses.replace(s, raw=raw_score(run, s, musc))
+
+
+def raw_score(run: AggregateRun, s: Scored, musc: Musc, map_hw: np.ndarray | None = None) -> float:
+    """The image score before RsCIN: MuSc's, the maximum of the grid map upsampled to the token
+    stage's size; a hybrid's, the maximum of its full-size map (``map_hw`` when already made)."""
+    if musc.foreground == "none":
+        return float(image_scores(s.map_gg[None], int(run.plan.configs["musc_tokens"]["image_size"]))[0])
+    return float((map_hw if map_hw is not None else musc_map(run, s, musc, s.facts.image_hw)).max())
 
 
 def zero_shot_of(run: AggregateRun, job: VariantJob, s: Scored) -> tuple[float, np.ndarray]:
@@ -144,8 +149,7 @@ def _rescore_and_finish(run: AggregateRun, job: VariantJob, by_class: dict[str, 
     """RsCIN over each class's images, then each image written and evaluated."""
     musc: Musc = job.config.patch
     for cls, scored in sorted(by_class.items()):
-        cls_tokens = np.stack([run.store.read_array(unit_key("musc_tokens", run.plan.hashes["musc_tokens"], s.unit),
-                                                    CLASS_TOKEN) for s in scored])
+        cls_tokens = class_tokens(run.store, run.plan.hashes["musc_tokens"], [s.unit for s in scored])
         final = rescore(np.array([s.raw for s in scored]), cls_tokens, musc.k_for(dataset))
         out.contexts[(job.variant_hash, cls)] = MuscContext({s.unit.path: s.map_gg for s in scored},
                                                             {s.unit.path: s.batch_digest for s in scored})

@@ -36,10 +36,6 @@ class StagePlan:
     opted: frozenset[str] = frozenset()  # the PipelineConfig switches that are on (``Stage.opt_in``)
     fused_dtype: str = "float16"
 
-    @property
-    def patches(self) -> bool:
-        return "patches" in self.opted
-
     def fused_config(self, fusion: str) -> dict[str, Any]:
         """What a ``fused`` unit depends on besides the CLIPSeg maps (its group records it)."""
         return {"fusion": fusion, "dtype": self.fused_dtype}
@@ -63,14 +59,15 @@ class StagePlan:
         few-shot or mutual variant also the patches; a MuSc one its tokens (and the foreground
         of a hybrid), the zero-shot ones only when averaged with them (``combine=mean``)."""
         zero_shot = ("tiles", "clip_image", "clip_text", "clipseg")
-        musc = agg.patch if agg is not None and isinstance(agg.patch, Musc) else None
-        if musc is None:
-            stages = zero_shot + ((PATCH_STAGE,) if agg is not None and agg.patch is not None else ())
+        patch = None if agg is None else agg.patch
+        if isinstance(patch, Musc):
+            own = ("musc_tokens",) + (("isnet", "foreground") if patch.foreground != "none" else ())
+            if patch.combine != "mean":  # MuSc alone
+                return {s: self.hashes[s] for s in own}
+            stages = zero_shot + own
         else:
-            stages = (zero_shot if musc.combine == "mean" else ()) + ("musc_tokens",) + \
-                (("isnet", "foreground") if musc.foreground != "none" else ())
-        fused = {"fused": self.fused_hash(agg.fusion)} if agg is not None and (musc is None or musc.combine == "mean") \
-            else {}
+            stages = zero_shot + ((PATCH_STAGE,) if patch is not None else ())
+        fused = {"fused": self.fused_hash(agg.fusion)} if agg is not None else {}
         return {**{s: self.hashes[s] for s in stages}, **fused}
 
     def memory_hash(self, selection: dict[str, Any]) -> str:

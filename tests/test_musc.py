@@ -158,10 +158,13 @@ def test_image_score_is_the_upsampled_maximum():
     assert upsample(two, 3)[0].tolist() == [[0.0, 0.5, 1.0], [0.0, 0.25, 0.5], [0.0, 0.0, 0.0]]
 
 
-def test_new_image_against_a_batch_is_its_row_of_the_whole_batch():
-    batch, query = tokens(6, seed=3), tokens(1, seed=4)[0]
-    whole = mutual_maps(np.concatenate([batch, query[None]]), r_list=(1, 3), fraction=0.3)
-    np.testing.assert_allclose(score_against_batch(query, batch, r_list=(1, 3), fraction=0.3), whole[-1], atol=1e-6)
+def test_new_images_against_a_batch_are_each_their_row_of_the_whole_batch():
+    batch, new = tokens(6, seed=3), tokens(2, seed=4)
+    got = score_against_batch(new, batch, r_list=(1, 3), fraction=0.3)
+    assert got.shape == (2, 4, 4)
+    for q in range(2):  # each new image with the batch alone: the other new image plays no part
+        whole = mutual_maps(np.concatenate([batch, new[q: q + 1]]), r_list=(1, 3), fraction=0.3)
+        np.testing.assert_allclose(got[q], whole[-1], atol=1e-6)
 
 
 def test_rescore_equals_brute_force():

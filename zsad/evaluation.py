@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .bins import BIN_VALUES, FLOAT16_BINS, CellTruth, float16_bins
+from .datasets.mvtec import MVTEC_CLASSES
 from .metrics import PixelAccumulator, sample_metrics
 from .pixelmaps import PastedMap, resize_map
 from .thresholds import Threshold, f1_threshold, fpr_threshold, histogram_fpr_threshold
@@ -32,8 +33,7 @@ PUBLISHED["sample"]["MuSc (ViT-L-14-336, 518)"] = (84.36, 88.66, 86.92, 92.89, 8
                                                    96.45, 97.44, 96.04, 89.06)
 PUBLISHED["pixel"]["MuSc (ViT-L-14-336, 518)"] = (80.49, 34.38, 40.23, 46.38, 50.85, 39.56, 21.90, 11.06, 74.88,
                                                   61.33, 58.13, 67.56, 48.90)
-MVTEC_ORDER = ("bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut", "pill", "screw",
-               "tile", "toothbrush", "transistor", "wood", "zipper")
+MVTEC_ORDER = MVTEC_CLASSES  # MuSc's MVTec AD table lists the classes in the data set's order
 PUBLISHED_MVTEC = {  # MuSc's MVTec AD rows (F1-max, %), in MVTEC_ORDER then the mean
     "sample": {"MuSc (ViT-L-14-336, 518)": (99.21, 97.30, 94.88, 99.44, 96.49, 98.55, 100.0, 97.38, 95.89, 88.89,
                                             100.0, 100.0, 95.00, 98.33, 99.17, 97.37)},

@@ -199,7 +199,7 @@ def mutual_maps(tokens_nlpc: np.ndarray | torch.Tensor, *, r_list: Sequence[int]
         device: where LNAMD and the distances run (``cuda``: same numbers up to float rounding).
     """
     _check_batch(tokens_nlpc)
-    tokens = torch.as_tensor(np.asarray(tokens_nlpc) if not torch.is_tensor(tokens_nlpc) else tokens_nlpc)
+    tokens = torch.as_tensor(tokens_nlpc)
     if layers is not None:
         tokens = tokens[:, list(layers)]
     n, g = tokens.shape[0], grid_of(tokens.shape[2])
@@ -215,28 +215,31 @@ def mutual_maps(tokens_nlpc: np.ndarray | torch.Tensor, *, r_list: Sequence[int]
     return np.stack([scores_from_nearest(rows[i], fraction) for i in range(n)]).reshape(n, g, g)
 
 
-def score_against_batch(query_lpc: np.ndarray | torch.Tensor, batch_nlpc: np.ndarray | torch.Tensor, *,
+def score_against_batch(queries_nlpc: np.ndarray | torch.Tensor, batch_nlpc: np.ndarray | torch.Tensor, *,
                         r_list: Sequence[int] = (1, 3, 5), fraction: float = 0.3,
                         layers: Sequence[int] | None = None, same_position: int | None = None,
                         device: str = "cpu") -> np.ndarray:
-    """One new image against a cached batch of N images of its class: (g, g) float64, its map as
-    ``mutual_maps`` would give it within the batch plus itself (its N others; k = int(fraction N)).
-    The batch's own maps are not recomputed (with the new image they would change by its one
-    extra distance each)."""
-    query = torch.as_tensor(np.asarray(query_lpc))[None]
-    batch = torch.as_tensor(np.asarray(batch_nlpc))
-    if batch.ndim != 4 or batch.shape[0] < 1:
-        raise ValueError(f"the batch must be (images >= 1, layers, tokens, channels), got {tuple(batch.shape)}")
+    """New images against a cached batch of N images of their class: (Q, g, g) float64, each new
+    image's map as ``mutual_maps`` would give it within the batch plus itself (its N others;
+    k = int(fraction N)). The new images are not compared with each other, and the batch's own
+    maps are not recomputed (with a new image they would change by its one extra distance each).
+    The batch's LNAMD features are computed once for all the new images."""
+    queries, batch = torch.as_tensor(queries_nlpc), torch.as_tensor(batch_nlpc)
+    if batch.ndim != 4 or batch.shape[0] < 1 or queries.ndim != 4:
+        raise ValueError(f"new images and batch must be (images, layers, tokens, channels) with at least one batch "
+                         f"image, got {tuple(queries.shape)} and {tuple(batch.shape)}")
     if layers is not None:
-        query, batch = query[:, list(layers)], batch[:, list(layers)]
-    g = grid_of(query.shape[2])
-    rows = []
+        queries, batch = queries[:, list(layers)], batch[:, list(layers)]
+    g = grid_of(queries.shape[2])
+    rows = [[] for _ in range(queries.shape[0])]  # per new image: per r, (L, N, P)
     for r in r_list:
-        rows.append(torch.stack([
-            nearest_distances(layer_features(query, lay, r, device=device), layer_features(batch, lay, r, device=device),
-                              same_position=same_position)[0].cpu()
-            for lay in range(query.shape[1])]))
-    return scores_from_nearest(rows, fraction).reshape(g, g)
+        per_layer = torch.stack([
+            nearest_distances(layer_features(queries, lay, r, device=device), layer_features(batch, lay, r, device=device),
+                              same_position=same_position).cpu()
+            for lay in range(queries.shape[1])], dim=1)  # (Q, L, N, P)
+        for q in range(queries.shape[0]):
+            rows[q].append(per_layer[q])
+    return np.stack([scores_from_nearest(r_rows, fraction) for r_rows in rows]).reshape(-1, g, g)
 
 
 def upsample(maps_ngg: np.ndarray, size: int) -> np.ndarray:

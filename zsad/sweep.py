@@ -32,14 +32,14 @@ GRID: Axes = {
     "logit_scale": (None, 1 / 0.07),  # CLIP's own (100), WinCLIP's temperature 0.07
 }
 SCALE_NAMES = {"clip": None, "winclip": 1 / 0.07}
-NONE_WORDS = ("none", "all", "default")  # a None value of a tuple field, or of same_position
-NONE_FIELDS = ("same_position",)
+NONE_WORDS = ("none", "all", "default")  # a None value of a field declaring its ``kind`` (r_list, same_position)
 
 
 def _kinds() -> tuple[dict[str, tuple[type, tuple]], dict[str, type]]:
     """Each field a sweep may name (the variant classes' fields): its ``kind`` metadata or the
     type of its default (a ``None`` default is a number) and its ``choices`` when they are a
-    closed set; and the first class declaring it (which checks its values)."""
+    closed set; and the first class declaring it (which checks its values). A field declaring
+    its ``kind`` takes ``NONE_WORDS`` for None."""
     kinds: dict[str, tuple[type, tuple]] = {"mode": (str, MODES)}
     owners: dict[str, type] = {}
     for cls in (AggregateConfig, *PATCH_MODES.values()):
@@ -52,6 +52,7 @@ def _kinds() -> tuple[dict[str, tuple[type, tuple]], dict[str, type]]:
 
 
 KINDS, _OWNERS = _kinds()
+DECLARED = frozenset(f.name for cls in PATCH_MODES.values() for f in dataclasses.fields(cls) if "kind" in f.metadata)
 PATCH_SELECTION = ("shots", "shot_seed", "reference")
 
 
@@ -87,7 +88,7 @@ def parse_value(key: str, v: str) -> Any:
     kind, allowed = KINDS[key]
     if key == "logit_scale" and v.lower() in SCALE_NAMES:
         return SCALE_NAMES[v.lower()]
-    if v.lower() in NONE_WORDS and (kind is tuple or key in NONE_FIELDS):
+    if v.lower() in NONE_WORDS and key in DECLARED:
         return None
     if kind is tuple:  # whole numbers joined by "-": r_list=1-3-5
         try:
