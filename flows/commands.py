@@ -23,6 +23,7 @@ from typing import Any, Callable
 from .cli_args import prefect_arg, storage_options_option
 from .command_requests import (AggregateRequest, CacheRequest, CalibrateRequest, DemoRequest, EvaluateRequest,
                        PrecomputeRequest, PredictRequest, ReportRequest, Request, WeightsRequest, cli_fields)
+from .inline_requests import ServeRequest, WatchRequest
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,10 @@ COMMANDS: dict[str, Command] = {
                         "evaluate:evaluate", flow=True),
     "report": Command("a self-contained HTML report of a run", ReportRequest, "report:build_report"),
     "cache": Command("list / size / prune the store", CacheRequest, "cache:run_cache"),
+    "serve": Command("a warm HTTP service: POST /v1/predict, a review page, health and metrics", ServeRequest,
+                     "serve:run_serve"),
+    "watch": Command("score each image written into a folder once it is complete", WatchRequest,
+                     "watch:run_watch"),
     "weights": Command("expected weight files, their sha256 and where they are looked for", WeightsRequest,
                        "weights_cmd:run_weights"),
 }

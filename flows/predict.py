@@ -189,11 +189,17 @@ def _scored_row(st, sample: Sample, unit: Unit, vh: str, decision: Decision, png
     row = {"path": sample.path, "class": sample.class_name, "status": "scored", "sample_score": score,
            "decision": verdict, **decision.as_row(), "variant": label, "variant_hash": vh, "heatmap": ""}
     if png_path is not None:
-        png = panel_png(image_hw3=load_image(sample.path), pixel_map_hw=st.read_array(key, PIXEL_MAP),
-                        class_name=sample.class_name, score=score, threshold=decision.image,
-                        pixel_threshold=decision.pixel, caption=Path(sample.path).name)
-        row["heatmap"] = str(save_png(png, png_path))
+        row["heatmap"] = str(save_png(unit_panel(st, sample, unit, vh, decision), png_path))
     return row
+
+
+def unit_panel(st, sample: Sample, unit: Unit, vh: str, decision: Decision) -> bytes:
+    """The prediction panel (PNG bytes) of a scored file: its image, the map stored by
+    ``score_files`` and the verdict at ``decision``'s thresholds, titled by the file's name."""
+    key = unit_key("aggregate", vh, unit)
+    return panel_png(image_hw3=load_image(sample.path), pixel_map_hw=st.read_array(key, PIXEL_MAP),
+                     class_name=sample.class_name, score=float(st.read_attrs(key)["sample_score"]),
+                     threshold=decision.image, pixel_threshold=decision.pixel, caption=Path(sample.path).name)
 
 
 def write_scores(path: Path, rows: list[dict[str, Any]]) -> Path:

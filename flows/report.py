@@ -42,7 +42,7 @@ def _missing(v: Any) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
-def _env() -> jinja2.Environment:
+def template_env() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
                              autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["pct"] = lambda v: "-" if _missing(v) else f"{100 * v:.1f}"
@@ -53,7 +53,7 @@ def _env() -> jinja2.Environment:
 def render(template: str, path: Path, **context: Any) -> Path:
     """Render ``flows/templates/<template>`` to ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(_env().get_template(template).render(**context))
+    path.write_text(template_env().get_template(template).render(**context))
     return path
 
 

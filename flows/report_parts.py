@@ -34,13 +34,24 @@ def pick_examples(rows: list[Row]) -> list[tuple[str, Row]]:
     normal = sorted((r for r in rows if r.label == 0), key=lambda r: r.sample_score)
     picks = []
     if anomalous:
-        picks += [
-            ("best: highest-scoring anomalous", anomalous[-1]),
-            ("missed: lowest-scoring anomalous", anomalous[0]),
-        ]
+        picks += [("highest-scoring anomalous", anomalous[-1]), ("lowest-scoring anomalous", anomalous[0])]
     if normal:
-        picks.append(("false alarm: highest-scoring normal", normal[-1]))
+        picks.append(("highest-scoring normal", normal[-1]))
     return picks
+
+
+def outcome(label: int, score: float, threshold: float | None) -> str:
+    """What an example is at ``threshold``: a detection, a miss, a false alarm or a correct pass.
+
+    Example:
+        >>> outcome(0, 0.301, 0.302), outcome(0, 0.31, 0.302), outcome(1, 0.2, 0.3), outcome(1, 0.2, None)
+        ('correctly passed', 'false alarm', 'missed', 'no threshold')
+    """
+    if threshold is None or label < 0:
+        return "no threshold" if threshold is None else "unlabelled"
+    flagged = score >= threshold
+    return {(1, True): "detected", (1, False): "missed", (0, True): "false alarm", (0, False): "correctly passed"}[
+        (label, flagged)]
 
 
 def example_panel(st, plan, agg, row, out: Path, caption: str, found: dict | None = None,
@@ -55,6 +66,8 @@ def example_panel(st, plan, agg, row, out: Path, caption: str, found: dict | Non
     pixel = pixel_map(st, plan, agg, row.unit,  # computed now: variants store no maps
                       (contexts or {}).get(unit.class_name))
     t_img, t_pix = ((found or {}).get(level, {}).get("f1") for level in ("image", "pixel"))
+    if found is not None:  # a labelled example: titled by what it is at the threshold
+        caption = f"{caption} ({outcome(row.label, row.sample_score, t_img.value if t_img else None)})"
     boxes = st.read_array(unit_key("tiles", plan.hashes["tiles"], unit), BOXES)
     png = panel_png(image_hw3=img, pixel_map_hw=pixel, class_name=unit.class_name, score=row.sample_score,
                     threshold=t_img.value if t_img else None, pixel_threshold=t_pix.value if t_pix else None,

@@ -47,6 +47,10 @@ def stored_thresholds(store: StageStore, variant_hash: str, class_name: str) -> 
             for lvl, kinds in load_record(store, variant_hash, class_name).items()}
 
 
+class MissingThreshold(ValueError):
+    """No stored threshold of the kind asked for (the message names the commands that make one)."""
+
+
 @dataclass(frozen=True)
 class Decision:
     """The thresholds ``predict`` uses for one class, and how they were chosen."""
@@ -79,7 +83,7 @@ def resolve_thresholds(spec: str, pixel_spec: str | None, store: StageStore, var
         if spec in ("auto",) + KINDS:
             t = _pick(stored.get("image", {}), spec)
             if t is None:
-                raise ValueError(
+                raise MissingThreshold(
                     f"no stored {'' if spec == 'auto' else spec + ' '}threshold for class {class_name!r} under "
                     f"variant {variant_hash} in {store_url}. Make one with `zsad evaluate --store {store_url} "
                     f"--dataset D --root R --classes {class_name}` (labelled images: F1-max) or `zsad calibrate "

@@ -28,8 +28,8 @@ def test_report_has_every_section(cached_run, tmp_path):
     path = build_report(ReportRequest(store=cached_run, dataset="synthetic", config="tiny", out=str(tmp_path / "rep")))
     html = path.read_text()
     for needle in ("Sample level", "Pixel level", "All metrics", "Curves and score histograms",
-                   "Best and worst images", "best: highest-scoring anomalous", "missed: lowest-scoring anomalous",
-                   "false alarm: highest-scoring normal", "data:image/png;base64,"):
+                   "Best and worst images", "highest-scoring anomalous (", "lowest-scoring anomalous (",
+                   "highest-scoring normal (", "data:image/png;base64,"):
         assert needle in html, needle
     assert html.count("<figure>") == 2 * 3 and html.count('<img class="chart"') == 2  # 2 classes
     for needle in ("How these numbers were made", "<td class=\"text\">clipseg</td>", "map_dtype", "logit8",

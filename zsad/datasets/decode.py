@@ -130,3 +130,41 @@ def _check_size(p: Path, w: int, h: int, limits: ImageLimits) -> None:
                          f"{limits.max_pixels / 1e6:g} (refused before decoding; raise ZSAD_MAX_PIXELS to allow it)")
     if min(w, h) < limits.min_side:
         raise ImageError(f"{p}: {w}x{h} px; each side must be at least {limits.min_side} px (ZSAD_MIN_SIDE)")
+
+
+FORMAT_SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "BMP": ".bmp", "TIFF": ".tif", "WEBP": ".webp"}
+
+
+def sniff_image(data: bytes, name: str, limits: ImageLimits | None = None) -> str:
+    """The file suffix of an upload's image format, read from its bytes (never from ``name``),
+    after checking the header's size against ``limits``: nothing is decoded here, so a
+    decompression bomb is refused before any pixel is allocated. ``ImageError`` says why not.
+
+    Example:
+        >>> import io
+        >>> buf = io.BytesIO(); Image.new("RGB", (40, 40)).save(buf, "PNG")
+        >>> sniff_image(buf.getvalue(), "photo.jpg")
+        '.png'
+        >>> sniff_image(b"not an image", "a.png")
+        Traceback (most recent call last):
+        ...
+        zsad.datasets.decode.ImageError: a.png: not an image (its bytes are no PNG, JPEG, BMP, TIFF or WEBP)
+    """
+    import io
+    limits = limits or ImageLimits.from_env()
+    if not data:
+        raise ImageError(f"{name}: empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=tuple(FORMAT_SUFFIXES)) as im:
+                fmt, (w, h) = im.format, im.size
+    except Image.DecompressionBombError:
+        raise ImageError(f"{name}: its header claims over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels, over the "
+                         f"limit of {limits.max_pixels / 1e6:g} (a decompression bomb?): refused before decoding"
+                         ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise ImageError(f"{name}: not an image (its bytes are no {', '.join(list(FORMAT_SUFFIXES)[:-1])} or "
+                         f"{list(FORMAT_SUFFIXES)[-1]})") from None
+    _check_size(Path(name), w, h, limits)
+    return FORMAT_SUFFIXES[fmt]

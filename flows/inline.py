@@ -1,0 +1,264 @@
+"""The inline path ``zsad serve`` and ``zsad watch`` share: files in, one verdict per file out.
+
+An ``Inspector`` holds what a warm process keeps: the store, the config, the loaded models (in
+``zsad.tasks.worker``'s per-process cache, loaded once by ``warm``) and the sinks. ``score``
+takes jobs (one per HTTP request or watched file), runs each group of jobs that may share a
+pipeline run (same class, variant and reference) through ``zsad.flows.predict.score_files``,
+exactly the code ``zsad predict`` runs, and decides with the thresholds ``predict`` would use
+(read from the store at each batch, so a new ``zsad calibrate`` is seen without a restart).
+
+A mutual variant (``mutual``, or ``musc`` without a cached batch) compares the images of one job
+with each other: its jobs are never merged with other jobs, and a job of one image is refused
+(``musc`` with ``against`` scores each image against the class's cached batch instead).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from zsad.datasets import ImageLimits
+from zsad.datasets.decode import ImageError, sniff_image
+from zsad.stores import Unit, open_store
+
+from .command_requests import FilesRequest
+from .inline_requests import InlineRequest
+from .configs import variant_label
+from .predict import _scored_row, one_variant, score_files, unit_panel
+from .sinks import Sinks
+from .thresholds import Decision, MissingThreshold, resolve_thresholds
+
+log = logging.getLogger("zsad.inline")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Item:
+    """One file of a job: ``name`` as the client or folder gave it, ``path`` the file scored
+    (None when it was refused before scoring: then ``error`` and ``status`` say why)."""
+
+    name: str
+    path: Path | None
+    sha256: str
+    error: str | None = None
+    status: int = 200
+
+
+@dataclass(frozen=True, kw_only=True)
+class Job:
+    """One request's images and how to score them (``threshold``: as ``zsad predict --threshold``)."""
+
+    request_id: str
+    class_name: str
+    items: tuple[Item, ...]
+    variant: str = "seed"
+    threshold: str = "auto"
+    reference: str | None = None
+    heatmap: bool = False
+    source: str = "serve"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Verdict:
+    """What one file got. ``score`` is None when it failed (``error``, ``status``: its HTTP status)."""
+
+    file: str
+    sha256: str
+    class_name: str
+    status: int
+    score: float | None = None
+    decision: str | None = None
+    threshold: float | None = None
+    pixel_threshold: float | None = None
+    threshold_source: str | None = None
+    variant: str | None = None
+    variant_hash: str | None = None
+    error: str | None = None
+    request_id: str = ""
+    source: str = "serve"
+    time: float = 0.0
+    heatmap_png: bytes | None = None
+    unit: Unit | None = None
+    path: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The JSON of one result (the heatmap as base64 PNG when asked for)."""
+        import base64
+        out = {"file": self.file, "sha256": self.sha256, "class": self.class_name, "status": self.status,
+               "score": self.score, "decision": self.decision, "threshold": self.threshold,
+               "pixel_threshold": self.pixel_threshold, "threshold_source": self.threshold_source,
+               "variant": self.variant, "variant_hash": self.variant_hash}
+        if self.error is not None:
+            out["error"] = self.error
+        if self.heatmap_png is not None:
+            out["heatmap_png"] = base64.b64encode(self.heatmap_png).decode()
+        return out
+
+
+class JobError(ValueError):
+    """A whole job refused (``status``: 409 without a stored threshold, 422 for a bad request)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class Inspector:
+    """The warm scorer of ``serve`` and ``watch`` (see the module docstring)."""
+
+    def __init__(self, request: InlineRequest):
+        self.r = request
+        self.out = Path(request.out).resolve()
+        self.uploads = self.out / "uploads"
+        self.limits = ImageLimits.from_env()
+        self.sinks = Sinks.of(request)
+        self.models_ready = False
+
+    def warm(self, class_name: str = "object") -> float:
+        """Load every model of the config by scoring one synthetic image into a throw-away store
+        (the real store is not touched); returns the seconds it took."""
+        from PIL import Image
+
+        from zsad.datasets.synthetic import make_image
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="zsad-warm-") as tmp:
+            img, _ = make_image("pill", "scratch", 0, 256)
+            Image.fromarray(img).save(Path(tmp) / "warm.png")
+            agg = one_variant(self.r.variant)
+            files = [str(Path(tmp) / "warm.png")]
+            if agg.mode in ("mutual", "musc") and self.r.against is None:
+                Image.fromarray(make_image("pill", None, 1, 256)[0]).save(Path(tmp) / "warm2.png")
+                files.append(str(Path(tmp) / "warm2.png"))
+            scored = score_files(self._files_request(class_name, store=f"{tmp}/warm.zarr", against=None,
+                                                      reference=None), tuple(files), agg)
+        if scored.errors:
+            raise RuntimeError(f"warming the models failed: {scored.errors[0].text()}")
+        self.models_ready = True
+        return time.perf_counter() - t0
+
+    def _files_request(self, class_name: str, **over: Any) -> FilesRequest:
+        r = self.r
+        fields = dict(class_name=class_name, store=r.store, config=r.config, variant=r.variant, name=r.name,
+                      device=r.device, reference=r.reference, against=r.against, progress=False)
+        return FilesRequest(**{**fields, **over})
+
+    def spool(self, data: bytes, name: str) -> Item:
+        """An upload checked (format from its bytes, size from its header: nothing decoded) and
+        written under ``out/uploads/`` by its sha256 (atomically: a killed server leaves no half
+        file), or refused with the reason (413 too many pixels, 422 not an image)."""
+        sha = hashlib.sha256(data).hexdigest()
+        try:
+            suffix = sniff_image(data, name, self.limits)
+        except ImageError as exc:
+            status = 413 if "megapixels" in str(exc) else 422
+            return Item(name=name, path=None, sha256=sha, error=str(exc), status=status)
+        path = self.uploads / f"{sha[:32]}{suffix}"
+        if not path.exists():
+            self.uploads.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        return Item(name=name, path=path, sha256=sha)
+
+    def decision(self, job: Job) -> tuple[Decision, str]:
+        """The thresholds of ``job`` (as ``predict`` resolves them) and its variant's hash."""
+        from zsad.tasks.plan import plan_stages
+
+        from .configs import load_pipeline_config
+        agg = one_variant(job.variant, job.reference, self.r.name)
+        vh = plan_stages(load_pipeline_config(self.r.config)).aggregate_hash(agg)
+        return resolve_thresholds(job.threshold, None, open_store(self.r.store), vh, job.class_name, self.r.store), vh
+
+    def panel(self, v: Verdict) -> bytes:
+        """The prediction panel of a scored verdict, drawn from the store at its own thresholds."""
+        from zsad.datasets import Sample
+        sample = Sample.unlabelled(v.path, v.class_name, v.unit.image_id)
+        return unit_panel(open_store(self.r.store), sample, v.unit, v.variant_hash,
+                          Decision(v.threshold, v.pixel_threshold, v.threshold_source or ""))
+
+    def score(self, jobs: list[Job]) -> list[list[Verdict]]:
+        """Score ``jobs`` (grouped into as few pipeline runs as their variants allow) and hand
+        every verdict to the sinks; returns one list of verdicts per job, in its items' order."""
+        groups: dict[tuple, list[int]] = {}
+        for i, job in enumerate(jobs):
+            groups.setdefault(self._group(job), []).append(i)
+        out: list[list[Verdict]] = [[] for _ in jobs]
+        for members in groups.values():
+            group = [jobs[i] for i in members]
+            try:
+                results = self._score_group(group)
+            except (JobError, MissingThreshold) as exc:
+                results = [_refused(j, getattr(exc, "status", 409), str(exc)) for j in group]
+            except Exception:  # noqa: BLE001 - the traceback goes to the log, the client gets the request id
+                log.exception("scoring failed: requests %s", ", ".join(j.request_id for j in group))
+                results = [_refused(j, 500, f"internal error while scoring (request {j.request_id}; the "
+                                    "traceback is in the server's log)") for j in group]
+            for i, verdicts in zip(members, results):
+                out[i] = verdicts
+        self.sinks.emit([v for vs in out for v in vs])
+        return out
+
+    def _group(self, job: Job) -> tuple:
+        mode = one_variant(job.variant, job.reference, self.r.name).mode
+        alone = mode == "mutual" or (mode == "musc" and self.r.against is None)
+        return (job.class_name, job.variant, job.reference, job.threshold, job.request_id if alone else "")
+
+    def _score_group(self, jobs: list[Job]) -> list[list[Verdict]]:
+        first = jobs[0]
+        agg = one_variant(first.variant, first.reference, self.r.name)
+        decision, vh = self.decision(first)
+        paths = tuple(dict.fromkeys(str(it.path) for j in jobs for it in j.items if it.path is not None))
+        alone = agg.mode == "mutual" or (agg.mode == "musc" and self.r.against is None)
+        if alone and len(paths) == 1:
+            raise JobError(422, f"variant {variant_label(agg)!r} compares the images of one request with each other: "
+                           "send two or more, or (MuSc) start the server with --against DATASET to score each image "
+                           "against the class's cached batch")
+        rows, failed = self._run(first, agg, paths) if paths else ({}, {})
+        label = variant_label(agg)
+        base = dict(class_name=first.class_name, threshold=decision.image, pixel_threshold=decision.pixel,
+                    threshold_source=decision.source, variant=label, variant_hash=vh, time=time.time())
+        out = []
+        for job in jobs:
+            verdicts = []
+            for it in job.items:
+                common = dict(base, file=it.name, sha256=it.sha256, request_id=job.request_id, source=job.source)
+                key = str(it.path)
+                if it.path is None or key in failed:
+                    verdicts.append(Verdict(**common, status=it.status if it.path is None else 422,
+                                            error=it.error if it.path is None else failed[key]))
+                    continue
+                sample, unit, row = rows[key]
+                png = unit_panel(open_store(self.r.store), sample, unit, vh, decision) if job.heatmap else None
+                verdicts.append(Verdict(**common, status=200, score=row["sample_score"], decision=row["decision"],
+                                        heatmap_png=png, unit=unit, path=key))
+            out.append(verdicts)
+        return out
+
+    def _run(self, job: Job, agg, paths: tuple[str, ...]) -> tuple[dict[str, tuple], dict[str, str]]:
+        """``score_files`` on ``paths``: the rows of the scored ones and the reasons of the others, by path."""
+        scored = score_files(self._files_request(job.class_name, variant=job.variant, reference=job.reference),
+                             paths, agg)
+        st, decision = open_store(self.r.store), self.decision(job)[0]
+        rows = {str(Path(s.path)): (s, u, _scored_row(st, s, u, scored.variant_hash, decision, None, ""))
+                for s, u in scored.items if u is not None}
+        failed = {str(Path(f.path).resolve()): _reason(f.error, f.path) for f in scored.errors + scored.skipped}
+        resolved = {str(Path(p).resolve()): p for p in paths}
+        return ({resolved.get(k, k): v for k, v in rows.items()},
+                {resolved.get(k, k): v for k, v in failed.items()})
+
+
+def _reason(error: str, path: str) -> str:
+    """A failure's reason without the server's own file path (the client named the file otherwise)."""
+    return error.replace(f"{path}: ", "").replace(str(Path(path).resolve()) + ": ", "")
+
+
+def _refused(job: Job, status: int, error: str) -> list[Verdict]:
+    """Every item of ``job`` refused with ``error`` (its own reason first where it had one)."""
+    return [Verdict(file=it.name, sha256=it.sha256, class_name=job.class_name, status=it.status if it.error else status,
+                    error=it.error or error, request_id=job.request_id, source=job.source, time=time.time())
+            for it in job.items]

@@ -1,0 +1,150 @@
+"""``zsad watch DIR --class C``: a watched-folder source on the service's own code path.
+
+Each image file written under ``DIR`` is scored once it is complete: its size and modification
+time unchanged for ``--settle`` seconds (a camera or a copy still writing it is waited for).
+Files are found by watchdog's OS events (``--poll``: its polling observer, for network
+shares) and, at start, by listing the folder: files the store already holds with their
+current size and time (the nightly flow's test) are not scored again. Files are keyed in the
+store exactly as the nightly flow keys them (data set ``--name``, ids from their absolute
+paths), so a nightly run over the same folder reuses every result.
+
+Verdicts go to the sinks of ``zsad.flows.sinks`` (audit log, ``scores.csv``, webhook, MQTT);
+a file that cannot be read is recorded with its reason and the watch goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from zsad.datasets import is_image_file
+from zsad.datasets.base import file_sha256
+
+from .inline import Inspector, Item, Job, Verdict
+from .inline_requests import WatchRequest
+
+log = logging.getLogger("zsad.watch")
+
+
+class Settling:
+    """Files seen changing, and when each was last seen changed; ``ready`` returns those unchanged
+    for ``settle_s`` (thread-safe: the observer's thread calls ``touch``)."""
+
+    def __init__(self, settle_s: float):
+        self.settle_s = settle_s
+        self._seen: dict[Path, tuple[tuple[int, int] | None, float]] = {}
+        self._lock = threading.Lock()
+
+    def touch(self, path: Path) -> None:
+        if is_image_file(path):
+            with self._lock:
+                self._seen[path] = (None, time.monotonic())
+
+    def ready(self) -> list[Path]:
+        now, out = time.monotonic(), []
+        with self._lock:
+            for path, (sig, since) in list(self._seen.items()):
+                try:
+                    st = path.stat()
+                except OSError:  # removed (or renamed) before it settled
+                    del self._seen[path]
+                    continue
+                now_sig = (st.st_size, st.st_mtime_ns)
+                if now_sig != sig:
+                    self._seen[path] = (now_sig, now)
+                elif now - since >= self.settle_s:
+                    out.append(path)
+                    del self._seen[path]
+        return sorted(out)
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+def _observer(r: WatchRequest, settling: Settling):
+    from watchdog.events import FileSystemEventHandler
+    from watchdog.observers import Observer
+    from watchdog.observers.polling import PollingObserver
+
+    class Handler(FileSystemEventHandler):
+        def on_any_event(self, event):
+            if not event.is_directory and event.event_type in ("created", "modified", "moved", "closed"):
+                settling.touch(Path(getattr(event, "dest_path", "") or event.src_path).resolve())
+
+    obs = (PollingObserver(timeout=0.5) if r.poll else Observer())
+    obs.schedule(Handler(), r.folder, recursive=True)
+    return obs
+
+
+def run_watch(request: WatchRequest) -> dict[str, Any]:
+    """Watch ``request.folder`` until interrupted (or ``--timeout``; ``--once``: what is there now)."""
+    from .nightly import new_files
+    r = request
+    if not Path(r.folder).is_dir():
+        raise ValueError(f"{r.folder}: the folder to watch does not exist")
+    inspector = Inspector(r)
+    if r.threshold != "none":
+        inspector.decision(Job(request_id="start", class_name=r.class_name, items=(), variant=r.variant,
+                               threshold=r.threshold, reference=r.reference))  # no threshold: fail now, not per file
+    settling, counts = Settling(r.settle_s), {"n_scored": 0, "n_failed": 0, "n_anomalous": 0}
+    observer = None if r.once else _observer(r, settling)
+    if observer is not None:
+        observer.start()
+    fresh, total = new_files(r.folder, r.class_name, r.store, r.config, r.name)
+    print(f"zsad watch: {r.folder}: {total} images there, {len(fresh)} not yet scored; audit log "
+          f"{inspector.sinks.audit}", flush=True)
+    done: dict[Path, tuple[int, int]] = {}
+    started = time.monotonic()
+    try:
+        _score_batches(inspector, r, fresh, done, counts)
+        while observer is not None and (r.timeout_s is None or time.monotonic() - started < r.timeout_s):
+            time.sleep(0.2)
+            _score_batches(inspector, r, settling.ready(), done, counts)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if observer is not None:
+            observer.stop()
+            observer.join(5)
+    return {**counts, "audit": str(inspector.sinks.audit), "scores_csv": str(inspector.sinks.scores_csv)}
+
+
+def _score_batches(inspector: Inspector, r: WatchRequest, paths: list[Path], done: dict, counts: dict) -> None:
+    """Score the complete files not scored in their current version, ``max_batch`` at a time."""
+    todo = []
+    for p in paths:
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        if done.get(p) != (st.st_size, st.st_mtime_ns):
+            done[p] = (st.st_size, st.st_mtime_ns)
+            todo.append(p)
+    for i in range(0, len(todo), r.max_batch):
+        part = todo[i:i + r.max_batch]
+        job = Job(request_id=uuid.uuid4().hex[:16], class_name=r.class_name, variant=r.variant, threshold=r.threshold,
+                  reference=r.reference, source="watch",
+                  items=tuple(Item(name=str(p), path=p, sha256=_sha(p)) for p in part))
+        for v in inspector.score([job])[0]:
+            _count(v, counts)
+
+
+def _sha(path: Path) -> str:
+    try:
+        return file_sha256(path)
+    except OSError:
+        return ""
+
+
+def _count(v: Verdict, counts: dict) -> None:
+    if v.error is not None:
+        counts["n_failed"] += 1
+        print(f"zsad watch: {v.file}: {v.error}", flush=True)
+    else:
+        counts["n_scored"] += 1
+        counts["n_anomalous"] += v.decision == "anomalous"
+        print(f"zsad watch: {v.file}: score {v.score:.4f} {v.decision}", flush=True)
