@@ -22,7 +22,8 @@ from zsad.flows.command_requests import (SPLITS, AggregateRequest, CacheRequest,
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIRED = {"precompute": ["--root", "data"], "predict": ["a.png", "--class", "pill"],
-            "calibrate": ["--good", "g", "--class", "pill"], "cache": ["list"], "weights": ["list"]}
+            "calibrate": ["--good", "g", "--class", "pill"], "cache": ["list"], "weights": ["list"],
+            "watch": ["incoming", "--class", "pill"]}
 
 
 def _parse(command: str, *more: str) -> Request:
@@ -35,7 +36,7 @@ def test_every_option_parses_to_the_requests_default(command):
     cls = COMMANDS[command].request
     got = _parse(command)
     for f in dataclasses.fields(cls):
-        if f.name in ("root", "paths", "good", "class_name", "action"):
+        if f.name in ("root", "paths", "good", "class_name", "action", "folder"):
             continue  # required: given above
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         assert getattr(got, f.name) == default, (command, f.name)
