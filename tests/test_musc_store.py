@@ -37,6 +37,7 @@ def musc_store(precomputed_store, synthetic_root, tmp_path_factory):
     """The session's tiny store plus MuSc's tokens: the seed's stages have the same hashes, so the
     precompute with musc-tiny computes only ``musc_tokens``."""
     dest = copy_store(precomputed_store, tmp_path_factory.mktemp("musc") / "store.zarr")
+    worker._MODELS.clear()  # cold: what an earlier module on this worker loaded must not hide the load counted
     loads = dict(worker.MODEL_LOADS)
     out = run_precompute(PrecomputeRequest(store=dest, progress=False, name="synthetic", config=CONFIG),
                          samples=read_dataset("synthetic", synthetic_root))
