@@ -29,6 +29,7 @@ from zsad.variants import FUSIONS, PROTOCOLS, AggregateConfig
 from .cli_args import fraction, fusions_arg, positive_int
 from .request_fields import STORE, Request, cli_fields  # noqa: F401 - re-exported: the requests' module names them all
 from .request_fields import (
+    check_against_reference,
     class_option,
     classes_option,
     config_option,
@@ -191,8 +192,7 @@ class FilesRequest(Request):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.against is not None and self.reference is not None:
-            raise ValueError("--against (MuSc, a cached batch) and --reference (few-shot) exclude each other")
+        check_against_reference(self.against, self.reference)
 
 
 @dataclass(frozen=True, kw_only=True)

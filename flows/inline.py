@@ -131,7 +131,7 @@ class Inspector:
             Image.fromarray(img).save(Path(tmp) / "warm.png")
             agg = one_variant(self.r.variant)
             files = [str(Path(tmp) / "warm.png")]
-            if agg.mode in ("mutual", "musc") and self.r.against is None:
+            if self._alone(agg):
                 Image.fromarray(make_image("pill", None, 1, 256)[0]).save(Path(tmp) / "warm2.png")
                 files.append(str(Path(tmp) / "warm2.png"))
             scored = score_files(self._files_request(class_name, store=f"{tmp}/warm.zarr", against=None,
@@ -204,21 +204,23 @@ class Inspector:
         return out
 
     def _group(self, job: Job) -> tuple:
-        mode = one_variant(job.variant, job.reference, self.r.name).mode
-        alone = mode == "mutual" or (mode == "musc" and self.r.against is None)
+        alone = self._alone(one_variant(job.variant, job.reference, self.r.name))
         return (job.class_name, job.variant, job.reference, job.threshold, job.request_id if alone else "")
+
+    def _alone(self, agg) -> bool:
+        """A variant that compares a job's images with each other (never merged with other jobs)."""
+        return agg.mode == "mutual" or (agg.mode == "musc" and self.r.against is None)
 
     def _score_group(self, jobs: list[Job]) -> list[list[Verdict]]:
         first = jobs[0]
         agg = one_variant(first.variant, first.reference, self.r.name)
         decision, vh = self.decision(first)
         paths = tuple(dict.fromkeys(str(it.path) for j in jobs for it in j.items if it.path is not None))
-        alone = agg.mode == "mutual" or (agg.mode == "musc" and self.r.against is None)
-        if alone and len(paths) == 1:
+        if self._alone(agg) and len(paths) == 1:
             raise JobError(422, f"variant {variant_label(agg)!r} compares the images of one request with each other: "
                            "send two or more, or (MuSc) start the server with --against DATASET to score each image "
                            "against the class's cached batch")
-        rows, failed = self._run(first, agg, paths) if paths else ({}, {})
+        rows, failed = self._run(first, agg, paths, decision) if paths else ({}, {})
         label = variant_label(agg)
         base = dict(class_name=first.class_name, threshold=decision.image, pixel_threshold=decision.pixel,
                     threshold_source=decision.source, variant=label, variant_hash=vh, time=time.time())
@@ -239,11 +241,12 @@ class Inspector:
             out.append(verdicts)
         return out
 
-    def _run(self, job: Job, agg, paths: tuple[str, ...]) -> tuple[dict[str, tuple], dict[str, str]]:
+    def _run(self, job: Job, agg, paths: tuple[str, ...], decision: Decision
+             ) -> tuple[dict[str, tuple], dict[str, str]]:
         """``score_files`` on ``paths``: the rows of the scored ones and the reasons of the others, by path."""
         scored = score_files(self._files_request(job.class_name, variant=job.variant, reference=job.reference),
                              paths, agg)
-        st, decision = open_store(self.r.store), self.decision(job)[0]
+        st = open_store(self.r.store)
         rows = {str(Path(s.path)): (s, u, _scored_row(st, s, u, scored.variant_hash, decision, None, ""))
                 for s, u in scored.items if u is not None}
         failed = {str(Path(f.path).resolve()): _reason(f.error, f.path) for f in scored.errors + scored.skipped}

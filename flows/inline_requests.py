@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass, field
 
 from .cli_args import positive_int
-from .request_fields import (Request, class_option, config_option, device_option, option, reference_option,
+from .request_fields import (Request, check_against_reference, class_option, config_option, device_option, option, reference_option,
                              store_option, variant_option)
 
 
@@ -68,8 +68,7 @@ class InlineRequest(Request):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.against is not None and self.reference is not None:
-            raise ValueError("--against (MuSc, a cached batch) and --reference (few-shot) exclude each other")
+        check_against_reference(self.against, self.reference)
 
 
 @dataclass(frozen=True, kw_only=True)

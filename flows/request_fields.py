@@ -65,6 +65,12 @@ def class_option():
     return option(dataclasses.MISSING, "--class", "the object class (its name makes the prompts)", required=True)
 
 
+def check_against_reference(against: str | None, reference: str | None) -> None:
+    """``--against`` (MuSc, a cached batch) and ``--reference`` (few-shot) are two ways of scoring; one at most."""
+    if against is not None and reference is not None:
+        raise ValueError("--against (MuSc, a cached batch) and --reference (few-shot) exclude each other")
+
+
 def variant_option():
     return option("seed", "--variant", "aggregation variant (one), e.g. 'seed' or 'fusion=geometric'")
 
