@@ -56,6 +56,7 @@ def measure(stage: str, a) -> dict:
     """One stage in this process: seconds per image (per class for clip_text) and what it ran."""
     from zsad.config import ModelSpec, SamGeneratorConfig
     from zsad.models import build_clip, build_clipseg, build_isnet, build_sam
+    from zsad.models.sam_survivors import install_survivors
     dev, img, k = a.device, _image(a), a.images_per_batch
     tiles = [img[:352, :352]] * a.tiles * k  # k images' tiles in one call (the GPU path), timed per image
     if stage == "isnet":
@@ -81,12 +82,21 @@ def measure(stage: str, a) -> dict:
                 "what": f"CLIPSeg rd64-refined (ViT-B/{patch}, 352 px), {a.tiles} tiles x {len(prompts)} prompts"
                         f"{_mode(a)}", "per": "image"}
     if stage == "sam":
-        gen = SamGeneratorConfig(points_per_side=a.points_per_side)
+        gen = SamGeneratorConfig(points_per_side=a.points_per_side).with_options(a.sam_options or "")
         m = build_sam(ModelSpec("sam", a.sam), device=dev, generator=gen)
-        n_batches = math.ceil(a.points_per_side ** 2 / gen.points_per_batch)
-        if a.sam_batches <= 0 or a.sam_batches >= n_batches or dev.startswith("cuda"):  # a GPU runs the grid
-            return {"s": _clock(lambda: m.generate(img), dev, 1),
-                    "what": f"SAM {a.sam}, {a.points_per_side}x{a.points_per_side} points", "per": "image"}
+        n_batches = math.ceil(a.points_per_side ** 2 / (gen.points_per_batch or 64))
+        whole = a.survivors or a.sam_options or a.sam_batches <= 0 or a.sam_batches >= n_batches
+        if whole or dev.startswith("cuda"):  # a GPU runs the grid; so do survivors and zsad's options
+            synth = install_survivors(m) if a.survivors else {"seconds": 0.0}
+            out = {}
+            if dev.startswith("cuda"):
+                m.generate(img)  # warm-up (a CPU would spend minutes on it)
+            synth["seconds"] = 0.0
+            s = _clock(lambda: out.__setitem__("m", m.generate(img)), dev, 1, warmup=False) - synth["seconds"]
+            what = f"SAM {a.sam}, {a.points_per_side}x{a.points_per_side} points" + \
+                (f", {a.sam_options}" if a.sam_options else "") + \
+                (f", {len(out['m'].scores_n)} masks (realistic survivors)" if a.survivors else "")
+            return {"s": s, "what": what, "per": "image"}
         return _sam_extrapolated(m, img, gen, n_batches, a)
     raise ValueError(f"unknown stage {stage!r}; known: {STAGES}")
 
@@ -158,6 +168,10 @@ def main() -> None:
     ap.add_argument("--images-per-batch", type=int, default=1, help="CLIP/CLIPSeg: tiles of N images per call")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="CLIP/CLIPSeg autocast")
     ap.add_argument("--image-size", default="1024x768", help="WxH of the test image")
+    ap.add_argument("--survivors", action="store_true", help="SAM: realistic surviving masks (zsad.models."
+                    "sam_survivors; the count is printed); runs the whole grid")
+    ap.add_argument("--sam-options", default=None, help="SAM: zsad's generator options (shared, batch=auto, bf16, "
+                    "compile); runs the whole grid")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: measure one stage, print JSON
     a = ap.parse_args()

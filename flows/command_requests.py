@@ -21,7 +21,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
-from zsad.config import PRECISIONS
+from zsad.config import PRECISIONS, SamGeneratorConfig
 from zsad.datasets import DATASET_KINDS
 from zsad.stores import Unit
 from zsad.variants import FUSIONS, PROTOCOLS, AggregateConfig
@@ -79,9 +79,14 @@ class PrecomputeRequest(Request):
                                           "batch (default 1: exact; >1 gets its own cache)", type=positive_int)
     precision: str | None = option(None, "--precision", "CLIP/CLIPSeg under autocast (default fp32; others get "
                                    "their own cache)", choices=PRECISIONS)
+    sam_options: str | None = option(None, "--sam-options", "zsad's SAM generator options, comma-separated: shared "
+                                     "(the CPU lever), batch=auto|N (GPU: points per decoder batch), bf16, compile; "
+                                     "each gets its own cache (default none: stock's masks)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.sam_options is not None:
+            SamGeneratorConfig().with_options(self.sam_options)  # a clear error before any work
         if self.shard_size < 1:
             raise ValueError(f"shard size must be a positive number of images, got {self.shard_size}")
         bad = [f for f in self.fusions if f not in FUSIONS]

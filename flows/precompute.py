@@ -8,6 +8,7 @@ An image that fails in any stage is recorded and dropped from the later stages; 
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -94,9 +95,12 @@ def _results(futures: list[Any], progress: bool) -> list[Any]:
 
 
 def pipeline_config(request: PrecomputeRequest) -> PipelineConfig:
-    """The request's pipeline config with its overrides (device, patches, batching, precision)."""
-    return load_pipeline_config(request.config, device=request.device, patches=request.patches,
-                                images_per_batch=request.images_per_batch, precision=request.precision)
+    """The request's pipeline config with its overrides (device, patches, batching, precision, SAM's options)."""
+    cfg = load_pipeline_config(request.config, device=request.device, patches=request.patches,
+                               images_per_batch=request.images_per_batch, precision=request.precision)
+    if request.sam_options:
+        cfg = dataclasses.replace(cfg, sam_generator=cfg.sam_generator.with_options(request.sam_options))
+    return cfg
 
 
 def run_precompute(request: PrecomputeRequest, *, samples: list[Sample] | None = None,

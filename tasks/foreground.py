@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from zsad.stores import Unit, unit_key
-from zsad.foreground import extract_foreground
+from zsad.foreground import extract_foreground_packed
 
 from .common import zsad_task
 from .runner import ShardJob, StageResult, run_stage
-from .sam import unpack_masks
 
 
 @zsad_task("foreground")
@@ -17,7 +16,7 @@ def foreground(job: ShardJob, units: tuple[Unit, ...]) -> StageResult:
     def one(store, _, unit, sha, attrs):
         prob = store.read_array(unit_key("isnet", hashes["isnet"], unit), "prob_hw")
         packed = store.read_array(unit_key("sam", hashes["sam"], unit), "masks_packed")
-        fg = extract_foreground(unpack_masks(packed, *prob.shape), prob, pc.foreground)
+        fg = extract_foreground_packed(packed, prob, pc.foreground)
         store.write_unit(unit_key("foreground", hashes["foreground"], unit), {
             "mask_hw": fg.mask_hw, "labels_hw": fg.labels_hw,
             "parts_c": fg.parts_c, "kept_n": fg.kept_n,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from zsad.stores import Unit, unit_key
 from zsad.stores.schema import BOXES
 
@@ -13,14 +11,6 @@ from .runner import ShardJob, StageResult, run_stage
 from .worker import get_model
 
 
-def pack_masks(masks_nhw: np.ndarray) -> np.ndarray:
-    return np.packbits(masks_nhw.reshape(masks_nhw.shape[0], -1), axis=1)
-
-
-def unpack_masks(packed: np.ndarray, h: int, w: int) -> np.ndarray:
-    return np.unpackbits(packed, axis=1, count=h * w).reshape(-1, h, w).astype(bool)
-
-
 @zsad_task("sam")
 def sam_masks(job: ShardJob, units: tuple[Unit, ...]) -> StageResult:
     pc = job.cfg
@@ -28,7 +18,7 @@ def sam_masks(job: ShardJob, units: tuple[Unit, ...]) -> StageResult:
     def one(store, model, unit, sha, attrs):
         out = model.generate(image_of(attrs))
         store.write_unit(unit_key("sam", job.hash("sam"), unit), {
-            "masks_packed": pack_masks(out.masks_nhw),
+            "masks_packed": out.masks_packed,
             "scores_n": out.scores_n,
             BOXES: out.boxes_xyxy,
         }, {"height": attrs["height"], "width": attrs["width"]}, source=sha)

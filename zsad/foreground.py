@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from .bitmasks import pack_masks, popcount_rows, unpack_masks
 from .config import ForegroundConfig
 
 
@@ -68,36 +69,49 @@ def coverage_keep(masks_nhw: np.ndarray, fg_hw: np.ndarray, min_coverage: float)
     """
     if masks_nhw.ndim != 3 or masks_nhw.shape[1:] != fg_hw.shape:
         raise ValueError(f"masks (N,H,W) {masks_nhw.shape} do not match foreground (H,W) {fg_hw.shape}")
+    return coverage_keep_packed(pack_masks(masks_nhw), fg_hw, min_coverage)
+
+
+def coverage_keep_packed(masks_packed: np.ndarray, fg_hw: np.ndarray, min_coverage: float) -> np.ndarray:
+    """``coverage_keep`` on bit-packed masks ((N, ceil(H*W/8)) uint8, ``zsad.bitmasks``): areas and
+    overlaps are bit counts of the packed bytes, no mask is unpacked."""
     if not 0.0 <= min_coverage <= 1.0:
         raise ValueError(f"min_coverage must be in [0, 1], got {min_coverage}")
-    flat = masks_nhw.reshape(masks_nhw.shape[0], -1)
-    area = flat.sum(axis=1, dtype=np.int64)
-    inside = (flat & fg_hw.reshape(1, -1)).sum(axis=1, dtype=np.int64)
+    fg_packed = pack_masks(fg_hw[None])
+    if masks_packed.ndim != 2 or masks_packed.shape[1] != fg_packed.shape[1]:
+        raise ValueError(f"packed masks {masks_packed.shape} do not match a {fg_hw.shape} foreground "
+                         f"({fg_packed.shape[1]} bytes per mask)")
+    area = popcount_rows(masks_packed)
+    inside = popcount_rows(masks_packed & fg_packed)
     scale = 10**6
     return (area > 0) & (inside * scale >= int(round(min_coverage * scale)) * area)
 
 
 def extract_foreground(masks_nhw: np.ndarray, isnet_u8_hw: np.ndarray, cfg: ForegroundConfig) -> Foreground:
+    """``extract_foreground_packed`` of (N, H, W) bool masks."""
+    return extract_foreground_packed(pack_masks(masks_nhw.astype(bool, copy=False)), isnet_u8_hw, cfg)
+
+
+def extract_foreground_packed(masks_packed: np.ndarray, isnet_u8_hw: np.ndarray, cfg: ForegroundConfig) -> Foreground:
     """Seed step 1: keep SAM masks >= ``cfg.min_coverage`` inside IS-Net's foreground, union,
-    connected components, and SAM parts per component.
+    connected components, and SAM parts per component. Only the kept masks are unpacked, once.
 
     Args:
-        masks_nhw: (N, H, W) bool SAM masks (N may be 0).
+        masks_packed: (N, ceil(H*W/8)) uint8 bit-packed SAM masks (N may be 0), as the store keeps them.
         isnet_u8_hw: (H, W) uint8 IS-Net probability map.
         cfg: thresholds.
     """
     fg_isnet = isnet_foreground(isnet_u8_hw, cfg.isnet_threshold)
-    if masks_nhw.shape[0] == 0:
-        kept = np.zeros(0, bool)
-        union = np.zeros(fg_isnet.shape, bool)
-    else:
-        kept = coverage_keep(masks_nhw.astype(bool, copy=False), fg_isnet, cfg.min_coverage)
-        union = masks_nhw[kept].any(axis=0) if kept.any() else np.zeros(fg_isnet.shape, bool)
+    h, w = fg_isnet.shape
+    n_masks = masks_packed.shape[0]
+    kept = coverage_keep_packed(masks_packed, fg_isnet, cfg.min_coverage) if n_masks else np.zeros(0, bool)
+    kept_khw = unpack_masks(masks_packed[kept], h, w)
+    union = kept_khw.any(axis=0) if len(kept_khw) else np.zeros(fg_isnet.shape, bool)
     structure = ndimage.generate_binary_structure(2, cfg.connectivity)
     labels, n = ndimage.label(union, structure=structure)
-    component = np.zeros(masks_nhw.shape[0], np.int32)
-    for i in np.flatnonzero(kept):
-        counts = np.bincount(labels[masks_nhw[i]], minlength=n + 1)
+    component = np.zeros(n_masks, np.int32)
+    for i, mask in zip(np.flatnonzero(kept), kept_khw):
+        counts = np.bincount(labels[mask], minlength=n + 1)
         counts[0] = 0
         component[i] = int(np.argmax(counts))
     parts = np.bincount(component[kept], minlength=n + 1)[1:].astype(np.int32)

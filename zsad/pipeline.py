@@ -15,7 +15,7 @@ import numpy as np
 
 from .aggregate import ImageEvidence, TextEvidence, aggregate_variants
 from .config import PipelineConfig
-from .foreground import Foreground, extract_foreground
+from .foreground import Foreground, extract_foreground_packed
 from .models import load_model
 from .models._common import check_image
 from .pixelmaps import store_maps
@@ -100,7 +100,7 @@ def _image_evidence(image_hw3: np.ndarray, models: Models, cfg: PipelineConfig, 
     check_image(image_hw3)
     isnet_map = models.isnet.predict(image_hw3)
     sam = models.sam.generate(image_hw3)
-    fg = extract_foreground(sam.masks_nhw, isnet_map, cfg.foreground)
+    fg = extract_foreground_packed(sam.masks_packed, isnet_map, cfg.foreground)
     tiles = tile_image(fg.labels_hw, fg.parts_c, cfg.tiling)
     crops = crop_tiles(image_hw3, tiles.boxes_xyxy)
     if patches:
@@ -111,7 +111,7 @@ def _image_evidence(image_hw3: np.ndarray, models: Models, cfg: PipelineConfig, 
     evidence = ImageEvidence.from_maps(emb_td=emb, maps_tlhw=maps, fusions=[cfg.aggregate.fusion],
                                        boxes_xyxy=tiles.boxes_xyxy, component_t=tiles.component_t,
                                        image_hw=image_hw3.shape[:2], fused_dtype=cfg.fused_dtype)
-    return _Evidence(isnet_map, int(sam.masks_nhw.shape[0]), fg, tiles, evidence, maps, emb, feats)
+    return _Evidence(isnet_map, int(sam.masks_packed.shape[0]), fg, tiles, evidence, maps, emb, feats)
 
 
 def _result(e: _Evidence, text: TextEmbeddings, cfg: PipelineConfig, patch_tyx: np.ndarray | None) -> ImageResult:

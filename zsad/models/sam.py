@@ -12,9 +12,12 @@ import torch
 from segment_anything import SamAutomaticMaskGenerator
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
+from ..bitmasks import pack_masks, unpack_masks
 from ..config import ModelSpec, SamGeneratorConfig
 from ..weights import load_checked, safe_load_state_dict
 from ._common import check_image, seeded
+from .sam_amg import ZsadMaskGenerator
+from .sam_decoder import SharedImageSideDecoder
 
 # encoder dim, depth, heads, global attention blocks, image size, prompt dim, window
 SAM_ARCHS: dict[str, tuple] = {
@@ -49,39 +52,73 @@ def make_sam(arch: str) -> Sam:
 
 @dataclass(frozen=True)
 class SamMasks:
-    """SAM's automatic masks for one image.
+    """SAM's automatic masks for one image, sorted by decreasing area.
 
     Attributes:
-        masks_nhw: (N, H, W) bool.
+        masks_packed: (N, ceil(H*W/8)) uint8, bit-packed as the store keeps them (``zsad.bitmasks``).
         scores_n: (N,) float32 predicted IoU.
         boxes_xyxy: (N, 4) int32, exclusive ends.
+        height, width: the image's size.
     """
 
-    masks_nhw: np.ndarray
+    masks_packed: np.ndarray
     scores_n: np.ndarray
     boxes_xyxy: np.ndarray
+    height: int
+    width: int
+
+    @property
+    def masks_nhw(self) -> np.ndarray:
+        """(N, H, W) bool (unpacked on each call)."""
+        return unpack_masks(self.masks_packed, self.height, self.width)
 
 
 class SamSegmenter:
-    """SAM automatic mask generation for whole images."""
+    """SAM automatic mask generation for whole images: zsad's generator (``sam_amg``) or
+    segment-anything's, as ``SamGeneratorConfig.engine`` says (the stock one also where
+    ``min_mask_region_area > 0`` needs its OpenCV post-processing)."""
 
     def __init__(self, sam: Sam, generator: SamGeneratorConfig = SamGeneratorConfig(), device: str = "cpu"):
         self.sam = sam.eval().to(device)
-        self.generator = SamAutomaticMaskGenerator(
-            sam, points_per_side=generator.points_per_side, points_per_batch=generator.points_per_batch,
+        self.config = generator
+        self.stock = SamAutomaticMaskGenerator(
+            sam, points_per_side=generator.points_per_side, points_per_batch=generator.points_per_batch or 64,
             pred_iou_thresh=generator.pred_iou_thresh, stability_score_thresh=generator.stability_score_thresh,
             box_nms_thresh=generator.box_nms_thresh, min_mask_region_area=generator.min_mask_region_area)
+        self.zsad = None
+        if generator.engine == "zsad" and generator.min_mask_region_area == 0:
+            self.zsad = ZsadMaskGenerator(sam, generator, device, decoder=_decoder(sam, generator))
+            if generator.compile:
+                sam.image_encoder = torch.compile(sam.image_encoder)
+        self.generator = self.stock  # segment-anything's object (its predictor and grid)
         self.weights_sha256 = "random"
 
     @torch.inference_mode()
     def generate(self, image_hw3: np.ndarray) -> SamMasks:
         """(H, W, 3) uint8 RGB -> masks sorted by decreasing area."""
         h, w = check_image(image_hw3).shape[:2]
-        records = sorted(self.generator.generate(image_hw3), key=lambda r: -r["area"])
+        if self.zsad is not None:
+            packed, scores, boxes = self.zsad.generate(image_hw3)
+            return SamMasks(packed, scores, boxes, h, w)
+        return self.generate_stock(image_hw3)
+
+    @torch.inference_mode()
+    def generate_stock(self, image_hw3: np.ndarray) -> SamMasks:
+        """segment-anything's ``SamAutomaticMaskGenerator``, records sorted by decreasing area."""
+        h, w = check_image(image_hw3).shape[:2]
+        records = sorted(self.stock.generate(image_hw3), key=lambda r: -r["area"])
         if not records:
-            return SamMasks(np.zeros((0, h, w), bool), np.zeros(0, np.float32), np.zeros((0, 4), np.int32))
+            return SamMasks(np.zeros((0, (h * w + 7) // 8), np.uint8), np.zeros(0, np.float32),
+                            np.zeros((0, 4), np.int32), h, w)
         masks = np.stack([r["segmentation"] for r in records]).astype(bool)
-        return SamMasks(masks, np.array([r["predicted_iou"] for r in records], np.float32), mask_boxes(masks))
+        return SamMasks(pack_masks(masks), np.array([r["predicted_iou"] for r in records], np.float32),
+                        mask_boxes(masks), h, w)
+
+
+def _decoder(sam: Sam, cfg: SamGeneratorConfig):
+    """The mask decoder the zsad generator calls: SAM's own, or the one sharing the image side."""
+    decoder = SharedImageSideDecoder(sam.mask_decoder) if cfg.share_image_side else sam.mask_decoder
+    return torch.compile(decoder) if cfg.compile else decoder
 
 
 def mask_boxes(masks_nhw: np.ndarray) -> np.ndarray:
