@@ -20,7 +20,8 @@ _BIT_WEIGHTS = (128, 64, 32, 16, 8, 4, 2, 1)
 
 def pack_masks(masks_nhw: np.ndarray) -> np.ndarray:
     """(N, H, W) bool -> (N, ceil(H*W/8)) uint8."""
-    return np.packbits(masks_nhw.reshape(masks_nhw.shape[0], -1), axis=1)
+    n, h, w = masks_nhw.shape
+    return np.packbits(masks_nhw.reshape(n, h * w), axis=1)
 
 
 def unpack_masks(packed: np.ndarray, h: int, w: int) -> np.ndarray:
