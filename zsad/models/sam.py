@@ -3,7 +3,6 @@ automatic mask generator with its published defaults."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -12,11 +11,12 @@ import torch
 from segment_anything import SamAutomaticMaskGenerator
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
-from ..bitmasks import pack_masks, unpack_masks
+from ..bitmasks import pack_masks
 from ..config import ModelSpec, SamGeneratorConfig
 from ..weights import load_checked, safe_load_state_dict
 from ._common import check_image, seeded
 from .sam_amg import ZsadMaskGenerator
+from .sam_masks import SamMasks
 from .sam_decoder import SharedImageSideDecoder
 
 # encoder dim, depth, heads, global attention blocks, image size, prompt dim, window
@@ -50,29 +50,6 @@ def make_sam(arch: str) -> Sam:
     )
 
 
-@dataclass(frozen=True)
-class SamMasks:
-    """SAM's automatic masks for one image, sorted by decreasing area.
-
-    Attributes:
-        masks_packed: (N, ceil(H*W/8)) uint8, bit-packed as the store keeps them (``zsad.bitmasks``).
-        scores_n: (N,) float32 predicted IoU.
-        boxes_xyxy: (N, 4) int32, exclusive ends.
-        height, width: the image's size.
-    """
-
-    masks_packed: np.ndarray
-    scores_n: np.ndarray
-    boxes_xyxy: np.ndarray
-    height: int
-    width: int
-
-    @property
-    def masks_nhw(self) -> np.ndarray:
-        """(N, H, W) bool (unpacked on each call)."""
-        return unpack_masks(self.masks_packed, self.height, self.width)
-
-
 class SamSegmenter:
     """SAM automatic mask generation for whole images: zsad's generator (``sam_amg``) or
     segment-anything's, as ``SamGeneratorConfig.engine`` says (the stock one also where
@@ -96,10 +73,9 @@ class SamSegmenter:
     @torch.inference_mode()
     def generate(self, image_hw3: np.ndarray) -> SamMasks:
         """(H, W, 3) uint8 RGB -> masks sorted by decreasing area."""
-        h, w = check_image(image_hw3).shape[:2]
+        check_image(image_hw3)
         if self.zsad is not None:
-            packed, scores, boxes = self.zsad.generate(image_hw3)
-            return SamMasks(packed, scores, boxes, h, w)
+            return self.zsad.generate(image_hw3)
         return self.generate_stock(image_hw3)
 
     @torch.inference_mode()

@@ -41,6 +41,7 @@ from torchvision.ops.boxes import batched_nms
 
 from ..bitmasks import pack_masks_torch
 from ..config import SamGeneratorConfig
+from .sam_masks import SamMasks
 
 STABILITY_OFFSET = 1.0  # SamAutomaticMaskGenerator's stability_score_offset default
 UPSAMPLE_CHUNK = 64  # masks upsampled to full resolution at a time (memory bound only)
@@ -116,9 +117,8 @@ class ZsadMaskGenerator:
         return torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16)
 
     @torch.inference_mode()
-    def generate(self, image_hw3: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(H, W, 3) uint8 RGB -> (masks (N, ceil(H*W/8)) uint8 packed, scores (N,) float32,
-        boxes (N, 4) int32 exclusive ends), all on the host, sorted by decreasing area."""
+    def generate(self, image_hw3: np.ndarray) -> SamMasks:
+        """(H, W, 3) uint8 RGB -> its masks on the host, sorted by decreasing area."""
         h, w = image_hw3.shape[:2]
         with self._autocast():
             self.predictor.set_image(image_hw3)
@@ -137,8 +137,8 @@ class ZsadMaskGenerator:
         masks, iou, boxes, area = masks[order], iou[order], boxes[order], area[order]
         ends = torch.tensor((0, 0, 1, 1), dtype=boxes.dtype, device=boxes.device)
         exclusive = torch.where(area[:, None] > 0, boxes + ends, torch.zeros_like(boxes))
-        return (pack_masks_torch(masks).cpu().numpy(), iou.float().cpu().numpy(),
-                exclusive.to(torch.int32).cpu().numpy())
+        return SamMasks(masks_packed=pack_masks_torch(masks).cpu().numpy(), scores_n=iou.float().cpu().numpy(),
+                        boxes_xyxy=exclusive.to(torch.int32).cpu().numpy(), height=h, width=w)
 
     def _batch(self, points_xy: np.ndarray, size_hw: tuple[int, int]) -> Candidates:
         """One point batch: decoder, IoU filter, survivors upsampled, stability, boxes."""
