@@ -105,7 +105,7 @@ def _sam_extrapolated(m, img, gen, n_batches: int, a) -> dict:
     """Encoder once + ``a.sam_batches`` point batches, scaled to the grid's ``n_batches``."""
     import numpy as np
     import torch
-    g, dev = m.generator, a.device
+    g, dev = m.stock, a.device
     with torch.inference_mode():  # on a CPU a warm-up of the encoder would cost minutes and change little
         enc = _clock(lambda: g.predictor.set_image(img), dev, 1, warmup=False)
         pts = g.point_grids[0][: gen.points_per_batch] * np.array(img.shape[1::-1])[None]

@@ -31,6 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_models import _image, _peak_mb, _sync  # noqa: E402  (one test image, one clock, one memory peak)
 CPU_VARIANTS = ("old", "new", "new+shared")  # stock: segment-anything's generator in this checkout
 GPU_VARIANTS = ("old", "new", "new+batch", "new+batch+shared", "new+batch+bf16", "new+batch+bf16+compile")
 OPTIONS = {"shared": {"share_image_side": True}, "batch": {"points_per_batch": 0}, "bf16": {"precision": "bf16"},
@@ -46,18 +47,12 @@ def _survivors_module(path: Path):
 
 def _timer(module, totals: dict, key: str, device: str):
     """Forward hooks adding ``module``'s forward time to ``totals[key]`` (synchronised on CUDA)."""
-    import torch
-
-    def sync():
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-
     def pre(*_):
-        sync()
+        _sync(device)
         totals["_t" + key] = time.perf_counter()
 
     def post(*_):
-        sync()
+        _sync(device)
         totals[key] += time.perf_counter() - totals.pop("_t" + key)
     module.register_forward_pre_hook(pre)
     module.register_forward_hook(post)
@@ -101,13 +96,13 @@ def measure(variant: str, a) -> dict:
     decoder = getattr(getattr(seg, "zsad", None), "decoder", None) or seg.sam.mask_decoder
     _timer(decoder, totals, "decoder", a.device)
     _timer(seg.sam.prompt_encoder, totals, "decoder", a.device)
-    w, h = (int(v) for v in a.image_size.split("x"))
-    img = np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    img = _image(a)
+    h, w = img.shape[:2]
     cold = None
     if a.device.startswith("cuda"):
         start = time.perf_counter()
         seg.generate(img)
-        torch.cuda.synchronize()
+        _sync(a.device)
         cold = time.perf_counter() - start
         torch.cuda.reset_peak_memory_stats()
     totals.update(encoder=0.0, decoder=0.0)
@@ -116,8 +111,7 @@ def measure(variant: str, a) -> dict:
     start = time.perf_counter()
     for _ in range(runs):
         out = seg.generate(img)
-    if a.device.startswith("cuda"):
-        torch.cuda.synchronize()
+    _sync(a.device)
     total = (time.perf_counter() - start) / runs
     if not hasattr(out, "masks_packed"):  # the old sam stage packed the masks on the host
         start = time.perf_counter()
@@ -127,8 +121,7 @@ def measure(variant: str, a) -> dict:
         packed = out.masks_packed
     enc, dec = totals["encoder"] / runs, (totals["decoder"] - stats["seconds"]) / runs
     fg_s, kept = _foreground_old_and_new(packed, h, w, new=name != "old")
-    peak = torch.cuda.max_memory_allocated() / 2 ** 20 if a.device.startswith("cuda") else \
-        __import__("resource").getrusage(__import__("resource").RUSAGE_SELF).ru_maxrss / 1024
+    peak = _peak_mb(a.device)
     return {"variant": variant, "masks": len(out.scores_n), "kept": kept, "total": total - stats["seconds"] / runs,
             "encoder": enc, "decoder": dec, "post": total - stats["seconds"] / runs - enc - dec, "foreground": fg_s,
             "synthesis": stats["seconds"] / runs, "cold": cold, "peak_mb": peak,

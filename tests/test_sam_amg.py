@@ -151,7 +151,8 @@ def test_sam_stage_hash_options():
     """The engine is not in the hash (same output); batching, sharing, bf16 and compile are,
     each only when set: the default hashes stay pinned (test_variants.STAGE_PINNED)."""
     from tasks.plan import plan_stages
-    base = plan_stages(PipelineConfig.tiny()).hashes["sam"]
+    plain = plan_stages(PipelineConfig.tiny()).hashes
+    base = plain["sam"]
     tiny_gen = PipelineConfig.tiny().sam_generator
     same = plan_stages(PipelineConfig.tiny(sam_generator=dataclasses.replace(tiny_gen, engine="stock")))
     assert same.hashes["sam"] == base
@@ -159,7 +160,7 @@ def test_sam_stage_hash_options():
     for option in (dict(points_per_batch=0), dict(points_per_batch=256), dict(share_image_side=True),
                    dict(precision="bf16"), dict(compile=True)):
         h = plan_stages(PipelineConfig.tiny(sam_generator=dataclasses.replace(tiny_gen, **option))).hashes
-        assert h["sam"] not in seen and h["isnet"] == plan_stages(PipelineConfig.tiny()).hashes["isnet"]
+        assert h["sam"] not in seen and h["isnet"] == plain["isnet"]
         seen.add(h["sam"])
 
 

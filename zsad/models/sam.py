@@ -67,7 +67,6 @@ class SamSegmenter:
             self.zsad = ZsadMaskGenerator(sam, generator, device, decoder=_decoder(sam, generator))
             if generator.compile:
                 sam.image_encoder = torch.compile(sam.image_encoder)
-        self.generator = self.stock  # segment-anything's object (its predictor and grid)
         self.weights_sha256 = "random"
 
     @torch.inference_mode()

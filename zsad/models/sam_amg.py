@@ -77,12 +77,14 @@ def auto_points_per_batch(device: str, n_points: int) -> int:
 def upsample_logits(low_nhw: torch.Tensor, img_size: int, input_hw: tuple[int, int],
                     original_hw: tuple[int, int]) -> torch.Tensor:
     """``Sam.postprocess_masks`` of (N, h, w) low-resolution logits -> (N, H, W), computing only
-    what it keeps: its first bilinear upsampling to ``img_size`` square is cropped to
-    ``input_hw``, so only the low-resolution rows those pixels read (plus one) are upsampled, by
-    the same scale (source index ``(i + 0.5) * h / img_size - 0.5``, the same
-    weights; rows only: each output row is computed on its own, while columns are the kernel's
-    vector loop, whose tail may round differently); the second upsampling, to ``original_hw``, is an identity when the sizes are equal
-    (source index ``i``, weight 0) and is skipped then.
+    what it keeps.
+
+    Its first bilinear upsampling to ``img_size`` square is cropped to ``input_hw``, so only the
+    low-resolution rows those pixels read (plus one) are upsampled, by the same scale (source
+    index ``(i + 0.5) * h / img_size - 0.5``, the same weights). Rows only: each output row is
+    computed on its own, while columns are the kernel's vector loop, whose tail may round
+    differently. The second upsampling, to ``original_hw``, is an identity when the sizes are
+    equal (source index ``i``, weight 0) and is skipped then.
 
     Example (a 1024x768 image: 193 of 256 rows are upsampled, no second pass):
         >>> low = torch.randn(2, 256, 256)

@@ -42,7 +42,7 @@ def compare_masks(a, b) -> MaskAgreement:
     """``MaskAgreement`` of two ``SamMasks`` of the same image.
 
     Example:
-        >>> from zsad.models.sam import SamMasks
+        >>> from zsad.models.sam_masks import SamMasks
         >>> m = SamMasks(np.array([[255], [15]], np.uint8), np.array([0.9, 0.8], np.float32),
         ...              np.zeros((2, 4), np.int32), 2, 4)
         >>> n = SamMasks(np.array([[255], [31]], np.uint8), np.array([0.9, 0.8], np.float32),
