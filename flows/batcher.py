@@ -5,8 +5,10 @@ The thread takes the oldest waiting job, then waits at most ``wait_s`` for more,
 class and variant). The models live in that one thread's process, so requests never load them
 again and never run two batches at once on a CPU that has two cores.
 
-* ``submit`` refuses beyond ``queue_size`` waiting jobs (``Overloaded``: the service answers 503
-  with ``Retry-After``, an estimate from the recent batch times).
+* ``reserve`` takes a place in the queue before a request's body is read (``Overloaded`` beyond
+  ``queue_size`` waiting or reserved jobs, or beyond ``max_reading`` bodies being read at once:
+  the service answers 503 with ``Retry-After``, an estimate from the recent batch times, and
+  has read and written nothing); ``submit`` fills the place, ``release`` gives it back.
 * ``cancel`` takes a job that has not started out of the queue (a client that went away frees
   its slot); a started one finishes and its results go to the sinks all the same.
 * ``close`` finishes every job already queued, then stops the thread (graceful shutdown).
@@ -49,8 +51,9 @@ class Batcher:
     ``observe(batch_images, queue_depth, seconds)`` is told about every batch (metrics)."""
 
     def __init__(self, score: Callable[[list[Any]], list[Any]], *, max_batch: int = 16, wait_s: float = 0.02,
-                 queue_size: int = 64, observe: Callable[[int, int, float], None] | None = None):
+                 queue_size: int = 64, max_reading: int = 8, observe: Callable[[int, int, float], None] | None = None):
         self._score, self.max_batch, self.wait_s, self.queue_size = score, max_batch, wait_s, queue_size
+        self.max_reading, self._reserved = max_reading, 0
         self._observe = observe or (lambda *_: None)
         self._waiting: collections.deque[Entry] = collections.deque()
         self._cv = threading.Condition()
@@ -65,12 +68,35 @@ class Batcher:
         """Jobs waiting (not started)."""
         return len(self._waiting)
 
-    def submit(self, job: Any, size: int = 1) -> Entry:
-        """Queue ``job`` (``size`` images); its ``future`` gets the result. Raises ``Overloaded``."""
+    def reserve(self) -> None:
+        """Hold a place in the queue for a request whose body is about to be read. Raises
+        ``Overloaded`` when the queue (waiting plus reserved) is full, when ``max_reading``
+        places are already held, or while stopping."""
         with self._cv:
             if self._closing:
                 raise Overloaded("the service is shutting down", self.retry_after())
-            if len(self._waiting) >= self.queue_size:
+            if len(self._waiting) + self._reserved >= self.queue_size:
+                raise Overloaded(f"{len(self._waiting)} requests are waiting and {self._reserved} being read "
+                                 f"(--queue-size {self.queue_size})", self.retry_after())
+            if self._reserved >= self.max_reading:
+                raise Overloaded(f"{self._reserved} uploads are being read (--max-reading {self.max_reading})",
+                                 self.retry_after())
+            self._reserved += 1
+
+    def release(self) -> None:
+        """Give back a place ``reserve`` held (the request was refused before it was queued)."""
+        with self._cv:
+            self._reserved = max(0, self._reserved - 1)
+
+    def submit(self, job: Any, size: int = 1, *, reserved: bool = False) -> Entry:
+        """Queue ``job`` (``size`` images) in a place ``reserve`` held (``reserved``) or a free
+        one; its ``future`` gets the result. Raises ``Overloaded`` (the place is given back)."""
+        with self._cv:
+            if reserved:
+                self._reserved = max(0, self._reserved - 1)
+            if self._closing:
+                raise Overloaded("the service is shutting down", self.retry_after())
+            if not reserved and len(self._waiting) + self._reserved >= self.queue_size:
                 raise Overloaded(f"{len(self._waiting)} requests are waiting (--queue-size {self.queue_size})",
                                  self.retry_after())
             entry = Entry(job, size)

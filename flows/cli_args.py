@@ -7,6 +7,23 @@ import argparse
 import json
 
 
+def name_arg(text: str) -> str:
+    """A class or data set name (``zsad.names``: the store's grammar, at most 64 characters)."""
+    from zsad.names import TYPED_NAME_MAX, is_name, rule
+    if not is_name(text, max_len=TYPED_NAME_MAX):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a valid name: {rule(TYPED_NAME_MAX)}")
+    return text
+
+
+def threshold_arg(text: str) -> str:
+    """``--threshold``: auto, f1, fpr, none or a finite number (``zsad.flows.thresholds``)."""
+    from .thresholds import check_threshold_spec
+    try:
+        return check_threshold_spec(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)

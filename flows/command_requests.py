@@ -26,7 +26,7 @@ from zsad.datasets import DATASET_KINDS
 from zsad.stores import Unit
 from zsad.variants import FUSIONS, PROTOCOLS, AggregateConfig
 
-from .cli_args import fraction, fusions_arg, positive_int
+from .cli_args import fraction, fusions_arg, name_arg, positive_int, threshold_arg
 from .request_fields import STORE, Request, cli_fields  # noqa: F401 - re-exported: the requests' module names them all
 from .request_fields import (
     check_against_reference,
@@ -59,7 +59,8 @@ class PrecomputeRequest(Request):
     store: str = store_option()
     config: str = config_option()
     classes: tuple[str, ...] | None = classes_option()
-    name: str | None = option(None, "--name", "name of the data set in the store (default: its kind)")
+    name: str | None = option(None, "--name", "name of the data set in the store (default: its kind)",
+                              type=name_arg)
     shard_size: int = option(32, "--shard-size", "images per shard (a task; models load once per process)",
                              type=positive_int)
     device: str | None = device_option()
@@ -206,7 +207,7 @@ class PredictRequest(FilesRequest):
 
     paths: tuple[str, ...] = option((), "paths", "image files and/or folders (searched recursively)", nargs="+")
     threshold: str = option("auto", "--threshold", "auto (stored F1-max, else stored FPR), f1, fpr, none, or a "
-                            "number")
+                            "number", type=threshold_arg)
     pixel_threshold: str | None = option(None, "--pixel-threshold", "auto (stored), none, or a number (mask "
                                          "outline)")
     out: str = option("zsad-predict", "--out", "folder for scores.csv and heatmaps/")

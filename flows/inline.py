@@ -51,9 +51,12 @@ class Item:
 
 @dataclass(frozen=True, kw_only=True)
 class Job:
-    """One request's images and how to score them (``threshold``: as ``zsad predict --threshold``)."""
+    """One request's images and how to score them (``threshold``: as ``zsad predict --threshold``).
+    ``job_id`` is made by the server (never the client's ``request_id``, which is only echoed):
+    jobs of a mutual variant are kept apart by it."""
 
     request_id: str
+    job_id: str
     class_name: str
     items: tuple[Item, ...]
     variant: str = "seed"
@@ -158,12 +161,26 @@ class Inspector:
             status = 413 if "megapixels" in str(exc) else 422
             return Item(name=name, path=None, sha256=sha, error=str(exc), status=status)
         path = self.uploads / f"{sha[:32]}{suffix}"
-        if not path.exists():
+        if not path.exists():  # a temp file of its own: identical concurrent uploads all land, as one file
             self.uploads.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
+            fd, tmp = tempfile.mkstemp(dir=self.uploads, prefix=f".{path.name}.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
         return Item(name=name, path=path, sha256=sha)
+
+    def public(self, message: str) -> str:
+        """``message`` without this server's own paths (store, output and reference folders), for a client."""
+        r = self.r
+        named = [(r.store, "<store>"), (str(self.out), "<out>"), (r.out, "<out>")]
+        named += [(r.reference, "<reference>")] if r.reference else []
+        for path, name in sorted(((p, n) for p, n in named if p), key=lambda pn: -len(pn[0])):
+            message = message.replace(str(Path(path).resolve()), name).replace(path, name)
+        return message
 
     def decision(self, job: Job) -> tuple[Decision, str]:
         """The thresholds of ``job`` (as ``predict`` resolves them) and its variant's hash."""
@@ -193,7 +210,9 @@ class Inspector:
             try:
                 results = self._score_group(group)
             except (JobError, MissingThreshold) as exc:
-                results = [_refused(j, getattr(exc, "status", 409), str(exc)) for j in group]
+                results = [_refused(j, getattr(exc, "status", 409), self.public(str(exc))) for j in group]
+            except ValueError as exc:  # the request's own fault (shots, a reference that is also scored ...)
+                results = [_refused(j, 422, self.public(str(exc))) for j in group]
             except Exception:  # noqa: BLE001 - the traceback goes to the log, the client gets the request id
                 log.exception("scoring failed: requests %s", ", ".join(j.request_id for j in group))
                 results = [_refused(j, 500, f"internal error while scoring (request {j.request_id}; the "
@@ -205,7 +224,7 @@ class Inspector:
 
     def _group(self, job: Job) -> tuple:
         alone = self._alone(one_variant(job.variant, job.reference, self.r.name))
-        return (job.class_name, job.variant, job.reference, job.threshold, job.request_id if alone else "")
+        return (job.class_name, job.variant, job.reference, job.threshold, job.job_id if alone else "")
 
     def _alone(self, agg) -> bool:
         """A variant that compares a job's images with each other (never merged with other jobs)."""

@@ -19,7 +19,7 @@ import ipaddress
 import os
 from dataclasses import dataclass, field
 
-from .cli_args import positive_int
+from .cli_args import name_arg, positive_int, threshold_arg
 from .request_fields import (Request, check_against_reference, class_option, config_option, device_option, option, reference_option,
                              store_option, variant_option)
 
@@ -54,9 +54,9 @@ class InlineRequest(Request):
     config: str = config_option()
     variant: str = variant_option()
     threshold: str = option("auto", "--threshold", "default threshold: auto (stored F1-max, else stored FPR), f1, "
-                            "fpr, none (score without deciding) or a number")
+                            "fpr, none (score without deciding) or a number", type=threshold_arg)
     name: str = option("line", "--name", "data set name the images get in the store (the nightly flow's by default, "
-                       "so its report shows them)")
+                       "so its report shows them)", type=name_arg)
     device: str | None = device_option()
     reference: str | None = reference_option("few-shot: a folder of normal images of the class")
     against: str | None = option(None, "--against", "MuSc: score each image against the cached test images of its "
@@ -88,6 +88,17 @@ class ServeRequest(InlineRequest):
                                   type=float)
     queue_size: int = option(64, "--queue-size", "requests waiting beyond this get 503 with Retry-After",
                              type=positive_int)
+    max_reading: int = option(4, "--max-reading", "most request bodies read at once (more get 503 before being "
+                              "read)", type=positive_int)
+    max_connections: int = option(64, "--max-connections", "most open connections and requests (more get 503)",
+                                  type=positive_int)
+    header_timeout_s: float = option(10.0, "--header-timeout", "seconds a connection may take to send a request's "
+                                     "headers before it is closed", type=_positive)
+    body_timeout_s: float = option(60.0, "--body-timeout", "seconds a request may take to send its body (408 after)",
+                                   type=_positive)
+    keep_alive_s: float = option(5.0, "--keep-alive", "seconds an idle connection is kept open", type=_positive)
+    allowed_hosts: tuple[str, ...] = option((), "--allowed-host", "Host names this server answers besides loopback "
+                                            "and the bound address (DNS rebinding guard)", nargs="*")
     report_dir: str | None = option(None, "--report-dir", "a `zsad report` folder the review page links to "
                                     "(served at /report/)")
     warm: bool = option(True, "--no-warm", "do not score a synthetic image at start (the first request loads the "

@@ -8,7 +8,6 @@ rate thresholds from known-good images.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import math
 import os
@@ -28,17 +27,17 @@ from zsad.evaluation import ClassEvaluator
 from zsad.plots import save_png
 from zsad.predict import panel_png
 from zsad.thresholds import Threshold, decide
+from zsad.sweep import expand, parse_axes
 from zsad.variants import FewShot
 
 from .aggregate import run_variants
-from .configs import load_pipeline_config, variant_grid, variant_label
+from .configs import load_pipeline_config, variant_label
 from .precompute import run_precompute
 from .command_requests import AggregateRequest, CalibrateRequest, FilesRequest, PrecomputeRequest, PredictRequest
 from .references import cache_references, reference_name
+from .scores_csv import write_rows
 from .thresholds import Decision, resolve_thresholds, save_thresholds
 
-CSV_FIELDS = ("path", "class", "status", "sample_score", "decision", "threshold", "pixel_threshold",
-              "threshold_source", "heatmap", "variant", "variant_hash", "stage", "error")
 
 
 @dataclass(frozen=True)
@@ -75,10 +74,12 @@ def one_variant(variant: str, reference: str | None = None, name: str = "predict
     class) it is few-shot against exactly those images (all of them): they are cached as data set
     ``{name}-ref-{digest of their paths, sizes and times}`` (``zsad.flows.references``), so other
     references make another variant (with its own thresholds)."""
-    variants = variant_grid(variant)
-    if len(variants) != 1:
-        raise ValueError(f"predict scores one variant; {variant!r} names {len(variants)}")
-    agg = variants[0]
+    axes = parse_axes(variant)  # the values are checked; the grid is not built before it is known to be one
+    many = {k: len(v) for k, v in axes.items() if len(v) > 1}
+    if many:
+        raise ValueError(f"scores one variant; {variant!r} gives {', '.join(f'{k} {n} values' for k, n in many.items())}"
+                         f" ({math.prod(many.values())} variants): give one value per field")
+    agg = expand(axes)[0]
     if reference is None:
         return agg
     if agg.mode == "mutual":
@@ -203,12 +204,8 @@ def unit_panel(st, sample: Sample, unit: Unit, vh: str, decision: Decision) -> b
 
 
 def write_scores(path: Path, rows: list[dict[str, Any]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
-        w.writeheader()
-        w.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
-    return path
+    """``scores.csv`` of ``rows`` (the one schema: ``zsad.flows.scores_csv``)."""
+    return write_rows(path, rows)
 
 
 def summarise(rows: list[dict[str, Any]], decision: Decision, csv_path: Path, vh: str) -> dict[str, Any]:

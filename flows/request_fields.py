@@ -18,7 +18,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .cli_args import CONFIG_HELP, STORE_HELP
+from .cli_args import CONFIG_HELP, STORE_HELP, name_arg
 
 STORE = "zsad-store.zarr"
 
@@ -40,7 +40,7 @@ def config_option(default: str = "tiny"):
 
 
 def classes_option():
-    return option(None, "--classes", "only these classes", nargs="*")
+    return option(None, "--classes", "only these classes", nargs="*", type=name_arg)
 
 
 def device_option(help: str = "cpu, cuda, cuda:1 ... (default: the config's)"):
@@ -62,7 +62,8 @@ def shared_option():
 
 
 def class_option():
-    return option(dataclasses.MISSING, "--class", "the object class (its name makes the prompts)", required=True)
+    return option(dataclasses.MISSING, "--class", "the object class (its name makes the prompts)", required=True,
+                  type=name_arg)
 
 
 def check_against_reference(against: str | None, reference: str | None) -> None:
@@ -76,7 +77,7 @@ def variant_option():
 
 
 def name_option():
-    return option("predict", "--name", "data set name these images get in the store")
+    return option("predict", "--name", "data set name these images get in the store", type=name_arg)
 
 
 def cli_fields(cls: type) -> list[dataclasses.Field]:

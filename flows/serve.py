@@ -31,6 +31,18 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def uvicorn_config(app, r: ServeRequest, log_level: str = "info"):
+    """uvicorn's settings for the service: idle keep-alive, a deadline for request headers
+    (``serve_guard.header_timeout_protocol``), at most ``max_connections`` connections and
+    requests (503 beyond), 16 KiB of headers."""
+    import uvicorn
+
+    from .serve_guard import header_timeout_protocol
+    return uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on",
+                          http=header_timeout_protocol(r.header_timeout_s), timeout_keep_alive=r.keep_alive_s,
+                          limit_concurrency=r.max_connections, h11_max_incomplete_event_size=16 * 1024)
+
+
 def run_serve(request: ServeRequest) -> dict[str, Any]:
     """Warm the models, bind, serve until stopped; returns what was served."""
     import uvicorn
@@ -49,7 +61,6 @@ def run_serve(request: ServeRequest) -> dict[str, Any]:
                                                         "warm_s": warm_s}))
     print(f"zsad serve: {url} (review page /, API /docs); models warm in {warm_s:.1f} s; "
           f"audit log {Path(r.out) / 'audit.jsonl'}", flush=True)
-    config = uvicorn.Config(app, log_level="info", access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn_config(app, r))
     server.run(sockets=[sock])
     return {"url": url, "quiet": True}

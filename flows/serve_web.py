@@ -1,12 +1,12 @@
-"""The service's plumbing: Prometheus metrics, the bearer token, request ids and error bodies,
-the request-body limit, and the list of recent decisions the review page shows."""
+"""The service's plumbing: Prometheus metrics, the bearer token, error bodies, the request-body
+limit and time limit, and the list of recent decisions the review page shows."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import hmac
 import itertools
-import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -14,9 +14,6 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
-SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-
 
 class Metrics:
     """The service's Prometheus metrics, in a registry of its own (``/metrics``)."""
@@ -56,24 +53,30 @@ def authorised(request: Request, token: str | None) -> bool:
     return hmac.compare_digest(given.encode(), token.encode())
 
 
-class BodyTooLarge(ValueError):
-    pass
-
-
-async def read_limited(request: Request, limit: int) -> bytes:
-    """The request body, refused (``BodyTooLarge``) as soon as it passes ``limit`` bytes: from
-    ``Content-Length`` before reading anything, else while it streams in. Starlette's form parser
-    then reads the kept body."""
+async def read_limited(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The request body, refused (``BadRequest`` 413) as soon as it passes ``limit`` bytes: from
+    ``Content-Length`` before reading anything, else while it streams in; 408 when it takes
+    longer than ``timeout_s``. Starlette's form parser then reads the kept body."""
+    from .serve_fields import BadRequest
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"the request body is {int(declared):,} bytes, over the limit of {limit:,} "
-                           "(--max-upload-mb)")
+        raise BadRequest(f"the request body is {int(declared):,} bytes, over the limit of {limit:,} "
+                         "(--max-upload-mb)", 413, "too_large")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"the request body passed the limit of {limit:,} bytes (--max-upload-mb)")
-        chunks.append(chunk)
+
+    async def read() -> None:
+        nonlocal size
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BadRequest(f"the request body passed the limit of {limit:,} bytes (--max-upload-mb)", 413,
+                                 "too_large")
+            chunks.append(chunk)
+    try:
+        await asyncio.wait_for(read(), timeout_s)
+    except asyncio.TimeoutError:
+        raise BadRequest(f"the request body did not arrive within {timeout_s:g} s (--body-timeout)", 408,
+                         "timeout") from None
     body = b"".join(chunks)
     request._body = body  # noqa: SLF001 - Starlette's own cache of the body: form() parses it from here
     return body

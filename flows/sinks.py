@@ -4,7 +4,7 @@
   file, sha256, class, variant, score, threshold, decision or error). Each line is one
   ``write`` on a file opened ``O_APPEND`` and is flushed to disk before the client is answered,
   so a killed process leaves whole lines (a reader skips a torn last line: ``read_audit``).
-* ``scores.csv``: ``zsad predict``'s columns plus time, request id and sha256, appended.
+* ``scores.csv``: the one schema of ``zsad.flows.scores_csv`` (``zsad predict``'s), appended.
 * a webhook: the POST of ``{"results": [...]}`` (the service's JSON); MQTT: the same JSON
   published to ``host:port/topic``. Both are best effort: a sink that is down is logged and
   counted, and never stops the scoring.
@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import json
 import logging
@@ -23,13 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .scores_csv import write_rows
+
 if TYPE_CHECKING:
-    from .command_requests import InlineRequest
+    from .inline_requests import InlineRequest
     from .inline import Verdict
 
 log = logging.getLogger("zsad.sinks")
-CSV_FIELDS = ("time", "request_id", "path", "sha256", "class", "status", "sample_score", "decision", "threshold",
-              "pixel_threshold", "threshold_source", "variant", "variant_hash", "error")
 
 
 def audit_record(v: "Verdict") -> dict[str, Any]:
@@ -98,18 +97,9 @@ class Sinks:
             os.close(fd)
 
     def _append_csv(self, verdicts: list["Verdict"]) -> None:
-        new = not self.scores_csv.exists()
-        with open(self.scores_csv, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-            if new:
-                w.writeheader()
-            for v in verdicts:
-                rec = audit_record(v)
-                w.writerow({"time": rec["time"], "request_id": v.request_id, "path": v.path or v.file,
-                            "sha256": v.sha256, "class": v.class_name, "status": "scored" if v.error is None
-                            else "error", "sample_score": v.score, "decision": v.decision, "threshold": v.threshold,
-                            "pixel_threshold": v.pixel_threshold, "threshold_source": v.threshold_source,
-                            "variant": v.variant, "variant_hash": v.variant_hash, "error": v.error or ""})
+        write_rows(self.scores_csv, [{**audit_record(v), "path": v.path or v.file, "pixel_threshold": v.pixel_threshold,
+                                      "status": "scored" if v.error is None else "error", "sample_score": v.score}
+                                     for v in verdicts], append=True)
 
     def _best_effort(self, name: str, send, payload: bytes) -> None:
         try:

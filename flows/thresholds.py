@@ -100,6 +100,26 @@ def resolve_thresholds(spec: str, pixel_spec: str | None, store: StageStore, var
     return Decision(image, pixel, source)
 
 
+THRESHOLD_WORDS = ("auto",) + KINDS + ("none",)
+
+
+def check_threshold_spec(text: str, option: str = "--threshold") -> str:
+    """``text`` if it is a threshold spec (``auto``, ``f1``, ``fpr``, ``none`` or a finite number),
+    else a ``ValueError`` saying so.
+
+    Example:
+        >>> check_threshold_spec("0.5"), check_threshold_spec("fpr")
+        ('0.5', 'fpr')
+        >>> check_threshold_spec("inf")
+        Traceback (most recent call last):
+        ...
+        ValueError: --threshold must be a finite number, got 'inf'
+    """
+    if text not in THRESHOLD_WORDS:
+        _number(text, option)
+    return text
+
+
 def _number(text: str, option: str) -> float:
     try:
         value = float(text)

@@ -9,7 +9,9 @@ store exactly as the nightly flow keys them (data set ``--name``, ids from their
 paths), so a nightly run over the same folder reuses every result.
 
 Verdicts go to the sinks of ``zsad.flows.sinks`` (audit log, ``scores.csv``, webhook, MQTT);
-a file that cannot be read is recorded with its reason and the watch goes on.
+a file that cannot be read is recorded with its reason and the watch goes on. A link that
+leads out of the folder is never opened: it is recorded as refused (status 403). File names are
+printed with their control characters escaped, so a name cannot forge a line of the log.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from zsad.datasets import is_image_file
+from zsad.datasets import image_files, is_image_file
 from zsad.datasets.base import file_sha256
 
 from .inline import Inspector, Item, Job, Verdict
@@ -73,7 +75,7 @@ def _observer(r: WatchRequest, settling: Settling):
     class Handler(FileSystemEventHandler):
         def on_any_event(self, event):
             if not event.is_directory and event.event_type in ("created", "modified", "moved", "closed"):
-                settling.touch(Path(getattr(event, "dest_path", "") or event.src_path).resolve())
+                settling.touch(Path(getattr(event, "dest_path", "") or event.src_path).absolute())
 
     obs = (PollingObserver(timeout=0.5) if r.poll else Observer())
     obs.schedule(Handler(), r.folder, recursive=True)
@@ -88,13 +90,16 @@ def run_watch(request: WatchRequest) -> dict[str, Any]:
         raise ValueError(f"{r.folder}: the folder to watch does not exist")
     inspector = Inspector(r)
     if r.threshold != "none":
-        inspector.decision(Job(request_id="start", class_name=r.class_name, items=(), variant=r.variant,
-                               threshold=r.threshold, reference=r.reference))  # no threshold: fail now, not per file
+        inspector.decision(Job(request_id="start", job_id="start", class_name=r.class_name, items=(),
+                               variant=r.variant, threshold=r.threshold, reference=r.reference))  # fail now, not per file
     settling, counts = Settling(r.settle_s), {"n_scored": 0, "n_failed": 0, "n_anomalous": 0}
     observer = None if r.once else _observer(r, settling)
     if observer is not None:
         observer.start()
+    outside = _outside(r.folder, image_files(r.folder))
     fresh, total = new_files(r.folder, r.class_name, r.store, r.config, r.name)
+    fresh = [p for p in fresh if p not in {q.resolve() for q in outside}]
+    _refuse(inspector, r, outside, counts)
     print(f"zsad watch: {r.folder}: {total} images there, {len(fresh)} not yet scored; audit log "
           f"{inspector.sinks.audit}", flush=True)
     done: dict[Path, tuple[int, int]] = {}
@@ -115,8 +120,10 @@ def run_watch(request: WatchRequest) -> dict[str, Any]:
 
 def _score_batches(inspector: Inspector, r: WatchRequest, paths: list[Path], done: dict, counts: dict) -> None:
     """Score the complete files not scored in their current version, ``max_batch`` at a time."""
+    outside = _outside(r.folder, paths)
+    _refuse(inspector, r, outside, counts)
     todo = []
-    for p in paths:
+    for p in (p.resolve() for p in paths if p not in outside):
         try:
             st = p.stat()
         except OSError:
@@ -126,11 +133,37 @@ def _score_batches(inspector: Inspector, r: WatchRequest, paths: list[Path], don
             todo.append(p)
     for i in range(0, len(todo), r.max_batch):
         part = todo[i:i + r.max_batch]
-        job = Job(request_id=uuid.uuid4().hex[:16], class_name=r.class_name, variant=r.variant, threshold=r.threshold,
-                  reference=r.reference, source="watch",
+        job = Job(request_id=uuid.uuid4().hex[:16], job_id=uuid.uuid4().hex, class_name=r.class_name,
+                  variant=r.variant, threshold=r.threshold, reference=r.reference, source="watch",
                   items=tuple(Item(name=str(p), path=p, sha256=_sha(p)) for p in part))
         for v in inspector.score([job])[0]:
             _count(v, counts)
+
+
+def _outside(folder: str, paths: list[Path]) -> list[Path]:
+    """The ``paths`` (under ``folder``) that are links whose target lies outside ``folder``."""
+    root = Path(folder).resolve()
+    return [p for p in paths if not Path(p).resolve().is_relative_to(root)]
+
+
+def _refuse(inspector: Inspector, r: WatchRequest, links: list[Path], counts: dict) -> None:
+    """Record ``links`` (leading out of the folder) as refused, without opening them."""
+    why = "a link to a file outside the watched folder: refused, not opened"
+    verdicts = [Verdict(file=str(p), sha256="", class_name=r.class_name, status=403, error=why,
+                        request_id=uuid.uuid4().hex[:16], source="watch", time=time.time()) for p in links]
+    inspector.sinks.emit(verdicts)
+    for v in verdicts:
+        _count(v, counts)
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (one log line per file, whatever its name).
+
+    Example:
+        >>> printable("a\nb.png")
+        'a\\nb.png'
+    """
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 def _sha(path: Path) -> str:
@@ -143,8 +176,8 @@ def _sha(path: Path) -> str:
 def _count(v: Verdict, counts: dict) -> None:
     if v.error is not None:
         counts["n_failed"] += 1
-        print(f"zsad watch: {v.file}: {v.error}", flush=True)
+        print(f"zsad watch: {printable(v.file)}: {printable(v.error)}", flush=True)
     else:
         counts["n_scored"] += 1
         counts["n_anomalous"] += v.decision == "anomalous"
-        print(f"zsad watch: {v.file}: score {v.score:.4f} {v.decision}", flush=True)
+        print(f"zsad watch: {printable(v.file)}: score {v.score:.4f} {v.decision}", flush=True)

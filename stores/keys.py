@@ -1,25 +1,22 @@
 """Key grammar: ``{stage}/{stage_hash}/{dataset}/{class}/{split}/{image_id}``.
 
-Per-class stages (``clip_text``) stop at ``{class}``. Every component is checked to be a
-plain name (letters, digits, ``-``, ``_``, ``.``), so a key can never escape its stage.
+Per-class stages (``clip_text``) stop at ``{class}``. Every component is checked against the
+one name grammar (``zsad.names``: letters, digits, ``-``, ``_``, ``.``, matched whole, not
+``.`` or ``..``), so a key can never escape its stage.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
+from zsad.names import check_name
 from zsad.stages import stage as declared
-
-_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 def check_component(value: str, what: str) -> str:
-    if not isinstance(value, str) or not _NAME.match(value) or value in (".", ".."):
-        raise ValueError(f"{what} {value!r} is not a valid store key component: use letters, digits, '-', '_' "
-                         "and '.' only")
-    return value
+    """``value`` if it is a name of the store's grammar (``zsad.names``), else a ``ValueError``."""
+    return check_name(value, what)
 
 
 @dataclass(frozen=True, order=True)

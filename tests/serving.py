@@ -12,7 +12,7 @@ from typing import Iterator
 from zsad.flows.cli import main
 from zsad.flows.inline import Inspector
 from zsad.flows.inline_requests import ServeRequest
-from zsad.flows.serve import bind
+from zsad.flows.serve import bind, uvicorn_config
 from zsad.flows.serve_app import create_app
 
 
@@ -33,7 +33,7 @@ def live_server(request: ServeRequest, warm: bool = False) -> Iterator[tuple[str
     else:
         inspector.models_ready = True  # the session's models are loaded by the fixtures already
     sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(create_app(request, inspector), log_level="warning", lifespan="on"))
+    server = uvicorn.Server(uvicorn_config(create_app(request, inspector), request, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

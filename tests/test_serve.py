@@ -36,7 +36,7 @@ def pills(synthetic_root) -> list[Path]:
 
 
 def _client(store: str, out: Path, **kw) -> TestClient:
-    r = ServeRequest(store=store, out=str(out), classes=("pill",), **kw)
+    r = ServeRequest(store=store, out=str(out), classes=("pill",), allowed_hosts=("testserver",), **kw)
     inspector = Inspector(r)
     inspector.models_ready = True
     return TestClient(create_app(r, inspector))
@@ -78,7 +78,8 @@ def test_uploads_score_as_predict_does_and_a_bad_file_gets_422(store, pills, tmp
 
 def test_raw_body_with_heatmap_and_the_panels_of_the_review_list(store, pills, tmp_path):
     with _client(store, tmp_path / "serve") as c:
-        resp = c.post("/v1/predict?class=pill&heatmap=png&file=cam1.png", content=pills[-1].read_bytes())
+        resp = c.post("/v1/predict?class=pill&heatmap=png&file=cam1.png", content=pills[-1].read_bytes(),
+                      headers={"Content-Type": "image/png"})
         r = resp.json()["results"][0]
         png = Image.open(io.BytesIO(base64.b64decode(r["heatmap_png"])))
         assert resp.status_code == 200 and r["file"] == "cam1.png" and png.size[0] > png.size[1]
@@ -124,7 +125,7 @@ def test_oversized_body_and_bomb_header_are_refused_before_decoding(store, tmp_p
     original = ImageFile.ImageFile.load
     monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: loads.append(self.size) or original(self))
     with _client(store, tmp_path / "serve", max_upload_mb=0.05) as c:
-        big = c.post("/v1/predict?class=pill", content=b"\0" * 60_000)
+        big = c.post("/v1/predict?class=pill", content=b"\0" * 60_000, headers={"Content-Type": "image/png"})
         assert big.status_code == 413 and big.json()["error"]["kind"] == "too_large"
         bomb = c.post("/v1/predict", data={"class": "pill"}, files=[("files", ("x.png", _bomb_png(60000, 60000),
                                                                                   "image/png"))])
@@ -135,7 +136,7 @@ def test_oversized_body_and_bomb_header_are_refused_before_decoding(store, tmp_p
 
 def test_error_bodies_carry_a_request_id_and_no_traceback(store, tmp_path):
     with _client(store, tmp_path / "serve") as c:
-        for resp in (c.post("/v1/predict", data={"class": "../etc"}, files=_files([])),
+        for resp in (c.post("/v1/predict", data={"class": "../etc"}, files=[("files", ("a.png", b"x", "image/png"))]),
                      c.post("/v1/predict", data={"class": "pill", "reference": "../../etc"},
                             files=[("files", ("a.png", b"x", "image/png"))])):
             body = resp.json()

@@ -11,9 +11,10 @@ def test_key_grammar_and_validation():
     u = Unit("visa", "pcb1", "test", "0001")
     assert unit_key("tiles", "ab12", u) == "tiles/ab12/visa/pcb1/test/0001"
     assert class_key("clip_text", "cd34", "visa", "pcb1") == "clip_text/cd34/visa/pcb1"
-    for bad in ("../x", "a/b", "", ".."):
-        with pytest.raises(ValueError, match="not a valid store key component"):
+    for bad in ("../x", "a/b", "", "..", ".", "pill\n", "pill\r", "a" * 256, "ü", "a\x00"):
+        with pytest.raises(ValueError, match="not a valid name"):
             Unit("visa", bad, "test", "1")
+    assert Unit("visa", "a" * 255, "test", "x.png").class_name == "a" * 255
     with pytest.raises(ValueError, match="unknown stage"):
         unit_key("nope", "ab", u)
 

@@ -94,7 +94,8 @@ def extract_foreground(masks_nhw: np.ndarray, isnet_u8_hw: np.ndarray, cfg: Fore
 
 def extract_foreground_packed(masks_packed: np.ndarray, isnet_u8_hw: np.ndarray, cfg: ForegroundConfig) -> Foreground:
     """Seed step 1: keep SAM masks >= ``cfg.min_coverage`` inside IS-Net's foreground, union,
-    connected components, and SAM parts per component. Only the kept masks are unpacked, once.
+    connected components, and SAM parts per component. The union is an OR of the packed bytes;
+    each kept mask is unpacked alone, once, so memory holds one (H, W) mask at a time.
 
     Args:
         masks_packed: (N, ceil(H*W/8)) uint8 bit-packed SAM masks (N may be 0), as the store keeps them.
@@ -105,13 +106,13 @@ def extract_foreground_packed(masks_packed: np.ndarray, isnet_u8_hw: np.ndarray,
     h, w = fg_isnet.shape
     n_masks = masks_packed.shape[0]
     kept = coverage_keep_packed(masks_packed, fg_isnet, cfg.min_coverage) if n_masks else np.zeros(0, bool)
-    kept_khw = unpack_masks(masks_packed[kept], h, w)
-    union = kept_khw.any(axis=0) if len(kept_khw) else np.zeros(fg_isnet.shape, bool)
+    union_packed = np.bitwise_or.reduce(masks_packed[kept], axis=0, keepdims=True) if kept.any() else None
+    union = unpack_masks(union_packed, h, w)[0] if union_packed is not None else np.zeros(fg_isnet.shape, bool)
     structure = ndimage.generate_binary_structure(2, cfg.connectivity)
     labels, n = ndimage.label(union, structure=structure)
     component = np.zeros(n_masks, np.int32)
-    for i, mask in zip(np.flatnonzero(kept), kept_khw):
-        counts = np.bincount(labels[mask], minlength=n + 1)
+    for i in np.flatnonzero(kept):
+        counts = np.bincount(labels[unpack_masks(masks_packed[i:i + 1], h, w)[0]], minlength=n + 1)
         counts[0] = 0
         component[i] = int(np.argmax(counts))
     parts = np.bincount(component[kept], minlength=n + 1)[1:].astype(np.int32)

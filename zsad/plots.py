@@ -18,6 +18,23 @@ from matplotlib.patches import Rectangle  # noqa: E402
 from skimage.segmentation import mark_boundaries  # noqa: E402
 
 DECISION_COLOURS = {"anomalous": "#c62828", "normal": "#2e7d32", "unknown": "#555555"}
+PANEL_SIDE = 2048  # larger images are drawn reduced to at most this many pixels a side (the panel shows ~400)
+
+
+def display_scale(height: int, width: int) -> int:
+    """The whole factor a ``height x width`` image is reduced by for drawing (1 up to ``PANEL_SIDE``).
+
+    Example:
+        >>> display_scale(1000, 1500), display_scale(5000, 5000)
+        (1, 3)
+    """
+    return max(1, -(-max(height, width) // PANEL_SIDE))
+
+
+def _reduced(a: np.ndarray, f: int, how) -> np.ndarray:
+    """(H, W[, C]) ``a`` reduced by ``f`` in each spatial axis: blocks of f x f combined by ``how``."""
+    from skimage.measure import block_reduce
+    return a if f == 1 else block_reduce(a, (f, f) + (1,) * (a.ndim - 2), how)
 
 
 def prediction_panel(image_hw3: np.ndarray, map_hw: np.ndarray, title: str, decision: str = "unknown",
@@ -36,6 +53,17 @@ def prediction_panel(image_hw3: np.ndarray, map_hw: np.ndarray, title: str, deci
             second panel shows it in green; ``None`` (unlabelled images) leaves the panel out.
         boxes_xyxy: (T, 4) tiles the scores came from, drawn as white frames on the image.
     """
+    f = display_scale(*image_hw3.shape[:2])  # maps by their block maximum, so a small defect stays visible
+    mask_hw = None if pixel_threshold is None else np.asarray(map_hw) >= pixel_threshold
+    covered = None if mask_hw is None else 100 * mask_hw.mean()
+    peak = float(np.max(map_hw))
+    if f > 1:
+        image_hw3 = np.ascontiguousarray(image_hw3[::f, ::f])
+        map_hw = _reduced(np.asarray(map_hw, np.float32), f, np.max)[:image_hw3.shape[0], :image_hw3.shape[1]]
+        mask_hw = None if mask_hw is None else _reduced(mask_hw, f, np.max)[:image_hw3.shape[0], :image_hw3.shape[1]]
+        gt_mask_hw = None if gt_mask_hw is None else _reduced(np.asarray(gt_mask_hw, bool), f, np.max)[
+            :image_hw3.shape[0], :image_hw3.shape[1]]
+        boxes_xyxy = None if boxes_xyxy is None else np.asarray(boxes_xyxy) / f
     panels = 3 if gt_mask_hw is None else 4
     fig, axes = plt.subplots(1, panels, figsize=(4 * panels, 4.3), dpi=100, constrained_layout=True)
     axes[0].imshow(image_hw3)
@@ -53,14 +81,13 @@ def prediction_panel(image_hw3: np.ndarray, map_hw: np.ndarray, title: str, deci
     heat_ax.imshow(image_hw3)
     heat = heat_ax.imshow(np.asarray(map_hw, np.float32), cmap=cmap, vmin=0.0, vmax=1.0, alpha=alpha)
     fig.colorbar(heat, ax=heat_ax, fraction=0.046, pad=0.02, label="anomaly score")
-    heat_ax.set_title(f"heatmap (max {float(np.max(map_hw)):.3g})")
-    if pixel_threshold is None:
+    heat_ax.set_title(f"heatmap (max {peak:.3g})")
+    if mask_hw is None:
         mask_ax.imshow(image_hw3)
         mask_ax.set_title("predicted mask: no pixel threshold")
     else:
-        mask = np.asarray(map_hw) >= pixel_threshold
-        mask_ax.imshow(mark_boundaries(image_hw3, mask.astype(int), color=(1, 0, 0)))
-        mask_ax.set_title(f"predicted mask (map >= {pixel_threshold:.3g}, {100 * mask.mean():.1f} %)")
+        mask_ax.imshow(mark_boundaries(image_hw3, mask_hw.astype(int), color=(1, 0, 0)))
+        mask_ax.set_title(f"predicted mask (map >= {pixel_threshold:.3g}, {covered:.1f} %)")
     for ax in axes:
         ax.set_axis_off()
     fig.suptitle(title, color=DECISION_COLOURS.get(decision, "black"), fontsize=13, fontweight="bold")

@@ -17,8 +17,14 @@ mirrored from segment-anything's ``automatic_mask_generator.py``:
 5. ``batched_nms`` on the inclusive boxes and the predicted IoU over all batches, on the
    device, as stock;
 6. masks sorted by decreasing area (stable: ties keep NMS order, as ``SamSegmenter`` sorts
-   stock's records), bit-packed on the device and copied to the host once. Stock encodes
-   each surviving mask to RLE on the host and decodes it again.
+   stock's records) and copied to the host once. Stock encodes each surviving mask to RLE on
+   the host and decodes it again.
+
+Memory is bounded by the image's pixels: survivors are upsampled ``upsample_chunk(H, W)`` at
+a time (at most ``UPSAMPLE_VALUES`` float logits in flight) and bit-packed on the device as
+soon as each chunk is binarised (areas and boxes are taken from the chunk first), so no more
+than one chunk of full-resolution masks is ever unpacked. Chunking and packing are exact:
+each mask is upsampled, thresholded, counted and packed on its own.
 
 What is not stock: no run-length encoding, no per-record dicts, no ``point_coords`` or
 ``stability_score`` in the output (zsad stores neither). ``min_mask_region_area > 0`` needs
@@ -44,7 +50,8 @@ from ..config import SamGeneratorConfig
 from .sam_masks import SamMasks
 
 STABILITY_OFFSET = 1.0  # SamAutomaticMaskGenerator's stability_score_offset default
-UPSAMPLE_CHUNK = 64  # masks upsampled to full resolution at a time (memory bound only)
+UPSAMPLE_CHUNK = 64  # at most this many masks upsampled to full resolution at a time
+UPSAMPLE_VALUES = 2 ** 26  # and at most this many float logits (256 MiB) in flight: the bound on large images
 BYTES_PER_POINT = 32 * 2 ** 20  # the fp32 decoder's peak per point prompt: 28 MB stock, 21 MB shared (CPU max RSS)
 
 
@@ -53,14 +60,27 @@ class Candidates:
     """One point batch's surviving masks, on the device.
 
     Attributes:
-        masks_nhw: (N, H, W) bool, full resolution.
+        masks_packed: (N, ceil(H*W/8)) uint8, the full-resolution masks bit-packed (``zsad.bitmasks``).
+        area_n: (N,) int64 pixels of each mask.
         iou_n: (N,) float32 predicted IoU.
         boxes_inclusive: (N, 4) int64 ``x0, y0, x1, y1`` with inclusive ends (``batched_mask_to_box``).
     """
 
-    masks_nhw: torch.Tensor
+    masks_packed: torch.Tensor
+    area_n: torch.Tensor
     iou_n: torch.Tensor
     boxes_inclusive: torch.Tensor
+
+
+def upsample_chunk(height: int, width: int) -> int:
+    """Masks upsampled at a time for an image of ``height x width`` pixels: ``UPSAMPLE_CHUNK``,
+    fewer where that many would pass ``UPSAMPLE_VALUES`` logits, at least one.
+
+    Example (64 up to 1 MP, 16 at 4 MP, 2 at 25 MP):
+        >>> upsample_chunk(768, 1024), upsample_chunk(2000, 2000), upsample_chunk(5000, 5000)
+        (64, 16, 2)
+    """
+    return max(1, min(UPSAMPLE_CHUNK, UPSAMPLE_VALUES // max(1, height * width)))
 
 
 def auto_points_per_batch(device: str, n_points: int) -> int:
@@ -128,18 +148,17 @@ class ZsadMaskGenerator:
         per = self.cfg.points_per_batch or auto_points_per_batch(self.device, len(points))
         parts = [self._batch(points[i:i + per], (h, w)) for i in range(0, len(points), per)]
         self.predictor.reset_image()
-        masks = torch.cat([p.masks_nhw for p in parts])
         iou = torch.cat([p.iou_n for p in parts])
         boxes = torch.cat([p.boxes_inclusive for p in parts])
         keep = batched_nms(boxes.float(), iou, torch.zeros(len(boxes), device=boxes.device),
                            iou_threshold=self.cfg.box_nms_thresh)
-        masks, iou, boxes = masks[keep], iou[keep], boxes[keep]
-        area = masks.flatten(1).sum(1)
-        order = torch.sort(-area, stable=True).indices
-        masks, iou, boxes, area = masks[order], iou[order], boxes[order], area[order]
+        areas = torch.cat([p.area_n for p in parts])
+        order = keep[torch.sort(-areas[keep], stable=True).indices]
+        packed = torch.cat([p.masks_packed for p in parts])[order]
+        iou, boxes, area = iou[order], boxes[order], areas[order]
         ends = torch.tensor((0, 0, 1, 1), dtype=boxes.dtype, device=boxes.device)
         exclusive = torch.where(area[:, None] > 0, boxes + ends, torch.zeros_like(boxes))
-        return SamMasks(masks_packed=pack_masks_torch(masks).cpu().numpy(), scores_n=iou.float().cpu().numpy(),
+        return SamMasks(masks_packed=packed.cpu().numpy(), scores_n=iou.float().cpu().numpy(),
                         boxes_xyxy=exclusive.to(torch.int32).cpu().numpy(), height=h, width=w)
 
     def _batch(self, points_xy: np.ndarray, size_hw: tuple[int, int]) -> Candidates:
@@ -156,16 +175,20 @@ class ZsadMaskGenerator:
         if cfg.pred_iou_thresh > 0.0:
             keep = iou > cfg.pred_iou_thresh
             low, iou = low[keep], iou[keep]
-        masks, scores = [], []
-        for i in range(0, low.shape[0], UPSAMPLE_CHUNK):
-            full = upsample_logits(low[i:i + UPSAMPLE_CHUNK], p.model.image_encoder.img_size, p.input_size,
-                                   p.original_size)
-            stable = calculate_stability_score(full, p.model.mask_threshold, STABILITY_OFFSET)
-            keep = stable >= cfg.stability_score_thresh if cfg.stability_score_thresh > 0.0 else \
-                torch.ones_like(stable, dtype=torch.bool)
-            masks.append(full[keep] > p.model.mask_threshold)
-            scores.append(iou[i:i + UPSAMPLE_CHUNK][keep])
         h, w = size_hw
-        masks_nhw = torch.cat(masks) if masks else torch.zeros((0, h, w), dtype=torch.bool, device=low.device)
-        iou_n = torch.cat(scores) if scores else iou[:0]
-        return Candidates(masks_nhw, iou_n, batched_mask_to_box(masks_nhw).long())
+        step = upsample_chunk(h, w)
+        found = [self._chunk(low[i:i + step], iou[i:i + step]) for i in range(0, low.shape[0], step)]
+        found = found or [self._chunk(low[:0], iou[:0])]
+        return Candidates(*(torch.cat([c[k] for c in found]) for k in range(4)))
+
+    def _chunk(self, low_nhw: torch.Tensor, iou_n: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Survivors upsampled, stability-filtered, binarised: (packed masks, areas, IoUs, inclusive boxes)."""
+        p, cfg = self.predictor, self.cfg
+        full = upsample_logits(low_nhw, p.model.image_encoder.img_size, p.input_size, p.original_size)
+        stable = calculate_stability_score(full, p.model.mask_threshold, STABILITY_OFFSET)
+        keep = stable >= cfg.stability_score_thresh if cfg.stability_score_thresh > 0.0 else \
+            torch.ones_like(stable, dtype=torch.bool)
+        masks_nhw = full[keep] > p.model.mask_threshold
+        del full
+        return (pack_masks_torch(masks_nhw), masks_nhw.flatten(1).sum(1), iou_n[keep],
+                batched_mask_to_box(masks_nhw).long())
