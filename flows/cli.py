@@ -15,7 +15,9 @@ import argparse
 import dataclasses
 import json
 import os
+import signal
 import sys
+import threading
 from typing import Any
 
 from .commands import COMMANDS, add_command, request_of
@@ -109,6 +111,12 @@ def run(args: argparse.Namespace) -> Any:
     return out
 
 
+def _terminated(signum, frame) -> None:
+    """SIGTERM as Ctrl-C: the command unwinds, so what it started (Prefect's ephemeral API
+    server, a Dask client, a file observer) is stopped by its own exit handlers."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv).parse_args(argv)
@@ -120,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"${STORAGE_OPTIONS_ENV} in every worker's environment (and here) instead", file=sys.stderr)
             return EXIT_ERROR
         os.environ[STORAGE_OPTIONS_ENV] = args.storage_options  # tasks and child processes open it alike
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
     try:
         out = run(args)
     except (ValueError, OSError) as exc:  # bad input; a TypeError is a bug: its traceback is shown
@@ -129,12 +139,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"zsad {args.command}: interrupted; finished units are kept, the rest is recomputed next time",
               file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     quiet = isinstance(out, dict) and out.pop("quiet", False)  # the command printed its own table
     if not quiet and args.command != "demo":
         _print(out)
     failed = isinstance(out, dict) and (out.get("n_failed") or out.get("failed"))
     return EXIT_PARTIAL if failed else 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

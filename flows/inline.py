@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from .sinks import Sinks
 from .thresholds import Decision, MissingThreshold, resolve_thresholds
 
 log = logging.getLogger("zsad.inline")
+ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~<>-])/(?:[^\s'\"(),;:/<>]+/)+[^\s'\"(),;:<>]*")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -174,13 +176,20 @@ class Inspector:
         return Item(name=name, path=path, sha256=sha)
 
     def public(self, message: str) -> str:
-        """``message`` without this server's own paths (store, output and reference folders), for a client."""
+        """``message`` as a client may see it: the server's store, output and reference folders
+        named (``<store>`` ...), any other absolute path cut to ``.../`` and its last part.
+
+        Example (a store at /srv/s.zarr, output /srv/out):
+            >>> i = Inspector(InlineRequest(store="/srv/s.zarr", out="/srv/out"))
+            >>> i.public("no threshold in /srv/s.zarr (FPR on '/data/cam/good', 2 images); see http://x/y")
+            "no threshold in <store> (FPR on '.../good', 2 images); see http://x/y"
+        """
         r = self.r
         named = [(r.store, "<store>"), (str(self.out), "<out>"), (r.out, "<out>")]
         named += [(r.reference, "<reference>")] if r.reference else []
         for path, name in sorted(((p, n) for p, n in named if p), key=lambda pn: -len(pn[0])):
             message = message.replace(str(Path(path).resolve()), name).replace(path, name)
-        return message
+        return ABSOLUTE_PATH.sub(lambda m: ".../" + m.group(0).rstrip("/").rsplit("/", 1)[-1], message)
 
     def decision(self, job: Job) -> tuple[Decision, str]:
         """The thresholds of ``job`` (as ``predict`` resolves them) and its variant's hash."""
@@ -242,7 +251,7 @@ class Inspector:
         rows, failed = self._run(first, agg, paths, decision) if paths else ({}, {})
         label = variant_label(agg)
         base = dict(class_name=first.class_name, threshold=decision.image, pixel_threshold=decision.pixel,
-                    threshold_source=decision.source, variant=label, variant_hash=vh, time=time.time())
+                    threshold_source=self.public(decision.source), variant=label, variant_hash=vh, time=time.time())
         out = []
         for job in jobs:
             verdicts = []

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from zsad.config import PipelineConfig
 from zsad.datasets import Sample, read_dataset
 from zsad.stores import StageStore, Unit, open_store
-from zsad.tasks.clip_text import clip_text
+from zsad.tasks.clip_text import clip_text, embed_class
 from zsad.tasks.common import call
 from zsad.tasks.failures import Failure
 from zsad.tasks.fused import build_fused
@@ -131,7 +131,7 @@ def run_precompute(request: PrecomputeRequest, *, samples: list[Sample] | None =
             shards = plan_shards(samples, cluster_threads(client), r.shard_size)
             submit = _submitter(client)
             reports = _results([submit(precompute_shard, job, sh) for sh in shards], r.progress)
-            texts = _results([submit(clip_text.fn, job, c) for c in classes], False)
+            texts = _results([submit(embed_class, job, c) for c in classes], False)
     else:
         loads_before = sum(MODEL_LOADS.values())
         reports = [precompute_shard(job, sh) for sh in tqdm(_shards(samples, r.shard_size), desc="precompute",
@@ -157,7 +157,7 @@ def _submitter(client: Any) -> Callable[..., Any]:
     from prefect.context import FlowRunContext
     if FlowRunContext.get() is not None:
         from zsad.tasks.shard import shard_task, text_task
-        tasks = {precompute_shard: shard_task, clip_text.fn: text_task}
+        tasks = {precompute_shard: shard_task, embed_class: text_task}
         return lambda fn, *args: tasks[fn].submit(*args)
     return lambda fn, *args: client.submit(fn, *args, pure=False)
 
@@ -172,11 +172,24 @@ def precompute(request: PrecomputeRequest) -> PrecomputeResult:
     run on that Dask cluster, as the tasks of a sub-flow on Prefect's ``DaskTaskRunner``.
     ``images_per_batch``/``precision`` override the config's (GPU speed; their own cache).
     """
-    if not request.dask_address:
+    from prefect.context import FlowRunContext
+    if not request.dask_address or FlowRunContext.get() is None:  # the plain function: plain Dask tasks
         return run_precompute(request)
     check_shared_store(request.store, request.dask_address, request.shared_path)  # before a cluster is contacted
+    check_cluster_api()
     from prefect_dask import DaskTaskRunner
     return precompute_on_cluster.with_options(task_runner=DaskTaskRunner(address=request.dask_address))(request)
+
+
+def check_cluster_api() -> None:
+    """A flow's tasks on a Dask cluster report to the Prefect API from the workers: it must be a
+    server they reach (``PREFECT_API_URL``). Under Prefect's ephemeral mode each worker process
+    would start an API server of its own, which outlives the run."""
+    from prefect.settings import PREFECT_API_URL
+    if not PREFECT_API_URL.value():
+        raise ValueError("--prefect with --dask-address needs a Prefect server the workers reach: start one "
+                         "(`prefect server start`) and set PREFECT_API_URL here and on every worker, or drop "
+                         "--prefect to run the shards as plain Dask tasks")
 
 
 @flow(name="zsad-precompute-on-cluster")

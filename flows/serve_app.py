@@ -246,7 +246,7 @@ def readiness(r: ServeRequest, inspector: Inspector) -> dict[str, dict]:
                   threshold=r.threshold, reference=r.reference)
         try:
             d, _ = inspector.decision(job)
-            checks[f"threshold:{cls}"] = {"ok": True, "detail": d.source}
+            checks[f"threshold:{cls}"] = {"ok": True, "detail": inspector.public(d.source)}
         except ValueError as exc:
             checks[f"threshold:{cls}"] = {"ok": False, "detail": inspector.public(str(exc))}
     return checks

@@ -1,4 +1,9 @@
-"""Stage ``clip_text``: CLIP embeddings of one class's prompt ensemble, shared by its images."""
+"""Stage ``clip_text``: CLIP embeddings of one class's prompt ensemble, shared by its images.
+
+``embed_class`` is the plain function (what a Dask worker runs outside a flow: pickled by its
+own name, it stays plain there; pickling the task's ``.fn`` would find the Prefect task under
+the module's name and start Prefect's ephemeral API server in the worker); ``clip_text`` is
+its Prefect task."""
 
 from __future__ import annotations
 
@@ -9,8 +14,7 @@ from .runner import ShardJob
 from .worker import get_model
 
 
-@zsad_task("clip_text")
-def clip_text(job: ShardJob, class_name: str) -> int:
+def embed_class(job: ShardJob, class_name: str) -> int:
     """The class's prompt embeddings, unless cached; returns the units written (0 or 1)."""
     pc, store = job.cfg, job.store
     key = class_key("clip_text", job.hash("clip_text"), job.dataset, class_name)
@@ -26,3 +30,6 @@ def clip_text(job: ShardJob, class_name: str) -> int:
     }, {"texts": list(text.prompts.texts), "logit_scale": text.logit_scale})
     store.index.flush(("clip_text",))
     return 1
+
+
+clip_text = zsad_task("clip_text")(embed_class)
