@@ -11,6 +11,8 @@ Both answer the same calls; ``StageStore`` decides what is complete and never as
 
 from __future__ import annotations
 
+import json
+
 import os
 import shutil
 import threading
@@ -91,6 +93,11 @@ class LocalBackend(_Backend):
         self.path = path
 
     def ensure_stage(self, root: str, attrs: dict[str, Any]) -> None:
+        try:  # the common case, a stage group already made: one small file read, no Zarr call
+            if "config" in json.loads((self.path / root / "zarr.json").read_text()).get("attributes", {}):
+                return
+        except (OSError, ValueError):
+            pass
         with self.lock:
             group = self.require_group(root)
             if "config" not in group.attrs:

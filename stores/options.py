@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from typing import Any
@@ -12,6 +13,12 @@ class StoreError(ValueError):
 
 
 def library_versions() -> dict[str, str]:
+    """The installed versions of the libraries a stage's output depends on (read once per process)."""
+    return dict(_library_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _library_versions() -> dict[str, str]:
     import importlib.metadata as md
     out = {}
     for pkg in ("zsad", "torch", "torchvision", "open_clip_torch", "transformers", "segment-anything", "zarr", "numpy",

@@ -69,6 +69,18 @@ def test_same_masks_as_stock_with_realistic_survivors(hw, gen):
 
 
 @pytest.mark.crosspath
+@pytest.mark.parametrize("values", [1, 150 * 150 * 3])
+def test_one_mask_at_a_time_is_stock_exactly(values, monkeypatch):
+    """The memory bound (masks upsampled ``upsample_chunk`` at a time, packed per chunk) changes
+    no bit: one mask at a time, and three, give stock's masks, scores and boxes."""
+    from zsad.models import sam_amg
+    monkeypatch.setattr(sam_amg, "UPSAMPLE_VALUES", values)
+    assert sam_amg.upsample_chunk(150, 150) == max(1, values // (150 * 150))
+    seg = _segmenter(OPENED)
+    _assert_identical(seg.generate(_image((150, 150))), seg.generate_stock(_image((150, 150))))
+
+
+@pytest.mark.crosspath
 @pytest.mark.parametrize("gen", [OPENED, DEFAULT_FILTERS], ids=["opened", "default-filters"])
 def test_same_masks_as_stock_with_random_weights(gen):
     """Without survivors: random weights' noise masks (NMS keeps about one; default filters none)."""

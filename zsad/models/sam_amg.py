@@ -51,7 +51,7 @@ from .sam_masks import SamMasks
 
 STABILITY_OFFSET = 1.0  # SamAutomaticMaskGenerator's stability_score_offset default
 UPSAMPLE_CHUNK = 64  # at most this many masks upsampled to full resolution at a time
-UPSAMPLE_VALUES = 2 ** 26  # and at most this many float logits (256 MiB) in flight: the bound on large images
+UPSAMPLE_VALUES = 2 ** 24  # and at most this many float logits (64 MiB) in flight: the bound on large images
 BYTES_PER_POINT = 32 * 2 ** 20  # the fp32 decoder's peak per point prompt: 28 MB stock, 21 MB shared (CPU max RSS)
 
 
@@ -76,9 +76,9 @@ def upsample_chunk(height: int, width: int) -> int:
     """Masks upsampled at a time for an image of ``height x width`` pixels: ``UPSAMPLE_CHUNK``,
     fewer where that many would pass ``UPSAMPLE_VALUES`` logits, at least one.
 
-    Example (64 up to 1 MP, 16 at 4 MP, 2 at 25 MP):
-        >>> upsample_chunk(768, 1024), upsample_chunk(2000, 2000), upsample_chunk(5000, 5000)
-        (64, 16, 2)
+    Example (64 up to 0.26 MP, 21 at 1024 x 768, 4 at 4 MP, 1 from 16.8 MP on):
+        >>> upsample_chunk(512, 512), upsample_chunk(768, 1024), upsample_chunk(2000, 2000), upsample_chunk(5000, 5000)
+        (64, 21, 4, 1)
     """
     return max(1, min(UPSAMPLE_CHUNK, UPSAMPLE_VALUES // max(1, height * width)))
 
