@@ -77,16 +77,7 @@ def create_app(r: ServeRequest, inspector: Inspector) -> FastAPI:
     """The service for request ``r`` around a (warm or not yet warm) ``inspector``."""
     metrics, recent = Metrics(), RecentDecisions()
     allowed = allowed_hosts(r.host, r.allowed_hosts, r.token)
-
-    def score(jobs):
-        results = inspector.score(jobs)
-        for verdicts in results:
-            recent.add(verdicts)
-            for v in verdicts:
-                metrics.decisions.labels(v.decision or "error").inc()
-                if v.error is not None:
-                    metrics.errors.labels(f"http_{v.status}").inc()
-        return results
+    score = _scorer(inspector, metrics, recent)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -125,6 +116,28 @@ def create_app(r: ServeRequest, inspector: Inspector) -> FastAPI:
         metrics.latency.labels(route).observe(time.perf_counter() - t0)
         return response
 
+    _error_handlers(app)
+    _routes(app, r, inspector, metrics, recent)
+    ROUTES = {route.path for route in app.routes}
+    return app
+
+
+def _scorer(inspector: Inspector, metrics: Metrics, recent: RecentDecisions):
+    """What the batcher's thread calls: the inspector's scoring, counted and listed."""
+    def score(jobs):
+        results = inspector.score(jobs)
+        for verdicts in results:
+            recent.add(verdicts)
+            for v in verdicts:
+                metrics.decisions.labels(v.decision or "error").inc()
+                if v.error is not None:
+                    metrics.errors.labels(f"http_{v.status}").inc()
+        return results
+    return score
+
+
+def _error_handlers(app: FastAPI) -> None:
+    """FastAPI's and Starlette's own errors (404, 405, a bad query value ...) in the one error body."""
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
         kind = KINDS.get(exc.status_code, "bad_request" if exc.status_code < 500 else "internal")
@@ -134,10 +147,6 @@ def create_app(r: ServeRequest, inspector: Inspector) -> FastAPI:
     async def invalid(request: Request, exc: RequestValidationError):
         where = "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg', '')}" for e in exc.errors()[:5])
         return error_response(422, "bad_request", where or "invalid request", request.state.rid)
-
-    _routes(app, r, inspector, metrics, recent)
-    ROUTES = {route.path for route in app.routes}
-    return app
 
 
 def _routes(app: FastAPI, r: ServeRequest, inspector: Inspector, metrics: Metrics, recent: RecentDecisions) -> None:
