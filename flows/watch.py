@@ -160,8 +160,8 @@ def printable(text: str) -> str:
     """``text`` with control characters escaped (one log line per file, whatever its name).
 
     Example:
-        >>> printable("a\nb.png")
-        'a\\nb.png'
+        >>> print(printable("a" + chr(10) + "b.png"))
+        a\\nb.png
     """
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 

@@ -102,8 +102,14 @@ def test_explicit_threshold_and_bad_threshold(line, tmp_path, capsys):
                  "none", "--out", str(tmp_path)]) == 0
     row = _rows(tmp_path / "scores.csv")[0]
     assert row["decision"] == "anomalous" and row["threshold_source"] == "given" and row["pixel_threshold"] == ""
-    assert main(["predict", good, "--class", "pill", "--store", store, "--threshold", "high"]) == 2
+    with pytest.raises(SystemExit) as exit_:  # a usage error, before anything runs
+        main(["predict", good, "--class", "pill", "--store", store, "--threshold", "high"])
+    assert exit_.value.code == 2
     assert "--threshold must be auto, f1, fpr, none or a number" in capsys.readouterr().err
+    for bad in ("inf", "nan"):
+        with pytest.raises(SystemExit):
+            main(["predict", good, "--class", "pill", "--store", store, "--threshold", bad])
+        assert "finite" in capsys.readouterr().err
 
 
 @pytest.mark.slow
