@@ -112,11 +112,36 @@ def fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
     return my - b * mx, b
 
 
+def _table(configs: list[str], sizes: list[float], sides: list[tuple], old_upto: float, points: int) -> None:
+    """Measure and print each config and size on each side, then the fitted growth."""
+    print("| config | MP | side | models MB | peak MB | image costs MB | s | CPU use | masks |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+    for config in configs:
+        growth: dict[str, list[tuple[float, float]]] = {}
+        for mp in sizes:
+            for side, python, cwd in sides:
+                if side == "old" and mp > old_upto:
+                    continue
+                script = cwd / "benchmarks" / ("bench_memory.py" if side == "new" else "bench_memory_runner.py")
+                m = _run(python, script, cwd, config, mp, points)
+                growth.setdefault(side, []).append((m["pixels"] / 1e6, m["growth_mb"]))
+                print(f"| {config} | {m['pixels'] / 1e6:.2f} | {side} | {m['base_mb']:.0f} | {m['peak_mb']:.0f} | "
+                      f"{m['growth_mb']:.0f} | {m['seconds']:.1f} | {m['cpu']:.2f} | {m['masks']} |", flush=True)
+        for side, points_mb in growth.items():
+            a0, b = fit([x for x, _ in points_mb], [y for _, y in points_mb])
+            print(f"\n{config} {side}: image cost ~ {a0:.0f} MB + {b:.0f} MB per megapixel "
+                  f"(least squares over {', '.join(f'{x:.1f}' for x, _ in points_mb)} MP)")
+        if "old" in growth:
+            both = [(o[0], n[1] / max(o[1], 1e-9)) for o, n in zip(growth["old"], growth["new"])]
+            print(f"{config}: new/old image cost " + ", ".join(f"{r:.2f} at {x:.1f} MP" for x, r in both))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--configs", default="tiny,paper")
     ap.add_argument("--sizes", default="1,4,12,25", help="megapixels, comma-separated")
     ap.add_argument("--old", default="867828a", help="the revision to compare with ('' to skip)")
+    ap.add_argument("--old-upto", type=float, default=25.0, help="largest size the old revision runs (MP)")
     ap.add_argument("--points-per-side", type=int, default=8, help="the paper config's SAM grid (memory per pixel "
                     "does not depend on it; time does)")
     ap.add_argument("--quick", action="store_true", help="tiny config, 0.25 and 1 MP")
@@ -132,25 +157,10 @@ def main() -> None:
             from oldrev import checkout, environment
             src = checkout(Path(tmp), a.old, Path(__file__), "bench_memory_runner.py")
             sides.insert(0, ("old", environment(src), src))
-        print(f"bench_memory: {os.cpu_count()} cores; old = {a.old or '(skipped)'}; paper SAM grid "
-              f"{a.points_per_side}x{a.points_per_side} with realistic survivors; random weights, CPU")
-        print("| config | MP | side | models MB | peak MB | image costs MB | s | CPU use | masks |")
-        print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
-        for config in configs:
-            growth: dict[str, list[float]] = {}
-            for mp in sizes:
-                for side, python, cwd in sides:
-                    script = cwd / "benchmarks" / ("bench_memory.py" if side == "new" else "bench_memory_runner.py")
-                    m = _run(python, script, cwd, config, mp, a.points_per_side)
-                    growth.setdefault(side, []).append(m["growth_mb"])
-                    print(f"| {config} | {m['pixels'] / 1e6:.2f} | {side} | {m['base_mb']:.0f} | {m['peak_mb']:.0f} | "
-                          f"{m['growth_mb']:.0f} | {m['seconds']:.1f} | {m['cpu']:.2f} | {m['masks']} |", flush=True)
-            for side, ys in growth.items():
-                a0, b = fit(sizes, ys)
-                ratio = "" if side == "new" or "new" not in growth else \
-                    f"; new/old at {sizes[-1]:g} MP: {growth['new'][-1] / max(ys[-1], 1e-9):.2f}"
-                print(f"\n{config} {side}: image cost ~ {a0:.0f} MB + {b:.0f} MB per megapixel{ratio}")
-
+        print(f"bench_memory: {os.cpu_count()} cores; old = {a.old or '(skipped)'} (up to {a.old_upto:g} MP); paper "
+              f"SAM grid {a.points_per_side}x{a.points_per_side} with realistic survivors; random weights, CPU; "
+              f"{time.strftime('%Y-%m-%d')}")
+        _table(configs, sizes, sides, a.old_upto, a.points_per_side)
 
 if __name__ == "__main__":
     main()

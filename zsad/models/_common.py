@@ -30,31 +30,33 @@ def quiet_logging(level: int = logging.WARNING) -> Iterator[None]:
         logging.disable(logging.NOTSET)
 
 
-MMAP_THRESHOLD = 4 * 2 ** 20  # bytes: larger allocations are mapped, and unmapped when freed
-
-
 @functools.lru_cache(maxsize=1)
-def map_large_allocations(threshold: int = MMAP_THRESHOLD) -> bool:
-    """Have glibc serve allocations of ``threshold`` bytes or more from their own memory maps,
-    returned to the system as soon as they are freed (``mallopt(M_MMAP_THRESHOLD)``; once per
-    process; True where it took effect, False on another C library).
-
-    glibc's default threshold adapts up to 32 MiB, so the tens-of-MB full-resolution temporaries
-    of a large image (a 25 MP mask is 25 MB) go on the heap, where the small results kept
-    between them (each mask's packed bits) pin the freed space: scoring one 25 MP 4:3 image grew
-    the process by 3.4 GB with SAM alone, 0.7 GB with this (``benchmarks/bench_memory.py``).
-    """
+def _libc():
+    """glibc, or None on another C library."""
     import ctypes
     import ctypes.util
     import platform
     if platform.libc_ver()[0] != "glibc":
-        return False
+        return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     except OSError:
-        return False
-    m_mmap_threshold = -3  # <malloc.h>
-    return bool(libc.mallopt(m_mmap_threshold, int(threshold)))
+        return None
+
+
+def release_freed_memory() -> bool:
+    """Give the pages of freed heap memory back to the system (glibc's ``malloc_trim(0)``: the
+    free space inside the heap too, not only at its top); False where there is no glibc.
+
+    glibc serves allocations under its adaptive threshold (up to 32 MiB) from the heap, so the
+    tens-of-MB full-resolution temporaries of a large image (a 25 MP mask is 25 MB) are freed
+    into holes that the small results kept between them (each mask's packed bits) pin: scoring
+    one 25 MP 4:3 image grew the process by 3.4 GB in SAM alone. Trimming after each chunk of
+    masks keeps it to about one chunk (``benchmarks/bench_memory.py``); the allocation policy,
+    and so the speed of everything else, is unchanged.
+    """
+    libc = _libc()
+    return bool(libc is not None and libc.malloc_trim(0) >= 0)
 
 
 def check_image(image: np.ndarray, what: str = "image") -> np.ndarray:

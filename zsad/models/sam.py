@@ -14,7 +14,7 @@ from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncode
 from ..bitmasks import pack_masks
 from ..config import ModelSpec, SamGeneratorConfig
 from ..weights import load_checked, safe_load_state_dict
-from ._common import check_image, map_large_allocations, seeded
+from ._common import check_image, seeded
 from .sam_amg import ZsadMaskGenerator
 from .sam_masks import SamMasks
 from .sam_decoder import SharedImageSideDecoder
@@ -56,7 +56,6 @@ class SamSegmenter:
     ``min_mask_region_area > 0`` needs its OpenCV post-processing)."""
 
     def __init__(self, sam: Sam, generator: SamGeneratorConfig = SamGeneratorConfig(), device: str = "cpu"):
-        map_large_allocations()  # full-resolution temporaries given back when freed (see there)
         self.sam = sam.eval().to(device)
         self.config = generator
         self.stock = SamAutomaticMaskGenerator(

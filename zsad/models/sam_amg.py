@@ -24,7 +24,9 @@ Memory is bounded by the image's pixels: survivors are upsampled ``upsample_chun
 a time (at most ``UPSAMPLE_VALUES`` float logits in flight) and bit-packed on the device as
 soon as each chunk is binarised (areas and boxes are taken from the chunk first), so no more
 than one chunk of full-resolution masks is ever unpacked. Chunking and packing are exact:
-each mask is upsampled, thresholded, counted and packed on its own.
+each mask is upsampled, thresholded, counted and packed on its own. From ``TRIM_PIXELS`` on,
+the freed heap is given back after each chunk (``release_freed_memory``: the packed results
+kept between chunks would otherwise pin the freed full-resolution temporaries).
 
 What is not stock: no run-length encoding, no per-record dicts, no ``point_coords`` or
 ``stability_score`` in the output (zsad stores neither). ``min_mask_region_area > 0`` needs
@@ -47,11 +49,13 @@ from torchvision.ops.boxes import batched_nms
 
 from ..bitmasks import pack_masks_torch
 from ..config import SamGeneratorConfig
+from ._common import release_freed_memory
 from .sam_masks import SamMasks
 
 STABILITY_OFFSET = 1.0  # SamAutomaticMaskGenerator's stability_score_offset default
 UPSAMPLE_CHUNK = 64  # at most this many masks upsampled to full resolution at a time
 UPSAMPLE_VALUES = 2 ** 24  # and at most this many float logits (64 MiB) in flight: the bound on large images
+TRIM_PIXELS = 2 ** 22  # from 4.2 MP on, freed heap pages go back to the system after each chunk
 BYTES_PER_POINT = 32 * 2 ** 20  # the fp32 decoder's peak per point prompt: 28 MB stock, 21 MB shared (CPU max RSS)
 
 
@@ -189,6 +193,10 @@ class ZsadMaskGenerator:
         keep = stable >= cfg.stability_score_thresh if cfg.stability_score_thresh > 0.0 else \
             torch.ones_like(stable, dtype=torch.bool)
         masks_nhw = full[keep] > p.model.mask_threshold
-        del full
-        return (pack_masks_torch(masks_nhw), masks_nhw.flatten(1).sum(1), iou_n[keep],
-                batched_mask_to_box(masks_nhw).long())
+        del full, stable
+        out = (pack_masks_torch(masks_nhw), masks_nhw.flatten(1).sum(1), iou_n[keep],
+               batched_mask_to_box(masks_nhw).long())
+        if masks_nhw.shape[1] * masks_nhw.shape[2] >= TRIM_PIXELS:
+            del masks_nhw
+            release_freed_memory()
+        return out
