@@ -60,22 +60,23 @@ def measure(stage: str, a) -> dict:
     dev, img, k = a.device, _image(a), a.images_per_batch
     tiles = [img[:352, :352]] * a.tiles * k  # k images' tiles in one call (the GPU path), timed per image
     if stage == "isnet":
-        m = build_isnet(ModelSpec("isnet", "isnet"), device=dev)
+        m = build_isnet(ModelSpec("isnet", "tiny" if a.tiny else "isnet"), device=dev)
         return {"s": _clock(lambda: m.predict(img), dev, a.repeats), "what": "IS-Net general-use, 1024 px",
                 "per": "image"}
     if stage == "clip_image":
-        m = build_clip(ModelSpec("clip", "ViT-B-16-plus-240"), device=dev, batch_size=a.batch, precision=a.precision)
+        m = build_clip(ModelSpec("clip", _clip(a)), device=dev, batch_size=a.batch, precision=a.precision)
         return {"s": _clock(lambda: m.encode_images(tiles), dev, a.repeats) / k,
                 "what": f"CLIP ViT-B-16-plus-240, {a.tiles} tiles at 240{_mode(a)}", "per": "image"}
     if stage == "clip_text":
         from zsad.prompts import build_prompt_set
-        m = build_clip(ModelSpec("clip", "ViT-B-16-plus-240"), device=dev)
+        m = build_clip(ModelSpec("clip", _clip(a)), device=dev)
         texts = build_prompt_set("candle").texts
         return {"s": _clock(lambda: m.encode_texts(texts), dev, 1),
                 "what": f"CLIP text, {len(texts)} prompts (once per class)", "per": "class"}
     if stage == "clipseg":
         from zsad.prompts import SEED_LOCALISING_PROMPTS
-        m = build_clipseg(ModelSpec("clipseg", "rd64-refined"), device=dev, batch_size=a.batch, precision=a.precision)
+        m = build_clipseg(ModelSpec("clipseg", "tiny" if a.tiny else "rd64-refined"), device=dev, batch_size=a.batch,
+                          precision=a.precision)
         patch = m.model.config.vision_config.patch_size
         prompts = list(SEED_LOCALISING_PROMPTS)
         return {"s": _clock(lambda: m.predict_logits(tiles, prompts), dev, a.repeats) / k,
@@ -83,7 +84,7 @@ def measure(stage: str, a) -> dict:
                         f"{_mode(a)}", "per": "image"}
     if stage == "sam":
         gen = SamGeneratorConfig(points_per_side=a.points_per_side).with_options(a.sam_options or "")
-        m = build_sam(ModelSpec("sam", a.sam), device=dev, generator=gen)
+        m = build_sam(ModelSpec("sam", "tiny" if a.tiny else a.sam), device=dev, generator=gen)
         n_batches = math.ceil(a.points_per_side ** 2 / (gen.points_per_batch or 64))
         whole = a.survivors or a.sam_options or a.sam_batches <= 0 or a.sam_batches >= n_batches
         if whole or dev.startswith("cuda"):  # a GPU runs the grid; so do survivors and zsad's options
@@ -143,6 +144,10 @@ def _sam_batch_parts(g, pts, size_hw, dev: str) -> tuple[float, float]:
     return decoder, upsample
 
 
+def _clip(a) -> str:
+    return "tiny" if a.tiny else "ViT-B-16-plus-240"
+
+
 def _mode(a) -> str:
     return (f", {a.images_per_batch} images per batch" if a.images_per_batch > 1 else "") + \
         (f", {a.precision}" if a.precision != "fp32" else "")
@@ -173,6 +178,8 @@ def main() -> None:
     ap.add_argument("--sam-options", default=None, help="SAM: zsad's generator options (shared, batch=auto, bf16, "
                     "compile); runs the whole grid")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--tiny", action="store_true", help="every stage's tiny random architecture (the GPU check's "
+                    "dry run: the code paths, not the published costs)")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: measure one stage, print JSON
     a = ap.parse_args()
     if a.one:
@@ -194,7 +201,9 @@ def main() -> None:
         total += r["s"] if r["per"] == "image" else 0.0
     import torch
     where = torch.cuda.get_device_name(0) if a.device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
-    print(f"\nzsad precompute stages, published architectures, random weights; {where}; "
+    kind = "tiny random architectures standing in for the published ones named (--tiny)" if a.tiny else \
+        "published architectures, random weights"
+    print(f"\nzsad precompute stages, {kind}; {where}; "
           f"{a.image_size} image, {a.tiles} tiles\n")
     print("| stage | what | seconds | per | peak memory (MB) |\n|---|---|---|---|---|")
     for stage, r in rows:

@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 ARCHS = {  # name -> (open_clip arch, pretrained tag, image size, layers, MuSc's ms per image on an RTX 3090)
     "ViT-L-14-336/518": ("ViT-L-14-336", "openai", 518, (5, 11, 17, 23), 955.3),
     "ViT-B-16-plus-240/240": ("ViT-B-16-plus-240", "laion400m_e32", 240, (2, 5, 8, 11), 85.25),
+    "tiny/96": ("tiny", "random", 96, (0, 1), None),  # the GPU check's dry run: code paths, not costs
 }
 R_LIST = (1, 3, 5)
 
@@ -121,11 +122,22 @@ def scoring_rows(name: str, tokens_ltc: np.ndarray, device: str, classes: list[i
         whole = per_image * n
         rows.append((f"{name}: mutual scoring, class of {n} (s per image; whole class)",
                      f"{how}; ~{whole / 3600:.2f} h" if whole > 3600 else f"{how}; ~{whole / 60:.1f} min"))
-    rows.append((f"{name}: MuSc's own, class of 200, RTX 3090 (ms per image, its README)", f"{musc_ms}"))
+    if musc_ms is not None:
+        rows.append((f"{name}: MuSc's own, class of 200, RTX 3090 (ms per image, its README)", f"{musc_ms}"))
     n = max(classes)
     rows.append((f"{name}: musc unit, one r, batch of {n} (MB raw float32)",
                  f"{lay * n * tokens_ltc.shape[1] * 4 / 1e6:.1f} (x 3 for r = 1, 3, 5)"))
     return rows
+
+
+def cpu_row(name: str, tokens_ltc: np.ndarray, device: str, n: int) -> tuple[str, str]:
+    """MuSc's maps of ``n`` images on ``device`` against the CPU's: the largest absolute difference."""
+    from zsad.musc import mutual_maps
+    rng = np.random.default_rng(3)
+    batch = (tokens_ltc[None] + rng.normal(0, 0.1, (n, *tokens_ltc.shape))).astype(np.float16)
+    here, cpu = mutual_maps(batch, r_list=R_LIST, device=device), mutual_maps(batch, r_list=R_LIST, device="cpu")
+    diff = max(float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)))) for a, b in zip(here, cpu))
+    return f"{name}: maps of {n} images, {device} against cpu (largest absolute difference)", f"{diff:.2e}"
 
 
 def old_mutual_row(n: int) -> tuple[str, str]:
@@ -164,17 +176,24 @@ def main() -> None:
     ap.add_argument("--classes", type=int, nargs="+", default=[50, 100, 200])
     ap.add_argument("--quick", action="store_true", help="ViT-B-16-plus-240 only, one repeat")
     ap.add_argument("--memory", action="store_true", help="only the peak memory of a block at VisA's size")
+    ap.add_argument("--archs", default=None, help=f"comma-separated, of {', '.join(ARCHS)} (default: the published)")
+    ap.add_argument("--compare-cpu", type=int, default=0, metavar="N",
+                    help="also the maps of a batch of N images on --device against the CPU's (largest difference)")
     args = ap.parse_args()
     import torch
     print(f"cores: {os.cpu_count()}, torch threads: {torch.get_num_threads()}, device: {args.device}"
           + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""))
     rows = memory_rows(max(args.classes), args.device) if args.memory else []
-    names = [] if args.memory else ["ViT-B-16-plus-240/240"] if args.quick else list(ARCHS)
+    published = [n for n, spec in ARCHS.items() if spec[4] is not None]
+    names = [] if args.memory else args.archs.split(",") if args.archs else ["ViT-B-16-plus-240/240"] if args.quick \
+        else published
     for name in names:
         trows, tokens = token_rows(name, args.device, 1 if args.quick else 2)
         rows += trows
         measure_upto = 50 if name.startswith("ViT-B") or args.device.startswith("cuda") else 0
         rows += scoring_rows(name, tokens, args.device, args.classes, measure_upto)
+        if args.compare_cpu:
+            rows.append(cpu_row(name, tokens, args.device, args.compare_cpu))
     if not args.memory:
         rows.append(old_mutual_row(50))
     width = max(len(r[0]) for r in rows)

@@ -46,6 +46,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=8, help="images for the overhead comparison")
     ap.add_argument("--per-client", type=int, default=2)
     ap.add_argument("--max-s", type=float, default=120.0)
+    ap.add_argument("--device", default=None, help="cpu, cuda ... (default: the tiny config's)")
     a = ap.parse_args()
     from serving import calibrated_store, live_server
     from zsad.datasets import SyntheticSpec, write_synthetic
@@ -58,11 +59,11 @@ def main() -> None:
     root = write_synthetic(work / "data", SyntheticSpec(image_size=128, n_good=2, n_per_defect=1, n_train=0,
                                                         defects=("scratch",)))
     store = calibrated_store(str(work / "s.zarr"), str(root))
-    cfg = load_pipeline_config("tiny")
+    cfg = load_pipeline_config("tiny", device=a.device)
     models = Models.load(cfg)
     images = [make_image("pill", "scratch" if i % 2 else None, 100 + i, 256)[0] for i in range(a.n)]
     t_cpu0, t_wall0 = time.process_time(), time.perf_counter()
-    with live_server(ServeRequest(store=store, out=str(work / "serve")), warm=True) as (url, _):
+    with live_server(ServeRequest(store=store, out=str(work / "serve"), device=a.device), warm=True) as (url, _):
         direct, http, cached = [], [], []
         with httpx.Client(base_url=url, timeout=300) as c:
             for i, img in enumerate(images):

@@ -88,8 +88,8 @@ class ServeRequest(InlineRequest):
                                   type=float)
     queue_size: int = option(64, "--queue-size", "requests waiting beyond this get 503 with Retry-After",
                              type=positive_int)
-    max_reading: int = option(4, "--max-reading", "most request bodies read at once (more get 503 before being "
-                              "read)", type=positive_int)
+    max_reading: int = option(16, "--max-reading", "most request bodies read at once (more get 503 before being "
+                              "read; with --max-upload-mb, what bodies may hold in memory)", type=positive_int)
     max_connections: int = option(64, "--max-connections", "most open connections and requests (more get 503)",
                                   type=positive_int)
     header_timeout_s: float = option(10.0, "--header-timeout", "seconds a connection may take to send a request's "
