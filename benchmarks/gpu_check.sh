@@ -30,7 +30,7 @@ fi
 FAILED=0
 
 step() {  # step NAME SECONDS COMMAND...: run it with a time limit, its output to $OUT/NAME.md
-  local name=$1 limit=$2; shift 2
+  local name=$1 limit=$(($2 * SLACK)); shift 2
   local t0=$SECONDS rc
   timeout "$limit" "$@" > "$OUT/$name.md" 2>&1; rc=$?
   echo "$name rc=$rc seconds=$((SECONDS - t0))" | tee -a "$OUT/steps.txt"
@@ -38,7 +38,7 @@ step() {  # step NAME SECONDS COMMAND...: run it with a time limit, its output t
 }
 
 if [ "$DRY" = 1 ]; then
-  DEV=cpu
+  DEV=cpu SLACK=4  # a shared 2-core machine running the suite beside it
   SAM=(--sam tiny --image-size 128x96 --points-per-side 8 --variants old,new,new+batch,new+batch+shared,new+batch+bf16)
   EQ=(--sam tiny --sizes 128x96,96x128)
   MODELS=(--tiny --image-size 128x96 --points-per-side 8 --tiles 2 --repeats 1)
@@ -46,7 +46,7 @@ if [ "$DRY" = 1 ]; then
   AGG=(--images 6)
   SERVE=(--n 1 --per-client 1 --max-s 20)
 else
-  DEV=cuda
+  DEV=cuda SLACK=1
   SAM=(--variants old,new,new+batch,new+batch+shared,new+batch+bf16,new+batch+bf16+compile)
   EQ=()
   MODELS=()
