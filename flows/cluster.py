@@ -3,7 +3,7 @@
 Every worker writes straight into the store, so the store must be one they all see: object
 storage (credentials from each worker's own environment, never through the scheduler) or a
 file system mounted at the same absolute path everywhere (``--shared-path``). Models stay in
-the worker processes (``zsad.tasks.runtime``); only sample records and small reports travel.
+the worker processes (``zsad.tasks.worker``); only sample records and small reports travel.
 
 Start a cluster (see the README, "More than one machine")::
 
@@ -15,7 +15,6 @@ Start a cluster (see the README, "More than one machine")::
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import os
 from typing import Any
@@ -23,7 +22,8 @@ from urllib.parse import urlsplit
 
 from zsad.datasets import Sample
 
-LOOPBACK = ("localhost", "")
+from .request_fields import is_loopback
+
 
 
 def dask_client(address: str) -> Any:
@@ -41,12 +41,7 @@ def dask_client(address: str) -> Any:
 
 def _loopback(address: str) -> bool:
     host = urlsplit(address if "://" in address else f"tcp://{address}").hostname or ""
-    if address.startswith("inproc://") or host in LOOPBACK:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return address.startswith("inproc://") or host == "" or is_loopback(host)
 
 
 def check_shared_store(store: str, address: str | None, shared_path: bool = False) -> None:

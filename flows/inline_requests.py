@@ -15,12 +15,11 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import os
 from dataclasses import dataclass, field
 
 from .cli_args import name_arg, positive_int, threshold_arg
-from .request_fields import (Request, check_against_reference, class_option, config_option, device_option, option, reference_option,
+from .request_fields import (Request, is_loopback, check_against_reference, class_option, config_option, device_option, option, reference_option,
                              store_option, variant_option)
 
 
@@ -29,21 +28,6 @@ def _positive(text: str) -> float:
     if not value > 0:
         raise ValueError(f"expected a positive number of seconds, got {text!r}")
     return value
-
-
-def is_loopback(host: str) -> bool:
-    """``localhost`` or a loopback IP address.
-
-    Example:
-        >>> is_loopback("127.0.0.1"), is_loopback("::1"), is_loopback("localhost"), is_loopback("0.0.0.0")
-        (True, True, True, False)
-    """
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,12 +15,28 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from .cli_args import CONFIG_HELP, STORE_HELP, name_arg
 
 STORE = "zsad-store.zarr"
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback IP address.
+
+    Example:
+        >>> is_loopback("127.0.0.1"), is_loopback("::1"), is_loopback("localhost"), is_loopback("0.0.0.0")
+        (True, True, True, False)
+    """
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def option(default: Any = dataclasses.MISSING, flag: str | tuple[str, ...] | None = None, help: str = "",

@@ -25,6 +25,8 @@ from urllib.parse import urlsplit
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from .request_fields import is_loopback
+
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ANY_HOST = "*"
@@ -68,14 +70,7 @@ def host_allowed(host_header: str, allowed: frozenset[str]) -> bool:
     if ANY_HOST in allowed:
         return True
     name = _hostname(host_header)
-    return bool(name) and (name in allowed or name.startswith("127.") and _is_loopback_ip(name))
-
-
-def _is_loopback_ip(name: str) -> bool:
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
+    return bool(name) and (name in allowed or is_loopback(name))
 
 
 def cross_site(method: str, headers: Mapping[str, str]) -> str | None:

@@ -3,7 +3,7 @@ shard's later stages read what its earlier stages just wrote (foreground reads I
 tiles reads foreground, CLIP and CLIPSeg read tiles), and each such read would be a round trip.
 
 Bounded by ``ZSAD_RECENT_UNITS_MB`` (default 512; least recently used first out); a unit larger
-than a quarter of it is not kept. ``clear()`` at each shard's start (``zsad.tasks.runtime``). Reads
+than a quarter of it is not kept. ``clear()`` at each shard's start (``zsad.tasks.worker.start_shard``). Reads
 get copies: a caller may change what it got.
 """
 

@@ -78,11 +78,8 @@ def sha256_file(path: str | os.PathLike) -> str:
     st = p.stat()
     key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _SHA_CACHE:
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _SHA_CACHE[key] = h.hexdigest()
+        from .datasets.base import file_sha256
+        _SHA_CACHE[key] = file_sha256(p)
     return _SHA_CACHE[key]
 
 
