@@ -23,10 +23,9 @@ from typing import Mapping
 
 from zsad.names import TYPED_NAME_MAX, check_name
 
-FIELD_MAX = {"class": TYPED_NAME_MAX, "threshold": 32, "variant": 256, "reference": TYPED_NAME_MAX,
-             "heatmap": 8, "file": 255}  # characters
 FILE_NAME_MAX = 255  # an upload's file name (its base name), characters
-REQUEST_ID_MAX = TYPED_NAME_MAX
+FIELD_MAX = {"class": TYPED_NAME_MAX, "threshold": 32, "variant": 256, "reference": TYPED_NAME_MAX,
+             "heatmap": 8, "file": FILE_NAME_MAX}  # characters
 
 
 class BadRequest(ValueError):

@@ -98,7 +98,8 @@ def run_watch(request: WatchRequest) -> dict[str, Any]:
         observer.start()
     outside = _outside(r.folder, image_files(r.folder))
     fresh, total = new_files(r.folder, r.class_name, r.store, r.config, r.name)
-    fresh = [p for p in fresh if p not in {q.resolve() for q in outside}]
+    targets = {q.resolve() for q in outside}
+    fresh = [p for p in fresh if p not in targets]
     _refuse(inspector, r, outside, counts)
     print(f"zsad watch: {r.folder}: {total} images there, {len(fresh)} not yet scored; audit log "
           f"{inspector.sinks.audit}", flush=True)

@@ -120,6 +120,21 @@ def copy_store(src: str, dest) -> str:
     return str(dest)
 
 
+@pytest.fixture(scope="module")
+def calibrated_copy(precomputed_store, synthetic_root, tmp_path_factory):
+    """A module's own copy of ``precomputed_store`` with FPR thresholds of class pill (the service's tests)."""
+    from serving import calibrated_store
+    return calibrated_store(copy_store(precomputed_store, tmp_path_factory.mktemp("calibrated") / "s.zarr"),
+                            synthetic_root)
+
+
+@pytest.fixture(scope="session")
+def pills(synthetic_root) -> list:
+    """The synthetic data set's pill test images, sorted."""
+    from pathlib import Path
+    return sorted((Path(synthetic_root) / "pill" / "test").rglob("*.png"))
+
+
 @pytest.fixture()
 def store_copy(precomputed_store, tmp_path):
     """A private copy of ``precomputed_store``."""

@@ -16,8 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageFile
 
-from conftest import copy_store
-from serving import calibrated_store, live_server
+from serving import live_server
 from zsad.flows.cli import main
 from zsad.flows.inline import Inspector
 from zsad.flows.inline_requests import ServeRequest
@@ -26,13 +25,8 @@ from zsad.flows.sinks import read_audit
 
 
 @pytest.fixture(scope="module")
-def store(precomputed_store, synthetic_root, tmp_path_factory):
-    return calibrated_store(copy_store(precomputed_store, tmp_path_factory.mktemp("serve") / "s.zarr"), synthetic_root)
-
-
-@pytest.fixture(scope="module")
-def pills(synthetic_root) -> list[Path]:
-    return sorted((Path(synthetic_root) / "pill" / "test").rglob("*.png"))
+def store(calibrated_copy):
+    return calibrated_copy
 
 
 def _client(store: str, out: Path, **kw) -> TestClient:

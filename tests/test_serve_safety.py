@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from conftest import copy_store
-from serving import calibrated_store, live_server
+from serving import live_server
 from zsad.flows.inline import Inspector
 from zsad.flows.inline_requests import ServeRequest
 from zsad.flows.serve_app import create_app
@@ -37,13 +37,8 @@ SHORT_GRID_VARIANT = ";".join(f"{k}={','.join(v)}" for k, v in {  # 13^4 = 28,56
 
 
 @pytest.fixture(scope="module")
-def store(precomputed_store, synthetic_root, tmp_path_factory):
-    return calibrated_store(copy_store(precomputed_store, tmp_path_factory.mktemp("safety") / "s.zarr"), synthetic_root)
-
-
-@pytest.fixture(scope="module")
-def pills(synthetic_root) -> list[Path]:
-    return sorted((Path(synthetic_root) / "pill" / "test").rglob("*.png"))
+def store(calibrated_copy):
+    return calibrated_copy
 
 
 def _request(store: str, out: Path, **kw) -> ServeRequest:

@@ -18,7 +18,6 @@ import pytest
 
 from conftest import copy_store
 from procs import spawned
-from serving import calibrated_store
 from units import complete_units
 from zsad.flows.inline_requests import WatchRequest
 from zsad.flows.sinks import read_audit
@@ -26,8 +25,8 @@ from zsad.flows.watch import run_watch
 
 
 @pytest.fixture(scope="module")
-def store(precomputed_store, synthetic_root, tmp_path_factory):
-    return calibrated_store(copy_store(precomputed_store, tmp_path_factory.mktemp("watch") / "s.zarr"), synthetic_root)
+def store(calibrated_copy):
+    return calibrated_copy
 
 
 @pytest.mark.slow
