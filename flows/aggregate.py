@@ -23,7 +23,8 @@ from zsad.evaluation import ClassEvaluator
 from zsad.stores import StageStore, Unit, open_store
 from zsad.sweep import expand, parse_axes, with_shots
 from zsad.tasks.aggregate import AggregateRun, Row, VariantJob, aggregate_units, merge_chunks
-from zsad.tasks.patches import Context, patch_contexts
+from zsad.tasks.contexts import variant_contexts
+from zsad.variant_fields import square_protocol
 from zsad.tasks.plan import plan_stages
 from zsad.tasks.worker import begin_run
 
@@ -39,7 +40,8 @@ class VariantOutcome:
     Attributes:
         label: the variant's readable label; config: its config as JSON.
         n_images: images scored; written: units written now; scheduler: the Dask scheduler used.
-        contexts: class -> patch context (few-shot, mutual): what drawing its maps needs.
+        contexts: class -> the detector's per-class context (few-shot, mutual, MuSc): what drawing its
+            maps needs.
         evaluators: class -> ``ClassEvaluator`` (``evaluate`` runs); rows: class -> that
             class's ``Row`` (unit, label, sample score) per image (``evaluate`` runs).
     """
@@ -49,7 +51,7 @@ class VariantOutcome:
     n_images: int = 0
     written: int = 0
     scheduler: str = "threads"
-    contexts: dict[str, Context] = field(default_factory=dict)
+    contexts: dict[str, Any] = field(default_factory=dict)
     evaluators: dict[str, ClassEvaluator] = field(default_factory=dict)
     rows: dict[str, list[Row]] = field(default_factory=dict)
 
@@ -148,21 +150,16 @@ def _run_variants(request: AggregateRequest, st: StageStore, run_id: str, client
         meta[vh] = VariantOutcome(variant_label(agg), to_jsonable(agg))
         jobs.append(VariantJob(vh, agg))
     scheduler = "distributed" if client else ("threads" if r.scheduler == "auto" else r.scheduler)
-    contexts = patch_contexts(st, plan, [(j.variant_hash, j.config) for j in jobs], units, r.dataset,
-                              client.get if client else scheduler)
-    for (vh, cls), ctx in contexts.items():  # what drawing a map of the variant needs (report panels)
-        meta[vh].contexts[cls] = ctx
     device = r.device or "cpu"
     torch_device = None if check_device(device) == "cpu" else device  # the host's numpy path on a CPU
-    musc_jobs = [j for j in jobs if j.config.mode == "musc"]
-    tile_jobs = tuple(j for j in jobs if j.config.mode != "musc")
-    run = AggregateRun(st, plan, tile_jobs, contexts, overwrite=r.overwrite, save_maps=r.save_maps,
-                       evaluate=r.evaluate, pixel_size=r.pixel_size, device=torch_device, run_id=run_id)
-    if musc_jobs:
-        _add_musc(r, dataclasses.replace(run, variants=tuple(musc_jobs)), units, client.get if client else scheduler,
-                  meta)
-    if not tile_jobs:
-        return _finished(meta, scheduler)
+    run = AggregateRun(st, plan, tuple(jobs), overwrite=r.overwrite, save_maps=r.save_maps, evaluate=r.evaluate,
+                       pixel_size=r.pixel_size, square=square_protocol(r.protocol), device=torch_device, run_id=run_id)
+    contexts = variant_contexts(run, units, r.dataset, scheduler=client.get if client else scheduler, device=device)
+    if not st.read_only:
+        st.index.flush(("mutual", "musc", "memory"))
+    for (vh, cls), ctx in contexts.items():  # what drawing a map of the variant needs (report panels)
+        meta[vh].contexts[cls] = ctx
+    run = dataclasses.replace(run, contexts=contexts)
     workers = (
         cluster_threads(client) if client else 1 if scheduler in ("synchronous", "sync") else (os.cpu_count() or 1)
     )
@@ -191,21 +188,6 @@ def _add_rows(meta: dict[str, VariantOutcome], rows: list[Row], evaluate: bool) 
         m.written += int(row.written)
         if evaluate:
             m.rows.setdefault(row.unit.class_name, []).append(row)
-
-
-def _add_musc(r: AggregateRequest, run: AggregateRun, units: list[Unit], scheduler: Any,
-              meta: dict[str, VariantOutcome]) -> None:
-    """The run's MuSc variants (``zsad.tasks.musc_variants``): their rows and evaluators."""
-    from zsad.tasks.musc_variants import run_musc_variants
-    out = run_musc_variants(run, list(run.variants), units, r.dataset, scheduler=scheduler, protocol=r.protocol,
-                            device=r.device or "cpu")
-    if not run.store.read_only:
-        run.store.index.flush(("aggregate", "musc"))
-    _add_rows(meta, out.rows, r.evaluate)
-    for (vh, cls), ev in sorted(out.evaluators.items()):
-        meta[vh].evaluators[cls] = ev
-    for (vh, cls), ctx in out.contexts.items():
-        meta[vh].contexts[cls] = ctx
 
 
 def _finished(meta: dict[str, VariantOutcome], scheduler: str) -> dict[str, VariantOutcome]:

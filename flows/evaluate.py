@@ -11,7 +11,9 @@ from typing import Any
 
 from prefect import flow
 
-from zsad.evaluation import evaluate_classes, musc_backbone_note, seed_table
+from zsad.config import AggregateConfig
+from zsad.evaluation import evaluate_classes, seed_table
+from zsad.variant_fields import square_protocol
 from zsad.stores import StageStore, open_store
 
 from .aggregate import VariantOutcome, run_variants
@@ -78,7 +80,7 @@ def write_results(out_dir: Path, results: dict[str, VariantResult], dataset: str
     for vh, v in results.items():
         for level in ("sample", "pixel"):
             md += [f"### {v.label} ({vh}): {level}-level F1-max (%)", "", seed_table(v.metrics, level), ""]
-        note = musc_backbone_note(dataset) if v.config.get("mode") == "musc" else None
+        note = AggregateConfig.from_json(v.config).detector.published_note(dataset)
         md += [note, ""] if note else []
     (out_dir / "tables.md").write_text("\n".join(md))
     return [out_dir / "metrics.json", out_dir / "metrics.csv", out_dir / "tables.md"]
@@ -87,7 +89,8 @@ def write_results(out_dir: Path, results: dict[str, VariantResult], dataset: str
 def _resized(r: EvaluateRequest, meta: VariantOutcome) -> bool:
     """Whether the variant's pixel metrics came from resized maps (``--pixel-size``, or MuSc's
     protocol for a MuSc variant)."""
-    return r.pixel_size is not None or (r.protocol == "musc" and meta.config.get("mode") == "musc")
+    detector = AggregateConfig.from_json(meta.config).detector
+    return r.pixel_size is not None or (square_protocol(r.protocol) and detector.square_protocol)
 
 
 def run_evaluate(request: EvaluateRequest) -> dict[str, VariantResult]:
@@ -106,9 +109,11 @@ def run_evaluate(request: EvaluateRequest) -> dict[str, VariantResult]:
             print(f"\n{v.label} ({vh})")
             for level in ("sample", "pixel"):
                 print(f"{level}-level F1-max (%):\n" + seed_table(v.metrics, level))
-            note = musc_backbone_note(r.dataset) if v.config.get("mode") == "musc" else None
+            detector = AggregateConfig.from_json(v.config).detector
+            note = detector.published_note(r.dataset)
             if note:
-                print(note + (" (at MuSc's protocol: --protocol musc)" if r.protocol != "musc" else ""))
+                square = square_protocol(r.protocol) or not detector.square_protocol
+                print(note + ("" if square else " (published at the square protocol: --protocol musc)"))
         where = "not stored (--read-only)" if r.read_only else f"stored in {r.store} (thresholds/<variant>/<class>)"
         print(f"\nthresholds {where}; metrics in {r.out_dir}")
     return results

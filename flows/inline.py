@@ -237,7 +237,7 @@ class Inspector:
 
     def _alone(self, agg) -> bool:
         """A variant that compares a job's images with each other (never merged with other jobs)."""
-        return agg.mode == "mutual" or (agg.mode == "musc" and self.r.against is None)
+        return agg.detector.together and not (agg.detector.against_batch and self.r.against is not None)
 
     def _score_group(self, jobs: list[Job]) -> list[list[Verdict]]:
         first = jobs[0]

@@ -28,7 +28,11 @@ from zsad.plots import save_png
 from zsad.predict import panel_png
 from zsad.thresholds import Threshold, decide
 from zsad.sweep import expand, parse_axes
+from zsad.detectors import DETECTORS, PATCH_STAGE
+from zsad.stages import stage
 from zsad.variants import FewShot
+
+PATCHES_SWITCH = stage(PATCH_STAGE).opt_in  # the PipelineConfig switch of the patch tokens
 
 from .aggregate import run_variants
 from .configs import load_pipeline_config, variant_label
@@ -82,9 +86,9 @@ def one_variant(variant: str, reference: str | None = None, name: str = "predict
     agg = expand(axes)[0]
     if reference is None:
         return agg
-    if agg.mode == "mutual":
-        raise ValueError("--reference gives few-shot references; a mutual variant compares the images scored with "
-                         "each other and takes none: drop --reference or use mode=few-shot")
+    if agg.detector.together:
+        raise ValueError(f"--reference gives few-shot references; a {agg.mode} variant compares the images scored "
+                         "with each other and takes none: drop --reference or use mode=few-shot")
     patch = agg.patch if isinstance(agg.patch, FewShot) else FewShot()
     return agg.with_patch(dataclasses.replace(patch, reference=reference_name(reference, name), shots=0))
 
@@ -94,11 +98,12 @@ def score_files(request: FilesRequest, paths: tuple[str, ...], agg: AggregateCon
     files (few-shot against the images of folder ``request.reference`` when given; a mutual
     variant compares the files with each other)."""
     r = request
-    if r.against is not None and agg.mode != "musc":
-        raise ValueError(f"--against scores MuSc variants against a cached batch; {variant_label(agg)!r} is "
-                         f"{agg.mode}: use --variant mode=musc")
-    cfg = load_pipeline_config(r.config, device=r.device, patches=True if agg.mode not in ("zero-shot", "musc")
-                               else None)
+    if r.against is not None and not agg.detector.against_batch:
+        able = ", ".join(d.name for d in DETECTORS if d.against_batch)
+        raise ValueError(f"--against scores new images against a cached batch ({able}); {variant_label(agg)!r} is "
+                         f"{agg.mode}: use --variant mode={able.split(',')[0]}")
+    cfg = load_pipeline_config(r.config, device=r.device,
+                               patches=True if agg.detector.opt_in == PATCHES_SWITCH else None)
     vh = plan_stages(cfg).aggregate_hash(agg)
     files, errors, skipped = collect_files(list(paths))
     if r.reference is not None:

@@ -16,14 +16,14 @@ import numpy as np
 from zsad.config import AggregateConfig
 from zsad.musc import rescore, score_against_batch
 from zsad.stores import StageStore, Unit, unit_key
-from zsad.stores.schema import PIXEL_MAP, TOKENS
+from zsad.stores.schema import TOKENS
 
-from .aggregate import AggregateRun, VariantJob
-from .fused import ImageFacts
+from .aggregate_run import AggregateAttrs, AggregateRun, VariantJob, unit_source, write_result
 from .musc import batch_tokens, class_batches, class_tokens, nearest_rows
-from .musc_variants import Scored, musc_map, raw_score, score_batch, zero_shot_of
+from .musc_scores import MuscContext, musc_image_map, musc_map, raw_score, score_members
 from .patches import image_records
 from .plan import StagePlan
+from .tile_scores import zero_shot_of
 
 
 def score_against(store: StageStore, plan: StagePlan, agg: AggregateConfig, new: list[Unit], batch: list[Unit],
@@ -40,25 +40,23 @@ def score_against(store: StageStore, plan: StagePlan, agg: AggregateConfig, new:
     (cached,) = class_batches(records, batch, 1)
     run = AggregateRun(store, plan, (job,), save_maps=True)
     kept = nearest_rows(store, plan, musc, [cached], records, device=device)  # the batch's own distances, once
-    own = score_batch(run, musc, cached, kept)
+    own = [raw for _, _, raw in score_members(run, [job], cached, kept)[job.variant_hash]]
     h = plan.hashes["musc_tokens"]
     grids = score_against_batch(np.stack([store.read_array(unit_key("musc_tokens", h, u), TOKENS) for u in new]),
                                 batch_tokens(store, h, cached), r_list=musc.r_list, fraction=musc.musc_fraction,
                                 layers=musc.musc_layers, same_position=musc.same_position, device=device)
     cls_b, cls_new = class_tokens(store, h, cached.units), class_tokens(store, h, new)
     for unit, grid, cls in zip(new, grids, cls_new):
-        facts = ImageFacts.from_attrs(store.read_attrs(unit_key("image", plan.hashes["image"], unit)))
-        s = Scored(unit, facts, grid, cached.digest)
-        m = musc_map(run, s, musc, facts.image_hw)
-        raw = raw_score(run, s, musc, m)
-        score = float(rescore(np.array([o.raw for o in own] + [raw]), np.concatenate([cls_b, cls[None]]),
-                              musc.k_for(dataset))[-1])
+        facts = run.facts(unit)
+        m = musc_map(run, unit, facts, grid, musc, facts.image_hw)
+        raw = raw_score(run, unit, facts, grid, musc, m)
+        score = float(rescore(np.array(own + [raw]), np.concatenate([cls_b, cls[None]]), musc.k_for(dataset))[-1])
+        ctx = MuscContext({unit.path: grid}, {unit.path: cached.digest}, {unit.path: raw}, {unit.path: score})
         if musc.combine == "mean":
-            zs_score, zs_map = zero_shot_of(run, job, s)
-            score, m = (zs_score + score) / 2, (m + zs_map) / 2
-        store.write_unit(unit_key("aggregate", job.variant_hash, unit), {PIXEL_MAP: m.astype(np.float16)},
-                         {"sample_score": score, "musc_score": raw, "label": facts.label, "has_map": True,
-                          "batch": dataset, "batch_images": len(cached.units)},
-                         source=f"{facts.sha256}+{cached.digest}")
+            zs_score, zs_map = zero_shot_of(run, job, unit, facts)
+            score, m = (zs_score + score) / 2, musc_image_map(run, job, unit, facts, ctx, facts.image_hw, zs_map)
+        attrs = AggregateAttrs(sample_score=score, label=facts.label, has_map=True, musc_score=raw, batch=dataset,
+                               batch_images=len(cached.units))
+        write_result(store, job=job, unit=unit, attrs=attrs, map_hw=m, source=unit_source(facts, ctx, unit))
     store.index.flush(("aggregate", "musc"))
     return len(new)

@@ -48,6 +48,9 @@ class FewShotContext:
     memory_key: str | None
     reference_keys: tuple[str, ...]
 
+    def source_of(self, unit: Unit) -> str:
+        return self.source
+
     def scores_for(self, store: StageStore, patch_hash: str, unit: Unit, cfg: AggregateConfig) -> np.ndarray:
         """(T, gy, gx) nearest-reference distances of ``unit``'s patches."""
         query = store.read_array(unit_key(PATCH_STAGE, patch_hash, unit), PATCHES)
@@ -67,6 +70,9 @@ class MutualContext:
     source: str
     stage_hash: str
     scores: Mapping[str, np.ndarray]
+
+    def source_of(self, unit: Unit) -> str:
+        return self.source
 
     def scores_for(self, store: StageStore, patch_hash: str, unit: Unit, cfg: AggregateConfig) -> np.ndarray:
         if unit.path in self.scores:

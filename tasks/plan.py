@@ -14,10 +14,10 @@ from typing import Any
 from zsad.config import AggregateConfig, ModelSpec, PipelineConfig, stage_hash, to_jsonable
 from zsad.prompts import localising_prompts
 from zsad.stages import STAGES
-from zsad.variants import Musc, Mutual
+from zsad.detectors import PATCH_STAGE, TILE_READS
+from zsad.variants import Mutual
 from zsad.weights import locate_weights
 
-PATCH_STAGE = "clip_patch"  # opt-in (PipelineConfig.patches): written by the clip_image task
 HASHED_STAGES = tuple(s for s in STAGES if s.kind == "precompute")  # the plan's own hashes, in dependency order
 
 def _spec(spec: ModelSpec) -> dict[str, Any]:
@@ -55,20 +55,12 @@ class StagePlan:
         return stage_hash("aggregate", agg.hash_view(), None, tuple(self.aggregate_inputs(agg).values()))
 
     def aggregate_inputs(self, agg: AggregateConfig | None = None) -> dict[str, str]:
-        """The stages a variant reads: the zero-shot ones (and its fusion's ``fused`` maps); a
-        few-shot or mutual variant also the patches; a MuSc one its tokens (and the foreground
-        of a hybrid), the zero-shot ones only when averaged with them (``combine=mean``)."""
-        zero_shot = ("tiles", "clip_image", "clip_text", "clipseg")
-        patch = None if agg is None else agg.patch
-        if isinstance(patch, Musc):
-            own = ("musc_tokens",) + (("isnet", "foreground") if patch.foreground != "none" else ())
-            if patch.combine != "mean":  # MuSc alone
-                return {s: self.hashes[s] for s in own}
-            stages = zero_shot + own
-        else:
-            stages = zero_shot + ((PATCH_STAGE,) if patch is not None else ())
-        fused = {"fused": self.fused_hash(agg.fusion)} if agg is not None else {}
-        return {**{s: self.hashes[s] for s in stages}, **fused}
+        """The stages a variant reads (its detector's ``reads``, ``zsad.detectors``) and, when it
+        reads the zero-shot evidence, its fusion's ``fused`` maps; no variant: the zero-shot ones."""
+        if agg is None:
+            return {s: self.hashes[s] for s in TILE_READS}
+        fused = {"fused": self.fused_hash(agg.fusion)} if agg.reads_zero_shot else {}
+        return {**{s: self.hashes[s] for s in agg.detector.reads(agg.patch)}, **fused}
 
     def memory_hash(self, selection: dict[str, Any]) -> str:
         """A few-shot class memory: its reference selection (shots, seed, reference set name) over
@@ -130,11 +122,16 @@ def stage_configs(cfg: PipelineConfig) -> dict[str, Any]:
     }
 
 
+# A stage's ``model`` -> its spec in a PipelineConfig (None: the stage is off).
+MODEL_SPECS = {
+    "isnet": lambda cfg: cfg.isnet, "sam": lambda cfg: cfg.sam, "clip": lambda cfg: cfg.clip,
+    "clipseg": lambda cfg: cfg.clipseg, "musc": lambda cfg: None if cfg.musc is None else cfg.musc.clip,
+}
+
+
 def model_spec(cfg: PipelineConfig, model: str) -> ModelSpec | None:
     """The spec a stage's ``model`` names (``musc``: the MuSc backbone, None when it is off)."""
-    if model == "musc":
-        return None if cfg.musc is None else cfg.musc.clip
-    return getattr(cfg, model)
+    return MODEL_SPECS[model](cfg)
 
 
 def plan_stages(cfg: PipelineConfig) -> StagePlan:

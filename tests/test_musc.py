@@ -200,7 +200,9 @@ def test_cuda_maps_equal_cpu_maps():
 
 
 def test_musc_published_rows_beside_zsads_tables():
-    from zsad.evaluation import MVTEC_ORDER, VISA_ORDER, musc_backbone_note, seed_rows
+    from zsad.detectors import DETECTOR
+    from zsad.evaluation import MVTEC_ORDER, VISA_ORDER, seed_rows
+    musc_backbone_note = DETECTOR["musc"].published_note
     visa = {c: {"sample_f1_max": 0.5} for c in VISA_ORDER} | {"mean": {"sample_f1_max": 0.5}}
     _, rows = seed_rows(visa, "sample")
     musc = next(r for r in rows if r[0].startswith("MuSc"))

@@ -322,7 +322,7 @@ def test_new_files_against_the_cached_batch_equal_their_row_of_the_whole(musc_co
 def test_against_needs_a_musc_variant(musc_copy, tmp_path):
     from zsad.flows.command_requests import PredictRequest
     from zsad.flows.predict import run_predict
-    with pytest.raises(ValueError, match="--against scores MuSc variants"):
+    with pytest.raises(ValueError, match="--against scores new images against a cached batch"):
         run_predict(PredictRequest(paths=(str(tmp_path),), class_name="washer", store=musc_copy, config=CONFIG,
                                    variant="mode=mutual", threshold="none", against="synthetic",
                                    out=str(tmp_path / "out"), echo=False, progress=False))

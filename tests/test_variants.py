@@ -114,7 +114,7 @@ def test_shots_merge_at_the_axis_level():
     assert [v.mode for v in expand(axes)] == ["zero-shot", "few-shot"]
     assert with_shots(parse_axes("fusion=harmonic"), shots=None, seed=None) == {"fusion": ("harmonic",)}
     for spec, msg in (("grid", "extend a sweep"), ("mode=few-shot;shots=2", "already names shots"),
-                      ("mode=mutual", "no few-shot mode")):
+                      ("mode=mutual", "no mode that takes references")):
         with pytest.raises(ValueError, match=msg):
             with_shots(parse_axes(spec), shots=2, seed=None)
 

@@ -220,7 +220,7 @@ def sweep_image(evidence: ImageEvidence, text: TextEvidence, cfgs: Sequence[Aggr
         fused = fused32[cfg.fusion]
         maps = fused * s.astype(np.float32)[:, None, None] if cfg.scale_by_tile_score else fused
         window = paste_cells(maps, evidence.boxes_xyxy, evidence.image_hw)
-        if cfg.mode != "zero-shot":
+        if cfg.patch is not None:
             window, samples = _combine(window, group, cfgs, patch_tyx, evidence, samples)
         windows.append(window)
     return ImageSweep(tuple(tiles), tuple(samples), groups, tuple(windows), tuple(components))

@@ -40,12 +40,6 @@ PUBLISHED_MVTEC = {  # MuSc's MVTec AD rows (F1-max, %), in MVTEC_ORDER then the
     "pixel": {"MuSc (ViT-L-14-336, 518)": (79.17, 60.97, 49.80, 73.33, 43.94, 73.41, 62.84, 46.22, 65.54, 41.87,
                                            74.71, 70.19, 59.24, 68.64, 62.48, 62.16)},
 }
-# MuSc's backbone table (mean F1-max %, image / pixel): the rows zsad's musc configs reproduce
-MUSC_BACKBONES = {
-    "visa": {"musc": (89.06, 48.90), "musc-b16": (81.61, 37.84), "musc-b16-512": (84.22, 43.27)},
-    "mvtec": {"musc": (97.37, 62.16), "musc-b16": (95.43, 52.23), "musc-b16-512": (96.50, 60.71)},
-}
-
 
 @dataclass
 class ClassEvaluator:
@@ -66,7 +60,7 @@ class ClassEvaluator:
         """One image: its label and sample score, and (when given) its full-size map."""
         self.add_sample(label, score)
         if map_hw is not None:
-            self._add_full_map(label, mask_hw, map_hw)
+            self.add_map(label, mask_hw, map_hw)
 
     def add_sample(self, label: int, score: float) -> None:
         """One image's label and sample score (no map)."""
@@ -79,7 +73,7 @@ class ClassEvaluator:
         ``update`` with the full map, binning only the covered pixels. With ``pixel_size`` the
         full map is resized as in ``update``."""
         if self.pixel_size:
-            self._add_full_map(label, truth.gt.mask_hw, window.full())
+            self.add_map(label, truth.gt.mask_hw, window.full())
             return
         if self.pixels is None:
             self.pixels = PixelAccumulator()
@@ -87,7 +81,8 @@ class ClassEvaluator:
         if label == 0:
             self._add_normal(counts)
 
-    def _add_full_map(self, label: int, mask_hw: np.ndarray | None, map_hw: np.ndarray) -> None:
+    def add_map(self, label: int, mask_hw: np.ndarray | None, map_hw: np.ndarray) -> None:
+        """One image's full map against its mask (None: all normal), resized with ``pixel_size``."""
         if mask_hw is None:
             mask_hw = np.zeros(map_hw.shape, bool)
         if self.pixel_size:
@@ -180,20 +175,6 @@ def seed_rows(results: dict[str, dict[str, float]], level: str = "sample", metri
     rows.append([ours, *(_fmt(results[c].get(key, math.nan)) for c in classes),
                  _fmt(results["mean"].get(key, math.nan))])
     return header, rows
-
-
-def musc_backbone_note(dataset: str) -> str | None:
-    """MuSc's published means for the data set a store name starts with (``visa``, ``mvtec``), or None.
-
-    Example:
-        >>> musc_backbone_note("visa-2024")
-        "MuSc's README (VisA mean F1-max %, image / pixel): musc 89.06 / 48.90, musc-b16 81.61 / 37.84, musc-b16-512 84.22 / 43.27"
-    """
-    kind = next((k for k in MUSC_BACKBONES if dataset.lower().startswith(k)), None)
-    if kind is None:
-        return None
-    rows = ", ".join(f"{name} {a:.2f} / {b:.2f}" for name, (a, b) in MUSC_BACKBONES[kind].items())
-    return f"MuSc's README ({'VisA' if kind == 'visa' else 'MVTec AD'} mean F1-max %, image / pixel): {rows}"
 
 
 def seed_table(results: dict[str, dict[str, float]], level: str = "sample", metric: str = "f1_max",

@@ -20,6 +20,7 @@ import dataclasses
 import itertools
 from typing import Any
 
+from .detectors import DETECTOR, DETECTORS
 from .variants import FUSIONS, MODES, PATCH_MODES, AggregateConfig
 
 Axes = dict[str, tuple]
@@ -54,6 +55,7 @@ def _kinds() -> tuple[dict[str, tuple[type, tuple]], dict[str, type]]:
 KINDS, _OWNERS = _kinds()
 DECLARED = frozenset(f.name for cls in PATCH_MODES.values() for f in dataclasses.fields(cls) if "kind" in f.metadata)
 PATCH_SELECTION = ("shots", "shot_seed", "reference")
+REFERENCE_MODE = next(d.name for d in DETECTORS if d.takes_reference)  # what --shots/--reference select
 
 
 def parse_axes(spec: str | None) -> Axes:
@@ -133,10 +135,11 @@ def with_shots(axes: Axes, *, shots: int | None, seed: int | None, reference: st
     named = [k for k in PATCH_SELECTION if k in axes]
     if named:
         raise ValueError(f"--variants already names {', '.join(named)}; drop --shots/--shot-seed/--reference")
-    if "few-shot" not in axes.get("mode", ("few-shot",)):
-        raise ValueError(f"--shots: --variants has no few-shot mode (mode={','.join(axes['mode'])}); add few-shot "
-                         "to its mode= values")
-    return {**axes, "mode": axes.get("mode", ("few-shot",)), **{k: (v,) for k, v in given.items()}}
+    modes = axes.get("mode", (REFERENCE_MODE,))
+    if not any(DETECTOR[m].takes_reference for m in modes):
+        raise ValueError(f"--shots: --variants has no mode that takes references (mode={','.join(modes)}); add "
+                         f"{REFERENCE_MODE} to its mode= values")
+    return {**axes, "mode": modes, **{k: (v,) for k, v in given.items()}}
 
 
 def expand(axes: Axes) -> list[AggregateConfig]:

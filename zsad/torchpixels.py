@@ -133,7 +133,7 @@ def sweep_cells(evidence: ImageEvidence, sweep: ImageSweep, cfgs: Sequence[Aggre
     for group in sweep.groups:
         first = group.members[0]
         cfg = cfgs[first]
-        if cfg.mode != "zero-shot":
+        if not cfg.detector.device_pixels:
             raise ValueError(f"--device {device}: the pixel maps of {cfg.mode} variants are computed on the CPU; "
                              "aggregate them with --device cpu")
         if cfg.fusion not in fused:
