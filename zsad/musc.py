@@ -39,6 +39,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .nearest import nearest
+
 LAYERNORM_EPS = 1e-5
 GEMM_ELEMENTS = 1 << 26  # the largest (query patches x key patches) block of distances held at once
 
@@ -121,10 +123,9 @@ def nearest_distances(query_npc: torch.Tensor, keys_npc: torch.Tensor, *, same_p
     """(Nq, Nk, P) float32: for each query image's patch p and key image j, the Euclidean distance
     to j's nearest patch (``same_position``: among the patches within that many grid steps of p).
 
-    Per block of query and key images one matrix product gives ``|y|^2 - 2 x.y`` for every pair
-    (``torch.addmm``); its minimum over j's patches plus ``|x|^2``, clamped at 0, is the squared
-    distance (``torch.cdist``'s formula for large inputs); the square root is taken after the
-    minimum (it is monotonic). Blocks hold at most ``GEMM_ELEMENTS`` distances.
+    The search is ``zsad.nearest.nearest`` with the ``l2`` metric (``torch.cdist``'s formula,
+    the square root after the minimum), per block of query images so that a block of key
+    images holds at most ``GEMM_ELEMENTS`` distances.
     """
     nq, p, c = query_npc.shape
     nk = keys_npc.shape[0]
@@ -137,20 +138,15 @@ def nearest_distances(query_npc: torch.Tensor, keys_npc: torch.Tensor, *, same_p
             out[i] = (keys_npc - query_npc[i]).pow(2).sum(-1).sqrt()
         return out
     outside = None if same_position is None else ~position_mask(grid_of(p + 1), same_position).to(query_npc.device)
-    q2 = query_npc.pow(2).sum(-1)  # (Nq, P)
-    k2 = keys_npc.pow(2).sum(-1).reshape(-1)  # (Nk * P,)
+    keys = keys_npc.reshape(-1, c)
+    bounds = range(0, nk * p + 1, p)
     kb = max(1, min(nk, GEMM_ELEMENTS // (p * p)))
     qb = max(1, GEMM_ELEMENTS // (p * p * kb))
     for s in range(0, nq, qb):
-        q = query_npc[s: s + qb].reshape(-1, c)
-        for t in range(0, nk, kb):
-            keys = keys_npc[t: t + kb].reshape(-1, c)
-            part = torch.addmm(k2[t * p: t * p + keys.shape[0]], q, keys.T, beta=1, alpha=-2)
-            part = part.view(-1, p, keys.shape[0] // p, p)  # (query image, p, key image, q)
-            if outside is not None:
-                part = part.masked_fill(outside[:, None, :], math.inf)
-            best = part.amin(-1) + q2[s: s + qb, :, None]  # (query image, p, key image)
-            out[s: s + qb, t: t + kb] = best.permute(0, 2, 1).clamp_min(0).sqrt()
+        q = query_npc[s: s + qb]
+        d = nearest(q.reshape(-1, c), keys, bounds=bounds, metric="l2", outside_mn=outside,
+                    max_elements=GEMM_ELEMENTS)  # (query image * P, Nk)
+        out[s: s + qb] = d.view(q.shape[0], p, nk).permute(0, 2, 1)
     return out
 
 

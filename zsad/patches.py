@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .nearest import nearest
+
 
 def neighbourhood_sizes(largest: int) -> tuple[int, ...]:
     """Odd neighbourhood sizes up to ``largest``: MuSc's r = 1, 3, 5.
@@ -42,15 +44,6 @@ def pooled_features(patches_tlyxc: np.ndarray, r: int) -> torch.Tensor:
         x = F.avg_pool2d(x, r, 1, r // 2, count_include_pad=False)
     x = x.reshape(t, lay, c, gy * gx).permute(1, 0, 3, 2).reshape(lay, t * gy * gx, c)
     return F.normalize(x, dim=-1)
-
-
-def _nearest_similarity(query_lpc: torch.Tensor, keys_lkc: torch.Tensor, block: int = 8192) -> torch.Tensor:
-    """(L, P) highest cosine similarity of each query patch to any key patch, per layer."""
-    best = torch.full(query_lpc.shape[:2], -1.0)
-    for s in range(0, keys_lkc.shape[1], block):
-        sim = torch.bmm(query_lpc, keys_lkc[:, s: s + block].transpose(1, 2))
-        best = torch.maximum(best, sim.amax(dim=2))
-    return best
 
 
 def few_shot_scores(query_tlyxc: np.ndarray, memory_tlyxc: np.ndarray, neighbourhood: int = 1) -> np.ndarray:
@@ -80,8 +73,10 @@ def few_shot_scores(query_tlyxc: np.ndarray, memory_tlyxc: np.ndarray, neighbour
     out = torch.zeros(t * gy * gx)
     sizes = neighbourhood_sizes(neighbourhood)
     for r in sizes:
-        sim = _nearest_similarity(pooled_features(q, r), pooled_features(m, r))
-        out += ((1 - sim) / 2).mean(dim=0)
+        qf, mf = pooled_features(q, r), pooled_features(m, r)
+        d = torch.stack([nearest(qf[lay], mf[lay], bounds=(0, mf.shape[1]), metric="cosine")[:, 0]
+                         for lay in range(qf.shape[0])])
+        out += d.mean(dim=0)
     return (out / len(sizes)).reshape(t, gy, gx).numpy().astype(np.float32)
 
 
@@ -111,13 +106,9 @@ def image_distances(query_lpc: torch.Tensor, others: Sequence[torch.Tensor]) -> 
     its nearest patch there, per layer. The images are batched into one matrix product per layer
     (a (P, sum K_j) similarity matrix at a time: ~50 MB for 16 images of 2 tiles)."""
     keys = torch.cat(list(others), dim=1)
-    bounds = np.cumsum([0] + [o.shape[1] for o in others])
-    best = torch.empty(len(others), query_lpc.shape[0], query_lpc.shape[1])
-    for layer in range(query_lpc.shape[0]):
-        sim = query_lpc[layer] @ keys[layer].T  # (P, sum K_j)
-        for j, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
-            best[j, layer] = sim[:, a:b].amax(dim=1)
-    return (1 - best) / 2
+    bounds = np.cumsum([0] + [o.shape[1] for o in others]).tolist()
+    return torch.stack([nearest(query_lpc[layer], keys[layer], bounds=bounds, metric="cosine").T
+                        for layer in range(query_lpc.shape[0])], dim=1)
 
 
 def mutual_scores(queries: dict[str, np.ndarray], others: Iterable[Sequence[tuple[str, np.ndarray]]],
