@@ -33,7 +33,7 @@ def timed(fn, *args, **kwargs):
 
 
 def orchestration(work: Path, n_images: int) -> tuple[float, float, int]:
-    from zsad.flows.precompute import precompute
+    from zsad.flows.prefect_flows import precompute
     from zsad.datasets import SyntheticSpec, write_synthetic
     per_class = max(1, n_images // 2)
     write_synthetic(work / "data", SyntheticSpec(image_size=128, n_good=per_class, n_per_defect=0, n_train=0))

@@ -52,7 +52,7 @@ def main() -> None:
     from zsad.datasets import SyntheticSpec, write_synthetic
     from zsad.datasets.synthetic import make_image
     from zsad.flows.configs import load_pipeline_config
-    from zsad.flows.inline_requests import ServeRequest
+    from zsad.serve.inline_requests import ServeRequest
     from zsad.pipeline import Models
     from zsad.predict import predict_image
     work = Path(tempfile.mkdtemp(prefix="zsad-bench-serve-"))

@@ -33,7 +33,8 @@ def environment(src: Path, venv: Path = ROOT / ".venv") -> Path:
         flat = not (src / "zsad" / "stages.py").exists() and (src / "flows" / "__init__.py").exists() and \
             "zsad.flows" not in (src / "pyproject.toml").read_text()
         mapping = {n: str(src / n) for n in ("zsad", "flows", "tasks", "stores")} if flat else \
-            {"zsad": str(src / "zsad"), **{f"zsad.{n}": str(src / n) for n in ("flows", "tasks", "stores")}}
+            {"zsad": str(src / "zsad"), **{f"zsad.{n}": str(src / n) for n in ("flows", "serve", "tasks", "stores")
+                                           if (src / n).is_dir()}}
         for path in [*site.glob("__editable__*finder.py"), *(env / "bin").iterdir()]:
             if not path.is_file() or path.is_symlink():
                 continue

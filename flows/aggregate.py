@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dask
-from prefect import flow
 
 from zsad.config import AggregateConfig, to_jsonable
 from zsad.evaluation import ClassEvaluator
@@ -103,6 +102,11 @@ def variant_configs(request: AggregateRequest) -> list[AggregateConfig]:
         return list(dict.fromkeys(variant_grid(r.variants)))
     return list(dict.fromkeys(expand(with_shots(parse_axes(r.variants), shots=r.shots, seed=r.shot_seed,
                                                 reference=ref))))
+
+
+def run_aggregate(request: AggregateRequest) -> dict[str, Any]:
+    """The ``aggregate`` command: ``run_variants``'s small, JSON-able facts per variant hash."""
+    return {vh: o.summary() for vh, o in run_variants(request).items()}
 
 
 def run_variants(request: AggregateRequest) -> dict[str, VariantOutcome]:
@@ -194,10 +198,3 @@ def _finished(meta: dict[str, VariantOutcome], scheduler: str) -> dict[str, Vari
     for m in meta.values():
         m.scheduler = scheduler
     return meta
-
-
-@flow(name="zsad-aggregate", persist_result=True)
-def aggregate(request: AggregateRequest) -> dict[str, Any]:
-    """Score cached images for the variants (``seed``, ``grid`` or ``field=a,b;field=c``);
-    ``dask_address``: on that Dask cluster (``zsad.flows.cluster``)."""
-    return {vh: o.summary() for vh, o in run_variants(request).items()}

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from zsad.thresholds import ThresholdSpec
+
 
 def name_arg(text: str) -> str:
     """A class or data set name (``zsad.names``: the store's grammar, at most 64 characters)."""
@@ -15,11 +17,10 @@ def name_arg(text: str) -> str:
     return text
 
 
-def threshold_arg(text: str) -> str:
-    """``--threshold``: auto, f1, fpr, none or a finite number (``zsad.flows.thresholds``)."""
-    from .thresholds import check_threshold_spec
+def threshold_arg(text: str) -> ThresholdSpec:
+    """``--threshold``: auto, f1, fpr, none or a finite number (``zsad.thresholds.ThresholdSpec``)."""
     try:
-        return check_threshold_spec(text)
+        return ThresholdSpec.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 

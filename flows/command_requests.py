@@ -24,9 +24,10 @@ from typing import ClassVar
 from zsad.config import PRECISIONS, SamGeneratorConfig
 from zsad.datasets import DATASET_KINDS
 from zsad.stores import Unit
+from zsad.thresholds import AUTO, ThresholdSpec
 from zsad.variants import FUSIONS, PROTOCOLS, AggregateConfig
 
-from .cli_args import fraction, fusions_arg, name_arg, positive_int, threshold_arg
+from .cli_args import fraction, fusions_arg, name_arg, positive_int
 from .request_fields import STORE, Request, cli_fields  # noqa: F401 - re-exported: the requests' module names them all
 from .request_fields import (
     check_against_reference,
@@ -40,6 +41,7 @@ from .request_fields import (
     reference_option,
     shared_option,
     store_option,
+    threshold_option,
     variant_option,
 )
 
@@ -206,10 +208,10 @@ class PredictRequest(FilesRequest):
     """``zsad predict``: score images or folders: ``scores.csv``, a heatmap panel per image."""
 
     paths: tuple[str, ...] = option((), "paths", "image files and/or folders (searched recursively)", nargs="+")
-    threshold: str = option("auto", "--threshold", "auto (stored F1-max, else stored FPR), f1, fpr, none, or a "
-                            "number", type=threshold_arg)
-    pixel_threshold: str | None = option(None, "--pixel-threshold", "auto (stored), none, or a number (mask "
-                                         "outline)")
+    threshold: ThresholdSpec = threshold_option("auto", "--threshold", "auto (stored F1-max, else stored FPR), "
+                                                "f1, fpr, none, or a number")
+    pixel_threshold: ThresholdSpec | None = threshold_option(None, "--pixel-threshold", "auto (stored), f1, fpr, "
+                                                             "none, or a number (mask outline)")
     out: str = option("zsad-predict", "--out", "folder for scores.csv and heatmaps/")
     heatmaps: bool = True
     echo: bool = True
@@ -280,7 +282,7 @@ class NightlyRequest(Request):
     class_name: str
     store: str = STORE
     config: str = "paper"
-    threshold: str = "auto"
+    threshold: ThresholdSpec = dataclasses.field(default=AUTO, metadata={"parse": ThresholdSpec.parse})
     variant: str = "seed"
     name: str = "line"
     out_dir: str = "zsad-runs"

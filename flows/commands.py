@@ -23,48 +23,50 @@ from typing import Any, Callable
 from .cli_args import prefect_arg, storage_options_option
 from .command_requests import (AggregateRequest, CacheRequest, CalibrateRequest, DemoRequest, EvaluateRequest,
                        PrecomputeRequest, PredictRequest, ReportRequest, Request, WeightsRequest, cli_fields)
-from .inline_requests import ServeRequest, WatchRequest
+from zsad.serve.inline_requests import ServeRequest, WatchRequest
 
 
 @dataclass(frozen=True)
 class Command:
-    """One command: ``request`` (its options) and ``target`` (``module:function`` taking the
-    request); a ``flow`` target is a Prefect flow, run as such with ``--prefect`` and as its plain
-    function (``flow.fn``, the very same code) otherwise."""
+    """One command: ``request`` (its options), ``target`` (``package.module:function`` under
+    ``zsad``, taking the request) and ``flow`` (``module:flow`` in ``zsad.flows``, the Prefect flow
+    running the same function; ``--prefect`` runs it)."""
 
     help: str
     request: type[Request]
     target: str
-    flow: bool = False
+    flow: str | None = None
 
     def function(self, orchestrated: bool = False) -> Callable[[Any], Any]:
         """What runs the request: the flow under Prefect when ``orchestrated``, else the plain function."""
-        module, name = self.target.split(":")
-        fn = getattr(importlib.import_module(f"zsad.flows.{module}"), name)
-        return fn if orchestrated or not self.flow else fn.fn
+        module, name = (f"flows.{self.flow}" if orchestrated and self.flow else self.target).split(":")
+        return getattr(importlib.import_module(f"zsad.{module}"), name)
 
 
 COMMANDS: dict[str, Command] = {
     "demo": Command("synthetic data + tiny models: the whole pipeline, a table, heatmaps, a report", DemoRequest,
-                    "demo:run_demo"),
+                    "flows.demo:run_demo"),
     "precompute": Command("compute and cache every expensive stage of a data set", PrecomputeRequest,
-                          "precompute:precompute", flow=True),
+                          "flows.precompute:run_precompute",
+                          flow="prefect_flows:precompute"),
     "predict": Command("score images or folders: scores.csv, a heatmap panel per image", PredictRequest,
-                       "predict:run_predict"),
+                       "flows.predict:run_predict"),
     "calibrate": Command("store thresholds at a false-alarm rate from known-good images", CalibrateRequest,
-                         "predict:run_calibrate"),
+                         "flows.predict:run_calibrate"),
     "aggregate": Command("scores and maps of variants, from the store only (Dask)", AggregateRequest,
-                         "aggregate:aggregate", flow=True),
+                         "flows.aggregate:run_aggregate",
+                         flow="prefect_flows:aggregate"),
     "evaluate": Command("metrics per class and mean; stores F1-max and FPR thresholds", EvaluateRequest,
-                        "evaluate:evaluate", flow=True),
-    "report": Command("a self-contained HTML report of a run", ReportRequest, "report:build_report"),
-    "cache": Command("list / size / prune the store", CacheRequest, "cache:run_cache"),
+                        "flows.evaluate:evaluate_records",
+                        flow="prefect_flows:evaluate"),
+    "report": Command("a self-contained HTML report of a run", ReportRequest, "flows.report:build_report"),
+    "cache": Command("list / size / prune the store", CacheRequest, "flows.cache:run_cache"),
     "serve": Command("a warm HTTP service: POST /v1/predict, a review page, health and metrics", ServeRequest,
-                     "serve:run_serve"),
+                     "serve.run:run_serve"),
     "watch": Command("score each image written into a folder once it is complete", WatchRequest,
-                     "watch:run_watch"),
+                     "serve.watch:run_watch"),
     "weights": Command("expected weight files, their sha256 and where they are looked for", WeightsRequest,
-                       "weights_cmd:run_weights"),
+                       "flows.weights_cmd:run_weights"),
 }
 
 

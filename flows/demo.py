@@ -14,8 +14,8 @@ from zsad.datasets import SyntheticSpec, known_ground_truth, load_image, write_s
 from zsad.plots import prediction_panel, save_png
 
 from .configs import load_pipeline_config
-from .evaluate import evaluate
-from .precompute import precompute
+from .evaluate import evaluate_records
+from .precompute import run_precompute
 from .command_requests import DemoRequest, EvaluateRequest, PrecomputeRequest, ReportRequest
 
 DEMO_MODES = "mode=zero-shot,few-shot,mutual,musc"  # one cache: no normal images / a few / the batch / MuSc
@@ -52,10 +52,10 @@ def run_demo(request: DemoRequest, *, report: bool = True) -> dict[str, Any]:
     if not (data / "pill").is_dir():
         write_synthetic(data, SyntheticSpec(image_size=request.image_size, n_train=4))  # 4 references per class
     test = PrecomputeRequest(dataset="synthetic", root=str(data), store=store, config=DEMO_CONFIG, patches=True)
-    first = precompute(test)
-    precompute(test.replace(split="train", progress=False))
-    second = precompute(test.replace(progress=False))
-    results = evaluate(EvaluateRequest(store=store, dataset="synthetic", config=DEMO_CONFIG, variants=DEMO_MODES,
+    first = run_precompute(test)
+    run_precompute(test.replace(split="train", progress=False))
+    second = run_precompute(test.replace(progress=False))
+    results = evaluate_records(EvaluateRequest(store=store, dataset="synthetic", config=DEMO_CONFIG, variants=DEMO_MODES,
                                        out_dir=str(out_dir / "results")))
     heatmaps = write_heatmaps(store, "synthetic", DEMO_CONFIG, out_dir / "heatmaps")
     report_path = None

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prefect import flow
 
 from zsad.config import AggregateConfig
 from zsad.evaluation import evaluate_classes, seed_table
@@ -119,11 +118,9 @@ def run_evaluate(request: EvaluateRequest) -> dict[str, VariantResult]:
     return results
 
 
-@flow(name="zsad-evaluate", persist_result=True)
-def evaluate(request: EvaluateRequest) -> dict[str, dict[str, Any]]:
-    """Metrics per class and mean for each variant; stores each class's decision thresholds.
-    ``dask_address``: aggregate on that Dask cluster (``zsad.flows.cluster``)."""
+def evaluate_records(request: EvaluateRequest) -> dict[str, dict[str, Any]]:
+    """The ``evaluate`` command: ``run_evaluate``'s records per variant hash."""
     return {vh: v.record() for vh, v in run_evaluate(request).items()}
 
 
-__all__ = ["evaluate", "run_evaluate", "variant_results", "write_results", "VariantResult"]
+__all__ = ["evaluate_records", "run_evaluate", "variant_results", "write_results", "VariantResult"]

@@ -16,27 +16,10 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from zsad.stores import Unit, open_store
-from zsad.tasks.image import registered
-from zsad.tasks.plan import plan_stages
-from zsad.datasets import DatasetError, image_files, image_ids
 
-from .configs import load_pipeline_config
 from .predict import run_predict
+from .score_files import new_files
 from .command_requests import NightlyRequest, PredictRequest
-
-
-def new_files(root: str, class_name: str, store: str, config: str, name: str) -> tuple[list[Path], int]:
-    """Images under ``root`` not yet registered in the store with their current size and mtime."""
-    if not Path(root).is_dir():
-        raise DatasetError(f"{root}: inspection folder does not exist")
-    files = [f.resolve() for f in image_files(root)]
-    st, image_hash = open_store(store), plan_stages(load_pipeline_config(config)).hashes["image"]
-    fresh = []
-    for f, i in zip(files, image_ids([f.as_posix() for f in files])):
-        if not registered(st, image_hash, Unit(name, class_name, "test", i), str(f)):
-            fresh.append(f)
-    return fresh, len(files)
 
 
 def summary_markdown(summary: dict[str, Any], root: str, out: Path) -> str:

@@ -14,14 +14,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from prefect import flow
 from tqdm import tqdm
 
 from zsad.config import PipelineConfig
 from zsad.datasets import Sample, read_dataset
 from zsad.stores import StageStore, Unit, open_store
 from zsad.tasks.clip_text import clip_text, embed_class
-from zsad.tasks.common import call
+from zsad.tasks.common import call, in_flow_run
 from zsad.tasks.failures import Failure
 from zsad.tasks.fused import build_fused
 from zsad.tasks.plan import StagePlan, plan_stages
@@ -154,44 +153,8 @@ def run_precompute(request: PrecomputeRequest, *, samples: list[Sample] | None =
 def _submitter(client: Any) -> Callable[..., Any]:
     """``submit(fn, *args)``: a Prefect task on the flow's ``DaskTaskRunner`` inside a flow run
     (visible in the UI), else a plain Dask task (``pure=False``: always run, never deduplicated)."""
-    from prefect.context import FlowRunContext
-    if FlowRunContext.get() is not None:
+    if in_flow_run():
         from zsad.tasks.shard import shard_task, text_task
         tasks = {precompute_shard: shard_task, embed_class: text_task}
         return lambda fn, *args: tasks[fn].submit(*args)
     return lambda fn, *args: client.submit(fn, *args, pure=False)
-
-
-@flow(name="zsad-precompute")
-def precompute(request: PrecomputeRequest) -> PrecomputeResult:
-    """Compute and cache IS-Net, SAM, foreground, tiles, CLIP and CLIPSeg outputs for a data set.
-
-    Re-running skips every complete unit; an interrupted run resumes where it stopped. ``patches``
-    adds CLIP patch tokens (the few-shot and mutual modes); ``split="train"`` caches the data
-    set's normal training images (the few-shot mode's references). ``dask_address``: the shards
-    run on that Dask cluster, as the tasks of a sub-flow on Prefect's ``DaskTaskRunner``.
-    ``images_per_batch``/``precision`` override the config's (GPU speed; their own cache).
-    """
-    from prefect.context import FlowRunContext
-    if not request.dask_address or FlowRunContext.get() is None:  # the plain function: plain Dask tasks
-        return run_precompute(request)
-    check_shared_store(request.store, request.dask_address, request.shared_path)  # before a cluster is contacted
-    check_cluster_api()
-    from prefect_dask import DaskTaskRunner
-    return precompute_on_cluster.with_options(task_runner=DaskTaskRunner(address=request.dask_address))(request)
-
-
-def check_cluster_api() -> None:
-    """A flow's tasks on a Dask cluster report to the Prefect API from the workers: it must be a
-    server they reach (``PREFECT_API_URL``). Under Prefect's ephemeral mode each worker process
-    would start an API server of its own, which outlives the run."""
-    from prefect.settings import PREFECT_API_URL
-    if not PREFECT_API_URL.value():
-        raise ValueError("--prefect with --dask-address needs a Prefect server the workers reach: start one "
-                         "(`prefect server start`) and set PREFECT_API_URL here and on every worker, or drop "
-                         "--prefect to run the shards as plain Dask tasks")
-
-
-@flow(name="zsad-precompute-on-cluster")
-def precompute_on_cluster(request: PrecomputeRequest) -> PrecomputeResult:
-    return run_precompute(request)

@@ -63,9 +63,11 @@ def check_deployment(line: bool = False, **_: Any) -> dict[str, Any]:
         if threshold == "auto":
             from zsad.stores import open_store
 
+            from zsad.thresholds import AUTO
+
             from .thresholds import resolve_thresholds
             vh = plan.aggregate_hash(one_variant("seed", reference, "line"))
-            resolve_thresholds("auto", None, open_store(store), vh, cls, store)  # raises, naming the fix
+            resolve_thresholds(AUTO, None, open_store(store), vh, cls, store)  # raises, naming the fix
         else:
             try:
                 float(threshold)

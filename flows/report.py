@@ -18,8 +18,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
 from zsad.stores import open_store
 from zsad.tasks.failures import list_failures
 from zsad.tasks.plan import plan_stages
@@ -31,23 +29,12 @@ from .aggregate import VariantOutcome, run_variants
 from .evaluate import VariantResult
 from .command_requests import AggregateRequest, ReportRequest
 from .configs import load_pipeline_config, resolve_variants, stored_variants, variant_label
+from .templates import missing as _missing, template_env
 from .report_parts import class_chart, example_panel, gallery, pick_examples, png_uri, provenance
 
 METRICS = ("sample_f1_max", "sample_auroc", "sample_ap", "pixel_f1_max", "pixel_auroc", "pixel_ap", "pixel_aupro")
 RANK_BY = ("sample_f1_max", "pixel_f1_max")  # the seed's headline metrics, in this order
 EFFECTS = ("sample_f1_max", "sample_auroc", "pixel_f1_max", "pixel_aupro")  # the small multiples' rows
-
-
-def _missing(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
-
-
-def template_env() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
-                             autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters["pct"] = lambda v: "-" if _missing(v) else f"{100 * v:.1f}"
-    env.filters["sortkey"] = lambda v: -1 if _missing(v) else f"{v:.6f}"  # missing values sort last
-    return env
 
 
 def render(template: str, path: Path, **context: Any) -> Path:

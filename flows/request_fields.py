@@ -17,9 +17,11 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
-from .cli_args import CONFIG_HELP, STORE_HELP, name_arg
+from zsad.thresholds import ThresholdSpec
+
+from .cli_args import CONFIG_HELP, STORE_HELP, name_arg, threshold_arg
 
 STORE = "zsad-store.zarr"
 
@@ -40,11 +42,18 @@ def is_loopback(host: str) -> bool:
 
 
 def option(default: Any = dataclasses.MISSING, flag: str | tuple[str, ...] | None = None, help: str = "",
-           **argparse_kwargs: Any):
+           *, parse: Callable[[str, str], Any] | None = None, **argparse_kwargs: Any):
     """A request field offered on the command line as ``flag`` (several: the first and its aliases;
-    a name without ``--``: positional)."""
-    meta = {"cli": {"flag": flag, "help": help, **argparse_kwargs}}
+    a name without ``--``: positional). ``parse(text, flag)``: the typed value of text given to
+    the field (from Python or Prefect's JSON; the command line's ``type`` parses it there)."""
+    meta = {"cli": {"flag": flag, "help": help, **argparse_kwargs}, "parse": parse}
     return field(default=default, metadata=meta)
+
+
+def threshold_option(default: str | None, flag: str, help: str):
+    """A threshold (``zsad.thresholds.ThresholdSpec``; None: the default of ``resolve_thresholds``)."""
+    spec = None if default is None else ThresholdSpec.parse(default, flag)
+    return option(spec, flag, help, parse=ThresholdSpec.parse, type=threshold_arg)
 
 
 def store_option(help: str = STORE_HELP):
@@ -111,8 +120,11 @@ class Request:
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            if isinstance(getattr(self, f.name), list):
-                object.__setattr__(self, f.name, tuple(getattr(self, f.name)))
+            value, parse = getattr(self, f.name), f.metadata.get("parse")
+            if isinstance(value, list):
+                object.__setattr__(self, f.name, tuple(value))
+            elif isinstance(value, (str, int, float)) and parse is not None:  # parsed once, here, from Python or JSON
+                object.__setattr__(self, f.name, parse(value, str(f.metadata.get("cli", {}).get("flag", f.name))))
 
     def replace(self, **changes: Any):
         return dataclasses.replace(self, **changes)

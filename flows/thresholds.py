@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from zsad.stores import StageStore, threshold_key
-from zsad.thresholds import Threshold
+from zsad.thresholds import AUTO, Threshold, ThresholdSpec
 
 LEVELS = ("image", "pixel")
-KINDS = ("f1", "fpr")
 
 
 def save_thresholds(store: StageStore, variant_hash: str, class_name: str,
@@ -63,68 +62,35 @@ class Decision:
         return {"threshold": self.image, "pixel_threshold": self.pixel, "threshold_source": self.source}
 
 
-def _pick(stored: dict[str, Threshold], kind: str) -> Threshold | None:
-    if kind == "auto":
-        return stored.get("f1") or stored.get("fpr")
-    return stored.get(kind)
+def _pick(stored: dict[str, Threshold], kinds: tuple[str, ...]) -> Threshold | None:
+    return next((stored[k] for k in kinds if k in stored), None)
 
 
-def resolve_thresholds(spec: str, pixel_spec: str | None, store: StageStore, variant_hash: str,
+def resolve_thresholds(spec: ThresholdSpec, pixel_spec: ThresholdSpec | None, store: StageStore, variant_hash: str,
                        class_name: str, store_url: str) -> Decision:
-    """Turn ``--threshold auto|f1|fpr|none|VALUE`` and ``--pixel-threshold`` into numbers.
+    """Turn ``--threshold`` and ``--pixel-threshold`` (``zsad.thresholds.ThresholdSpec``) into numbers.
 
-    ``auto`` prefers the F1-max threshold and falls back to the FPR one; a number is used as it
-    is; ``none`` scores without deciding. Stored thresholds that are missing are an error naming
-    the commands that make them.
+    ``auto`` prefers the F1-max threshold and falls back to the FPR one; a value is used as it
+    is; ``none`` scores without deciding. A stored image threshold that is missing is an error
+    naming the commands that make one; the pixel threshold (``None``: as the image one chose)
+    is left out when none is stored.
     """
     stored = stored_thresholds(store, variant_hash, class_name)
-    image, pixel, source = None, None, "none"
-    if spec not in ("none",):
-        if spec in ("auto",) + KINDS:
-            t = _pick(stored.get("image", {}), spec)
-            if t is None:
-                raise MissingThreshold(
-                    f"no stored {'' if spec == 'auto' else spec + ' '}threshold for class {class_name!r} under "
-                    f"variant {variant_hash} in {store_url}. Make one with `zsad evaluate --store {store_url} "
-                    f"--dataset D --root R --classes {class_name}` (labelled images: F1-max) or `zsad calibrate "
-                    f"--store {store_url} --class {class_name} --good DIR --fpr 0.01` (known-good images only), "
-                    "or pass --threshold VALUE")
-            image, source = t.value, f"stored {t.kind}: {t.describe()}"
-        else:
-            image, source = _number(spec, "--threshold"), "given"
-    if pixel_spec not in (None, "auto"):
-        pixel = None if pixel_spec == "none" else _number(pixel_spec, "--pixel-threshold")
-    else:
-        t = _pick(stored.get("pixel", {}), "auto" if spec in ("auto", "none") or spec not in KINDS else spec)
+    image, source = spec.value, "given" if spec.value is not None else "none"
+    if spec.stored_kinds:
+        t = _pick(stored.get("image", {}), spec.stored_kinds)
+        if t is None:
+            which = "" if spec == AUTO else f"{spec} "
+            raise MissingThreshold(
+                f"no stored {which}threshold for class {class_name!r} under "
+                f"variant {variant_hash} in {store_url}. Make one with `zsad evaluate --store {store_url} "
+                f"--dataset D --root R --classes {class_name}` (labelled images: F1-max) or `zsad calibrate "
+                f"--store {store_url} --class {class_name} --good DIR --fpr 0.01` (known-good images only), "
+                "or pass --threshold VALUE")
+        image, source = t.value, f"stored {t.kind}: {t.describe()}"
+    pixel_spec = pixel_spec or (spec if len(spec.stored_kinds) == 1 else AUTO)
+    pixel = pixel_spec.value
+    if pixel_spec.stored_kinds:
+        t = _pick(stored.get("pixel", {}), pixel_spec.stored_kinds)
         pixel = t.value if t is not None else None
     return Decision(image, pixel, source)
-
-
-THRESHOLD_WORDS = ("auto",) + KINDS + ("none",)
-
-
-def check_threshold_spec(text: str, option: str = "--threshold") -> str:
-    """``text`` if it is a threshold spec (``auto``, ``f1``, ``fpr``, ``none`` or a finite number),
-    else a ``ValueError`` saying so.
-
-    Example:
-        >>> check_threshold_spec("0.5"), check_threshold_spec("fpr")
-        ('0.5', 'fpr')
-        >>> check_threshold_spec("inf")
-        Traceback (most recent call last):
-        ...
-        ValueError: --threshold must be a finite number, got 'inf'
-    """
-    if text not in THRESHOLD_WORDS:
-        _number(text, option)
-    return text
-
-
-def _number(text: str, option: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{option} must be auto, f1, fpr, none or a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise ValueError(f"{option} must be a finite number, got {text!r}")
-    return value

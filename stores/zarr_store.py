@@ -86,8 +86,7 @@ class StageStore(Hierarchy):
 
     def __reduce__(self):
         """Pickled (to a Dask worker, a Prefect task), a store is its URL and its read-only
-        flag; unpickled, that process's own open store (``zsad.stores.opened.open_store``)."""
-        from .opened import reopen
+        flag; unpickled, that process's own open store (``open_store``)."""
         return reopen, (self.url, self.read_only)
 
     def _check_writable(self, key: str) -> None:
@@ -211,3 +210,34 @@ def _complete(attrs: dict[str, Any] | None, source: str | None) -> dict[str, Any
     """``attrs`` when they carry the marker (and ``source``, if given), else None."""
     ok = attrs is not None and bool(attrs.get(COMPLETE)) and (source is None or attrs.get("source") == source)
     return attrs if ok else None
+
+
+# The stores this process has open: one ``StageStore`` per URL, shared by every task and thread
+# (its unit index and backend caches are per process), and its read-only view.
+_STORES: dict[tuple[str, bool], StageStore] = {}
+_LOCK = threading.RLock()
+
+
+def open_store(url: str, *, read_only: bool = False) -> StageStore:
+    """This process's store at ``url`` (opened on first use); ``read_only``: its view that
+    refuses writes, sharing the store's index and backend."""
+    with _LOCK:
+        if (url, read_only) not in _STORES:
+            _STORES[(url, read_only)] = open_store(url).read_only_view() if read_only else StageStore(url)
+        return _STORES[(url, read_only)]
+
+
+def reopen(url: str, read_only: bool) -> StageStore:
+    """``open_store`` with positional arguments: what an unpickled ``StageStore`` calls."""
+    return open_store(url, read_only=read_only)
+
+
+def opened() -> list[StageStore]:
+    with _LOCK:
+        return list(_STORES.values())
+
+
+def forget_stores() -> None:
+    """Close nothing, forget everything: the next ``open_store`` opens afresh (tests)."""
+    with _LOCK:
+        _STORES.clear()

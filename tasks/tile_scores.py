@@ -13,7 +13,7 @@ import functools
 from zsad.aggregate import ImageEvidence, ImageSweep, TextEvidence, plan_maps, sweep_image
 from zsad.bins import CellTruth, GroundTruth
 from zsad.datasets import ground_truth
-from zsad.stores import StageStore, Unit, class_key, unit_key
+from zsad.stores import StageStore, Unit, class_key
 
 from .aggregate_run import AggregateAttrs, AggregateRun, ChunkResult, VariantJob, write_result
 from .fused import ImageFacts, read_evidence

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Iterator
 
 from zsad.flows.cli import main
-from zsad.flows.inline import Inspector
-from zsad.flows.inline_requests import ServeRequest
-from zsad.flows.serve import bind, uvicorn_config
-from zsad.flows.serve_app import create_app
+from zsad.serve.inspector import Inspector
+from zsad.serve.inline_requests import ServeRequest
+from zsad.serve.run import bind, uvicorn_config
+from zsad.serve.app import create_app
 
 
 def calibrated_store(store: str, synthetic_root: str) -> str:

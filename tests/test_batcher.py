@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from zsad.flows.batcher import Batcher, Overloaded
+from zsad.serve.batcher import Batcher, Overloaded
 
 
 class Recorder:

@@ -226,7 +226,7 @@ def test_precompute_under_prefect_runs_each_shard_as_a_task_on_the_cluster(clust
 
     from prefect.client.orchestration import get_client
 
-    from zsad.flows.precompute import precompute
+    from zsad.flows.prefect_flows import precompute
     store = s3.make_bucket("prefect-cluster") + "/zsad.zarr"
     out = precompute(
         PrecomputeRequest(

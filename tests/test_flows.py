@@ -33,7 +33,7 @@ def store_url(tmp_path):
 
 
 def _precompute(root, store, cfg="tiny"):
-    from zsad.flows.precompute import precompute
+    from zsad.flows.prefect_flows import precompute
     return precompute(PrecomputeRequest(dataset="synthetic", root=str(root), store=store, config=cfg, progress=False))
 
 
@@ -67,7 +67,7 @@ def test_changing_prompts_recomputes_only_clipseg_and_dependents(prefect_harness
 
 @pytest.mark.slow
 def test_changing_aggregation_touches_no_model(prefect_harness, synthetic_root, store_copy):
-    from zsad.flows.aggregate import aggregate
+    from zsad.flows.prefect_flows import aggregate
     loads = sum(worker.MODEL_LOADS.values())
     out = aggregate(
         AggregateRequest(store=store_copy, dataset="synthetic", config="tiny", variants="fusion=geometric,arithmetic")
@@ -84,7 +84,7 @@ def test_changing_aggregation_touches_no_model(prefect_harness, synthetic_root, 
 @pytest.mark.slow
 def test_aggregate_equals_one_call_scorer(prefect_harness, synthetic_root, synthetic_samples, store_copy,
                                           tiny_models, tiny_cfg):
-    from zsad.flows.aggregate import aggregate
+    from zsad.flows.prefect_flows import aggregate
     from zsad.tasks.aggregate import pixel_map
     aggregate(AggregateRequest(store=store_copy, dataset="synthetic", config="tiny", variants="seed", save_maps=True))
     plan = plan_stages(tiny_cfg)
@@ -185,7 +185,7 @@ def test_xarray_view_has_named_dimensions(prefect_harness, synthetic_root, synth
     isn = open_unit(store_copy, unit_key("isnet", plan.hashes["isnet"], unit))
     assert isn["prob_hw"].dims == ("y", "x") and isn["prob_hw"].shape == (128, 128)
     assert (isn["x"].values == np.arange(128)).all()
-    from zsad.flows.aggregate import aggregate
+    from zsad.flows.prefect_flows import aggregate
     aggregate(AggregateRequest(store=store_copy, dataset="synthetic", config="tiny"))
     table = stage_table(store_copy, "synthetic", plan.aggregate_hash(AggregateConfig()), plan.hashes["image"])
     from zsad.stores.views import variant_table

@@ -43,7 +43,7 @@ def test_the_trap_springs(project):
 def test_public_api_from_a_project_with_its_own_tasks_flows_and_stores(project):
     code = ("import sys\n"
             "from zsad.flows.aggregate import run_variants\n"
-            "from zsad.flows.precompute import precompute\n"
+            "from zsad.flows.prefect_flows import precompute\n"
             "from zsad.flows.cli import main\n"
             "from zsad.tasks.plan import plan_stages\n"
             "from zsad.stores import StageStore, Unit\n"
@@ -71,14 +71,14 @@ def test_the_wheel_installs_one_top_level_name(tmp_path):
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
-    for folder in ("zsad", "flows", "tasks", "stores"):
+    for folder in ("zsad", "flows", "serve", "tasks", "stores"):
         shutil.copytree(ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__"))
     _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), "."],
          src)
     (wheel,) = tmp_path.glob("zsad-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names} == {"zsad", "zsad-0.1.0.dist-info"}, names
-    for expected in ("zsad/flows/cli.py", "zsad/tasks/shard.py", "zsad/stores/keys.py",
+    for expected in ("zsad/flows/cli.py", "zsad/serve/app.py", "zsad/tasks/shard.py", "zsad/stores/keys.py",
                      "zsad/flows/templates/report.html.j2",
                      "zsad/models/configs/zsad-tiny-clip.json"):
         assert expected in names, expected

@@ -115,7 +115,7 @@ def test_explicit_threshold_and_bad_threshold(line, tmp_path, capsys):
 @pytest.mark.slow
 def test_evaluate_stores_f1_thresholds_that_predict_uses(prefect_harness, synthetic_root, tmp_path):
     from zsad.flows.evaluate import run_evaluate
-    from zsad.flows.precompute import precompute
+    from zsad.flows.prefect_flows import precompute
     from zsad.stores.views import stage_table
     worker.forget_stores()
     store = str(tmp_path / "s.zarr")

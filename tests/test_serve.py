@@ -18,10 +18,10 @@ from PIL import Image, ImageFile
 
 from serving import live_server
 from zsad.flows.cli import main
-from zsad.flows.inline import Inspector
-from zsad.flows.inline_requests import ServeRequest
-from zsad.flows.serve_app import create_app
-from zsad.flows.sinks import read_audit
+from zsad.serve.inspector import Inspector
+from zsad.serve.inline_requests import ServeRequest
+from zsad.serve.app import create_app
+from zsad.serve.sinks import read_audit
 
 
 @pytest.fixture(scope="module")

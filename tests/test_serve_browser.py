@@ -12,7 +12,7 @@ import pytest
 from conftest import copy_store
 from requires import unavailable
 from serving import calibrated_store, live_server
-from zsad.flows.inline_requests import ServeRequest
+from zsad.serve.inline_requests import ServeRequest
 
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
          "--disable-sync", "--no-first-run"]

@@ -22,10 +22,10 @@ from PIL import Image
 
 from conftest import copy_store
 from serving import live_server
-from zsad.flows.inline import Inspector
-from zsad.flows.inline_requests import ServeRequest
-from zsad.flows.serve_app import create_app
-from zsad.flows.sinks import read_audit
+from zsad.serve.inspector import Inspector
+from zsad.serve.inline_requests import ServeRequest
+from zsad.serve.app import create_app
+from zsad.serve.sinks import read_audit
 
 GRID_VARIANT = ";".join(f"{k}={','.join(v)}" for k, v in {  # 24^4 = 331,776 variants in 409 characters
     "top_fraction": [f"0.{i:02d}" for i in range(1, 25)], "mutual_fraction": [f"0.{i:02d}" for i in range(1, 25)],
@@ -334,8 +334,8 @@ def test_audit_log_and_answers_echo_the_clients_id_for_each_request(store, pills
 
 
 def test_watch_refuses_links_out_of_its_folder_and_names_cannot_forge_log_lines(store, pills, tmp_path, capsys):
-    from zsad.flows.inline_requests import WatchRequest
-    from zsad.flows.watch import run_watch
+    from zsad.serve.inline_requests import WatchRequest
+    from zsad.serve.watch import run_watch
     folder, outside = tmp_path / "line", tmp_path / "secret"
     folder.mkdir()
     outside.mkdir()

@@ -19,9 +19,9 @@ import pytest
 from conftest import copy_store
 from procs import spawned
 from units import complete_units
-from zsad.flows.inline_requests import WatchRequest
-from zsad.flows.sinks import read_audit
-from zsad.flows.watch import run_watch
+from zsad.serve.inline_requests import WatchRequest
+from zsad.serve.sinks import read_audit
+from zsad.serve.watch import run_watch
 
 
 @pytest.fixture(scope="module")

@@ -116,3 +116,69 @@ def decide(score: float, threshold: float | None) -> str:
     if threshold is None or math.isnan(threshold):
         return "unknown"
     return "anomalous" if score >= threshold else "normal"
+
+
+STORED_KINDS = ("f1", "fpr")  # thresholds a store holds (``zsad evaluate``, ``zsad calibrate``)
+
+
+@dataclass(frozen=True)
+class ThresholdSpec:
+    """How a decision threshold is chosen, parsed once where the text enters (CLI, HTTP):
+    ``auto`` (the stored F1-max one, else the stored FPR one), ``f1`` or ``fpr`` (that stored
+    one), ``none`` (score without deciding) or ``value`` (a given finite number).
+
+    Example:
+        >>> ThresholdSpec.parse("0.5"), ThresholdSpec.parse("fpr").stored_kinds
+        (ThresholdSpec(kind='value', value=0.5), ('fpr',))
+        >>> str(ThresholdSpec.parse("auto")), ThresholdSpec.parse("none").decides
+        ('auto', False)
+        >>> ThresholdSpec.parse("inf")
+        Traceback (most recent call last):
+        ...
+        ValueError: --threshold must be a finite number, got 'inf'
+    """
+
+    kind: str
+    value: float | None = None
+
+    WORDS = ("auto",) + STORED_KINDS + ("none",)
+
+    def __post_init__(self) -> None:
+        if self.kind not in self.WORDS + ("value",):
+            raise ValueError(f"a threshold is one of {', '.join(self.WORDS)} or a value, got kind {self.kind!r}")
+        if (self.kind == "value") != (self.value is not None) or (self.value is not None and
+                                                                   not math.isfinite(self.value)):
+            raise ValueError(f"a {self.kind} threshold takes {'a finite' if self.kind == 'value' else 'no'} value, "
+                             f"got {self.value!r}")
+
+    @classmethod
+    def parse(cls, text: str, option: str = "--threshold") -> "ThresholdSpec":
+        """``text`` as a spec; a ``ValueError`` naming ``option`` and what it takes otherwise."""
+        if isinstance(text, ThresholdSpec):
+            return text
+        word = str(text).strip().lower()
+        if word in cls.WORDS:
+            return cls(word)
+        try:
+            value = float(text)
+        except (TypeError, ValueError):
+            raise ValueError(f"{option} must be auto, f1, fpr, none or a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise ValueError(f"{option} must be a finite number, got {text!r}")
+        return cls("value", value)
+
+    @property
+    def decides(self) -> bool:
+        """Whether a score is decided at all (not ``none``)."""
+        return self.kind != "none"
+
+    @property
+    def stored_kinds(self) -> tuple[str, ...]:
+        """The stored kinds it takes, in order of preference (none for ``none`` and a value)."""
+        return {"auto": STORED_KINDS, "f1": ("f1",), "fpr": ("fpr",)}.get(self.kind, ())
+
+    def __str__(self) -> str:
+        return f"{self.value:g}" if self.kind == "value" else self.kind
+
+
+AUTO = ThresholdSpec("auto")

@@ -12,7 +12,6 @@ or safetensors, so a pickle that would run code is refused.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 from dataclasses import dataclass

@@ -27,13 +27,14 @@ from typing import Any
 from zsad.datasets import ImageLimits
 from zsad.datasets.decode import ImageError, sniff_image
 from zsad.stores import Unit, open_store
+from zsad.thresholds import AUTO, ThresholdSpec
 
-from .command_requests import FilesRequest
+from zsad.flows.command_requests import FilesRequest
 from .inline_requests import InlineRequest
-from .configs import variant_label
-from .predict import _scored_row, one_variant, score_files, unit_panel
+from zsad.flows.configs import variant_label
+from zsad.flows.score_files import scored_row, one_variant, score_files, unit_panel
 from .sinks import Sinks
-from .thresholds import Decision, MissingThreshold, resolve_thresholds
+from zsad.flows.thresholds import Decision, MissingThreshold, resolve_thresholds
 
 log = logging.getLogger("zsad.inline")
 ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~<>-])/(?:[^\s'\"(),;:/<>]+/)+[^\s'\"(),;:<>]*")
@@ -62,7 +63,7 @@ class Job:
     class_name: str
     items: tuple[Item, ...]
     variant: str = "seed"
-    threshold: str = "auto"
+    threshold: ThresholdSpec = AUTO
     reference: str | None = None
     heatmap: bool = False
     source: str = "serve"
@@ -195,7 +196,7 @@ class Inspector:
         """The thresholds of ``job`` (as ``predict`` resolves them) and its variant's hash."""
         from zsad.tasks.plan import plan_stages
 
-        from .configs import load_pipeline_config
+        from zsad.flows.configs import load_pipeline_config
         agg = one_variant(job.variant, job.reference, self.r.name)
         vh = plan_stages(load_pipeline_config(self.r.config)).aggregate_hash(agg)
         return resolve_thresholds(job.threshold, None, open_store(self.r.store), vh, job.class_name, self.r.store), vh
@@ -275,7 +276,7 @@ class Inspector:
         scored = score_files(self._files_request(job.class_name, variant=job.variant, reference=job.reference),
                              paths, agg)
         st = open_store(self.r.store)
-        rows = {str(Path(s.path)): (s, u, _scored_row(st, s, u, scored.variant_hash, decision, None, ""))
+        rows = {str(Path(s.path)): (s, u, scored_row(st, s, u, scored.variant_hash, decision, None, ""))
                 for s, u in scored.items if u is not None}
         failed = {str(Path(f.path).resolve()): _reason(f.error, f.path) for f in scored.errors + scored.skipped}
         resolved = {str(Path(p).resolve()): p for p in paths}

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .inline import Inspector
+from .inspector import Inspector
 from .inline_requests import ServeRequest
 
 log = logging.getLogger("zsad.serve")
@@ -37,7 +37,7 @@ def uvicorn_config(app, r: ServeRequest, log_level: str = "info"):
     requests (503 beyond), 16 KiB of headers."""
     import uvicorn
 
-    from .serve_guard import header_timeout_protocol
+    from .guard import header_timeout_protocol
     return uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on",
                           http=header_timeout_protocol(r.header_timeout_s), timeout_keep_alive=r.keep_alive_s,
                           limit_concurrency=r.max_connections, h11_max_incomplete_event_size=16 * 1024)
@@ -47,7 +47,7 @@ def run_serve(request: ServeRequest) -> dict[str, Any]:
     """Warm the models, bind, serve until stopped; returns what was served."""
     import uvicorn
 
-    from .serve_app import create_app
+    from .app import create_app
     r = request
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     inspector = Inspector(r)

@@ -1,4 +1,4 @@
-"""The FastAPI application of ``zsad serve`` (``create_app``); ``zsad.flows.serve`` runs it.
+"""The FastAPI application of ``zsad serve`` (``create_app``); ``zsad.serve.run`` runs it.
 
 Routes: ``POST /v1/predict``, ``GET /v1/health``, ``GET /v1/ready``, ``GET /metrics``, the
 review page ``GET /`` with ``GET /v1/decisions`` and each decision's panel, FastAPI's ``/docs``,
@@ -29,12 +29,12 @@ from starlette.exceptions import HTTPException
 from zsad.names import TYPED_NAME_MAX, is_name
 
 from .batcher import Batcher, Overloaded
-from .inline import Inspector, Job
+from .inspector import Inspector, Job
 from .inline_requests import ServeRequest
-from .serve_fields import BadRequest
-from .serve_guard import allowed_hosts, cross_site, host_allowed, security_headers
-from .serve_read import read_job
-from .serve_web import Metrics, RecentDecisions, authorised, error_response
+from .fields import BadRequest
+from .guard import allowed_hosts, cross_site, host_allowed, security_headers
+from .body import read_job
+from .web import Metrics, RecentDecisions, authorised, error_response
 
 log = logging.getLogger("zsad.serve")
 OPEN = ("/v1/health",)  # answered without the token (a liveness probe)
@@ -185,7 +185,7 @@ def _routes(app: FastAPI, r: ServeRequest, inspector: Inspector, metrics: Metric
 
     @app.get("/", response_class=HTMLResponse, summary="the review page")
     async def page(request: Request):
-        from .serve_page import render_page
+        from .page import render_page
         return HTMLResponse(render_page(r, inspector, nonce=request.state.nonce))
 
     if r.report_dir:
@@ -244,7 +244,7 @@ def readiness(r: ServeRequest, inspector: Inspector) -> dict[str, dict]:
         checks["store"] = {"ok": False, "detail": inspector.public(f"{type(exc).__name__}: {exc}")}
         return checks
     try:
-        from .predict import one_variant
+        from zsad.flows.score_files import one_variant
         one_variant(r.variant, r.reference, r.name)
         checks["variant"] = {"ok": True, "detail": r.variant + (" with --reference" if r.reference else "")}
     except ValueError as exc:

@@ -12,10 +12,10 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from .inline import Inspector, Job
+from .inspector import Inspector, Job
 from .inline_requests import ServeRequest
-from .serve_fields import FIELD_MAX, BadRequest, PredictFields, upload_name
-from .serve_web import read_limited
+from .fields import FIELD_MAX, BadRequest, PredictFields, upload_name
+from .web import read_limited
 
 RAW_TYPES = ("image/", "application/octet-stream")
 HOW_TO_SEND = ("send the image as the body with its type (curl -H 'Content-Type: image/png' --data-binary @x.png "
@@ -82,7 +82,7 @@ async def read_job(request: Request, r: ServeRequest, inspector: Inspector, *, r
     if parsed.reference and not Path(reference).is_dir():
         raise BadRequest(f"field 'reference': the server's --reference folder has no sub-folder {parsed.reference!r}")
     try:
-        from .predict import one_variant
+        from zsad.flows.score_files import one_variant
         one_variant(parsed.variant, reference, r.name)
     except ValueError as exc:
         raise BadRequest(f"field 'variant': {inspector.public(str(exc))}") from None

@@ -57,7 +57,7 @@ async def read_limited(request: Request, limit: int, timeout_s: float) -> bytes:
     """The request body, refused (``BadRequest`` 413) as soon as it passes ``limit`` bytes: from
     ``Content-Length`` before reading anything, else while it streams in; 408 when it takes
     longer than ``timeout_s``. Starlette's form parser then reads the kept body."""
-    from .serve_fields import BadRequest
+    from .fields import BadRequest
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BadRequest(f"the request body is {int(declared):,} bytes, over the limit of {limit:,} "

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .scores_csv import write_rows
+from zsad.flows.scores_csv import write_rows
 
 if TYPE_CHECKING:
     from .inline_requests import InlineRequest
-    from .inline import Verdict
+    from .inspector import Verdict
 
 log = logging.getLogger("zsad.sinks")
 

@@ -7,12 +7,12 @@ Example:
     >>> f = PredictFields.parse({"class": "pill", "threshold": "0.5"}, default_variant="seed",
     ...                         default_threshold="auto", has_reference=False)
     >>> f.class_name, f.threshold, f.variant, f.heatmap
-    ('pill', '0.5', 'seed', False)
+    ('pill', ThresholdSpec(kind='value', value=0.5), 'seed', False)
     >>> PredictFields.parse({"class": "pill\\n"}, default_variant="seed", default_threshold="auto",
     ...                     has_reference=False)
     Traceback (most recent call last):
     ...
-    zsad.flows.serve_fields.BadRequest: field 'class': 'pill\\n' is not a valid name: 1-64 characters from letters, digits, '_', '.' and '-', not '.' or '..'
+    zsad.serve.fields.BadRequest: field 'class': 'pill\\n' is not a valid name: 1-64 characters from letters, digits, '_', '.' and '-', not '.' or '..'
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import PurePath
 from typing import Mapping
 
 from zsad.names import TYPED_NAME_MAX, check_name
+from zsad.thresholds import ThresholdSpec
 
 FILE_NAME_MAX = 255  # an upload's file name (its base name), characters
 FIELD_MAX = {"class": TYPED_NAME_MAX, "threshold": 32, "variant": 256, "reference": TYPED_NAME_MAX,
@@ -41,21 +42,21 @@ class PredictFields:
     """One ``/v1/predict`` request's fields, checked.
 
     Attributes:
-        class_name: the object class. threshold: ``auto|f1|fpr|none`` or a finite number (text).
+        class_name: the object class. threshold: ``auto|f1|fpr|none`` or a finite number.
         variant: one aggregation variant (text, checked to name exactly one).
         reference: a sub-folder name of the server's ``--reference`` folder, or None.
         heatmap: return each file's panel PNG. file_name: the raw body's file name.
     """
 
     class_name: str
-    threshold: str
+    threshold: ThresholdSpec
     variant: str
     reference: str | None
     heatmap: bool
     file_name: str
 
     @classmethod
-    def parse(cls, fields: Mapping[str, str], *, default_variant: str, default_threshold: str,
+    def parse(cls, fields: Mapping[str, str], *, default_variant: str, default_threshold: ThresholdSpec | str,
               has_reference: bool) -> "PredictFields":
         unknown = sorted(set(fields) - set(FIELD_MAX))
         if unknown:
@@ -73,19 +74,17 @@ class PredictFields:
         heatmap = fields.get("heatmap", "")
         if heatmap not in ("", "png"):
             raise BadRequest(f"field 'heatmap' is 'png' or absent, got {heatmap!r}")
-        out = cls(class_name=_name(fields["class"], "class"), threshold=fields.get("threshold", default_threshold),
-                  variant=fields.get("variant", default_variant),
-                  reference=None if reference is None else _name(reference, "reference"),
-                  heatmap=heatmap == "png", file_name=upload_name(fields.get("file", "upload")))
-        out._check_threshold()
-        return out
+        return cls(class_name=_name(fields["class"], "class"), threshold=_threshold(fields, default_threshold),
+                   variant=fields.get("variant", default_variant),
+                   reference=None if reference is None else _name(reference, "reference"),
+                   heatmap=heatmap == "png", file_name=upload_name(fields.get("file", "upload")))
 
-    def _check_threshold(self) -> None:
-        from .thresholds import check_threshold_spec
-        try:
-            check_threshold_spec(self.threshold, "field 'threshold'")
-        except ValueError as exc:
-            raise BadRequest(f"{exc} (auto, f1, fpr, none or a finite number)") from None
+
+def _threshold(fields: Mapping[str, str], default: ThresholdSpec | str) -> ThresholdSpec:
+    try:
+        return ThresholdSpec.parse(fields.get("threshold", default), "field 'threshold'")
+    except ValueError as exc:
+        raise BadRequest(f"{exc} (auto, f1, fpr, none or a finite number)") from None
 
 
 def _name(value: str, field: str) -> str:

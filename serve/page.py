@@ -4,9 +4,9 @@ uploads through ``/v1/predict`` and polls ``/v1/decisions``."""
 
 from __future__ import annotations
 
-from .inline import Inspector
+from .inspector import Inspector
 from .inline_requests import ServeRequest
-from .report import template_env
+from zsad.flows.templates import template_env
 
 
 def render_page(r: ServeRequest, inspector: Inspector, *, nonce: str = "") -> str:

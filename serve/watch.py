@@ -8,7 +8,7 @@ current size and time (the nightly flow's test) are not scored again. Files are 
 store exactly as the nightly flow keys them (data set ``--name``, ids from their absolute
 paths), so a nightly run over the same folder reuses every result.
 
-Verdicts go to the sinks of ``zsad.flows.sinks`` (audit log, ``scores.csv``, webhook, MQTT);
+Verdicts go to the sinks of ``zsad.serve.sinks`` (audit log, ``scores.csv``, webhook, MQTT);
 a file that cannot be read is recorded with its reason and the watch goes on. A link that
 leads out of the folder is never opened: it is recorded as refused (status 403). File names are
 printed with their control characters escaped, so a name cannot forge a line of the log.
@@ -26,7 +26,7 @@ from typing import Any
 from zsad.datasets import image_files, is_image_file
 from zsad.datasets.base import file_sha256
 
-from .inline import Inspector, Item, Job, Verdict
+from .inspector import Inspector, Item, Job, Verdict
 from .inline_requests import WatchRequest
 
 log = logging.getLogger("zsad.watch")
@@ -84,12 +84,12 @@ def _observer(r: WatchRequest, settling: Settling):
 
 def run_watch(request: WatchRequest) -> dict[str, Any]:
     """Watch ``request.folder`` until interrupted (or ``--timeout``; ``--once``: what is there now)."""
-    from .nightly import new_files
+    from zsad.flows.score_files import new_files
     r = request
     if not Path(r.folder).is_dir():
         raise ValueError(f"{r.folder}: the folder to watch does not exist")
     inspector = Inspector(r)
-    if r.threshold != "none":
+    if r.threshold.decides:
         inspector.decision(Job(request_id="start", job_id="start", class_name=r.class_name, items=(),
                                variant=r.variant, threshold=r.threshold, reference=r.reference))  # fail now, not per file
     settling, counts = Settling(r.settle_s), {"n_scored": 0, "n_failed": 0, "n_anomalous": 0}

@@ -18,8 +18,9 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
-from .cli_args import name_arg, positive_int, threshold_arg
-from .request_fields import (Request, is_loopback, check_against_reference, class_option, config_option, device_option, option, reference_option,
+from zsad.thresholds import ThresholdSpec
+from zsad.flows.cli_args import name_arg, positive_int
+from zsad.flows.request_fields import (Request, is_loopback, check_against_reference, class_option, config_option, device_option, option, reference_option, threshold_option,
                              store_option, variant_option)
 
 
@@ -37,8 +38,8 @@ class InlineRequest(Request):
     store: str = store_option()
     config: str = config_option()
     variant: str = variant_option()
-    threshold: str = option("auto", "--threshold", "default threshold: auto (stored F1-max, else stored FPR), f1, "
-                            "fpr, none (score without deciding) or a number", type=threshold_arg)
+    threshold: ThresholdSpec = threshold_option("auto", "--threshold", "default threshold: auto (stored F1-max, "
+                                                "else stored FPR), f1, fpr, none (score without deciding) or a number")
     name: str = option("line", "--name", "data set name the images get in the store (the nightly flow's by default, "
                        "so its report shows them)", type=name_arg)
     device: str | None = device_option()
