@@ -13,6 +13,7 @@ and small multiples of the mean metrics per parameter) and ``report.html`` is th
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 import json
 import math
 from pathlib import Path
@@ -44,6 +45,20 @@ def render(template: str, path: Path, **context: Any) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class Site:
+    """What every page of one report shares: the store and plan it reads, the data set and
+    config named, the folder it is written to, its navigation and how many variants it ranks."""
+
+    st: Any
+    plan: Any
+    dataset: str
+    config: str
+    out_dir: Path
+    nav: list
+    n_variants: int
+
+
 def build_report(request: ReportRequest) -> Path:
     """Write the report of ``variants`` (a grammar, label(s) or stored hash(es): see
     ``resolve_variants``) and return its first page: ``variants.html`` when there are several,
@@ -73,7 +88,8 @@ def build_report(request: ReportRequest) -> Path:
         meta = run_variants(base.replace(configs=(agg,)))
     nav = [("report", "report.html")] + ([("variants", "variants.html")] if len(order) > 1 else [])
     measured = ranked[best].metrics if r.results is None else None  # this pass's metrics: not computed again
-    report = _variant_report(st, plan, dataset, config, agg, best, meta[best], out_dir, nav, len(order), measured)
+    site = Site(st, plan, dataset, config, out_dir, nav, len(order))
+    report = _variant_report(site, agg, best, meta[best], measured)
     if len(order) == 1:
         return report
     return _variants_page(ranked, order, dataset, config, out_dir, nav)
@@ -104,9 +120,10 @@ def _from_results(path: Path, plan) -> dict[str, VariantResult]:
                                                 for c, m in v.metrics.items()}) for vh, v in out.items()}
 
 
-def _variant_report(st, plan, dataset: str, config: str, agg: AggregateConfig, vh: str, meta: VariantOutcome,
-                    out_dir: Path, nav: list, n_variants: int, metrics: dict[str, dict[str, float]] | None = None
-                    ) -> Path:
+def _variant_report(site: Site, agg: AggregateConfig, vh: str, meta: VariantOutcome,
+                    metrics: dict[str, dict[str, float]] | None = None) -> Path:
+    st, plan, dataset, out_dir, n_variants = site.st, site.plan, site.dataset, site.out_dir, site.n_variants
+    config, nav = site.config, site.nav
     evaluators, rows_by_class, contexts = meta.evaluators, meta.rows, meta.contexts
     ctx = {"title": f"zsad report — {dataset}", "nav": nav, "dataset": dataset, "label": variant_label(agg),
            "variant_hash": vh, "config": config, "n_images": meta.n_images, "n_variants": n_variants,

@@ -29,7 +29,8 @@ from starlette.exceptions import HTTPException
 from zsad.names import TYPED_NAME_MAX, is_name
 
 from .batcher import Batcher, Overloaded
-from .inspector import Inspector, Job
+from .inspector import Inspector
+from .verdicts import Job
 from .inline_requests import ServeRequest
 from .fields import BadRequest
 from .guard import allowed_hosts, cross_site, host_allowed, security_headers

@@ -12,7 +12,8 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from .inspector import Inspector, Job
+from .inspector import Inspector
+from .verdicts import Job
 from .inline_requests import ServeRequest
 from .fields import FIELD_MAX, BadRequest, PredictFields, upload_name
 from .web import read_limited

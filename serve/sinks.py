@@ -26,7 +26,7 @@ from zsad.flows.scores_csv import write_rows
 
 if TYPE_CHECKING:
     from .inline_requests import InlineRequest
-    from .inspector import Verdict
+    from .verdicts import Verdict
 
 log = logging.getLogger("zsad.sinks")
 

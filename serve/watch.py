@@ -26,7 +26,8 @@ from typing import Any
 from zsad.datasets import image_files, is_image_file
 from zsad.datasets.base import file_sha256
 
-from .inspector import Inspector, Item, Job, Verdict
+from .inspector import Inspector
+from .verdicts import Item, Job, Verdict
 from .inline_requests import WatchRequest
 
 log = logging.getLogger("zsad.watch")

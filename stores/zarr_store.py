@@ -22,7 +22,8 @@ import numpy as np
 import zarr
 
 from . import schema
-from .backends import COMPLETE, LocalBackend, ObjectBackend, despite_races
+from .backends import COMPLETE, LocalBackend, ObjectBackend
+from .groups import despite_races
 from .hierarchy import Hierarchy
 from .index import UnitIndex
 from .keys import Unit, check_component, stage_root, unit_key

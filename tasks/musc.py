@@ -111,11 +111,12 @@ def nearest_block(store: StageStore, plan: StagePlan, r: int, same_position: int
     return {}
 
 
+QUERY_BLOCK = 32  # query images per Dask task of the distance pass
 RowKey = tuple[int, "int | None", str, str]  # (r, same_position, batch digest, unit path)
 
 
 def nearest_rows(store: StageStore, plan: StagePlan, musc: Musc, batches: list[MuscBatch],
-                 records: dict[str, tuple[str, str]], scheduler: str | Callable = "synchronous", block: int = 32,
+                 records: dict[str, tuple[str, str]], scheduler: str | Callable = "synchronous",
                  device: str = "cpu", known: dict[RowKey, np.ndarray] | None = None) -> dict[RowKey, np.ndarray]:
     """Compute the missing ``musc`` units of every batch for each r of ``musc.r_list`` (those in
     ``known``, computed earlier in the run, are not missing); returns the rows computed but not
@@ -132,8 +133,8 @@ def nearest_rows(store: StageStore, plan: StagePlan, musc: Musc, batches: list[M
                 store.ensure_stage("musc", h, musc_config(r, musc.same_position),
                                    {"musc_tokens": plan.hashes["musc_tokens"]})
             jobs += [((r, batch.digest), dask.delayed(nearest_block)(store, plan, r, musc.same_position, batch,
-                                                                     todo[i: i + block], sources, device))
-                     for i in range(0, len(todo), block)]
+                                                                     todo[i: i + QUERY_BLOCK], sources, device))
+                     for i in range(0, len(todo), QUERY_BLOCK)]
     if not jobs:
         return {}
     local = scheduler in ("threads", "synchronous", "sync", "processes")  # the GEMMs use every core already
