@@ -19,12 +19,11 @@ from zsad.datasets import image_ids
 from zsad.evaluation import ClassEvaluator
 from zsad.stores import open_store, unit_key
 from zsad.stores.schema import PIXEL_MAP
-from zsad.tasks.plan import plan_stages
 from zsad.thresholds import Threshold
 
 from .command_requests import CalibrateRequest, PredictRequest
-from .configs import load_pipeline_config, variant_label
-from .score_files import error_row, one_variant, score_files, scored_row
+
+from .score_files import error_row, resolve_variant, score_files, scored_row
 from .scores_csv import write_rows
 from .thresholds import Decision, resolve_thresholds, save_thresholds
 
@@ -37,10 +36,10 @@ def run_predict(request: PredictRequest) -> dict[str, Any]:
     model runs). Returns a small summary: counts, paths, the thresholds used and the rows.
     """
     r = request
-    class_name, agg = r.class_name, one_variant(r.variant, r.reference, r.name)
-    vh = plan_stages(load_pipeline_config(r.config)).aggregate_hash(agg)
-    decision = resolve_thresholds(r.threshold, r.pixel_threshold, open_store(r.store), vh, class_name, r.store)
-    scored = score_files(r, r.paths, agg)
+    class_name, variant = r.class_name, resolve_variant(r.variant, r.reference, r.name, r.config)
+    decision = resolve_thresholds(r.threshold, r.pixel_threshold, open_store(r.store), variant.variant_hash,
+                                  class_name, r.store)
+    scored = score_files(r, r.paths, variant.config)
     errors, vh = scored.errors, scored.variant_hash
     out_dir = Path(r.out)
     st, rows = open_store(r.store), []
@@ -49,7 +48,7 @@ def run_predict(request: PredictRequest) -> dict[str, Any]:
         if unit is None:
             continue
         png = out_dir / "heatmaps" / f"{png_name}.png" if r.heatmaps else None
-        rows.append(scored_row(st, sample, unit, vh, decision, png, variant_label(agg)))
+        rows.append(scored_row(st, sample, unit, vh, decision, png, variant.label))
     rows += [error_row(e, class_name) for e in errors] + [error_row(e, class_name, "skipped")
                                                            for e in scored.skipped]
     csv_path = write_scores(out_dir / "scores.csv", rows)
@@ -110,8 +109,8 @@ def run_calibrate(request: CalibrateRequest) -> dict[str, Any]:
     good, class_name, fpr = list(r.good), r.class_name, r.fpr
     if not 0.0 <= fpr < 1.0 or math.isnan(fpr):
         raise ValueError(f"--fpr must be in [0, 1), got {fpr}")
-    agg = one_variant(r.variant, r.reference, r.name)
-    scored = score_files(r, r.good, agg)
+    variant = resolve_variant(r.variant, r.reference, r.name, r.config)
+    scored = score_files(r, r.good, variant.config)
     errors, vh = scored.errors, scored.variant_hash
     st, ev = open_store(r.store), ClassEvaluator()
     for sample, unit in scored.items:
@@ -124,7 +123,7 @@ def run_calibrate(request: CalibrateRequest) -> dict[str, Any]:
     found = ev.thresholds(source, fpr)
     save_thresholds(st, vh, class_name, {lvl: {"fpr": found[lvl]["fpr"]} for lvl in found if "fpr" in found[lvl]})
     t: Threshold = found["image"]["fpr"]
-    return {"class": class_name, "variant_hash": vh, "variant": to_jsonable(agg),
+    return {"class": class_name, "variant_hash": vh, "variant": to_jsonable(variant.config),
             "n_images": len(ev.labels), "n_failed": len(errors), "fpr": fpr, "image_threshold": t.value,
             "pixel_threshold": found["pixel"].get("fpr") and found["pixel"]["fpr"].value,
             "failed": [e.record() for e in errors]}

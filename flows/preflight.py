@@ -24,7 +24,7 @@ from zsad.stores import Unit
 
 from .cluster import check_shared_store
 from .configs import load_pipeline_config
-from .predict import one_variant
+from .score_files import one_variant
 from .references import reference_name
 from .command_requests import STORE
 

@@ -7,6 +7,7 @@ precompute and aggregation of exactly those files (``score_files``), a scored fi
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,29 @@ def collect_files(paths: list[str]) -> tuple[list[Path], list[Failure], list[Fai
             errors.append(Failure.of(None, "input", str(p), f"{p}: no such file or folder"))
     unique = list(dict.fromkeys(f.resolve() for f in files))
     return unique, errors, skipped
+
+
+@dataclass(frozen=True)
+class ResolvedVariant:
+    """The one variant a request scores, resolved once where the request enters (CLI, HTTP,
+    a watched folder) and carried typed: the text it came as, the few-shot reference folder, its
+    config (``one_variant``), its hash under the pipeline config and its label."""
+
+    text: str
+    reference: str | None
+    config: AggregateConfig
+    variant_hash: str
+    label: str
+
+
+@functools.lru_cache(maxsize=256)
+def resolve_variant(text: str, reference: str | None, name: str, pipeline_config: str) -> ResolvedVariant:
+    """``text`` (with ``reference``) as the variant a request of data set ``name`` scores under
+    pipeline config ``pipeline_config``: parsed, checked and hashed once (a ``ValueError`` naming
+    the fault otherwise)."""
+    agg = one_variant(text, reference, name)
+    return ResolvedVariant(text, reference, agg, plan_stages(load_pipeline_config(pipeline_config)).aggregate_hash(agg),
+                           variant_label(agg))
 
 
 def one_variant(variant: str, reference: str | None = None, name: str = "predict") -> AggregateConfig:

@@ -245,15 +245,14 @@ def readiness(r: ServeRequest, inspector: Inspector) -> dict[str, dict]:
         checks["store"] = {"ok": False, "detail": inspector.public(f"{type(exc).__name__}: {exc}")}
         return checks
     try:
-        from zsad.flows.score_files import one_variant
-        one_variant(r.variant, r.reference, r.name)
+        variant = inspector.resolve(r.variant, r.reference)
         checks["variant"] = {"ok": True, "detail": r.variant + (" with --reference" if r.reference else "")}
     except ValueError as exc:
         checks["variant"] = {"ok": False, "detail": inspector.public(str(exc))}
         return checks
     for cls in r.classes:
-        job = Job(request_id="ready", job_id="ready", class_name=cls, items=(), variant=r.variant,
-                  threshold=r.threshold, reference=r.reference)
+        job = Job(request_id="ready", job_id="ready", class_name=cls, items=(), variant=variant,
+                  threshold=r.threshold)
         try:
             d, _ = inspector.decision(job)
             checks[f"threshold:{cls}"] = {"ok": True, "detail": inspector.public(d.source)}

@@ -83,10 +83,9 @@ async def read_job(request: Request, r: ServeRequest, inspector: Inspector, *, r
     if parsed.reference and not Path(reference).is_dir():
         raise BadRequest(f"field 'reference': the server's --reference folder has no sub-folder {parsed.reference!r}")
     try:
-        from zsad.flows.score_files import one_variant
-        one_variant(parsed.variant, reference, r.name)
+        variant = inspector.resolve(parsed.variant, reference)
     except ValueError as exc:
         raise BadRequest(f"field 'variant': {inspector.public(str(exc))}") from None
     items = tuple([await run_in_threadpool(inspector.spool, data, name) for name, data in uploads])
     return Job(request_id=request_id, job_id=job_id, class_name=parsed.class_name, items=items,
-               variant=parsed.variant, threshold=parsed.threshold, reference=reference, heatmap=parsed.heatmap)
+               variant=variant, threshold=parsed.threshold, heatmap=parsed.heatmap)

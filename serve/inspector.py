@@ -30,8 +30,7 @@ from zsad.stores import open_store
 
 from zsad.flows.command_requests import FilesRequest
 from .inline_requests import InlineRequest
-from zsad.flows.configs import variant_label
-from zsad.flows.score_files import scored_row, one_variant, score_files, unit_panel
+from zsad.flows.score_files import ResolvedVariant, resolve_variant, score_files, scored_row, unit_panel
 from .sinks import Sinks
 from .verdicts import Item, Job, JobError, Verdict
 from zsad.flows.thresholds import Decision, MissingThreshold, resolve_thresholds
@@ -61,13 +60,13 @@ class Inspector:
         with tempfile.TemporaryDirectory(prefix="zsad-warm-") as tmp:
             img, _ = make_image("pill", "scratch", 0, 256)
             Image.fromarray(img).save(Path(tmp) / "warm.png")
-            agg = one_variant(self.r.variant)
+            variant = resolve_variant(self.r.variant, None, self.r.name, self.r.config)
             files = [str(Path(tmp) / "warm.png")]
-            if self._alone(agg):
+            if self._alone(variant):
                 Image.fromarray(make_image("pill", None, 1, 256)[0]).save(Path(tmp) / "warm2.png")
                 files.append(str(Path(tmp) / "warm2.png"))
             scored = score_files(self._files_request(class_name, store=f"{tmp}/warm.zarr", against=None,
-                                                      reference=None), tuple(files), agg)
+                                                      reference=None), tuple(files), variant.config)
         if scored.errors:
             raise RuntimeError(f"warming the models failed: {scored.errors[0].text()}")
         self.models_ready = True
@@ -118,13 +117,13 @@ class Inspector:
             message = message.replace(str(Path(path).resolve()), name).replace(path, name)
         return ABSOLUTE_PATH.sub(lambda m: ".../" + m.group(0).rstrip("/").rsplit("/", 1)[-1], message)
 
+    def resolve(self, text: str, reference: str | None) -> ResolvedVariant:
+        """The variant ``text`` (with ``reference``) names for this server (``resolve_variant``)."""
+        return resolve_variant(text, reference, self.r.name, self.r.config)
+
     def decision(self, job: Job) -> tuple[Decision, str]:
         """The thresholds of ``job`` (as ``predict`` resolves them) and its variant's hash."""
-        from zsad.tasks.plan import plan_stages
-
-        from zsad.flows.configs import load_pipeline_config
-        agg = one_variant(job.variant, job.reference, self.r.name)
-        vh = plan_stages(load_pipeline_config(self.r.config)).aggregate_hash(agg)
+        vh = job.variant.variant_hash
         return resolve_thresholds(job.threshold, None, open_store(self.r.store), vh, job.class_name, self.r.store), vh
 
     def panel(self, v: Verdict) -> bytes:
@@ -159,26 +158,27 @@ class Inspector:
         return out
 
     def _group(self, job: Job) -> tuple:
-        alone = self._alone(one_variant(job.variant, job.reference, self.r.name))
-        return (job.class_name, job.variant, job.reference, job.threshold, job.job_id if alone else "")
+        alone = self._alone(job.variant)
+        return (job.class_name, job.variant, job.threshold, job.job_id if alone else "")
 
-    def _alone(self, agg) -> bool:
+    def _alone(self, variant: ResolvedVariant) -> bool:
         """A variant that compares a job's images with each other (never merged with other jobs)."""
-        return agg.detector.together and not (agg.detector.against_batch and self.r.against is not None)
+        d = variant.config.detector
+        return d.together and not (d.against_batch and self.r.against is not None)
 
     def _score_group(self, jobs: list[Job]) -> list[list[Verdict]]:
         first = jobs[0]
-        agg = one_variant(first.variant, first.reference, self.r.name)
+        variant = first.variant
         decision, vh = self.decision(first)
         paths = tuple(dict.fromkeys(str(it.path) for j in jobs for it in j.items if it.path is not None))
-        if self._alone(agg) and len(paths) == 1:
-            raise JobError(422, f"variant {variant_label(agg)!r} compares the images of one request with each other: "
+        if self._alone(variant) and len(paths) == 1:
+            raise JobError(422, f"variant {variant.label!r} compares the images of one request with each other: "
                            "send two or more, or (MuSc) start the server with --against DATASET to score each image "
                            "against the class's cached batch")
-        rows, failed = self._run(first, agg, paths, decision) if paths else ({}, {})
-        label = variant_label(agg)
+        rows, failed = self._run(first, paths, decision) if paths else ({}, {})
         base = dict(class_name=first.class_name, threshold=decision.image, pixel_threshold=decision.pixel,
-                    threshold_source=self.public(decision.source), variant=label, variant_hash=vh, time=time.time())
+                    threshold_source=self.public(decision.source), variant=variant.label, variant_hash=vh,
+                    time=time.time())
         out = []
         for job in jobs:
             verdicts = []
@@ -196,11 +196,12 @@ class Inspector:
             out.append(verdicts)
         return out
 
-    def _run(self, job: Job, agg, paths: tuple[str, ...], decision: Decision
+    def _run(self, job: Job, paths: tuple[str, ...], decision: Decision
              ) -> tuple[dict[str, tuple], dict[str, str]]:
         """``score_files`` on ``paths``: the rows of the scored ones and the reasons of the others, by path."""
-        scored = score_files(self._files_request(job.class_name, variant=job.variant, reference=job.reference),
-                             paths, agg)
+        v = job.variant
+        scored = score_files(self._files_request(job.class_name, variant=v.text, reference=v.reference), paths,
+                             v.config)
         st = open_store(self.r.store)
         rows = {str(Path(s.path)): (s, u, scored_row(st, s, u, scored.variant_hash, decision, None, ""))
                 for s, u in scored.items if u is not None}

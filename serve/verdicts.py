@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from zsad.stores import Unit
+from zsad.flows.score_files import ResolvedVariant
 from zsad.thresholds import AUTO, ThresholdSpec
 
 
@@ -26,7 +27,8 @@ class Item:
 
 @dataclass(frozen=True, kw_only=True)
 class Job:
-    """One request's images and how to score them (``threshold``: as ``zsad predict --threshold``).
+    """One request's images and how to score them (``variant``: resolved where the request came in;
+    ``threshold``: as ``zsad predict --threshold``).
     ``job_id`` is made by the server (never the client's ``request_id``, which is only echoed):
     jobs of a mutual variant are kept apart by it."""
 
@@ -34,9 +36,8 @@ class Job:
     job_id: str
     class_name: str
     items: tuple[Item, ...]
-    variant: str = "seed"
+    variant: ResolvedVariant
     threshold: ThresholdSpec = AUTO
-    reference: str | None = None
     heatmap: bool = False
     source: str = "serve"
 

@@ -90,9 +90,10 @@ def run_watch(request: WatchRequest) -> dict[str, Any]:
     if not Path(r.folder).is_dir():
         raise ValueError(f"{r.folder}: the folder to watch does not exist")
     inspector = Inspector(r)
+    variant = inspector.resolve(r.variant, r.reference)  # resolved once; a bad variant fails now, not per file
     if r.threshold.decides:
         inspector.decision(Job(request_id="start", job_id="start", class_name=r.class_name, items=(),
-                               variant=r.variant, threshold=r.threshold, reference=r.reference))  # fail now, not per file
+                               variant=variant, threshold=r.threshold))  # fail now, not per file
     settling, counts = Settling(r.settle_s), {"n_scored": 0, "n_failed": 0, "n_anomalous": 0}
     observer = None if r.once else _observer(r, settling)
     if observer is not None:
@@ -136,7 +137,7 @@ def _score_batches(inspector: Inspector, r: WatchRequest, paths: list[Path], don
     for i in range(0, len(todo), r.max_batch):
         part = todo[i:i + r.max_batch]
         job = Job(request_id=uuid.uuid4().hex[:16], job_id=uuid.uuid4().hex, class_name=r.class_name,
-                  variant=r.variant, threshold=r.threshold, reference=r.reference, source="watch",
+                  variant=inspector.resolve(r.variant, r.reference), threshold=r.threshold, source="watch",
                   items=tuple(Item(name=str(p), path=p, sha256=_sha(p)) for p in part))
         for v in inspector.score([job])[0]:
             _count(v, counts)
