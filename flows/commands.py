@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .cli_args import prefect_arg, storage_options_option
+from .results import Failures, Json, Printed, Shown, as_json, as_printed
 from .command_requests import (AggregateRequest, CacheRequest, CalibrateRequest, DemoRequest, EvaluateRequest,
                        PrecomputeRequest, PredictRequest, ReportRequest, Request, WeightsRequest, cli_fields)
 from zsad.serve.inline_requests import ServeRequest, WatchRequest
@@ -30,12 +31,14 @@ from zsad.serve.inline_requests import ServeRequest, WatchRequest
 class Command:
     """One command: ``request`` (its options), ``target`` (``package.module:function`` under
     ``zsad``, taking the request) and ``flow`` (``module:flow`` in ``zsad.flows``, the Prefect flow
-    running the same function; ``--prefect`` runs it)."""
+    running the same function; ``--prefect`` runs it) and ``shown`` (how the command line shows
+    what it returned: ``zsad.flows.results``)."""
 
     help: str
     request: type[Request]
     target: str
     flow: str | None = None
+    shown: Callable[[Any], Shown] = as_json  # how the command line shows the result
 
     def function(self, orchestrated: bool = False) -> Callable[[Any], Any]:
         """What runs the request: the flow under Prefect when ``orchestrated``, else the plain function."""
@@ -45,24 +48,26 @@ class Command:
 
 COMMANDS: dict[str, Command] = {
     "demo": Command("synthetic data + tiny models: the whole pipeline, a table, heatmaps, a report", DemoRequest,
-                    "flows.demo:run_demo"),
+                    "flows.demo:run_demo", shown=lambda out: out),
     "precompute": Command("compute and cache every expensive stage of a data set", PrecomputeRequest,
                           "flows.precompute:run_precompute",
-                          flow="prefect_flows:precompute"),
+                          flow="prefect_flows:precompute", shown=lambda out: out),
     "predict": Command("score images or folders: scores.csv, a heatmap panel per image", PredictRequest,
-                       "flows.predict:run_predict"),
+                       "flows.predict:run_predict", shown=as_printed),
     "calibrate": Command("store thresholds at a false-alarm rate from known-good images", CalibrateRequest,
-                         "flows.predict:run_calibrate"),
+                         "flows.predict:run_calibrate",
+                         shown=lambda out: Failures(out, "calibrate")),
     "aggregate": Command("scores and maps of variants, from the store only (Dask)", AggregateRequest,
                          "flows.aggregate:run_aggregate",
                          flow="prefect_flows:aggregate"),
     "evaluate": Command("metrics per class and mean; stores F1-max and FPR thresholds", EvaluateRequest,
                         "flows.evaluate:evaluate_records",
-                        flow="prefect_flows:evaluate"),
-    "report": Command("a self-contained HTML report of a run", ReportRequest, "flows.report:build_report"),
+                        flow="prefect_flows:evaluate", shown=as_printed),
+    "report": Command("a self-contained HTML report of a run", ReportRequest, "flows.report:build_report",
+                      shown=lambda out: Json({"report": str(out)})),
     "cache": Command("list / size / prune the store", CacheRequest, "flows.cache:run_cache"),
     "serve": Command("a warm HTTP service: POST /v1/predict, a review page, health and metrics", ServeRequest,
-                     "serve.run:run_serve"),
+                     "serve.run:run_serve", shown=Printed),
     "watch": Command("score each image written into a folder once it is complete", WatchRequest,
                      "serve.watch:run_watch"),
     "weights": Command("expected weight files, their sha256 and where they are looked for", WeightsRequest,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from zsad.plots import prediction_panel, save_png
 
 from .configs import load_pipeline_config
 from .evaluate import evaluate_records
-from .precompute import run_precompute
+from .precompute import PrecomputeResult, run_precompute
 from .command_requests import DemoRequest, EvaluateRequest, PrecomputeRequest, ReportRequest
 
 DEMO_MODES = "mode=zero-shot,few-shot,mutual,musc"  # one cache: no normal images / a few / the batch / MuSc
@@ -42,7 +43,29 @@ def write_heatmaps(store: str, dataset: str, config: str, out_dir: Path, agg: Ag
     return written
 
 
-def run_demo(request: DemoRequest, *, report: bool = True) -> dict[str, Any]:
+@dataclass(frozen=True)
+class DemoResult:
+    """What the demo did: the first precompute and the cached re-run (which computes nothing),
+    the metrics per variant, the heatmaps drawn, the report and the seconds it took."""
+
+    out: str
+    precompute: PrecomputeResult
+    cached_rerun: PrecomputeResult
+    results: dict[str, Any]
+    heatmaps: int
+    report: str | None
+    seconds: float
+    exit_code: int = 0
+
+    def show(self) -> None:
+        pre, again = self.precompute, self.cached_rerun
+        print(f"\nzsad demo: {pre.n_images} images, {self.heatmaps} heatmaps in {self.out}/heatmaps, metrics in "
+              f"{self.out}/results, report {self.report}; cached re-run wrote {again.units_written} units and "
+              f"loaded {again.models_loaded} models; {self.seconds:.1f} s. (Tiny random-weight models: the numbers "
+              "show the pipeline runs, not accuracy.)")
+
+
+def run_demo(request: DemoRequest, *, report: bool = True) -> DemoResult:
     """Write a synthetic data set, precompute with tiny models (test images, and the train split's
     normal images as few-shot references, with patch tokens and MuSc's tokens), evaluate the four
     modes (MuSc beside the seed), draw heatmaps, and report a sweep."""
@@ -55,13 +78,13 @@ def run_demo(request: DemoRequest, *, report: bool = True) -> dict[str, Any]:
     first = run_precompute(test)
     run_precompute(test.replace(split="train", progress=False))
     second = run_precompute(test.replace(progress=False))
-    results = evaluate_records(EvaluateRequest(store=store, dataset="synthetic", config=DEMO_CONFIG, variants=DEMO_MODES,
-                                       out_dir=str(out_dir / "results")))
+    results = evaluate_records(EvaluateRequest(store=store, dataset="synthetic", config=DEMO_CONFIG,
+                                               variants=DEMO_MODES, out_dir=str(out_dir / "results")))
     heatmaps = write_heatmaps(store, "synthetic", DEMO_CONFIG, out_dir / "heatmaps")
     report_path = None
     if report:
         from .report import build_report
         report_path = build_report(ReportRequest(store=store, dataset="synthetic", config=DEMO_CONFIG,
                                                  out=str(out_dir / "report"), variants=DEMO_SWEEP))
-    return {"precompute": first, "cached_rerun": second, "results": results, "heatmaps": len(heatmaps),
-            "report": str(report_path) if report_path else None, "seconds": time.perf_counter() - t0}
+    return DemoResult(request.out, first, second, results, len(heatmaps), str(report_path) if report_path else None,
+                      time.perf_counter() - t0)

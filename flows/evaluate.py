@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -97,8 +98,11 @@ def run_evaluate(request: EvaluateRequest) -> dict[str, VariantResult]:
     stored unless ``save_maps``), and each class's decision thresholds (F1-max, and at ``fpr`` on
     its normal images) stored under the variant. ``read_only`` writes nothing to the store (the
     metrics and thresholds go only to ``out_dir``). ``device``: ``cuda`` pastes and counts the
-    maps on the GPU."""
+    maps on the GPU. ``root``: the data set is precomputed first (all of it: metrics over part of
+    a data set would not compare with published ones)."""
     r = request
+    if r.root:
+        _precompute_first(r)
     meta = run_variants(r)
     st = open_store(r.store, read_only=r.read_only)
     results = {vh: variant_results(m, st, r.dataset, vh, r.fpr, _resized(r, m)) for vh, m in meta.items()}
@@ -116,6 +120,17 @@ def run_evaluate(request: EvaluateRequest) -> dict[str, VariantResult]:
         where = "not stored (--read-only)" if r.read_only else f"stored in {r.store} (thresholds/<variant>/<class>)"
         print(f"\nthresholds {where}; metrics in {r.out_dir}")
     return results
+
+
+def _precompute_first(r: EvaluateRequest) -> None:
+    from .command_requests import PrecomputeRequest
+    from .precompute import run_precompute
+    pre = run_precompute(PrecomputeRequest(**{f.name: getattr(r, f.name) for f in dataclasses.fields(PrecomputeRequest)
+                                              if hasattr(r, f.name)}))
+    pre.tell()
+    if pre.failed:
+        raise ValueError("some images of the data set could not be computed (listed above); fix or remove them: "
+                         "metrics over part of a data set would not compare with published ones")
 
 
 def evaluate_records(request: EvaluateRequest) -> dict[str, dict[str, Any]]:

@@ -9,6 +9,8 @@ An image that fails in any stage is recorded and dropped from the later stages; 
 from __future__ import annotations
 
 import dataclasses
+import json
+import sys
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -17,7 +19,7 @@ from typing import Any, Callable
 from tqdm import tqdm
 
 from zsad.config import PipelineConfig
-from zsad.datasets import Sample, read_dataset
+from zsad.datasets import Sample, read_dataset, scan_folder
 from zsad.stores import StageStore, Unit, open_store
 from zsad.tasks.clip_text import clip_text, embed_class
 from zsad.tasks.common import call, in_flow_run
@@ -65,14 +67,39 @@ class PrecomputeResult:
     shards: int
     models_loaded: int
     workers: dict[str, WorkerLoad]
+    skipped: tuple[tuple[str, str], ...] = ()  # a folder's files that are not images: (path, why)
+    on_cluster: bool = False
 
     def summary(self) -> dict[str, Any]:
         """The JSON-able facts (what the command prints): failures as records, no unit list."""
-        return {"dataset": self.dataset, "n_images": self.n_images, "classes": list(self.classes),
-                "hashes": self.hashes, "n_done": len(self.done), "failed": [f.record() for f in self.failed],
-                "units_written": self.units_written, "fused_written": self.fused_written, "shards": self.shards,
-                "models_loaded": self.models_loaded,
-                "workers": {w: vars(load) for w, load in self.workers.items()}}
+        out = {"dataset": self.dataset, "n_images": self.n_images, "classes": list(self.classes),
+               "hashes": self.hashes, "n_done": len(self.done), "failed": [f.record() for f in self.failed],
+               "units_written": self.units_written, "fused_written": self.fused_written, "shards": self.shards,
+               "models_loaded": self.models_loaded, "workers": {w: vars(load) for w, load in self.workers.items()}}
+        return {**out, "skipped": [{"path": p, "reason": why} for p, why in self.skipped]} if self.skipped else out
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+    def tell(self) -> None:
+        """The failures, each worker's share (on a cluster) and the skipped files, on stderr."""
+        for f in self.failed:
+            print(f"zsad precompute: error: {f.text()}", file=sys.stderr)
+        if self.failed:
+            print(f"zsad precompute: {len(self.done)} images done, {len(self.failed)} failed (listed above)",
+                  file=sys.stderr)
+        for worker, w in sorted(self.workers.items(), key=lambda kv: str(kv[0])) if self.on_cluster else ():
+            loads = ", ".join(f"{k} {v}" for k, v in sorted(w.models_loaded.items())) or "none (already loaded)"
+            print(f"zsad precompute: worker {worker}: {w.images} images in {w.shards} shards; models loaded: {loads}",
+                  file=sys.stderr)
+        for path, why in self.skipped:
+            print(f"zsad precompute: skipped {path}: {why}", file=sys.stderr)
+
+    def show(self) -> None:
+        """What ``zsad precompute`` prints: ``tell`` on stderr, the summary as JSON."""
+        self.tell()
+        print(json.dumps(self.summary(), indent=2, default=str))
 
 
 def prepare_store(store: StageStore, plan: StagePlan) -> None:
@@ -119,6 +146,9 @@ def run_precompute(request: PrecomputeRequest, *, samples: list[Sample] | None =
     cfg = cfg or pipeline_config(r)
     if samples is None:
         samples = read_dataset(r.dataset, r.root, list(r.classes) if r.classes else None, r.split)
+        skipped = tuple(scan_folder(r.root)[1]) if r.dataset == "folder" else ()
+    else:
+        skipped = ()
     plan = plan_stages(cfg)
     job = ShardJob(open_store(r.store), plan, cfg, r.store_name, uuid.uuid4().hex, r.verify)
     st = begin_run(job.store, job.run_id, r.verify)  # the unit index read afresh: others may have changed it
@@ -142,7 +172,7 @@ def run_precompute(request: PrecomputeRequest, *, samples: list[Sample] | None =
         workers[rep.worker] = workers.get(rep.worker, WorkerLoad()).plus(rep)
     done = tuple(u for rep in reports for u in rep.done)
     return PrecomputeResult(
-        dataset=r.store_name, n_images=len(samples), classes=classes, hashes=plan.hashes, done=done,
+        skipped=tuple((str(p), why) for p, why in skipped), on_cluster=bool(r.dask_address), dataset=r.store_name, n_images=len(samples), classes=classes, hashes=plan.hashes, done=done,
         failed=tuple(f for rep in reports for f in rep.failed),
         units_written=sum(rep.units_written for rep in reports) + sum(texts),
         fused_written=build_fused(st, plan, done, r.fusions) if r.fusions else 0, shards=len(reports),

@@ -63,4 +63,4 @@ def run_serve(request: ServeRequest) -> dict[str, Any]:
           f"audit log {Path(r.out) / 'audit.jsonl'}", flush=True)
     server = uvicorn.Server(uvicorn_config(app, r))
     server.run(sockets=[sock])
-    return {"url": url, "quiet": True}
+    return {"url": url}
