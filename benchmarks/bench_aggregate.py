@@ -33,15 +33,15 @@ def timed(fn, *args, **kwargs):
 
 
 def orchestration(work: Path, n_images: int) -> tuple[float, float, int]:
-    from zsad.flows.prefect_flows import precompute
     from zsad.datasets import SyntheticSpec, write_synthetic
+    from zsad.flows.command_requests import PrecomputeRequest
+    from zsad.flows.precompute import run_precompute
     per_class = max(1, n_images // 2)
     write_synthetic(work / "data", SyntheticSpec(image_size=128, n_good=per_class, n_per_defect=0, n_train=0))
-    store = str(work / "orchestration.zarr")
-    t1, first = timed(precompute, dataset="synthetic", root=str(work / "data"), store=store, config="tiny",
-                      progress=False)
-    t2, again = timed(precompute, dataset="synthetic", root=str(work / "data"), store=store, config="tiny",
-                      progress=False)
+    request = PrecomputeRequest(dataset="synthetic", root=str(work / "data"), store=str(work / "orchestration.zarr"),
+                                config="tiny", progress=False)
+    t1, first = timed(run_precompute, request)
+    t2, again = timed(run_precompute, request)
     assert again.units_written == 0 and again.models_loaded == 0
     return t1, t2, first.n_images
 
@@ -88,10 +88,14 @@ def main() -> None:
     ap.add_argument("--grid", type=int, default=36, choices=[6, 36, 72],
                     help="variants in the grid timing (72 = `grid`, with both logit scales)")
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--quick", action="store_true", help="4 images, a grid of 6: seconds")
     args = ap.parse_args()
+    if args.quick:
+        args.images, args.grid = 4, 6
     work = Path(args.workdir or tempfile.mkdtemp(prefix="zsad-bench-"))
     apply_defaults(work)
     from zsad.flows.aggregate import run_variants
+    from zsad.flows.command_requests import AggregateRequest
     from zsad.tasks import worker
 
     t_first, t_cached, n_small = orchestration(work, args.images)
@@ -116,7 +120,9 @@ def main() -> None:
         serial = None
         for scheduler in ("synchronous", "threads", "processes"):
             worker.forget_stores()
-            t, _ = timed(run_variants, store, "bench", "tiny", variants, None, scheduler, None, 4, True)
+            request = AggregateRequest(store=store, dataset="bench", config="tiny", variants=variants,
+                                       scheduler=scheduler, chunk=4, evaluate=True)
+            t, _ = timed(run_variants, request)
             serial = serial or t
             print(f"  {label + ', ' + scheduler:<30}: {t:8.2f} s ({t / (args.images * count) * 1000:6.1f} ms per "
                   f"image-variant, {serial / t:4.2f}x vs serial)", flush=True)

@@ -37,17 +37,17 @@ def timed(fn, repeats: int = 1) -> tuple[float, object]:
     return (time.perf_counter() - t0) / repeats, out
 
 
-def text_and_clipseg(device: str) -> list[tuple]:
+def text_and_clipseg(device: str, tiny: bool = False) -> list[tuple]:
     from zsad.config import ModelSpec
     from zsad.models import build_clip, build_clipseg
     from zsad.prompts import SEED_LOCALISING_PROMPTS, build_prompt_set
-    clip = build_clip(ModelSpec("clip", "ViT-B-16-plus-240"), device=device)
+    clip = build_clip(ModelSpec("clip", "tiny" if tiny else "ViT-B-16-plus-240"), device=device)
     texts = build_prompt_set("candle").texts
     before, full = timed(lambda: clip.encode_texts(texts, trim=False))
     after, trimmed = timed(lambda: clip.encode_texts(texts))
     diff = float(np.abs(full - trimmed).max())
     rows = [(f"CLIP text, {len(texts)} prompts (s per class)", before, after, f"largest difference {diff:.1e}")]
-    seg = build_clipseg(ModelSpec("clipseg", "rd64-refined"), device=device)
+    seg = build_clipseg(ModelSpec("clipseg", "tiny" if tiny else "rd64-refined"), device=device)
     img = np.random.default_rng(0).integers(0, 255, (768, 1024, 3), dtype=np.uint8)
     tiles, prompts = [img[:352, :352]] * 4, list(SEED_LOCALISING_PROMPTS)
     seg.predict_logits(tiles, prompts)  # warm-up
@@ -91,9 +91,9 @@ def decoding_and_records(n_images: int) -> list[tuple]:
     reads = {"n": 0}
     original_attrs, original_source = StageStore.complete_attrs, runner.image_source
 
-    def counted(self, key, source=None):
+    def counted(self, key, source=None, listed=None):
         reads["n"] += 1
-        return original_attrs(self, key, source)
+        return original_attrs(self, key, source, listed)
 
     def every_time(store, image_hash, unit):  # before: each stage read the image record itself
         attrs = store.read_attrs(unit_key("image", image_hash, unit))
@@ -123,9 +123,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--images", type=int, default=64, help="synthetic images (2 classes, 512 px) for 3 and 4")
+    ap.add_argument("--quick", action="store_true", help="tiny models, 16 images: seconds")
     a = ap.parse_args()
+    if a.quick:
+        a.images = 16
     import torch
-    rows = text_and_clipseg(a.device) + decoding_and_records(a.images)
+    rows = text_and_clipseg(a.device, tiny=a.quick) + decoding_and_records(a.images)
     print(f"\nprecompute cheap wins, {a.device} ({torch.get_num_threads()} threads); published architectures "
           f"with random weights for 1-2, tiny models and {a.images} synthetic 512 px images for 3-4\n")
     print("| what | before | after | before / after | note |\n|---|---|---|---|---|")

@@ -82,7 +82,10 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=384)
     ap.add_argument("--gpus", type=int, default=0, help="N > 0: workers 1..N on a GPU node (dask-cuda)")
     ap.add_argument("--work", default=None)
+    ap.add_argument("--quick", action="store_true", help="16 images of 128 px: seconds")
     a = ap.parse_args()
+    if a.quick:
+        a.images, a.image_size = 16, 128
     from zsad.flows.precompute import run_precompute
     from zsad.datasets import SyntheticSpec, read_dataset, write_synthetic
     work = Path(a.work or tempfile.mkdtemp(prefix="zsad-bench-cluster-"))
@@ -131,7 +134,7 @@ def main() -> None:
         loads = statistics.mean(sum(w.models_loaded.values()) for w in out.workers.values())
         ov = f"{1000 * overhead:.1f} ms" if overhead is not None else "-"
         print(f"| {name} | {r['wall']:.1f} | {n / r['wall']:.3f} | {base / r['wall']:.2f}x | "
-              f"{len(out['done'])}/{len(out['failed'])} | {out['shards']} | "
+              f"{len(out.done)}/{len(out.failed)} | {out.shards} | "
               f"{loads:.0f} | {100 * r['util']:.0f}% | {ov} |")
 
 

@@ -20,11 +20,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from oldrev import ROOT, checkout, environment  # noqa: E402
 
 
-def timed_demo(python: Path, cwd: Path, out: Path) -> tuple[float, float, int]:
+def timed_demo(python: Path, cwd: Path, out: Path, extra: tuple[str, ...] = ()) -> tuple[float, float, int]:
     """(wall seconds, CPU use in [0, 1] of all cores, exit status) of one demo."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    rc = subprocess.run([str(python), "-m", "zsad", "demo", "--out", str(out)], cwd=cwd, capture_output=True).returncode
+    rc = subprocess.run([str(python), "-m", "zsad", "demo", "--out", str(out), *extra], cwd=cwd,
+                        capture_output=True).returncode
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -33,17 +34,21 @@ def timed_demo(python: Path, cwd: Path, out: Path) -> tuple[float, float, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--old", required=True)
+    ap.add_argument("--old", default="a1ea2a7", help="the old revision (default: before the detector interface)")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--work", default=None)
+    ap.add_argument("--quick", action="store_true", help="one demo each at 64 px: a few minutes")
     args = ap.parse_args()
+    extra = ("--image-size", "64") if args.quick else ()
+    if args.quick:
+        args.repeats = 1
     work = Path(args.work or tempfile.mkdtemp(prefix="zsad-bench-demo-"))
     src = checkout(work, args.old, Path(__file__), "bench_demo.py")
     sides = {"old": (environment(src), src), "new": (ROOT / ".venv" / "bin" / "python", ROOT)}
     times: dict[str, list[tuple[float, float, int]]] = {"old": [], "new": []}
     for i in range(args.repeats):
         for side, (python, cwd) in sides.items():
-            times[side].append(timed_demo(python, cwd, work / f"demo-{side}-{i}"))
+            times[side].append(timed_demo(python, cwd, work / f"demo-{side}-{i}", extra))
     print(f"{os.cpu_count()} cores; old = {args.old}, new = this checkout; {args.repeats} demo(s) each, interleaved")
     print("| code | wall (s), each run | best (s) | CPU use | exit |\n|---|---|---:|---:|---|")
     for side, runs in times.items():

@@ -52,7 +52,10 @@ def main() -> None:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--images", type=int, default=300)
     ap.add_argument("--work", default=None)
+    ap.add_argument("--quick", action="store_true", help="8 images, torch on the CPU: seconds")
     a = ap.parse_args()
+    if a.quick:
+        a.images, a.device = 8, "cpu"
     import torch
 
     from bench_visa_scale import generate

@@ -67,16 +67,20 @@ def feats(rng: np.random.Generator, tiles: int) -> np.ndarray:
 
 
 def zero_shot_seconds(tiles: int) -> float:
-    from zsad.aggregate import aggregate_variants
+    from zsad.aggregate import ImageEvidence, TextEvidence, aggregate_variants
     from zsad.config import AggregateConfig
     rng = np.random.default_rng(1)
     emb = rng.normal(size=(tiles, 640)).astype(np.float32)
-    text = rng.normal(size=(882, 640)).astype(np.float32)
-    maps = rng.integers(0, 255, (tiles, 19, 352, 352), dtype=np.uint8)
+    text = TextEvidence(rng.normal(size=(882, 640)).astype(np.float32), np.arange(882) % 2 == 1, np.zeros(882, bool),
+                        100.0)
+    maps = rng.integers(0, 255, (tiles, 19, 352, 352), dtype=np.uint8)  # logit8 codes, as the cache holds them
     boxes = np.array([[0, 0, 700, 700], [650, 200, 1350, 900], [800, 100, 1500, 800]][:tiles])
-    args = (emb, text, np.arange(882) % 2 == 1, np.zeros(882, bool), 100.0, maps, boxes, np.arange(tiles),
-            (1000, 1500))
-    return timed(lambda: aggregate_variants(*args, [AggregateConfig()]), 3)
+
+    def one_image():  # the maps fused, then scored and pasted
+        evidence = ImageEvidence.from_maps(emb_td=emb, maps_tlhw=maps, fusions=("harmonic",), boxes_xyxy=boxes,
+                                           component_t=np.arange(tiles), image_hw=(1000, 1500))
+        return aggregate_variants(evidence, text, [AggregateConfig()])
+    return timed(one_image, 3)
 
 
 def mode_rows(tiles: int, classes_of: list[int]) -> list[tuple[str, str]]:
@@ -119,8 +123,9 @@ def store_rows(tiles: int, n: int) -> list[tuple[str, str]]:
             st.write_unit(unit_key("clip_patch", "0123456789abcdef", Unit.parse(p)),
                           {"patches_tlyxc": (feats(rng, tiles), ("tile", "layer", "y", "x", "channel"))})
         for block in (16, 64):
-            jobs = [dask.delayed(mutual_block)(url, "0123456789abcdef", "fedcba9876543210", agg, paths,
-                                               paths[i: i + block], {}, block, False) for i in range(0, n, block)]
+            view = st.read_only_view()  # scores returned, not written
+            jobs = [dask.delayed(mutual_block)(view, "0123456789abcdef", "fedcba9876543210", agg, paths,
+                                               paths[i: i + block], {}, block) for i in range(0, n, block)]
             t0 = time.perf_counter()
             dask.compute(*jobs, scheduler="threads")
             per = (time.perf_counter() - t0) / n
@@ -135,7 +140,10 @@ def main() -> None:
     ap.add_argument("--tiles", type=int, default=2, help="tiles per image (VisA's multi-instance classes have more)")
     ap.add_argument("--classes-of", type=int, nargs="+", default=[25, 50, 100])
     ap.add_argument("--store-class", type=int, default=64, help="class size of the through-the-store measurement")
+    ap.add_argument("--quick", action="store_true", help="classes of 4 and 8 images, a store class of 4: seconds")
     args = ap.parse_args()
+    if args.quick:
+        args.classes_of, args.store_class = [4, 8], 4
     import torch
     rows = encoder_rows(args.device, args.tiles) + mode_rows(args.tiles, args.classes_of)
     rows += store_rows(args.tiles, args.store_class)

@@ -35,7 +35,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default=None, help="folder for the cached demo store (default: a temp folder)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="one process each: about a minute")
     a = ap.parse_args()
+    if a.quick:
+        a.repeat = 1
     work = Path(a.work or tempfile.mkdtemp(prefix="zsad-bench-startup-"))
     work.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}

@@ -66,7 +66,10 @@ def other_stages(rng: np.random.Generator) -> dict[str, dict[str, tuple[np.ndarr
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=20)
+    ap.add_argument("--quick", action="store_true", help="2 images: seconds")
     a = ap.parse_args()
+    if a.quick:
+        a.images = 2
     work = Path(tempfile.mkdtemp(prefix="zsad-bench-size-"))
     rng = np.random.default_rng(0)
     st = StageStore(work / "store.zarr")

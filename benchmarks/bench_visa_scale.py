@@ -20,7 +20,6 @@ metric). The second size shows whether the cost per image grows with the store.
 
 from __future__ import annotations
 
-from zsad.flows.command_requests import AggregateRequest
 import argparse
 import dataclasses
 import json
@@ -108,6 +107,8 @@ def _metrics(meta: dict) -> dict[str, dict[str, float]]:
 def one(kind: str, work: Path, n: int, cfg: str) -> dict:
     """One measurement in this process (``--one``): wall, CPU seconds (with workers), metrics."""
     from zsad.flows.aggregate import run_variants
+    from zsad.flows.command_requests import AggregateRequest
+    from zsad.stores import Unit
     units = [f"visa/capsules/test/{i:05d}" for i in range(n)]
     store = str(work / "store.zarr")
     r0, c0, t = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN), \
@@ -150,8 +151,10 @@ def one(kind: str, work: Path, n: int, cfg: str) -> dict:
 
 def measure(kind: str, work: Path, n: int, cfg: str, src: Path | None = None) -> dict:
     """``one`` in a fresh process; ``src``: run the code checked out there instead of this one."""
-    env = dict(os.environ, PYTHONPATH=str(src or HERE.parents[1]))
-    args = [sys.executable, str(HERE if src is None else src / "benchmarks" / "bench_visa_scale_old.py"),
+    from oldrev import environment
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    python = sys.executable if src is None else str(environment(src))  # the old tree's own zsad.flows, not ours
+    args = [python, str(HERE if src is None else src / "benchmarks" / "bench_visa_scale_old.py"),
             "--one", kind, "--n", str(n), "--work", str(work), "--config", cfg]
     res = subprocess.run(args, capture_output=True, text=True, env=env, cwd=str(src or HERE.parents[1]))
     if res.returncode != 0:
@@ -174,13 +177,17 @@ def _largest_diff(a: dict, b: dict) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="500,2000", help="store sizes (images), smallest first")
-    ap.add_argument("--old-rev", default="96d8ae6", help="the code to compare with (a git revision)")
+    ap.add_argument("--old-rev", default="a1ea2a7", help="the code to compare with (a git revision with "
+                    "zsad.flows.command_requests.AggregateRequest: a1ea2a7 is before the detector interface)")
     ap.add_argument("--old-grid-images", type=int, default=100)
+    ap.add_argument("--quick", action="store_true", help="16 and 24 images, the old grid on 4: seconds")
     ap.add_argument("--work", default=None)
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--config", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.quick:
+        a.sizes, a.old_grid_images = "16,24", 4
     work = Path(a.work or tempfile.mkdtemp(prefix="zsad-visa-scale-"))
     if a.one:
         print(json.dumps(one(a.one, work, a.n, a.config)))
