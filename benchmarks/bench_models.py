@@ -181,7 +181,10 @@ def main() -> None:
     ap.add_argument("--tiny", action="store_true", help="every stage's tiny random architecture (the GPU check's "
                     "dry run: the code paths, not the published costs)")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: measure one stage, print JSON
+    ap.add_argument("--quick", action="store_true", help="--tiny, one repeat: seconds")
     a = ap.parse_args()
+    if a.quick:
+        a.tiny, a.repeats = True, 1
     if a.one:
         import torch
         torch.manual_seed(0)

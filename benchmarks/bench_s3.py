@@ -110,7 +110,10 @@ def main() -> None:
     ap.add_argument("--old-rev", default="4658435")
     ap.add_argument("--skip-old", action="store_true")
     ap.add_argument("--work", default=None)
+    ap.add_argument("--quick", action="store_true", help="4 images, this code only: under a minute")
     a = ap.parse_args()
+    if a.quick:
+        a.sizes, a.skip_old = "4", True
     work = Path(a.work or tempfile.mkdtemp(prefix="zsad-bench-s3-"))
     sys.path.insert(0, str(HERE.parents[1]))
     sys.path.insert(0, str(HERE.parents[1] / "tests"))  # the test scaffolding: moto's server and the proxy

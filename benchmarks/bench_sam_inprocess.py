@@ -25,7 +25,10 @@ def main() -> None:
     ap.add_argument("--sam", default="vit_b")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--image-size", default="1024x768")
+    ap.add_argument("--quick", action="store_true", help="the tiny SAM, 256x192, one round: seconds")
     a = ap.parse_args()
+    if a.quick:
+        a.sam, a.image_size, a.rounds = "tiny", "256x192", 1
     import numpy as np
     import torch
     from bench_sam import _timer

@@ -47,7 +47,10 @@ def main() -> None:
     ap.add_argument("--per-client", type=int, default=2)
     ap.add_argument("--max-s", type=float, default=120.0)
     ap.add_argument("--device", default=None, help="cpu, cuda ... (default: the tiny config's)")
+    ap.add_argument("--quick", action="store_true", help="2 images, one per client: under a minute")
     a = ap.parse_args()
+    if a.quick:
+        a.n, a.per_client = 2, 1
     from serving import calibrated_store, live_server
     from zsad.datasets import SyntheticSpec, write_synthetic
     from zsad.datasets.synthetic import make_image

@@ -23,9 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from oldrev import ROOT, checkout, environment  # noqa: E402
 
 
-def timed_suite(python: Path, cwd: Path, marker: str | None) -> tuple[float, float, str]:
+def timed_suite(python: Path, cwd: Path, marker: str | None, tests: tuple[str, ...] = ()
+                ) -> tuple[float, float, str]:
     """(wall seconds, CPU utilisation in [0, 1], pytest's last line) of one suite run."""
-    args = [str(python), "-m", "pytest", "-p", "no:cacheprovider"] + (["-m", marker] if marker else [])
+    args = [str(python), "-m", "pytest", "-p", "no:cacheprovider"] + (["-m", marker] if marker else []) + list(tests)
     env = dict(os.environ, ZSAD_REQUIRE_SERVERS="1")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
@@ -41,10 +42,14 @@ def timed_suite(python: Path, cwd: Path, marker: str | None) -> tuple[float, flo
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--old", required=True, help="the old revision (e.g. a commit before the change)")
+    ap.add_argument("--old", default="a1ea2a7", help="the old revision (default: before the detector interface)")
     ap.add_argument("--work", default=None, help="folder for the old checkout (default: a temp folder)")
-    ap.add_argument("--quick-only", action="store_true")
+    ap.add_argument("--quick-only", action="store_true", help="only the quick tier (-m 'not slow')")
+    ap.add_argument("--tests", nargs="*", default=(), help="only these test files (both trees must have them)")
+    ap.add_argument("--quick", action="store_true", help="one small test file, quick tier: a minute")
     a = ap.parse_args()
+    if a.quick:
+        a.quick_only, a.tests = True, ["tests/test_geometry.py"]
     work = Path(a.work or tempfile.mkdtemp(prefix="zsad-bench-suite-"))
     old = checkout(work, a.old, Path(__file__), "bench_suite.py")
     sides = {"old": (environment(old), old), "new": (ROOT / ".venv" / "bin" / "python", ROOT)}
@@ -52,7 +57,7 @@ def main() -> None:
     print("| tier | old wall (s) | new wall (s) | new / old | old CPU use | new CPU use | old result | new result |")
     print("|---|---:|---:|---:|---:|---:|---|---|")
     for tier, marker in [("quick (-m 'not slow')", "not slow")] + ([] if a.quick_only else [("full", None)]):
-        got = {side: timed_suite(py, cwd, marker) for side, (py, cwd) in sides.items()}
+        got = {side: timed_suite(py, cwd, marker, tuple(a.tests)) for side, (py, cwd) in sides.items()}
         (ow, oc, ol), (nw, nc, nl) = got["old"], got["new"]
         print(f"| {tier} | {ow:.0f} | {nw:.0f} | {nw / ow:.2f} | {oc:.0%} | {nc:.0%} | {ol} | {nl} |", flush=True)
 

@@ -47,7 +47,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--old", default="ffeebe6", help="the revision to compare with (git archive)")
     ap.add_argument("--repeat", type=int, default=200)
+    ap.add_argument("--quick", action="store_true", help="5 repeats: seconds")
     args = ap.parse_args()
+    if args.quick:
+        args.repeat = 5
     old = old_scoring(args.old, Path(tempfile.mkdtemp(prefix="zsad-bench-ts-")))
     blas = [(i["internal_api"], i.get("architecture"), i["num_threads"]) for i in threadpool_info()]
     print(f"cores: {os.cpu_count()}; BLAS: {blas}")

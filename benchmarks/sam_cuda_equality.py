@@ -21,7 +21,11 @@ def main() -> None:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--sam", default="vit_h")
     ap.add_argument("--sizes", default="1024x768,768x1024,1500x1000")
+    ap.add_argument("--quick", action="store_true", help="the tiny SAM on the CPU at 256x192: the script runs "
+                    "(the equality that matters is on a GPU)")
     a = ap.parse_args()
+    if a.quick:
+        a.device, a.sam, a.sizes = "cpu", "tiny", "256x192"
     import numpy as np
     from zsad.config import ModelSpec, SamGeneratorConfig
     from zsad.flows.configs import check_device

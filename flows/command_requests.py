@@ -282,7 +282,8 @@ class NightlyRequest(Request):
     class_name: str
     store: str = STORE
     config: str = "paper"
-    threshold: ThresholdSpec = dataclasses.field(default=AUTO, metadata={"parse": ThresholdSpec.parse})
+    # text in a deployment's JSON parameters (``prefect.yaml``), a ThresholdSpec once the request is made
+    threshold: ThresholdSpec | str = dataclasses.field(default=AUTO, metadata={"parse": ThresholdSpec.parse})
     variant: str = "seed"
     name: str = "line"
     out_dir: str = "zsad-runs"
