@@ -181,12 +181,12 @@ class EvaluateRequest(AggregateRequest):
 
 
 @dataclass(frozen=True, kw_only=True)
-class FilesRequest(Request):
-    """What scoring files needs (``predict``, ``calibrate``): their class, the store and config,
-    the one variant, the data set name they get in the store, the device and, few-shot, a folder
-    of normal references."""
+class ScoringRequest(Request):
+    """How files are scored, declared once for every command that scores files (``predict``,
+    ``calibrate``, ``serve``, ``watch``): the store and config, the one variant, the data set name
+    the files get in the store, the device and, few-shot, a folder of normal references (or,
+    MuSc, a cached batch to score against)."""
 
-    class_name: str = class_option()
     store: str = store_option()
     config: str = config_option()
     variant: str = variant_option()
@@ -196,11 +196,22 @@ class FilesRequest(Request):
                                              "images' patches with")
     against: str | None = option(None, "--against", "MuSc: score each file against the cached test images of the "
                                  "class in this data set of the store (a batch), not against each other")
-    progress: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_against_reference(self.against, self.reference)
+
+    def scoring(self) -> dict:
+        """Its scoring fields (what a ``FilesRequest`` made from it takes)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(ScoringRequest)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class FilesRequest(ScoringRequest):
+    """What scoring files needs (``predict``, ``calibrate``): their class and how they are scored."""
+
+    class_name: str = class_option()
+    progress: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)

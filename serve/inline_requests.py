@@ -18,10 +18,10 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
-from zsad.thresholds import ThresholdSpec
 from zsad.flows.cli_args import name_arg, positive_int
-from zsad.flows.request_fields import (Request, is_loopback, check_against_reference, class_option, config_option, device_option, option, reference_option, threshold_option,
-                             store_option, variant_option)
+from zsad.flows.command_requests import ScoringRequest
+from zsad.flows.request_fields import class_option, is_loopback, option, reference_option, threshold_option
+from zsad.thresholds import ThresholdSpec
 
 
 def _positive(text: str) -> float:
@@ -32,28 +32,20 @@ def _positive(text: str) -> float:
 
 
 @dataclass(frozen=True, kw_only=True)
-class InlineRequest(Request):
-    """What ``serve`` and ``watch`` share."""
+class InlineRequest(ScoringRequest):
+    """What ``serve`` and ``watch`` share: how files are scored (``ScoringRequest``), the default
+    threshold and where results go."""
 
-    store: str = store_option()
-    config: str = config_option()
-    variant: str = variant_option()
     threshold: ThresholdSpec = threshold_option("auto", "--threshold", "default threshold: auto (stored F1-max, "
                                                 "else stored FPR), f1, fpr, none (score without deciding) or a number")
     name: str = option("line", "--name", "data set name the images get in the store (the nightly flow's by default, "
                        "so its report shows them)", type=name_arg)
-    device: str | None = device_option()
     reference: str | None = reference_option("few-shot: a folder of normal images of the class")
-    against: str | None = option(None, "--against", "MuSc: score each image against the cached test images of its "
-                                 "class in this data set of the store")
     out: str = option("zsad-inline", "--out", "folder of audit.jsonl, scores.csv and the uploads")
     webhook: str | None = option(None, "--webhook", "also POST each batch's JSON results to this URL", metavar="URL")
     mqtt: str | None = option(None, "--mqtt", "also publish each batch's JSON results (paho-mqtt)",
                               metavar="HOST[:PORT]/TOPIC")
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_against_reference(self.against, self.reference)
 
 
 @dataclass(frozen=True, kw_only=True)

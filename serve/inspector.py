@@ -73,10 +73,7 @@ class Inspector:
         return time.perf_counter() - t0
 
     def _files_request(self, class_name: str, **over: Any) -> FilesRequest:
-        r = self.r
-        fields = dict(class_name=class_name, store=r.store, config=r.config, variant=r.variant, name=r.name,
-                      device=r.device, reference=r.reference, against=r.against, progress=False)
-        return FilesRequest(**{**fields, **over})
+        return FilesRequest(**{**self.r.scoring(), "class_name": class_name, "progress": False, **over})
 
     def spool(self, data: bytes, name: str) -> Item:
         """An upload checked (format from its bytes, size from its header: nothing decoded) and
