@@ -1,6 +1,7 @@
 """Wall time of ``zsad demo`` (fresh output folder each time), old code against this checkout,
 interleaved in one run (old, new, old, new), with core count and CPU utilisation (children's
-user+system time over wall time and cores).
+user+system time over wall time and cores), and whether the two demos' ``metrics.json`` are
+byte-identical.
 
     .venv/bin/python benchmarks/bench_demo.py --old 9e3768c [--repeats 2] [--work DIR]
 """
@@ -56,6 +57,11 @@ def main() -> None:
               f"{sum(u for _, u, _ in runs) / len(runs):.0%} | {', '.join(str(rc) for _, _, rc in runs)} |")
     best = {s: min(w for w, _, _ in r) for s, r in times.items()}
     print(f"new / old (best): {best['new'] / best['old']:.2f}")
+    same = all((work / f"demo-old-{i}" / "results" / "metrics.json").read_bytes() ==
+               (work / f"demo-new-{i}" / "results" / "metrics.json").read_bytes() for i in range(args.repeats))
+    print(f"metrics.json byte-identical, old and new: {same}")
+    if not same:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

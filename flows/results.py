@@ -32,22 +32,9 @@ def _failed(data: Any) -> bool:
 
 
 @dataclass(frozen=True)
-class Json:
-    """A result printed as JSON (failed when it names failures)."""
-
-    data: Any
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_PARTIAL if _failed(self.data) else EXIT_DONE
-
-    def show(self) -> None:
-        print(json.dumps(self.data, indent=2, default=str))
-
-
-@dataclass(frozen=True)
 class Printed:
-    """A result the command printed itself (its table); only its exit code is left."""
+    """A result the command printed itself (its table); only its exit code is left (1 when it
+    names failures: ``n_failed`` or ``failed``)."""
 
     data: Any
 
@@ -60,15 +47,18 @@ class Printed:
 
 
 @dataclass(frozen=True)
-class Failures:
-    """A result that lists failures on stderr (``failed``: their records) and prints nothing else."""
+class Json(Printed):
+    """A result printed as JSON."""
 
-    data: dict
-    command: str
+    def show(self) -> None:
+        print(json.dumps(self.data, indent=2, default=str))
 
-    @property
-    def exit_code(self) -> int:
-        return EXIT_PARTIAL if _failed(self.data) else EXIT_DONE
+
+@dataclass(frozen=True)
+class Failures(Json):
+    """A result whose failures (``failed``: their records) are listed on stderr, then printed as JSON."""
+
+    command: str = ""
 
     def show(self) -> None:
         from zsad.tasks.failures import Failure
@@ -78,7 +68,7 @@ class Failures:
         if failed:
             print(f"zsad {self.command}: {self.data.get('n_images', 0)} images done, {len(failed)} failed (listed "
                   "above)", file=sys.stderr)
-        print(json.dumps(self.data, indent=2, default=str))
+        super().show()
 
 
 def as_json(data: Any) -> Shown:
