@@ -3,7 +3,7 @@
 An ``Inspector`` holds what a warm process keeps: the store, the config, the loaded models (in
 ``zsad.tasks.worker``'s per-process cache, loaded once by ``warm``) and the sinks. ``score``
 takes jobs (one per HTTP request or watched file), runs each group of jobs that may share a
-pipeline run (same class, variant and reference) through ``zsad.flows.predict.score_files``,
+pipeline run (same class and resolved variant) through ``zsad.flows.score_files.score_files``,
 exactly the code ``zsad predict`` runs, and decides with the thresholds ``predict`` would use
 (read from the store at each batch, so a new ``zsad calibrate`` is seen without a restart).
 
