@@ -7,7 +7,12 @@ Metrics (``x`` a query, ``y`` a key):
 
 - ``cosine``: ``(1 - max_y x.y) / 2`` for unit-norm features (WinCLIP+'s ``0.5 (1 - <f, r>)``);
 - ``l2``: ``sqrt(max(0, min_y (|y|^2 - 2 x.y) + |x|^2))``, the Euclidean distance by
-  ``torch.cdist``'s formula for large inputs (one ``addmm``), the square root after the minimum.
+  ``torch.cdist``'s formula for large inputs (one ``addmm``), the square root after the minimum;
+- ``l2sq``: ``max(0, |x|^2 + |y|^2 - 2 x.y)``, the squared distance as faiss' flat L2 index gives
+  it (AnomalyDINO).
+
+``k`` > 1 averages the ``k`` nearest keys of each segment instead of taking the nearest (the
+``k`` smallest kept across blocks, then their mean; ``l2sq`` only).
 
 Keys are processed in blocks of whole segments (a segment larger than a block is split, the
 running best kept), so at most ``max_elements`` similarities are held at once. The minimum and
@@ -30,7 +35,7 @@ from typing import Sequence
 
 import torch
 
-METRICS = ("cosine", "l2")
+METRICS = ("cosine", "l2", "l2sq")
 MAX_ELEMENTS = 1 << 26  # similarities held at once (256 MB of float32)
 
 
@@ -58,7 +63,7 @@ def _reduce(block: torch.Tensor, seg: list[tuple[int, int]], metric: str) -> tor
 
 
 def nearest(query_mc: torch.Tensor, keys_nc: torch.Tensor, *, bounds: Sequence[int], metric: str,
-            outside_mn: torch.Tensor | None = None, max_elements: int = MAX_ELEMENTS) -> torch.Tensor:
+            outside_mn: torch.Tensor | None = None, max_elements: int = MAX_ELEMENTS, k: int = 1) -> torch.Tensor:
     """(M, S) float32: each of the M query rows' distance (``metric``) to its nearest key row in
     each segment ``bounds[s]:bounds[s + 1]`` of ``keys_nc`` (N, C).
 
@@ -67,10 +72,14 @@ def nearest(query_mc: torch.Tensor, keys_nc: torch.Tensor, *, bounds: Sequence[i
     """
     if metric not in METRICS:
         raise ValueError(f"nearest-patch metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    if k != 1:
+        return _k_nearest(query_mc, keys_nc, bounds, k, max_elements)
     bounds = [int(b) for b in bounds]
     if bounds[0] != 0 or bounds[-1] != keys_nc.shape[0] or any(b > a for a, b in zip(bounds[1:], bounds)):
         raise ValueError(f"segment bounds must rise from 0 to the {keys_nc.shape[0]} keys, got {bounds}")
     m = query_mc.shape[0]
+    if metric == "l2sq":
+        return _k_nearest(query_mc, keys_nc, bounds, 1, max_elements)
     best = torch.full((m, len(bounds) - 1), -math.inf if metric == "cosine" else math.inf,
                       dtype=torch.float32, device=query_mc.device)
     rows = max(1, max_elements // max(1, m))
@@ -88,6 +97,26 @@ def nearest(query_mc: torch.Tensor, keys_nc: torch.Tensor, *, bounds: Sequence[i
     if metric == "cosine":
         return (1 - best) / 2
     return (best + query_mc.pow(2).sum(-1)[:, None]).clamp_min(0).sqrt()
+
+
+def _k_nearest(query_mc: torch.Tensor, keys_nc: torch.Tensor, bounds: Sequence[int], k: int, max_elements: int
+               ) -> torch.Tensor:
+    """(M, S) float32: the mean of each query row's ``k`` smallest ``l2sq`` distances per segment."""
+    bounds = [int(b) for b in bounds]
+    if any(b - a < k for a, b in zip(bounds, bounds[1:])):
+        raise ValueError(f"k = {k} nearest keys need segments of at least {k} keys, got bounds {bounds}")
+    q2, k2 = query_mc.pow(2).sum(-1), keys_nc.pow(2).sum(-1)
+    rows = max(1, max_elements // max(1, query_mc.shape[0]))
+    out = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        best = None
+        for s in range(a, b, rows):
+            e = min(b, s + rows)
+            d2 = torch.addmm(k2[s:e], query_mc, keys_nc[s:e].T, beta=1, alpha=-2).add_(q2[:, None]).clamp_min_(0)
+            part = torch.topk(d2, min(k, e - s), dim=1, largest=False, sorted=True).values
+            best = part if best is None else torch.topk(torch.cat([best, part], 1), k, 1, largest=False).values
+        out.append(best.mean(dim=1))
+    return torch.stack(out, dim=1)
 
 
 def _mask(part: torch.Tensor, outside_mn: torch.Tensor, seg: list[tuple[int, int]], metric: str) -> torch.Tensor:
