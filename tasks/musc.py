@@ -2,8 +2,10 @@
 (``musc/{hash}/{unit}``, one group per r and ``same_position``), and each variant's maps, scores
 and RsCIN, written as ``aggregate`` units like every other variant's.
 
-The N^2 distance pass is the only expensive step: it runs once per (batch, r) in blocks of
-query images (Dask tasks on a cluster), each block reading its batch's tokens from the store.
+The N^2 distance pass is the only expensive step: it runs once per (batch, r). Where all of a
+batch's distances are missing and the work stays on this machine it is one task forming each
+unordered pair of images once (``zsad.musc.pair_distances``); otherwise (a few new images, a
+Dask cluster) blocks of query images, each reading its batch's tokens from the store.
 Each unit records ``{image sha256}+{batch digest}`` as its source: an image added to or removed
 from the class recomputes that class's distances and nothing else; fractions, layer subsets, r
 subsets of cached r's, RsCIN and the hybrids re-run from these units alone.
@@ -18,7 +20,7 @@ import dask
 import numpy as np
 import torch
 
-from zsad.musc import layer_features, nearest_distances
+from zsad.musc import layer_features, nearest_distances, pair_distances
 from zsad.musc_maps import divide_subsets
 from zsad.shots import digest
 from zsad.stores import StageStore, Unit, unit_key
@@ -89,13 +91,16 @@ def batch_tokens(store: StageStore, tokens_hash: str, batch: MuscBatch) -> torch
 def nearest_block(store: StageStore, plan: StagePlan, r: int, same_position: int | None, batch: MuscBatch,
                   queries: list[int], sources: dict[str, str], device: str = "cpu") -> dict[str, np.ndarray]:
     """One task: the (L, N, P) nearest-patch distances of the batch's images ``queries``
-    (indices into ``batch.units``) at neighbourhood size r; own column +inf. Writes each query's
+    (indices into ``batch.units``; all of them: ``zsad.musc.pair_distances``, each unordered pair
+    once) at neighbourhood size r; own column +inf. Writes each query's
     unit or, into a read-only store, returns them (unit path -> rows)."""
     tokens = batch_tokens(store, plan.hashes["musc_tokens"], batch)
+    whole = len(queries) == len(batch.units)  # every pair is needed: each unordered pair once
     rows = []
     for lay in range(tokens.shape[1]):
         z = layer_features(tokens, lay, r, device=device)
-        d = nearest_distances(z[queries], z, same_position=same_position).cpu()
+        d = (pair_distances(z, same_position=same_position) if whole else
+             nearest_distances(z[queries], z, same_position=same_position)).cpu()
         for a, i in enumerate(queries):
             d[a, i] = float("inf")
         rows.append(d)
@@ -122,6 +127,7 @@ def nearest_rows(store: StageStore, plan: StagePlan, musc: Musc, batches: list[M
     ``known``, computed earlier in the run, are not missing); returns the rows computed but not
     stored (read-only stores), ``(r, same_position, batch digest, unit path) -> rows``."""
     jobs, known = [], known or {}
+    local = scheduler in ("threads", "synchronous", "sync", "processes")  # the GEMMs use every core already
     for r in musc.r_list:
         h = plan.musc_hash(r, musc.same_position)
         for batch in batches:
@@ -132,12 +138,12 @@ def nearest_rows(store: StageStore, plan: StagePlan, musc: Musc, batches: list[M
             if todo and not store.read_only:
                 store.ensure_stage("musc", h, musc_config(r, musc.same_position),
                                    {"musc_tokens": plan.hashes["musc_tokens"]})
+            block = len(todo) if len(todo) == len(batch.units) and local else QUERY_BLOCK
             jobs += [((r, batch.digest), dask.delayed(nearest_block)(store, plan, r, musc.same_position, batch,
-                                                                     todo[i: i + QUERY_BLOCK], sources, device))
-                     for i in range(0, len(todo), QUERY_BLOCK)]
+                                                                     todo[i: i + block], sources, device))
+                     for i in range(0, len(todo), block)]
     if not jobs:
         return {}
-    local = scheduler in ("threads", "synchronous", "sync", "processes")  # the GEMMs use every core already
     results = dask.compute(*[j for _, j in jobs], scheduler="synchronous" if local else scheduler)
     return {(r, musc.same_position, d, path): row for ((r, d), _), res in zip(jobs, results)
             for path, row in res.items()}

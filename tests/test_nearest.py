@@ -85,3 +85,34 @@ def test_one_kernel_searches_nearest_patches():
         imports = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         if rel in callers:
             assert "nearest" in imports, f"{rel} must search nearest patches with zsad.nearest"
+
+
+@pytest.mark.parametrize("n,same_position", [(7, None), (12, 1), (3, None), (11, 0)])
+def test_musc_pairs_once_equal_every_ordered_pair(n, same_position):
+    """``pair_distances`` (each unordered pair once) gives ``nearest_distances(z, z)``'s table:
+    the same dot products and the same additions, so equal bit for bit here; crosspath runs on
+    other kernels keep a float32 tolerance."""
+    from zsad.musc import nearest_distances, pair_distances
+    z = torch.nn.functional.normalize(torch.randn(n, 36, 12, generator=torch.Generator().manual_seed(n)), dim=-1)
+    old, new = nearest_distances(z, z, same_position=same_position), pair_distances(z, same_position=same_position)
+    torch.testing.assert_close(new, old, rtol=1e-6, atol=1e-6)
+
+
+def test_both_ways_equals_two_searches():
+    from zsad.nearest import nearest_both_ways
+    rng = np.random.default_rng(3)
+    a, b = (torch.from_numpy(rng.normal(size=s).astype(np.float32)) for s in ((8, 5), (12, 5)))
+    ab, ba = nearest_both_ways(a, b, a_bounds=(0, 4, 8), b_bounds=(0, 4, 8, 12))
+    torch.testing.assert_close(ab, nearest(a, b, bounds=(0, 4, 8, 12), metric="l2"), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(ba, nearest(b, a, bounds=(0, 4, 8), metric="l2"), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="equal segments"):
+        nearest_both_ways(a, b, a_bounds=(0, 3, 8), b_bounds=(0, 12))
+
+
+def test_k_nearest_squared_equals_the_brute_force():
+    rng = np.random.default_rng(4)
+    q, k = rng.normal(size=(6, 4)).astype(np.float32), rng.normal(size=(20, 4)).astype(np.float32)
+    got = nearest(torch.from_numpy(q), torch.from_numpy(k), bounds=(0, 9, 20), metric="l2sq", k=3, max_elements=30)
+    d2 = ((q[:, None, :].astype(np.float64) - k[None].astype(np.float64)) ** 2).sum(-1)
+    want = np.stack([np.sort(d2[:, a:b], axis=1)[:, :3].mean(1) for a, b in ((0, 9), (9, 20))], 1)
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5)

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .nearest import nearest
+from .nearest import nearest, nearest_both_ways
 
 LAYERNORM_EPS = 1e-5
 GEMM_ELEMENTS = 1 << 26  # the largest (query patches x key patches) block of distances held at once
@@ -150,6 +150,40 @@ def nearest_distances(query_npc: torch.Tensor, keys_npc: torch.Tensor, *, same_p
     return out
 
 
+def pair_block(n: int, p: int) -> int:
+    """Images per side of ``pair_distances``' blocks: at most ``GEMM_ELEMENTS`` distances a block
+    pair, and at most a tenth of the batch (a diagonal block forms its pairs both ways: with
+    blocks of b images the products are (N^2 + N b) / 2, so b <= N / 10 keeps the saving >= 1.8x).
+
+    Example:
+        >>> pair_block(200, 1369), pair_block(200, 225), pair_block(8, 225)
+        (5, 20, 1)
+    """
+    return max(1, min(math.isqrt(GEMM_ELEMENTS) // p, n // 10))
+
+
+def pair_distances(z_npc: torch.Tensor, *, same_position: int | None = None) -> torch.Tensor:
+    """(N, N, P) float32: ``nearest_distances(z, z)`` with each unordered pair of images formed
+    once: blocks of images (I, J), I <= J, one matrix product each, its row minima the distances
+    of I's patches to J and its column minima J's to I (``zsad.nearest.nearest_both_ways``; the
+    same values as the two products, each from the same dot products)."""
+    n, p, c = z_npc.shape
+    if same_position == 0:
+        return nearest_distances(z_npc, z_npc, same_position=0)
+    outside = None if same_position is None else ~position_mask(grid_of(p + 1), same_position).to(z_npc.device)
+    out = torch.empty(n, n, p, dtype=torch.float32, device=z_npc.device)
+    block = pair_block(n, p)
+    for s in range(0, n, block):
+        a = z_npc[s: s + block]
+        for t in range(s, n, block):
+            b = z_npc[t: t + block]
+            ab, ba = nearest_both_ways(a.reshape(-1, c), b.reshape(-1, c), a_bounds=range(0, len(a) * p + 1, p),
+                                       b_bounds=range(0, len(b) * p + 1, p), outside_mn=outside)
+            out[s: s + len(a), t: t + len(b)] = ab.view(len(a), p, len(b)).permute(0, 2, 1)
+            out[t: t + len(b), s: s + len(a)] = ba.view(len(b), p, len(a)).permute(0, 2, 1)
+    return out
+
+
 def interval_mean(nearest_np: torch.Tensor, k: int) -> torch.Tensor:
     """(P,) float32: per patch, the mean of its ``k`` smallest distances of ``nearest_np``
     ((N others, P)), by MuSc's operations (two top-k selections, then the mean)."""
@@ -204,7 +238,7 @@ def mutual_maps(tokens_nlpc: np.ndarray | torch.Tensor, *, r_list: Sequence[int]
         per_layer = []
         for lay in range(tokens.shape[1]):
             z = layer_features(tokens, lay, r, device=device)
-            per_layer.append(nearest_distances(z, z, same_position=same_position).cpu())
+            per_layer.append(pair_distances(z, same_position=same_position).cpu())
         table = torch.stack(per_layer)  # (L, N, N, P)
         for i in range(n):
             rows[i].append(torch.cat([table[:, i, :i], table[:, i, i + 1:]], dim=1))

@@ -127,3 +127,32 @@ def _mask(part: torch.Tensor, outside_mn: torch.Tensor, seg: list[tuple[int, int
                          f"{part.shape[0] * n} or pass fewer query rows at a time")
     full = outside_mn.repeat(part.shape[0] // m, len(seg))
     return part.masked_fill(full, -math.inf if metric == "cosine" else math.inf)
+
+
+def nearest_both_ways(a_mc: torch.Tensor, b_nc: torch.Tensor, *, a_bounds: Sequence[int], b_bounds: Sequence[int],
+                      outside_mn: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``l2`` nearest distances in both directions from one matrix product: ``(a_to_b, b_to_a)``,
+    (M, S_b) each row of ``a`` to each segment of ``b`` and (N, S_a) each row of ``b`` to each
+    segment of ``a``: ``nearest(a, b, ...)`` and ``nearest(b, a, ...)`` with ``G = a b^T`` formed
+    once (MuSc's mutual step: each unordered pair of images once). Equal segments only (MuSc's
+    images); ``outside_mn`` as in ``nearest``, symmetric.
+    """
+    sa, sb = _equal(a_bounds, a_mc.shape[0]), _equal(b_bounds, b_nc.shape[0])
+    g = a_mc @ b_nc.T  # (M, N)
+    a2, b2 = a_mc.pow(2).sum(-1), b_nc.pow(2).sum(-1)
+    to_b = b2[None, :] - 2 * g
+    to_a = a2[:, None] - 2 * g
+    if outside_mn is not None:
+        full = outside_mn.repeat(a_mc.shape[0] // outside_mn.shape[0], b_nc.shape[0] // outside_mn.shape[1])
+        to_b, to_a = to_b.masked_fill(full, math.inf), to_a.masked_fill(full, math.inf)
+    rows = to_b.view(a_mc.shape[0], -1, sb).amin(-1) + a2[:, None]  # (M, S_b)
+    cols = to_a.view(-1, sa, b_nc.shape[0]).amin(1).T + b2[:, None]  # (N, S_a)
+    return rows.clamp_min(0).sqrt(), cols.clamp_min(0).sqrt()
+
+
+def _equal(bounds: Sequence[int], n: int) -> int:
+    bounds = [int(b) for b in bounds]
+    size = bounds[1] - bounds[0] if len(bounds) > 1 else 0
+    if bounds[0] != 0 or bounds[-1] != n or size < 1 or any(b - a != size for a, b in zip(bounds, bounds[1:])):
+        raise ValueError(f"both-ways search needs equal segments from 0 to {n}, got {bounds}")
+    return size
