@@ -1,13 +1,10 @@
 """One frozen request per command: its fields are the command's parameters, declared once
 (how a field is declared: ``zsad.flows.request_fields``).
 
-The command line is generated from the fields (``zsad.flows.cli``: flag, help, default and
-choices, the choices taken from the core's own tuples); the Prefect flow takes the request as
-its one parameter (``prefect.yaml`` passes it as a mapping); the plain function, the Dask
-payloads and the workers get the request or the part of it they need. Checks that concern one
-field or a pair of fields are in ``__post_init__``, so a bad request fails before any work,
-whichever way it came. A field without an ``option`` is not on the command line (set by the
-code that builds the request: ``progress``, ``units``...).
+The command line is generated from the fields (flag, help, default, the core's own choices);
+the Prefect flow takes the request as its one parameter (``prefect.yaml``: a mapping). Checks
+of a field or a pair of fields are in ``__post_init__``: a bad request fails before any work,
+whichever way it came. A field without an ``option`` is not on the command line.
 
 Example:
     >>> r = AggregateRequest(store="s.zarr", classes=["pcb1"])

@@ -72,9 +72,9 @@ def test_bad_bounds_metrics_and_split_masked_segments_are_refused():
 
 
 def test_one_kernel_searches_nearest_patches():
-    """Few-shot, the tile-mutual mode and MuSc call ``zsad.nearest``; no other core module forms a
+    """Few-shot, the tile-mutual mode, MuSc and AnomalyDINO call ``zsad.nearest``; no other core module forms a
     query-key similarity or distance matrix itself."""
-    callers = {"zsad/patches.py", "zsad/musc.py"}
+    callers = {"zsad/patches.py", "zsad/musc_pairs.py", "zsad/anomalydino.py"}
     for path in sorted((ROOT / "zsad").rglob("*.py")):
         rel = path.relative_to(ROOT).as_posix()
         if rel == "zsad/nearest.py" or rel.startswith("zsad/models/"):
