@@ -5,8 +5,8 @@ ordered pair of images (i, j); ``zsad.musc.pair_distances`` forms one matrix per
 of image blocks and reads both directions from it (row minima: i's patches to j, column minima:
 j's to i). Random unit features of MuSc's shapes (the cost does not depend on their values):
 ViT-L-14-336 at 518 px (37 x 37 patches, width 1024) per layer and r. Prints core count, CPU
-use, both times, their ratio, whether the two tables are bit-identical, and the matrix products
-each forms (old N^2 image pairs; new sum over block pairs).
+use, both times, their ratio, the largest difference of the two tables off the diagonal (an
+image against itself is never used), and the image-pair products each forms.
 
     .venv/bin/python benchmarks/bench_musc_pairs.py [--images 20 40] [--patches 1369] [--width 1024] [--quick]
 """
@@ -52,7 +52,7 @@ def main() -> None:
     print(f"cores: {os.cpu_count()}, torch threads: {torch.get_num_threads()}; {a.patches} patches of width "
           f"{a.width} per image, one layer and r\n")
     print("| images | old: every ordered pair (s) | new: each unordered pair once (s) | old / new | CPU use old, new "
-          "| image-pair products old, new | identical |\n|---:|---:|---:|---:|---|---|---|")
+          "| image-pair products old, new | largest difference off the diagonal |\n|---:|---:|---:|---:|---|---|---|")
     for n in a.images:
         z = torch.nn.functional.normalize(torch.randn(n, a.patches, a.width, generator=torch.Generator().manual_seed(n)),
                                           dim=-1)
@@ -60,7 +60,8 @@ def main() -> None:
         new, t_new, u_new = timed(lambda: pair_distances(z))
         po, pn = products(n, a.patches)
         print(f"| {n} | {t_old:.2f} | {t_new:.2f} | {t_old / t_new:.2f}x | {u_old:.0%}, {u_new:.0%} | {po}, {pn} "
-              f"({po / pn:.2f}x fewer) | {torch.equal(old, new)} |", flush=True)
+              f"({po / pn:.2f}x fewer) | {(old - new).abs()[~torch.eye(n, dtype=torch.bool)].max().item():.1e} |",
+              flush=True)
     for n in (100, 200):
         po, pn = products(n, a.patches)
         print(f"| {n} (counted, not timed) | | | | | {po}, {pn} ({po / pn:.2f}x fewer) | |")
