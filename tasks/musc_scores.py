@@ -175,14 +175,19 @@ def score_musc(run: AggregateRun, unit: Unit, facts: ImageFacts, todo: list[tupl
         if job.config.patch.combine == "mean":
             zs_score, zs_map = zero_shot_of(run, job, unit, facts)
             score = (zs_score + score) / 2
+        maps: dict[tuple[int, int], np.ndarray] = {}  # by size: the full-size map is made once for both uses
+
+        def map_at(size: tuple[int, int]) -> np.ndarray:
+            if size not in maps:
+                maps[size] = musc_image_map(run, job, unit, facts, ctx, size, zs_map)
+            return maps[size]
         if write:
-            map_hw = musc_image_map(run, job, unit, facts, ctx, facts.image_hw, zs_map) if run.save_maps else None
             attrs = AggregateAttrs(sample_score=score, label=facts.label, has_map=run.save_maps,
                                    musc_score=ctx.raw[unit.path])
-            write_result(run.store, job=job, unit=unit, attrs=attrs, map_hw=map_hw, source=source)
+            write_result(run.store, job=job, unit=unit, attrs=attrs, source=source,
+                         map_hw=map_at(facts.image_hw) if run.save_maps else None)
         out.add(run, job, unit, facts, score, write)
         if evaluate:
             size = (token_side(run),) * 2 if run.square else facts.image_hw
             mask = protocol_mask(facts.mask_path, size[0]) if run.square else ground_truth(facts.mask_path, size)
-            out.pixel_side(run, map_key(job.config), unit).add_map(
-                facts.label, mask, musc_image_map(run, job, unit, facts, ctx, size, zs_map))
+            out.pixel_side(run, map_key(job.config), unit).add_map(facts.label, mask, map_at(size))
