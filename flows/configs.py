@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from zsad.config import AggregateConfig, ModelSpec, MuscTokensConfig, PipelineConfig, SamGeneratorConfig, config_from_dict
+from zsad.config import (AggregateConfig, AnomalyDinoConfig, ModelSpec, MuscTokensConfig, PipelineConfig,
+                         SamGeneratorConfig, config_from_dict)
 from zsad.sweep import variant_grid
 from zsad.variants import label as variant_label
 
@@ -18,25 +19,44 @@ MUSC = {  # the seed's pipeline plus MuSc's tokens: MuSc's README rows (VisA/MVT
     "musc": MuscTokensConfig(),  # ViT-L-14-336 (OpenAI), 518 px, blocks 5/11/17/23: its default
     "musc-b16": MuscTokensConfig(B16, 240, (2, 5, 8, 11)),  # its README names no layers: the quarter points
     "musc-b16-512": MuscTokensConfig(B16, 512, (2, 5, 8, 11)),
+    # MuSc's DINO rows (its README's backbone table; layers as its scripts/musc_*.sh)
+    "musc-dinov2-l518": MuscTokensConfig(ModelSpec("dino", "dinov2_vitl14", "lvd142m"), 518, (5, 11, 17, 23)),
+    "musc-dinov2-l336": MuscTokensConfig(ModelSpec("dino", "dinov2_vitl14", "lvd142m"), 336, (5, 11, 17, 23)),
+    "musc-dinov2-b518": MuscTokensConfig(ModelSpec("dino", "dinov2_vitb14", "lvd142m"), 518, (2, 5, 8, 11)),
+    "musc-dinov2-b336": MuscTokensConfig(ModelSpec("dino", "dinov2_vitb14", "lvd142m"), 336, (2, 5, 8, 11)),
+    "musc-dino-b16-512": MuscTokensConfig(ModelSpec("dino", "dino_vitb16", "imagenet"), 512, (2, 5, 8, 11)),
+    "musc-dino-b16-256": MuscTokensConfig(ModelSpec("dino", "dino_vitb16", "imagenet"), 256, (2, 5, 8, 11)),
 }
-NAMED = ("paper", *CHEAPER_SAM, *MUSC, "tiny", "musc-tiny")
+ANOMALYDINO = {"anomalydino": AnomalyDinoConfig(),  # ViT-S/14 at 448: the official default
+               "anomalydino-b448": AnomalyDinoConfig(ModelSpec("dino", "dinov2_vitb14", "lvd142m")),
+               "anomalydino-l448": AnomalyDinoConfig(ModelSpec("dino", "dinov2_vitl14", "lvd142m"))}
+TINY = {  # random tiny models (tests, the demo)
+    "tiny": PipelineConfig.tiny(),
+    "musc-tiny": PipelineConfig.tiny(musc=MuscTokensConfig(ModelSpec("clip", "tiny"), 96, (0, 1))),  # 6 x 6
+    "musc-dino-tiny": PipelineConfig.tiny(musc=MuscTokensConfig(ModelSpec("dino", "tiny-dinov2"), 84, (0, 1))),
+    "dino-tiny": PipelineConfig.tiny(  # the demo: MuSc's tokens of the tiny CLIP and AnomalyDINO's of a tiny DINOv2
+        musc=MuscTokensConfig(ModelSpec("clip", "tiny"), 96, (0, 1)),
+        anomalydino=AnomalyDinoConfig(ModelSpec("dino", "tiny-dinov2"), 56, 4)),
+}
+NAMED = ("paper", *CHEAPER_SAM, *MUSC, *ANOMALYDINO, *TINY)
 
 
 def load_pipeline_config(name_or_path: str, **overrides: Any) -> PipelineConfig:
     """``paper`` (the seed's models), ``paper-sam16``/``paper-sam8`` (the same with SAM's point
     grid at 16x16 / 8x8: cheaper on a CPU, not the seed's setting; see the README's figures),
-    ``musc``/``musc-b16``/``musc-b16-512`` (the seed's plus MuSc's tokens, ``MUSC``), ``tiny``
-    and ``musc-tiny`` (random tiny models) or a JSON file of a ``PipelineConfig``."""
+    ``musc``... (the seed's plus MuSc's tokens, ``MUSC``: CLIP and DINO rows), ``anomalydino``...
+    (the seed's plus AnomalyDINO's tokens, ``ANOMALYDINO``), the random tiny models (``TINY``) or a
+    JSON file of a ``PipelineConfig``."""
     if name_or_path == "paper":
         cfg = PipelineConfig.paper()
     elif name_or_path in CHEAPER_SAM:
         cfg = PipelineConfig.paper(sam_generator=SamGeneratorConfig(points_per_side=CHEAPER_SAM[name_or_path]))
     elif name_or_path in MUSC:
         cfg = PipelineConfig.paper(musc=MUSC[name_or_path])
-    elif name_or_path == "tiny":
-        cfg = PipelineConfig.tiny()
-    elif name_or_path == "musc-tiny":  # random tiny models; MuSc's tokens of the tiny CLIP at 96 px (6 x 6)
-        cfg = PipelineConfig.tiny(musc=MuscTokensConfig(ModelSpec("clip", "tiny"), 96, (0, 1)))
+    elif name_or_path in ANOMALYDINO:
+        cfg = PipelineConfig.paper(anomalydino=ANOMALYDINO[name_or_path])
+    elif name_or_path in TINY:
+        cfg = TINY[name_or_path]
     else:
         path = Path(name_or_path)
         if not path.is_file():

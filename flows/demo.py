@@ -19,8 +19,9 @@ from .evaluate import evaluate_records
 from .precompute import PrecomputeResult, run_precompute
 from .command_requests import DemoRequest, EvaluateRequest, PrecomputeRequest, ReportRequest
 
-DEMO_MODES = "mode=zero-shot,few-shot,mutual,musc"  # one cache: no normal images / a few / the batch / MuSc
-DEMO_CONFIG = "musc-tiny"  # the tiny models, and MuSc's tokens of the tiny CLIP
+# one cache: no normal images / a few / the batch / MuSc / AnomalyDINO few-shot and batched (a tiny batch: quantile 0.1)
+DEMO_MODES = "mode=zero-shot,few-shot,mutual,musc,anomalydino,anomalydino-batched;quantile=0.1"
+DEMO_CONFIG = "dino-tiny"  # the tiny models, MuSc's tokens of the tiny CLIP, AnomalyDINO's of a tiny DINOv2
 DEMO_SWEEP = f"{DEMO_MODES};fusion=harmonic,geometric;top_fraction=0.25,1"  # the report's variants page: 12
 
 
@@ -67,8 +68,8 @@ class DemoResult:
 
 def run_demo(request: DemoRequest, *, report: bool = True) -> DemoResult:
     """Write a synthetic data set, precompute with tiny models (test images, and the train split's
-    normal images as few-shot references, with patch tokens and MuSc's tokens), evaluate the four
-    modes (MuSc beside the seed), draw heatmaps, and report a sweep."""
+    normal images as few-shot references, with patch tokens, MuSc's and AnomalyDINO's tokens),
+    evaluate the six detectors (MuSc and AnomalyDINO beside the seed), draw heatmaps, and report a sweep."""
     out_dir = Path(request.out)
     data, store = out_dir / "data", str(out_dir / "store.zarr")
     t0 = time.perf_counter()

@@ -17,8 +17,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from zsad.stages import (  # noqa: F401 - the array names, re-exported for the tasks
-    BOXES, CLASS_TOKEN, COMPONENTS, EMBEDDINGS, FUSED, MAPS, MUTUAL_SCORES, NEAREST, PATCH_DIMS, PATCHES, PIXEL_MAP,
-    STAGES, TOKENS)
+    BOXES, CLASS_TOKEN, COMPONENTS, DINO_TOKENS, EMBEDDINGS, FUSED, MAPS, MUTUAL_SCORES, NEAREST, PATCH_DIMS, PATCHES,
+    PIXEL_MAP, STAGES, TOKENS)
 
 STAGE_ARRAYS: dict[str, Mapping[str, tuple[str, ...]]] = {s.name: s.arrays for s in STAGES}
 

@@ -51,7 +51,13 @@ def _batch() -> Scorer:
     return Scorer(score_musc, musc_maps)
 
 
-SCORERS: dict[str, Callable[[], Scorer]] = {"tile": _tiles, "patch": _tiles, "batch": _batch}  # Detector.scoring
+def _tokens() -> Scorer:
+    from .dino_scores import dino_maps, score_dino
+    return Scorer(score_dino, dino_maps)
+
+
+SCORERS: dict[str, Callable[[], Scorer]] = {"tile": _tiles, "patch": _tiles, "batch": _batch,  # Detector.scoring
+                                            "tokens": _tokens}
 
 
 def pixel_map(store: StageStore, plan: StagePlan, agg, unit: Unit, context=None) -> np.ndarray:

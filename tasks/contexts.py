@@ -1,6 +1,7 @@
 """The per-class step of each detector that needs one, before an aggregation run's chunks: the
-few-shot references' memory, the tile-mutual batch's scores (``zsad.tasks.patches``) and MuSc's
-batch step (``zsad.tasks.musc_scores``), by ``Detector.scoring``."""
+few-shot references' memory, the tile-mutual batch's scores (``zsad.tasks.patches``), MuSc's
+batch step (``zsad.tasks.musc_scores``) and AnomalyDINO's memory or batch (``zsad.tasks.dino_scores``),
+by ``Detector.scoring``."""
 
 from __future__ import annotations
 
@@ -23,7 +24,14 @@ def _batch(run: AggregateRun, jobs: list[VariantJob], units: list[Unit], dataset
     return musc_contexts(run, jobs, units, dataset, scheduler=scheduler, device=device)
 
 
-CONTEXTS: dict[str, Callable | None] = {"tile": None, "patch": _patch, "batch": _batch}  # Detector.scoring
+def _tokens(run: AggregateRun, jobs: list[VariantJob], units: list[Unit], dataset: str, scheduler: Any, device: str
+            ) -> dict[tuple[str, str], Any]:
+    from .dino_scores import dino_contexts
+    return dino_contexts(run, jobs, units, dataset, scheduler=scheduler, device=device)
+
+
+CONTEXTS: dict[str, Callable | None] = {"tile": None, "patch": _patch, "batch": _batch,  # Detector.scoring
+                                        "tokens": _tokens}
 
 
 def variant_contexts(run: AggregateRun, units: list[Unit], dataset: str, *, scheduler: str | Callable = "threads",

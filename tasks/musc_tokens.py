@@ -21,7 +21,7 @@ def musc_tokens(job: ShardJob, units: tuple[Unit, ...]) -> StageResult:
         return StageResult(tuple(units))
 
     def setup():
-        return get_model(mc.clip, device=job.cfg.device, batch_size=job.cfg.batch_size,
+        return get_model(mc.backbone, device=job.cfg.device, batch_size=job.cfg.batch_size,
                          precision=job.cfg.precision, image_size=mc.image_size)
 
     def group(store, model, items):

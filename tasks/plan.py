@@ -117,15 +117,19 @@ def stage_configs(cfg: PipelineConfig) -> dict[str, Any]:
         "clipseg": {"model": _spec(cfg.clipseg), "prompts": list(localising_prompts(cfg.prompts.localising)),
                     "map_dtype": cfg.map_dtype, **_batching(cfg)},
         "musc_tokens": None if cfg.musc is None else {
-            "model": _spec(cfg.musc.clip), "image_size": cfg.musc.image_size, "layers": list(cfg.musc.layers),
+            "model": _spec(cfg.musc.backbone), "image_size": cfg.musc.image_size, "layers": list(cfg.musc.layers),
             **({"precision": cfg.precision} if cfg.precision != "fp32" else {})},
+        "dino_tokens": None if cfg.anomalydino is None else {
+            "model": _spec(cfg.anomalydino.backbone), "smaller_edge": cfg.anomalydino.smaller_edge,
+            "references": cfg.anomalydino.references, "rotations": cfg.anomalydino.rotations},
     }
 
 
 # A stage's ``model`` -> its spec in a PipelineConfig (None: the stage is off).
 MODEL_SPECS = {
     "isnet": lambda cfg: cfg.isnet, "sam": lambda cfg: cfg.sam, "clip": lambda cfg: cfg.clip,
-    "clipseg": lambda cfg: cfg.clipseg, "musc": lambda cfg: None if cfg.musc is None else cfg.musc.clip,
+    "clipseg": lambda cfg: cfg.clipseg, "musc": lambda cfg: None if cfg.musc is None else cfg.musc.backbone,
+    "anomalydino": lambda cfg: None if cfg.anomalydino is None else cfg.anomalydino.backbone,
 }
 
 

@@ -19,6 +19,7 @@ from zsad.stores import Unit
 from .clip_image import clip_image
 from .clipseg import clipseg_maps
 from .common import call
+from .dino_tokens import dino_tokens
 from .failures import Failure, clear_failures, record_failures
 from .foreground import foreground
 from .image import register_images
@@ -30,7 +31,8 @@ from .sam import sam_masks
 from .tiles import tiles
 
 STAGE_TASKS = {"isnet": isnet_maps, "sam": sam_masks, "foreground": foreground, "tiles": tiles,
-               "clip_image": clip_image, "clipseg": clipseg_maps, "musc_tokens": musc_tokens}  # stage -> the task that computes it
+               "clip_image": clip_image, "clipseg": clipseg_maps, "musc_tokens": musc_tokens,
+               "dino_tokens": dino_tokens}  # stage -> the task that computes it
 SHARD_STAGES = tuple(s.name for s in STAGES if s.kind == "precompute" and s.per == "image" and s.inputs
                      and s.written_by is None)  # "image" is registered first; per-class stages run per class
 if set(SHARD_STAGES) != set(STAGE_TASKS):

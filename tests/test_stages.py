@@ -16,7 +16,7 @@ def test_declared_in_dependency_order_with_known_inputs_and_models():
     for s in STAGES:
         assert set(s.inputs) <= seen, f"{s.name} reads {set(s.inputs) - seen}, declared after it"
         assert s.kind in ("precompute", "derived", "record") and s.per in ("image", "class")
-        assert s.model in (None, "isnet", "sam", "clip", "clipseg", "musc")
+        assert s.model in (None, "isnet", "sam", "clip", "clipseg", "musc", "anomalydino")
         assert (s.model is None) == (s.kind != "precompute" or s.name in ("image", "foreground", "tiles"))
         seen.add(s.name)
     assert len(seen) == len(STAGES)
@@ -59,7 +59,8 @@ def test_schema_keys_and_versions_come_from_the_declaration():
 
 def test_the_shard_runs_the_declared_per_image_stages_in_order():
     from zsad.tasks import shard
-    assert shard.SHARD_STAGES == ("isnet", "sam", "foreground", "tiles", "clip_image", "clipseg", "musc_tokens")
+    assert shard.SHARD_STAGES == ("isnet", "sam", "foreground", "tiles", "clip_image", "clipseg", "musc_tokens",
+                                  "dino_tokens")
     assert shard.IMAGE_STAGES == tuple(shard.STAGE_TASKS[n] for n in shard.SHARD_STAGES)
 
 

@@ -148,10 +148,13 @@ STAGE_PINNED = {  # the tiny config's stage hashes, computed before the stages w
 }
 
 
+OPT_IN = ("musc_tokens", "dino_tokens")  # pinned by the tests of their configs
+
+
 def test_stage_hashes_are_pinned():
     from zsad.variants import Mutual
     plan = plan_stages(PipelineConfig.tiny())
-    assert {k: v for k, v in plan.hashes.items() if k != "musc_tokens"} == STAGE_PINNED  # MuSc's: below
+    assert {k: v for k, v in plan.hashes.items() if k not in OPT_IN} == STAGE_PINNED  # the opt-in ones: below
     assert (plan.fused_hash("harmonic"), plan.fused_hash("geometric")) == ("ffb18921dcc33371", "a0f4c8c277643580")
     assert plan.mutual_hash(Mutual(mutual_fraction=0.3, neighbourhood=3)) == "74d44b8c7a7488bf"
     assert plan.memory_hash({"shots": 4, "shot_seed": 0, "reference": None}) == "0d0fe601bd72d22a"
@@ -162,7 +165,7 @@ def test_musc_hashes_are_pinned_and_leave_the_others_alone():
     their hashes when MuSc's tokens are switched on."""
     from zsad.flows.configs import load_pipeline_config
     plan = plan_stages(load_pipeline_config("musc-tiny"))
-    assert {k: v for k, v in plan.hashes.items() if k != "musc_tokens"} == STAGE_PINNED
+    assert {k: v for k, v in plan.hashes.items() if k not in OPT_IN} == STAGE_PINNED
     assert plan.hashes["musc_tokens"] == "741d99f8928d3345"
     assert (plan.musc_hash(1, None), plan.musc_hash(3, 0)) == ("f9bcb5a829da8a72", "270336ca85d83e5b")
     hashes = [plan.aggregate_hash(a) for a in
@@ -171,3 +174,19 @@ def test_musc_hashes_are_pinned_and_leave_the_others_alone():
     assert hashlib.sha256(" ".join(hashes).encode()).hexdigest()[:16] == "5ebcefb699b6f48c"
     # MuSc alone reads only its tokens: a change to the seed's stages leaves its hash as it is
     assert set(plan.aggregate_inputs(variant_grid("mode=musc")[0])) == {"musc_tokens"}
+
+
+def test_dino_hashes_are_pinned_and_leave_the_others_alone():
+    """AnomalyDINO's tokens (dino-tiny) and MuSc's on a DINOv2 tower (musc-dino-tiny): new hashes
+    of their own; every other stage, MuSc's CLIP tokens and MuSc's variants keep theirs."""
+    from zsad.flows.configs import load_pipeline_config
+    plan = plan_stages(load_pipeline_config("dino-tiny"))
+    assert {k: v for k, v in plan.hashes.items() if k not in OPT_IN} == STAGE_PINNED
+    assert (plan.hashes["musc_tokens"], plan.hashes["dino_tokens"]) == ("741d99f8928d3345", "c05eb659fbc51ea8")
+    assert plan.aggregate_hash(variant_grid("mode=musc")[0]) == "49e86dd5805a98c8"
+    hashes = [plan.aggregate_hash(a) for a in
+              variant_grid("mode=anomalydino,anomalydino-batched;masking=official,on;shots=1,2")]
+    assert len(set(hashes)) == 6 and hashes[0] == "751eeb1f2f6bfd1a"  # batched ignores shots: 2 + 4
+    assert hashlib.sha256(" ".join(hashes).encode()).hexdigest()[:16] == "7eb31a1f88045c92"
+    assert set(plan.aggregate_inputs(variant_grid("mode=anomalydino")[0])) == {"dino_tokens"}
+    assert plan_stages(load_pipeline_config("musc-dino-tiny")).hashes["musc_tokens"] == "563c74d3ecbd030f"

@@ -1,6 +1,7 @@
 """AnomalyDINO (Damm et al., WACV 2025): few-shot anomaly detection by nearest-neighbour search
 over DINOv2 patch tokens, as its official code (github.com/dammsi/AnomalyDINO, ``src/detection.py``,
-``src/backbones.py``, ``src/utils.py``, ``src/post_eval.py``) scores. Pure numpy/scipy/torch.
+``src/backbones.py``, ``src/utils.py``, ``src/post_eval.py``) scores, through the libraries it calls
+(OpenCV, scipy, scikit-learn) and zsad's nearest-patch kernel (torch).
 
 - ``patch_distances``: each test patch's mean cosine distance ``1 - cos`` to its ``k`` nearest
   reference patches. The official code L2-normalises both sides (``faiss.normalize_L2``), asks
@@ -9,20 +10,20 @@ over DINOv2 patch tokens, as its official code (github.com/dammsi/AnomalyDINO, `
   unit vectors. zsad computes the same expression through ``zsad.nearest`` (metric ``l2sq``).
 - ``foreground_mask``: the first principal component of the test image's tokens above
   ``threshold``; where that keeps at most 35 % of the central crop (``border`` cut from each
-  side) the sign is flipped; then a ``kernel_size`` square dilation and closing (OpenCV's
-  border rules: dilation pads with background, erosion with foreground). Masked patches keep
-  distance 0 and still count in the image score.
+  side) the sign is flipped; then OpenCV's ``kernel_size`` square dilation and closing, applied
+  as the official code applies them: to the (P, 1) column of patches in raster order, not to the
+  (h, w) grid, so a patch's neighbours are the patches before and after it in its row (and the
+  last of the row above). Masked patches keep distance 0 and still count in the image score.
 - ``image_score``: the mean of the top 1 % of the image's patch distances (all patches, masked
   ones at 0), the maximum where ``int(0.01 P)`` is 0.
 - ``anomaly_map``: the (h, w) distance grid resized bilinearly with half-pixel centres to the
   image's own size (``cv2.resize``, ``INTER_LINEAR``), then a Gaussian of ``sigma`` 4 with
-  reflecting borders (``scipy.ndimage.gaussian_filter``).
+  reflecting borders (``scipy.ndimage.gaussian_filter``), the official calls.
 
 Differences from the official code (listed in the README): PCA's randomized solver runs with a
 fixed seed (the official one draws a new one each call; the first component agrees to float
-rounding), the distances come from zsad's kernel rather than faiss (equal to float32 rounding),
-and the resize is numpy's (OpenCV's taps and float32 weights; its vectorised kernels round
-differently by < 2e-6 of the range). Example (one reference patch; the test patch at 90 degrees has distance 1):
+rounding) and the distances come from zsad's kernel rather than faiss (equal to float32
+rounding). Example (one reference patch; the test patch at 90 degrees has distance 1):
     >>> ref = np.array([[1.0, 0.0]]); test = np.array([[0.0, 2.0], [3.0, 0.0]])
     >>> patch_distances(test, ref).tolist()
     [1.0, 0.0]
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import cv2
 import numpy as np
 import torch
 from scipy import ndimage
@@ -81,37 +83,12 @@ def image_score(distances_p: np.ndarray, *, top_fraction: float = 0.01) -> float
     return float(d.max()) if n == 0 else float(np.mean(np.sort(d)[::-1][:n]))
 
 
-def _linear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """OpenCV's ``INTER_LINEAR`` taps along one axis: source index, next index and the float32
-    weight of the next (half-pixel centres; beyond the border the edge value)."""
-    scale = n_in / n_out
-    f = ((np.arange(n_out) + 0.5) * scale - 0.5).astype(np.float32)
-    i = np.floor(f).astype(np.int64)
-    w = (f - i).astype(np.float32)
-    low, high = i < 0, i >= n_in - 1
-    w[low | high] = 0
-    i = np.clip(i, 0, n_in - 1)
-    return i, np.minimum(i + 1, n_in - 1), w
-
-
-def resize_linear(grid_hw: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
-    """``cv2.resize(grid, (W, H), interpolation=cv2.INTER_LINEAR)`` of a float64 grid: along x,
-    then y, each weight pair ``(1 - w, w)`` in float32 (as OpenCV keeps them), applied in float64.
-    Bit-identical to OpenCV for one row or column; for a grid, OpenCV's vectorised kernels round
-    differently, by less than 2e-6 of the values' range (``tests/test_anomalydino.py``)."""
-    g = np.asarray(grid_hw, np.float64)
-    (y0, y1, wy), (x0, x1, wx) = _linear_taps(g.shape[0], size_hw[0]), _linear_taps(g.shape[1], size_hw[1])
-    ax0, ax1 = (np.float32(1) - wx).astype(np.float64), wx.astype(np.float64)
-    ay0, ay1 = (np.float32(1) - wy).astype(np.float64), wy.astype(np.float64)
-    rows = g[:, x0] * ax0 + g[:, x1] * ax1
-    return rows[y0] * ay0[:, None] + rows[y1] * ay1[:, None]
-
-
 def anomaly_map(distances_hw: np.ndarray, *, size: int | tuple[int, int], sigma: float = 4.0) -> np.ndarray:
     """(H, W) float64: the distance grid at the image's size (``size``: H = W, or (H, W)),
     bilinear then Gaussian-smoothed (``dists2map``)."""
     h, w = (size, size) if isinstance(size, (int, np.integer)) else tuple(int(v) for v in size)
-    return ndimage.gaussian_filter(resize_linear(distances_hw, (h, w)), sigma=sigma)
+    grid = np.ascontiguousarray(distances_hw, np.float64)
+    return ndimage.gaussian_filter(cv2.resize(grid, (w, h), interpolation=cv2.INTER_LINEAR), sigma=sigma)
 
 
 def first_component(tokens_pc: np.ndarray) -> np.ndarray:
@@ -133,7 +110,69 @@ def foreground_mask(tokens_pc: np.ndarray, grid_hw: Sequence[int], *, threshold:
     centre = mask[int(gh * border):int(gh * (1 - border)), int(gw * border):int(gw * (1 - border))]
     if centre.sum() <= centre.size * 0.35:  # the object is assumed central: the other side of the component
         mask = (-pc > threshold).reshape(gh, gw)
-    square = np.ones((kernel_size, kernel_size), bool)
-    mask = ndimage.binary_dilation(mask, square, border_value=0)  # cv2.dilate
-    closed = ndimage.binary_erosion(ndimage.binary_dilation(mask, square, border_value=0), square, border_value=1)
-    return closed.ravel()  # cv2.morphologyEx(MORPH_CLOSE): dilation, then erosion that keeps the borders
+    kernel = np.ones((kernel_size, kernel_size), np.uint8)  # on the (P, 1) column, as the official code
+    column = cv2.dilate(mask.reshape(-1, 1).astype(np.uint8), kernel)
+    return cv2.morphologyEx(column, cv2.MORPH_CLOSE, kernel).astype(bool).ravel()
+
+
+def decode(path: str) -> np.ndarray:
+    """(H, W, 3) uint8 RGB as the official code reads an image: ``cv2.imread(path,
+    cv2.IMREAD_COLOR)`` (EXIF orientation applied, alpha dropped, 16 bits scaled to 8) then BGR to RGB."""
+    with open(path, "rb") as f:
+        data = np.frombuffer(f.read(), np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"{path}: OpenCV cannot decode this file as an image (AnomalyDINO decodes with OpenCV)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+ANGLES = (0, 45, 90, 135, 180, 225, 270, 315)  # the reference rotations (``augment_image``)
+MASKED = {"mvtec": frozenset({"capsule", "hazelnut", "pill", "screw", "toothbrush"}), "visa": None}  # None: all
+
+
+def official_masking(dataset: str, class_name: str) -> bool:
+    """Whether the official code masks test images of ``class_name`` (``get_dataset_info``: MVTec
+    AD's capsule, hazelnut, pill, screw and toothbrush, every VisA class; a store whose name does
+    not start with ``mvtec`` or ``visa``: no masking).
+
+    Example:
+        >>> official_masking("mvtec", "screw"), official_masking("mvtec", "bottle"), official_masking("visa-1", "pcb1")
+        (True, False, True)
+    """
+    key = next((k for k in MASKED if dataset.lower().startswith(k)), None)
+    return key is not None and (MASKED[key] is None or class_name in MASKED[key])
+
+
+def rotations(image_hw3: np.ndarray, angles: Sequence[float] = ANGLES) -> list[np.ndarray]:
+    """The reference image rotated about its centre by each angle (degrees, counter-clockwise),
+    same size, bilinear, reflected borders: ``cv2.warpAffine`` as ``rotate_image``."""
+    h, w = image_hw3.shape[:2]
+    centre = (w / 2, h / 2)
+    return [cv2.warpAffine(image_hw3, cv2.getRotationMatrix2D(centre, float(a), 1.0), (w, h), flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_DEFAULT) for a in angles]
+
+
+def reference_slice(shots: int, seed: int) -> slice:
+    """Which of a class's sorted ``train/good`` file names are the references (the official
+    deterministic draw: ``[seed * shots : (seed + 1) * shots]``)."""
+    return slice(seed * shots, (seed + 1) * shots)
+
+
+def batched_patch_distances(test_pc: np.ndarray, others_mc: np.ndarray, *, quantile: float = 0.001,
+                            rows: int = 256) -> np.ndarray:
+    """(P,) float64: AnomalyDINO's zero-shot batched score of each test patch
+    (``calculate_cosine_distances``): the cosine distances ``1 - cos`` to every patch of the
+    other images of the batch, the ``k = int(quantile M)``-th smallest found, and the mean of the
+    distances strictly below it (float32, ``rows`` test patches at a time)."""
+    k = int(quantile * len(others_mc))
+    if k < 1:
+        raise ValueError(f"the batch has {len(others_mc)} other patches: quantile {quantile} of them is none; "
+                         f"a batched score needs at least {int(np.ceil(1 / quantile))}")
+    ref = torch.nn.functional.normalize(torch.as_tensor(np.asarray(others_mc, np.float32)), dim=1)
+    test = torch.nn.functional.normalize(torch.as_tensor(np.asarray(test_pc, np.float32)), dim=1)
+    out = []
+    for start in range(0, len(test), rows):
+        d = 1 - test[start:start + rows] @ ref.T
+        below = d < torch.kthvalue(d, k, dim=1).values[:, None]
+        out.append((d * below).sum(dim=1) / below.sum(dim=1))
+    return torch.cat(out).double().numpy()

@@ -28,9 +28,9 @@ class ModelSpec:
     """Which network to build.
 
     Attributes:
-        family: ``"clip"``, ``"clipseg"``, ``"sam"`` or ``"isnet"``.
+        family: ``"clip"``, ``"clipseg"``, ``"sam"``, ``"isnet"`` or ``"dino"`` (DINO and DINOv2).
         arch: architecture name inside the family (``"ViT-B-16-plus-240"``, ``"vit_h"``,
-            ``"rd64-refined"``, ``"isnet"`` or ``"tiny"``).
+            ``"rd64-refined"``, ``"isnet"``, ``"dinov2_vitl14"``, ``"dino_vitb16"`` or ``"tiny"``).
         pretrained: weights tag (``"laion400m_e32"``, ``"general-use"``) or ``"random"``.
         weights: explicit local path of the weights (file or Hugging Face snapshot folder);
             ``None`` means "look in the default places" unless ``pretrained == "random"``.
@@ -82,11 +82,13 @@ class PromptConfig:
 @dataclass(frozen=True)
 class MuscTokensConfig:
     """MuSc's whole-image features (the ``musc_tokens`` stage): each image resized to
-    ``image_size`` square (bicubic, as MuSc's transform), position embeddings interpolated to
-    its grid, the tokens (class token first) after the residual blocks ``layers`` (0-based) and
-    the normalised image embedding (RsCIN's class token). Default: MuSc's own setup."""
+    ``image_size`` square, position embeddings interpolated to its grid, the tokens (class token
+    first) after the blocks ``layers`` (0-based) and RsCIN's class token. ``backbone``: an
+    open_clip tower (``family="clip"``; bicubic resize, the model's mean/std, the normalised image
+    embedding) or a DINO / DINOv2 one (``family="dino"``; bilinear resize, ImageNet mean/std, the
+    last block's normed class token), each as MuSc's code runs it. Default: MuSc's own setup."""
 
-    clip: ModelSpec = ModelSpec("clip", "ViT-L-14-336", "openai")
+    backbone: ModelSpec = ModelSpec("clip", "ViT-L-14-336", "openai")
     image_size: int = 518
     layers: tuple[int, ...] = (5, 11, 17, 23)
 
@@ -95,6 +97,29 @@ class MuscTokensConfig:
             raise ValueError(f"MuscTokensConfig.image_size must be a whole number of pixels, got {self.image_size!r}")
         if not self.layers or any(not isinstance(i, int) or i < 0 for i in self.layers):
             raise ValueError(f"MuscTokensConfig.layers must be block indices >= 0 (0-based), got {self.layers!r}")
+
+
+@dataclass(frozen=True)
+class AnomalyDinoConfig:
+    """AnomalyDINO's tokens (the ``dino_tokens`` stage): each image's smaller edge resized to
+    ``smaller_edge`` (aspect kept, cropped from the top-left to whole patches), the last block's
+    normed patch tokens (float32), decoded with OpenCV as the official code. Test images get one
+    set; the first ``references`` of each class's sorted ``train/good`` file names (enough for
+    every ``seed * shots + shots <= references``) get one per rotation (8 with ``rotations``).
+    Default: the official setup (ViT-S/14 at 448, agnostic preprocessing)."""
+
+    backbone: ModelSpec = ModelSpec("dino", "dinov2_vits14", "lvd142m")
+    smaller_edge: int = 448
+    references: int = 16
+    rotations: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("smaller_edge", "references"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0 or (name == "smaller_edge"
+                                                                                    and value < 1):
+                raise ValueError(f"AnomalyDinoConfig.{name} must be a whole number >= "
+                                 f"{1 if name == 'smaller_edge' else 0}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -115,6 +140,7 @@ class PipelineConfig:
     patches: bool = False
     patch_layers: tuple[int, ...] | None = None
     musc: MuscTokensConfig | None = None
+    anomalydino: AnomalyDinoConfig | None = None
     device: str = "cpu"
     batch_size: int = 16
     images_per_batch: int = 1
@@ -126,7 +152,8 @@ class PipelineConfig:
         ``images_per_batch`` > 1 batches tiles of several images through CLIP and CLIPSeg (fills
         a GPU; results equal the exact per-image mode up to float rounding, so they get their own
         stage hash); ``precision`` ``bf16``/``fp16`` runs those two encoders under autocast.
-        ``musc`` adds the ``musc_tokens`` stage (MuSc's whole-image tokens, ``zsad.musc``)."""
+        ``musc`` adds the ``musc_tokens`` stage (MuSc's whole-image tokens, ``zsad.musc``),
+        ``anomalydino`` the ``dino_tokens`` stage (AnomalyDINO's patch tokens, ``zsad.anomalydino``)."""
         if not isinstance(self.images_per_batch, int) or self.images_per_batch < 1:
             raise ValueError(f"images_per_batch must be a whole number >= 1 (1 = exact per-image batches), "
                              f"got {self.images_per_batch!r}")
@@ -224,7 +251,8 @@ def config_from_dict(cls: type, data: dict[str, Any]) -> Any:
 
 
 _DATACLASSES = {c.__name__: c for c in (ModelSpec, SamGeneratorConfig, ForegroundConfig, TilingConfig,
-                                         PromptConfig, AggregateConfig, MuscTokensConfig, PipelineConfig)}
+                                         PromptConfig, AggregateConfig, MuscTokensConfig, AnomalyDinoConfig,
+                                         PipelineConfig)}
 __all__ = ["MODES", "FUSIONS", "FewShot", "Mutual", "ModelSpec", "SamGeneratorConfig", "ForegroundConfig",
-           "TilingConfig", "PromptConfig", "AggregateConfig", "MuscTokensConfig", "PipelineConfig", "stage_hash", "to_jsonable",
+           "TilingConfig", "PromptConfig", "AggregateConfig", "MuscTokensConfig", "AnomalyDinoConfig", "PipelineConfig", "stage_hash", "to_jsonable",
            "config_from_dict", "STAGE_VERSIONS"]

@@ -34,6 +34,7 @@ PIXEL_MAP = "pixel_map_hw"
 MUTUAL_SCORES = "scores_tyx"
 TOKENS = "tokens_ltc"  # MuSc's whole-image tokens: layer, token (class token first), channel
 CLASS_TOKEN = "class_d"  # the normalised image embedding (RsCIN's class token)
+DINO_TOKENS = "tokens_rpc"  # AnomalyDINO: rotation, patch (row-major over the image's grid), channel
 NEAREST = "nearest_lnp"  # MuSc: layer, other image of the batch, patch
 PATCH_DIMS = ("tile", "layer", "y", "x", "channel")
 
@@ -52,8 +53,9 @@ class Stage:
             inputs are the stages it reads).
         arrays: array name -> dimension names (what xarray shows).
         model: the ``PipelineConfig`` model it runs (``isnet``, ``sam``, ``clip``, ``clipseg``;
-            ``musc``: ``PipelineConfig.musc.clip``), or None.
-        opt_in: the ``PipelineConfig`` field that switches the stage on (``patches``, ``musc``),
+            ``musc``: ``PipelineConfig.musc.backbone``; ``anomalydino``: ``PipelineConfig.anomalydino.backbone``),
+            or None.
+        opt_in: the ``PipelineConfig`` field that switches the stage on (``patches``, ``musc``, ``anomalydino``),
             or None (always computed).
         written_by: another stage's task writes it (the patch tokens come with the embeddings).
     """
@@ -93,6 +95,10 @@ STAGES: tuple[Stage, ...] = (
     Stage("musc_tokens", 1, "precompute", inputs=("image",), model="musc", opt_in="musc",
           arrays={TOKENS: ("layer", "token", "channel"), CLASS_TOKEN: ("embed",)},
           history="MuSc's whole-image ViT tokens (float16) and class token (float32), zsad.musc"),
+    Stage("dino_tokens", 1, "precompute", inputs=("image",), model="anomalydino", opt_in="anomalydino",
+          arrays={DINO_TOKENS: ("rotation", "patch", "channel")},
+          history="AnomalyDINO's last-block patch tokens (float32) of test images and of each class's first "
+                  "references (every rotation), zsad.anomalydino"),
     Stage("fused", 1, "derived", inputs=("image", "tiles", "clipseg"), arrays={FUSED: ("tile", "y", "x")},
           history="the fused (T, h, w) CLIPSeg map of one fusion method"),
     Stage("memory", 1, "derived", per="class", inputs=("clip_patch",), arrays={PATCHES: PATCH_DIMS},

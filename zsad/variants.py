@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .detectors import MODES, PATCH_MODES, Detector, detector, detector_of
+from .anomalydino_fields import AnomalyDino, AnomalyDinoBatched
 from .variant_fields import COMBINES, MUSC_FOREGROUNDS, PROTOCOLS, FewShot, Musc, Mutual
 
 FUSIONS = ("harmonic", "arithmetic", "geometric")  # how per-prompt CLIPSeg maps are combined
@@ -58,7 +59,7 @@ class AggregateConfig:
     scale_by_tile_score: bool = True
     seed_states: bool = True
     logit_scale: float | None = None
-    patch: FewShot | Mutual | Musc | None = None
+    patch: FewShot | Mutual | Musc | AnomalyDino | AnomalyDinoBatched | None = None
 
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
@@ -77,7 +78,7 @@ class AggregateConfig:
 
     @property
     def mode(self) -> str:
-        """Its detector's name: ``zero-shot``, ``few-shot``, ``mutual`` or ``musc``."""
+        """Its detector's name (``zsad.detectors``: ``zero-shot``, ``few-shot``, ``musc``, ``anomalydino``...)."""
         return self.detector.name
 
     @property
@@ -128,7 +129,7 @@ class AggregateConfig:
             view.update(_FLAT, **_since_flat(self.patch, tuple(_FLAT)), mode=self.mode)
         return view
 
-    def with_patch(self, patch: FewShot | Mutual | Musc | None) -> "AggregateConfig":
+    def with_patch(self, patch: FewShot | Mutual | Musc | AnomalyDino | AnomalyDinoBatched | None) -> "AggregateConfig":
         return dataclasses.replace(self, patch=patch)
 
 
@@ -158,5 +159,5 @@ def label(agg: AggregateConfig) -> str:
     return f"{head}/{agg.patch.label()}" if agg.reads_zero_shot else agg.patch.label()
 
 
-__all__ = ["AggregateConfig", "FewShot", "Mutual", "Musc", "MODES", "PATCH_MODES", "FUSIONS", "COMBINES",
+__all__ = ["AggregateConfig", "AnomalyDino", "AnomalyDinoBatched", "FewShot", "Mutual", "Musc", "MODES", "PATCH_MODES", "FUSIONS", "COMBINES",
            "MUSC_FOREGROUNDS", "PROTOCOLS", "label"]

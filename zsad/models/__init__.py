@@ -9,6 +9,7 @@ from ..config import ModelSpec
 from ..weights import locate_weights, weights_key
 from .clip import build_clip
 from .clipseg import build_clipseg
+from .dino import build_dino
 from .isnet import build_isnet
 from .sam import build_sam
 
@@ -17,6 +18,7 @@ MODEL_REGISTRY: dict[str, Callable[..., Any]] = {
     "clipseg": build_clipseg,
     "sam": build_sam,
     "isnet": build_isnet,
+    "dino": build_dino,
 }
 
 
@@ -30,5 +32,5 @@ def load_model(spec: ModelSpec, **kwargs: Any) -> Any:
     return model
 
 
-__all__ = ["MODEL_REGISTRY", "build_clip", "build_clipseg", "build_sam", "build_isnet", "load_model",
+__all__ = ["MODEL_REGISTRY", "build_clip", "build_clipseg", "build_dino", "build_sam", "build_isnet", "load_model",
            "locate_weights", "weights_key"]

@@ -1,0 +1,146 @@
+"""AnomalyDINO from the store (the ``dino-tiny`` config): which images get tokens, the cached
+scores against a brute force that decodes, rotates, encodes and searches from scratch, the
+batched zero-shot variant against its equation, a second run computing nothing, clear errors."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from zsad.anomalydino import ANGLES
+from zsad.config import ModelSpec
+from zsad.datasets import SyntheticSpec, read_dataset, write_synthetic
+from zsad.flows.aggregate import run_variants
+from zsad.flows.command_requests import AggregateRequest, PrecomputeRequest
+from zsad.flows.configs import load_pipeline_config
+from zsad.flows.precompute import run_precompute
+from zsad.models import build_dino
+from zsad.stores import StageStore, Unit, unit_key
+from zsad.stores.schema import DINO_TOKENS
+from zsad.sweep import variant_grid
+from zsad.tasks.plan import plan_stages
+
+CONFIG = "dino-tiny"  # AnomalyDINO's tokens of a random tiny DINOv2 at smaller edge 56, first 4 references
+
+
+@pytest.fixture(scope="module")
+def dino_store(tmp_path_factory):
+    root = write_synthetic(tmp_path_factory.mktemp("dino-data"),
+                           SyntheticSpec(image_size=96, n_good=2, n_per_defect=1, n_train=6, defects=("scratch",)))
+    store = str(tmp_path_factory.mktemp("dino") / "store.zarr")
+    for split in ("test", "train"):
+        out = run_precompute(PrecomputeRequest(store=store, progress=False, name="synthetic", config=CONFIG,
+                                               split=split), samples=read_dataset("synthetic", root, split=split))
+        assert not out.failed, out.failed
+    return store
+
+
+def _plan():
+    return plan_stages(load_pipeline_config(CONFIG))
+
+
+def _train_by_name(st, plan, cls):
+    units = st.list_units("image", plan.hashes["image"], "synthetic", [cls], split="train")
+    paths = {u: st.read_attrs(unit_key("image", plan.hashes["image"], u))["path"] for u in units}
+    return sorted(units, key=lambda u: paths[u].rsplit("/", 1)[-1]), paths
+
+
+def test_tokens_for_tests_and_the_first_references_by_file_name_with_every_rotation(dino_store):
+    st, plan = StageStore(dino_store), _plan()
+    h = plan.hashes["dino_tokens"]
+    for cls in ("pill", "washer"):
+        train, _ = _train_by_name(st, plan, cls)
+        assert len(train) == 6
+        held = st.list_units("dino_tokens", h, "synthetic", [cls], split="train")
+        assert held == sorted(train[:4])  # AnomalyDinoConfig.references = 4
+        tokens = st.read_array(unit_key("dino_tokens", h, train[0]), DINO_TOKENS)
+        assert tokens.shape == (len(ANGLES), 16, 32) and tokens.dtype == np.float32
+        tests = st.list_units("image", plan.hashes["image"], "synthetic", [cls], split="test")
+        assert all(st.read_array(unit_key("dino_tokens", h, u), DINO_TOKENS).shape == (1, 16, 32) for u in tests)
+
+
+def brute_scores(st, plan, cls, shots, seed, rotation):
+    """Each test image's score from scratch: OpenCV decode, the sorted slice of references, the
+    rotations, the tiny DINOv2, 1 - cos to every reference patch, the top 1 % (max)."""
+    enc = build_dino(ModelSpec("dino", "tiny-dinov2"))
+    train, paths = _train_by_name(st, plan, cls)
+
+    def read(path):
+        return cv2.cvtColor(cv2.imread(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+    def rotate(img, angle):
+        m = cv2.getRotationMatrix2D(tuple(np.array(img.shape[1::-1]) / 2), angle, 1.0)
+        return cv2.warpAffine(img, m, img.shape[1::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_DEFAULT)
+    bank = []
+    for u in train[seed * shots:(seed + 1) * shots]:
+        img = read(paths[u])
+        for angle in (ANGLES if rotation else (0,)):
+            bank.append(enc.encode_patches(rotate(img, angle) if rotation else img, 56)[0])
+    bank = np.concatenate(bank).astype(np.float64)
+    bank /= np.linalg.norm(bank, axis=1, keepdims=True)
+    out = {}
+    for u in st.list_units("image", plan.hashes["image"], "synthetic", [cls], split="test"):
+        t = enc.encode_patches(read(st.read_attrs(unit_key("image", plan.hashes["image"], u))["path"]), 56)[0]
+        t = t.astype(np.float64) / np.linalg.norm(t, axis=1, keepdims=True)
+        out[u] = float((1 - t @ bank.T).min(axis=1).max())  # 16 patches: int(0.16) = 0, the maximum
+    return out
+
+
+@pytest.mark.parametrize("shots,seed,rotation", [(1, 0, True), (2, 1, False)])
+def test_cached_scores_equal_the_brute_force(dino_store, shots, seed, rotation):
+    agg = variant_grid(f"mode=anomalydino;shots={shots};shot_seed={seed};rotation={str(rotation).lower()}")[0]
+    run_variants(AggregateRequest(store=dino_store, config=CONFIG, variants=f"mode=anomalydino;shots={shots};"
+                                  f"shot_seed={seed};rotation={str(rotation).lower()}", evaluate=True))
+    st, plan = StageStore(dino_store), _plan()
+    vh = plan.aggregate_hash(agg)
+    for cls in ("pill", "washer"):
+        for unit, expected in brute_scores(st, plan, cls, shots, seed, rotation).items():
+            got = st.read_attrs(unit_key("aggregate", vh, unit))["sample_score"]
+            assert got == pytest.approx(expected, abs=2e-6)
+
+
+def test_a_second_run_computes_nothing(dino_store):
+    sweep = "mode=anomalydino,anomalydino-batched;quantile=0.1"
+    run_variants(AggregateRequest(store=dino_store, config=CONFIG, variants=sweep))
+    again = run_variants(AggregateRequest(store=dino_store, config=CONFIG, variants=sweep))
+    assert again and all(o.written == 0 for o in again.values())
+
+
+def test_batched_scores_follow_the_official_equation(dino_store):
+    run_variants(AggregateRequest(store=dino_store, config=CONFIG, variants="mode=anomalydino-batched;quantile=0.2"))
+    st, plan = StageStore(dino_store), _plan()
+    vh = plan.aggregate_hash(variant_grid("mode=anomalydino-batched;quantile=0.2")[0])
+    tests = st.list_units("image", plan.hashes["image"], "synthetic", ["pill"], split="test")
+    tokens = {u: st.read_array(unit_key("dino_tokens", plan.hashes["dino_tokens"], u), DINO_TOKENS)[0].astype(np.float64)
+              for u in tests}
+    for u in tests:
+        others = np.concatenate([t for v, t in tokens.items() if v != u])
+        a = tokens[u] / np.linalg.norm(tokens[u], axis=1, keepdims=True)
+        b = others / np.linalg.norm(others, axis=1, keepdims=True)
+        d = 1 - a @ b.T
+        k = int(0.2 * len(others))
+        kth = np.sort(d, axis=1)[:, k - 1:k]
+        per_patch = np.array([row[row < q].mean() for row, q in zip(d, kth[:, 0])])
+        got = st.read_attrs(unit_key("aggregate", vh, u))["sample_score"]
+        assert got == pytest.approx(per_patch.max(), abs=2e-6)
+
+
+def test_more_shots_than_the_stage_holds_is_a_clear_error(dino_store):
+    with pytest.raises(ValueError, match="needs train images 4..7 by file name; 6 exist and the dino_tokens stage "
+                                         "holds the first 4"):
+        run_variants(AggregateRequest(store=dino_store, config=CONFIG, variants="mode=anomalydino;shots=4;shot_seed=1"))
+
+
+def test_the_official_masking_table_applies_by_data_set_name():
+    from zsad.anomalydino import official_masking
+    masked = {c for c in ("bottle", "capsule", "hazelnut", "pill", "screw", "toothbrush", "zipper")
+              if official_masking("mvtec", c)}
+    assert masked == {"capsule", "hazelnut", "pill", "screw", "toothbrush"}
+    assert official_masking("VisA", "pcb4") and not official_masking("synthetic", "pill")
+
+
+def test_unit_of_another_batch_is_refused():
+    from zsad.tasks.dino_scores import DinoContext
+    with pytest.raises(ValueError, match="not in the AnomalyDINO batch"):
+        DinoContext("d", distances={}).source_of(Unit("synthetic", "pill", "test", "x"))
