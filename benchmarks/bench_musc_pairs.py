@@ -3,12 +3,15 @@
 MuSc's official MSM (and ``zsad.musc.nearest_distances(z, z)``) forms the distance matrix of every
 ordered pair of images (i, j); ``zsad.musc.pair_distances`` forms one matrix per unordered pair
 of image blocks and reads both directions from it (row minima: i's patches to j, column minima:
-j's to i). Random unit features of MuSc's shapes (the cost does not depend on their values):
-ViT-L-14-336 at 518 px (37 x 37 patches, width 1024) per layer and r. Prints core count, CPU
-use, both times, their ratio, the largest difference of the two tables off the diagonal (an
-image against itself is never used), and the image-pair products each forms.
+j's to i). Random unit features of MuSc's shapes (the cost does not depend on their values),
+per layer and r: ViT-L-14-336 at 518 px (37 x 37 patches, width 1024) and ViT-B-16-plus-240 at
+240 px (15 x 15, width 896). Prints core count, CPU use, both times, their ratio, the largest
+difference of the two tables off the diagonal (an image against itself is never used), and the
+image-pair products each forms. Batches too large to time here (``--measure-upto``) are fitted:
+each side's seconds per image-pair product at the largest timed batch times its product count.
 
-    .venv/bin/python benchmarks/bench_musc_pairs.py [--images 20 40] [--patches 1369] [--width 1024] [--quick]
+    .venv/bin/python benchmarks/bench_musc_pairs.py [--images 20 50 200] [--archs L,B] [--measure-upto 50]
+        [--quick]
 """
 
 from __future__ import annotations
@@ -38,33 +41,52 @@ def products(n: int, p: int) -> tuple[int, int]:
     return n * n, new
 
 
+ARCHS = {"L": ("ViT-L-14-336/518", 1369, 1024), "B": ("ViT-B-16-plus-240/240", 225, 896), "tiny": ("tiny", 225, 64)}
+
+
+def arch_rows(name: str, patches: int, width: int, images: list[int], measure_upto: int) -> None:
+    import torch
+    from zsad.musc import nearest_distances, pair_distances
+    per_product = None  # (old, new) seconds per image-pair product at the largest timed batch
+    warm = torch.nn.functional.normalize(torch.randn(4, patches, width), dim=-1)
+    nearest_distances(warm, warm), pair_distances(warm)  # first calls (thread pools, allocator) untimed
+    for n in sorted(images):
+        po, pn = products(n, patches)
+        if n <= measure_upto:
+            z = torch.nn.functional.normalize(torch.randn(n, patches, width, generator=torch.Generator().manual_seed(n)),
+                                              dim=-1)
+            old, t_old, u_old = timed(lambda: nearest_distances(z, z))
+            new, t_new, u_new = timed(lambda: pair_distances(z))
+            per_product = (t_old / po, t_new / pn)
+            diff = (old - new).abs()[~torch.eye(n, dtype=torch.bool)].max().item()
+            how, use, off = "measured", f"{u_old:.0%}, {u_new:.0%}", f"{diff:.1e}"
+        elif per_product is not None:
+            t_old, t_new = per_product[0] * po, per_product[1] * pn
+            how, use, off = "fit", "", ""
+        else:
+            print(f"| {name} | {n} | not timed (no smaller batch timed) | | | | {po}, {pn} | |")
+            continue
+        print(f"| {name} | {n} ({how}) | {t_old:.2f} ({t_old / n:.3f}) | {t_new:.2f} ({t_new / n:.3f}) | "
+              f"{t_old / t_new:.2f}x | {use} | {po}, {pn} ({po / pn:.2f}x fewer) | {off} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=int, nargs="+", default=[20, 40])
-    ap.add_argument("--patches", type=int, default=1369)
-    ap.add_argument("--width", type=int, default=1024)
+    ap.add_argument("--images", type=int, nargs="+", default=[20, 50, 200])
+    ap.add_argument("--archs", default="L,B", help=f"comma-separated of {', '.join(ARCHS)}")
+    ap.add_argument("--measure-upto", type=int, default=20, help="time batches up to this size, fit larger ones")
     ap.add_argument("--quick", action="store_true", help="8 images of 15 x 15 patches, width 64: seconds")
     a = ap.parse_args()
     if a.quick:
-        a.images, a.patches, a.width = [8], 225, 64
+        a.images, a.archs, a.measure_upto = [8], "tiny", 8
     import torch
-    from zsad.musc import nearest_distances, pair_distances
-    print(f"cores: {os.cpu_count()}, torch threads: {torch.get_num_threads()}; {a.patches} patches of width "
-          f"{a.width} per image, one layer and r\n")
-    print("| images | old: every ordered pair (s) | new: each unordered pair once (s) | old / new | CPU use old, new "
-          "| image-pair products old, new | largest difference off the diagonal |\n|---:|---:|---:|---:|---|---|---|")
-    for n in a.images:
-        z = torch.nn.functional.normalize(torch.randn(n, a.patches, a.width, generator=torch.Generator().manual_seed(n)),
-                                          dim=-1)
-        old, t_old, u_old = timed(lambda: nearest_distances(z, z))
-        new, t_new, u_new = timed(lambda: pair_distances(z))
-        po, pn = products(n, a.patches)
-        print(f"| {n} | {t_old:.2f} | {t_new:.2f} | {t_old / t_new:.2f}x | {u_old:.0%}, {u_new:.0%} | {po}, {pn} "
-              f"({po / pn:.2f}x fewer) | {(old - new).abs()[~torch.eye(n, dtype=torch.bool)].max().item():.1e} |",
-              flush=True)
-    for n in (100, 200):
-        po, pn = products(n, a.patches)
-        print(f"| {n} (counted, not timed) | | | | | {po}, {pn} ({po / pn:.2f}x fewer) | |")
+    print(f"cores: {os.cpu_count()}, torch threads: {torch.get_num_threads()}; one layer and r; seconds for the "
+          "batch (per image)\n")
+    print("| backbone | images | old: every ordered pair (s) | new: each unordered pair once (s) | old / new "
+          "| CPU use old, new | image-pair products old, new | largest difference off the diagonal |\n"
+          "|---|---:|---:|---:|---:|---|---|---|")
+    for key in a.archs.split(","):
+        arch_rows(*ARCHS[key], a.images, a.measure_upto)
 
 
 if __name__ == "__main__":

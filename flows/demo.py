@@ -9,6 +9,7 @@ from typing import Any
 
 from zsad.stores import open_store, unit_key
 from zsad.tasks.aggregate import pixel_map
+from zsad.tasks.fused import ImageFacts
 from zsad.tasks.plan import plan_stages
 from zsad.config import AggregateConfig
 from zsad.datasets import SyntheticSpec, known_ground_truth, load_image, write_synthetic
@@ -36,7 +37,7 @@ def write_heatmaps(store: str, dataset: str, config: str, out_dir: Path, agg: Ag
         image = st.read_attrs(unit_key("image", plan.hashes["image"], unit))
         pixel = pixel_map(st, plan, agg, unit)  # variants store no maps unless asked
         img = load_image(image["path"])
-        mask = known_ground_truth(image["label"], image["mask_path"], img.shape[:2])
+        mask = known_ground_truth(image["label"], image["mask_path"], img.shape[:2], ImageFacts.from_attrs(image).orientation)
         score = st.read_attrs(unit_key("aggregate", vh, unit))["sample_score"]
         title = f"{unit.class_name}/{unit.image_id}: score {score:.3f}"
         written.append(save_png(prediction_panel(img, pixel, title, gt_mask_hw=mask),

@@ -17,6 +17,7 @@ from zsad.stores import unit_key
 from zsad.stores.options import library_versions
 from zsad.stores.schema import BOXES
 from zsad.tasks.aggregate import Row, pixel_map
+from zsad.tasks.fused import ImageFacts
 from zsad.datasets import known_ground_truth, load_image
 from zsad.plots import class_charts, save_png
 from zsad.predict import panel_png
@@ -62,7 +63,7 @@ def example_panel(st, plan, agg, row, out: Path, caption: str, found: dict | Non
     unit = row.unit
     image = st.read_attrs(unit_key("image", plan.hashes["image"], unit))
     img = load_image(image["path"])
-    mask = known_ground_truth(image["label"], image["mask_path"], img.shape[:2])
+    mask = known_ground_truth(image["label"], image["mask_path"], img.shape[:2], ImageFacts.from_attrs(image).orientation)
     pixel = pixel_map(st, plan, agg, row.unit,  # computed now: variants store no maps
                       (contexts or {}).get(unit.class_name))
     t_img, t_pix = ((found or {}).get(level, {}).get("f1") for level in ("image", "pixel"))

@@ -16,7 +16,6 @@ from zsad.aggregate import map_key
 from zsad.anomalydino import (anomaly_map, batched_patch_distances, foreground_mask, image_score, official_masking,
                               patch_distances, reference_slice)
 from zsad.anomalydino_fields import AnomalyDino, AnomalyDinoBatched
-from zsad.datasets import ground_truth
 from zsad.shots import digest
 from zsad.stores import StageStore, Unit, unit_key
 from zsad.stores.schema import DINO_TOKENS
@@ -161,5 +160,4 @@ def score_dino(run: AggregateRun, unit: Unit, facts: ImageFacts, todo: list[tupl
                          map_hw=map_hw if run.save_maps else None)
         out.add(run, job, unit, facts, score, write)
         if evaluate:
-            out.pixel_side(run, map_key(job.config), unit).add_map(facts.label, ground_truth(facts.mask_path,
-                                                                                                facts.image_hw), map_hw)
+            out.pixel_side(run, map_key(job.config), unit).add_map(facts.label, facts.ground_truth(), map_hw)

@@ -20,6 +20,7 @@ import numpy as np
 from zsad.stores import StageStore, Unit, unit_key
 from zsad.stores.schema import BOXES, COMPONENTS, EMBEDDINGS, FUSED, MAPS
 from zsad.aggregate import ImageEvidence
+from zsad.datasets import exif_orientation, ground_truth
 from zsad.pixelmaps import fuse_stored_maps
 
 from .plan import StagePlan
@@ -33,22 +34,32 @@ class ImageFacts:
     Attributes:
         sha256: the image file's digest (the source of every unit made from it).
         label: 1 anomalous, 0 normal, -1 unknown; mask_path: its ground-truth file or None.
-        image_hw: (H, W).
+        image_hw: (H, W); orientation: the file's EXIF orientation (its mask is turned by it).
     """
 
     sha256: str
     label: int
     mask_path: str | None
     image_hw: tuple[int, int]
+    orientation: int = 1
 
     @classmethod
     def from_attrs(cls, attrs: dict) -> "ImageFacts":
-        return cls(attrs["sha256"], int(attrs["label"]), attrs.get("mask_path"), (attrs["height"], attrs["width"]))
+        """From an image record (one written before records held the orientation: read from the file)."""
+        orientation = attrs.get("orientation")
+        if orientation is None:
+            orientation = exif_orientation(attrs["path"]) if attrs.get("path") else 1
+        return cls(attrs["sha256"], int(attrs["label"]), attrs.get("mask_path"), (attrs["height"], attrs["width"]),
+                   int(orientation))
+
+    def ground_truth(self, size_hw: tuple[int, int] | None = None) -> np.ndarray:
+        """(H, W) bool: the image's ground truth on its decoded pixel grid (``size_hw``: resized)."""
+        return ground_truth(self.mask_path, size_hw or self.image_hw, self.orientation)
 
 
 def _facts_attrs(facts: ImageFacts, boxes_xyxy: np.ndarray, component_t: np.ndarray) -> dict:
     return {"sha256": facts.sha256, "label": facts.label, "mask_path": facts.mask_path, "height": facts.image_hw[0],
-            "width": facts.image_hw[1], BOXES: np.asarray(boxes_xyxy).tolist(),
+            "width": facts.image_hw[1], "orientation": facts.orientation, BOXES: np.asarray(boxes_xyxy).tolist(),
             COMPONENTS: np.asarray(component_t).tolist()}
 
 

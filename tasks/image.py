@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from zsad.stores import Unit, unit_key
-from zsad.datasets import Sample, load_image
+from zsad.datasets import Sample, exif_orientation, load_image
 from zsad.datasets.base import file_sha256
 
 from .common import zsad_task
@@ -39,7 +39,8 @@ def _register(store, image_hash: str, unit: Unit, s: Sample) -> dict[str, Any]:
     h, w = image.shape[:2]
     sha = file_sha256(s.path)
     remember(s.path, sha, image)  # the shard's stages decode it no more
-    attrs = dict(dataclasses.asdict(s), sha256=sha, height=h, width=w, size=st.st_size, mtime_ns=st.st_mtime_ns)
+    attrs = dict(dataclasses.asdict(s), sha256=sha, height=h, width=w, size=st.st_size, mtime_ns=st.st_mtime_ns,
+                 orientation=exif_orientation(s.path))  # its mask is turned the same way (ground_truth)
     store.write_unit(unit_key("image", image_hash, unit), {}, attrs, source=sha)  # a new size/mtime is news
     return {"source": sha, **{k: attrs[k] for k in INDEXED}}
 

@@ -189,5 +189,5 @@ def score_musc(run: AggregateRun, unit: Unit, facts: ImageFacts, todo: list[tupl
         out.add(run, job, unit, facts, score, write)
         if evaluate:
             size = (token_side(run),) * 2 if run.square else facts.image_hw
-            mask = protocol_mask(facts.mask_path, size[0]) if run.square else ground_truth(facts.mask_path, size)
+            mask = protocol_mask(facts.mask_path, size[0], facts.orientation) if run.square else facts.ground_truth(size)
             out.pixel_side(run, map_key(job.config), unit).add_map(facts.label, mask, map_at(size))

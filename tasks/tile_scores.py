@@ -75,7 +75,7 @@ def score_tiles(run: AggregateRun, unit: Unit, facts: ImageFacts, todo: list[tup
         out.add(run, job, unit, facts, sweep.sample_scores[i], write)
     if not evaluate:
         return
-    gt, layouts = GroundTruth.from_mask(ground_truth(facts.mask_path, facts.image_hw)), {}
+    gt, layouts = GroundTruth.from_mask(facts.ground_truth()), {}
     if on_device:
         _add_on_device(run, unit, facts, evidence, sweep, [job.config for job, _, _ in todo], gt, out)
         return

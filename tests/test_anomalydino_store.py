@@ -21,7 +21,10 @@ from zsad.stores.schema import DINO_TOKENS
 from zsad.sweep import variant_grid
 from zsad.tasks.plan import plan_stages
 
+pytestmark = pytest.mark.slow  # a tiny precompute of its own
+
 CONFIG = "dino-tiny"  # AnomalyDINO's tokens of a random tiny DINOv2 at smaller edge 56, first 4 references
+DINO_STORE: list[str] = []  # the module's store, once made
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +36,7 @@ def dino_store(tmp_path_factory):
         out = run_precompute(PrecomputeRequest(store=store, progress=False, name="synthetic", config=CONFIG,
                                                split=split), samples=read_dataset("synthetic", root, split=split))
         assert not out.failed, out.failed
+    DINO_STORE[:] = [store]
     return store
 
 
@@ -144,3 +148,26 @@ def test_unit_of_another_batch_is_refused():
     from zsad.tasks.dino_scores import DinoContext
     with pytest.raises(ValueError, match="not in the AnomalyDINO batch"):
         DinoContext("d", distances={}).source_of(Unit("synthetic", "pill", "test", "x"))
+
+
+def test_musc_runs_on_dinov2_tokens_from_the_same_cache(dino_store, tmp_path):
+    """musc-dino-tiny: only MuSc's tokens are new (a tiny DINOv2 at 84 px, MuSc's zero class
+    token); MuSc's variants score from them."""
+    from zsad.stores.schema import TOKENS
+    root = StageStore(dino_store).read_attrs(unit_key("image", _plan().hashes["image"], _tests("pill")[0]))["path"]
+    samples = read_dataset("synthetic", root.split("/pill/")[0])
+    out = run_precompute(PrecomputeRequest(store=dino_store, progress=False, name="synthetic", config="musc-dino-tiny"),
+                         samples=samples)
+    assert not out.failed and out.units_written == len(samples)  # one token unit per test image, nothing else
+    plan = plan_stages(load_pipeline_config("musc-dino-tiny"))
+    tokens = StageStore(dino_store).read_array(unit_key("musc_tokens", plan.hashes["musc_tokens"], _tests("pill")[0]),
+                                               TOKENS)
+    assert tokens.shape == (2, 37, 32) and not tokens[:, 0].any()
+    res = run_variants(AggregateRequest(store=dino_store, config="musc-dino-tiny", variants="mode=musc", evaluate=True))
+    scores = [r.sample_score for o in res.values() for rows in o.rows.values() for r in rows]
+    assert len(scores) == 6 and np.isfinite(scores).all()
+
+
+def _tests(cls, store=None):
+    st, plan = StageStore(store or DINO_STORE[0]), _plan()
+    return st.list_units("image", plan.hashes["image"], "synthetic", [cls], split="test")

@@ -227,10 +227,12 @@ def test_cli_weights_list_and_bad_config(capsys, tmp_path, monkeypatch):
     assert main(["weights", "list"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert {r["file"] for r in rows} >= {"sam_vit_h_4b8939.pth", "isnet-general-use.pth", "open_clip_model.safetensors",
-                                          "vit_b_16_plus_240-laion400m_e32-699c4b84.pt"}
+                                          "vit_b_16_plus_240-laion400m_e32-699c4b84.pt", "dinov2_vitl14_pretrain.pth",
+                                          "dinov2_vits14_pretrain.pth", "dino_vitbase16_pretrain.pth"}
+    assert {r["key"] for r in rows} >= {"dino/dinov2_vitl14/hf", "dino/dino_vitb16/hf"}  # the snapshots as well
     assert all(str(tmp_path) in r["looked_in"] for r in rows)
     assert main(["aggregate", "--store", str(tmp_path / "s.zarr"), "--config", "nope.json"]) == 2
-    assert "musc-tiny nor an existing JSON file" in capsys.readouterr().err
+    assert "dino-tiny nor an existing JSON file" in capsys.readouterr().err
 
 
 def test_weights_fetch_checks_sha256(tmp_path, monkeypatch):

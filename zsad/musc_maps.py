@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .datasets.decode import EXIF_UPRIGHT
 from .musc import scores_from_nearest
 
 
@@ -80,14 +81,18 @@ def with_foreground(map_hw: np.ndarray, rule: str, *, mask_hw: np.ndarray | None
     raise ValueError(f"MuSc foreground rule must be none, restrict or weight, got {rule!r}")
 
 
-def protocol_mask(mask_path: str | None, size: int) -> np.ndarray:
+def protocol_mask(mask_path: str | None, size: int, orientation: int = 1) -> np.ndarray:
     """(size, size) bool: MuSc's ground truth (``datasets/visa.py``): the mask file read as 8-bit
     grey, resized by PIL bilinear to the square, any non-zero pixel anomalous; all False without
-    a mask (a normal image)."""
+    a mask (a normal image). Turned first by its image's EXIF ``orientation`` (zsad decodes the
+    image upright)."""
     if mask_path is None:
         return np.zeros((size, size), bool)
     with Image.open(mask_path) as im:
-        return np.asarray(im.convert("L").resize((size, size), Image.BILINEAR)) > 0
+        grey = im.convert("L")
+    if orientation != 1:
+        grey = grey.transpose(EXIF_UPRIGHT[orientation])
+    return np.asarray(grey.resize((size, size), Image.BILINEAR)) > 0
 
 
 def divide_subsets(paths: Sequence[str], divide_num: int, seed: int = 0) -> list[list[int]]:

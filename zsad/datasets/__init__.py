@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import ImageLimits, DatasetError, Sample, ground_truth, image_ids, known_ground_truth, is_image_file, load_image, load_mask, safe_id
+from .base import ImageLimits, DatasetError, Sample, exif_orientation, upright, ground_truth, image_ids, known_ground_truth, is_image_file, load_image, load_mask, safe_id
 from .folder import image_files, read_folder, scan_folder
 from .mvtec import read_mvtec
 from .synthetic import SyntheticSpec, write_synthetic
@@ -48,5 +48,5 @@ def check_unique(samples: list[Sample]) -> list[Sample]:
     return samples
 
 
-__all__ = ["ImageLimits", "DatasetError", "Sample", "ground_truth", "known_ground_truth", "load_image", "load_mask", "safe_id", "image_ids", "is_image_file", "image_files", "scan_folder", "read_folder", "read_mvtec",
+__all__ = ["ImageLimits", "DatasetError", "Sample", "exif_orientation", "upright", "ground_truth", "known_ground_truth", "load_image", "load_mask", "safe_id", "image_ids", "is_image_file", "image_files", "scan_folder", "read_folder", "read_mvtec",
            "read_visa", "read_dataset", "write_synthetic", "SyntheticSpec", "VISA_CLASSES", "DATASET_KINDS"]

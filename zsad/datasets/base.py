@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .decode import DatasetError, ImageLimits, decode_image  # noqa: F401 - re-exported
+from .decode import DatasetError, ImageLimits, decode_image, exif_orientation, upright  # noqa: F401 - re-exported
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -114,14 +114,15 @@ def load_image(path: str | Path, limits: ImageLimits | None = None) -> np.ndarra
     return decode_image(path, limits)
 
 
-def load_mask(path: str | Path, shape_hw: tuple[int, int] | None = None) -> np.ndarray:
-    """Read a ground-truth mask as (H, W) bool (any non-zero pixel is anomalous)."""
+def load_mask(path: str | Path, shape_hw: tuple[int, int] | None = None, orientation: int = 1) -> np.ndarray:
+    """Read a ground-truth mask as (H, W) bool (any non-zero pixel is anomalous), turned by its
+    image's EXIF ``orientation`` (the mask is drawn on the stored pixels; the image is decoded upright)."""
     p = Path(path)
     if not p.is_file():
         raise DatasetError(f"{p}: mask file does not exist")
     try:
         with Image.open(p) as im:
-            arr = np.asarray(im.convert("L")) > 0
+            arr = upright(np.asarray(im.convert("L")) > 0, orientation)
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise DatasetError(f"{p}: not a readable mask image ({exc})") from None
     if shape_hw is not None and arr.shape != tuple(shape_hw):
@@ -130,17 +131,19 @@ def load_mask(path: str | Path, shape_hw: tuple[int, int] | None = None) -> np.n
     return arr
 
 
-def ground_truth(mask_path: str | Path | None, shape_hw: tuple[int, int]) -> np.ndarray:
-    """The (H, W) bool ground truth of an image: its mask file, or all False for a normal image."""
-    return load_mask(mask_path, shape_hw) if mask_path else np.zeros(shape_hw, bool)
+def ground_truth(mask_path: str | Path | None, shape_hw: tuple[int, int], orientation: int = 1) -> np.ndarray:
+    """The (H, W) bool ground truth of an image: its mask file (turned by the image's EXIF
+    ``orientation``), or all False for a normal image."""
+    return load_mask(mask_path, shape_hw, orientation) if mask_path else np.zeros(shape_hw, bool)
 
 
-def known_ground_truth(label: int, mask_path: str | Path | None, shape_hw: tuple[int, int]) -> np.ndarray | None:
+def known_ground_truth(label: int, mask_path: str | Path | None, shape_hw: tuple[int, int], orientation: int = 1
+                       ) -> np.ndarray | None:
     """``ground_truth`` where it is known: None for an unlabelled image (label -1) or an anomalous
     one without a mask file (panels then leave the ground truth out rather than show "no defect")."""
     if label < 0 or (label == 1 and not mask_path):
         return None
-    return ground_truth(mask_path, shape_hw)
+    return ground_truth(mask_path, shape_hw, orientation)
 
 
 def file_sha256(path: str | Path) -> str:

@@ -168,3 +168,32 @@ def sniff_image(data: bytes, name: str, limits: ImageLimits | None = None) -> st
                          f"{list(FORMAT_SUFFIXES)[-1]})") from None
     _check_size(Path(name), w, h, limits)
     return FORMAT_SUFFIXES[fmt]
+
+
+# EXIF orientation -> the transposition that makes the stored pixels upright (as ImageOps.exif_transpose)
+EXIF_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}
+
+
+def exif_orientation(path: str | Path | None) -> int:
+    """The EXIF orientation (1..8) of an image file; 1 (upright) where it has none or cannot be read."""
+    try:
+        with Image.open(path) as im:
+            value = int(im.getexif().get(0x0112, 1))
+    except (OSError, ValueError, TypeError, UnidentifiedImageError, SyntaxError):
+        return 1
+    return value if value in EXIF_UPRIGHT else 1
+
+
+def upright(mask_hw: np.ndarray, orientation: int) -> np.ndarray:
+    """A mask drawn on an image's stored pixels, turned as its image is decoded (EXIF
+    ``orientation``), so that image and mask share one pixel grid.
+
+    Example:
+        >>> upright(np.array([[1, 0, 0], [0, 0, 0]], bool), 6).astype(int).tolist()  # 90 degrees clockwise
+        [[0, 1], [0, 0], [0, 0]]
+    """
+    if orientation not in EXIF_UPRIGHT:
+        return mask_hw
+    return np.asarray(Image.fromarray(np.asarray(mask_hw, np.uint8) * 255).transpose(EXIF_UPRIGHT[orientation])) > 0
