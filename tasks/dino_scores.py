@@ -67,7 +67,8 @@ def references(run: AggregateRun, few: AnomalyDino, units: list[Unit], cls: str)
         raise ValueError(f"class {cls} of {dataset}: AnomalyDINO shots={few.shots} shot_seed={few.shot_seed} needs train images "
                          f"{few.shot_seed * few.shots}..{(few.shot_seed + 1) * few.shots - 1} by file name; "
                          f"{len(named)} exist and the dino_tokens stage holds the first {stage['references']} "
-                         "(precompute with AnomalyDinoConfig.references large enough)")
+                         "(precompute --split train with AnomalyDinoConfig.references large enough; predict and serve: "
+                         "--reference DIR, a folder of normal images of the class)")
     if few.rotation and not stage["rotations"]:
         raise ValueError("AnomalyDINO rotation=true needs the dino_tokens stage's rotations (AnomalyDinoConfig.rotations)")
     return chosen
