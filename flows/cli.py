@@ -17,6 +17,8 @@ import signal
 import sys
 import threading
 
+from zsad import __version__
+
 from .commands import COMMANDS, add_command, request_of
 from .results import Shown
 from .settings import apply_defaults
@@ -30,6 +32,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     every command."""
     named = next((a for a in (argv or []) if not a.startswith("-")), None)
     ap = argparse.ArgumentParser(prog="zsad", description="Zero-shot industrial anomaly detection (cached DAG).")
+    ap.add_argument("--version", action="version", version=f"zsad {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         add_command(sub, name, argv is None or named == name)

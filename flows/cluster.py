@@ -5,7 +5,7 @@ storage (credentials from each worker's own environment, never through the sched
 file system mounted at the same absolute path everywhere (``--shared-path``). Models stay in
 the worker processes (``zsad.tasks.worker``); only sample records and small reports travel.
 
-Start a cluster (see the README, "More than one machine")::
+Start a cluster (see docs/guide/cluster.md)::
 
     dask scheduler                                        # tcp://HOST:8786
     dask worker tcp://HOST:8786 --nworkers 2 --nthreads 1 # CPU: one torch thread per worker

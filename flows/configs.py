@@ -43,7 +43,7 @@ NAMED = ("paper", *CHEAPER_SAM, *MUSC, *ANOMALYDINO, *TINY)
 
 def load_pipeline_config(name_or_path: str, **overrides: Any) -> PipelineConfig:
     """``paper`` (the seed's models), ``paper-sam16``/``paper-sam8`` (the same with SAM's point
-    grid at 16x16 / 8x8: cheaper on a CPU, not the seed's setting; see the README's figures),
+    grid at 16x16 / 8x8: cheaper on a CPU, not the seed's setting; see docs/performance.md),
     ``musc``... (the seed's plus MuSc's tokens, ``MUSC``: CLIP and DINO rows), ``anomalydino``...
     (the seed's plus AnomalyDINO's tokens, ``ANOMALYDINO``), the random tiny models (``TINY``) or a
     JSON file of a ``PipelineConfig``."""

@@ -32,7 +32,7 @@ from .command_requests import STORE
 def _env(name: str, default: str | None = None) -> str:
     value = os.environ.get(name, default)
     if not value:
-        raise ValueError(f"prefect deploy: set {name} (see the README, 'Running it for real'); it has no default")
+        raise ValueError(f"prefect deploy: set {name} (see docs/guide/nightly.md); it has no default")
     return value
 
 

@@ -77,7 +77,7 @@ def reference_option(help: str):
 
 
 def dask_option():
-    return option(None, "--dask-address", "run on this dask.distributed cluster (README: 'More than one machine')",
+    return option(None, "--dask-address", "run on this dask.distributed cluster (docs/guide/cluster.md)",
                   metavar="tcp://HOST:8786")
 
 

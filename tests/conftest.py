@@ -35,7 +35,7 @@ from zsad.config import PipelineConfig  # noqa: E402
 from zsad.datasets import SyntheticSpec, read_dataset, write_synthetic  # noqa: E402
 
 
-# Modules measured at a minute or more of work on one core (README "Tests"): they start first,
+# Modules measured at a minute or more of work on one core (docs/tests.md): they start first,
 # so that under pytest-xdist no worker is left with a long module while the others are idle.
 LONGEST_FIRST = ("test_portability", "test_modes", "test_s3", "test_cluster", "test_prefect_server", "test_crash",
                  "test_flows", "test_bad_inputs", "test_report_cli", "test_predict")

@@ -76,7 +76,7 @@ def test_corpus_precompute_and_aggregate(corpus, tmp_path, tiny_models):
     assert agg.returncode == 0 and "Traceback" not in agg.stderr, agg.stderr[-2000:]
     vh = plan_stages(PipelineConfig.tiny()).aggregate_hash(AggregateConfig())
     # each stored score is the one-call scorer's for its file (the CLI ran torch at its own thread
-    # count: model outputs within their stated tolerance, README "Reproducibility")
+    # count: model outputs within their stated tolerance, docs/reproducibility.md)
     paths = {s.image_id: s.path for s in read_dataset("folder", str(root), ["widget"])}
     for u in units:
         want = score_image(load_image(paths[u.image_id]), "widget", tiny_models, PipelineConfig.tiny()).sample_score

@@ -77,7 +77,9 @@ def test_the_wheel_installs_one_top_level_name(tmp_path):
          src)
     (wheel,) = tmp_path.glob("zsad-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert {n.split("/")[0] for n in names} == {"zsad", "zsad-0.1.0.dist-info"}, names
+    import tomllib
+    release = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert {n.split("/")[0] for n in names} == {"zsad", f"zsad-{release}.dist-info"}, names
     for expected in ("zsad/flows/cli.py", "zsad/serve/app.py", "zsad/tasks/shard.py", "zsad/stores/keys.py",
                      "zsad/flows/templates/report.html.j2",
                      "zsad/models/configs/zsad-tiny-clip.json"):

@@ -7,7 +7,7 @@ the decoder's output (hundreds of masks per image survive instead of one), and w
   the decoder calls are stock's on the same layout, the upsampling computes each kept row by
   the same formula, and everything after is integer.
 * Larger batches, the shared image side: equal up to float rounding; the tolerance is per-mask
-  IoU >= 0.999 and scores within 1e-5, the same masks kept (README "SAM's automatic masks").
+  IoU >= 0.999 and scores within 1e-5, the same masks kept (docs/methods/sam.md).
 * bf16 and ``torch.compile``: their own tolerances, stated below.
 """
 

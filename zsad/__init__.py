@@ -11,4 +11,9 @@ patch mode) and their labels, ``sweep`` the sweep grammar; ``metrics``, ``bins``
 Zarr; orchestration lives in ``flows``/``tasks`` and caching in ``stores``.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("zsad")  # the installed metadata: one version, pyproject.toml's
+except PackageNotFoundError:  # a source tree that is not installed
+    __version__ = "0+unknown"

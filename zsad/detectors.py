@@ -11,7 +11,7 @@ service's and ``predict``'s grouping (``together``, ``against_batch``), the prec
 (``unit_attrs``) and ``evaluate``'s published rows (``published``). A new detector is one
 ``Detector(...)`` here, its variant fields, its core function, its tests and its docs.
 
-Example:
+Examples:
     >>> from zsad.variant_fields import Musc
     >>> [d.name for d in DETECTORS]
     ['zero-shot', 'few-shot', 'mutual', 'musc', 'anomalydino', 'anomalydino-batched']

@@ -11,7 +11,7 @@ from others without a model (re-aggregation); ``record`` stages hold facts that 
 computed (thresholds, failures). Array names carry their layout (``boxes_xyxy``: corners x0, y0,
 x1, y1; ``maps_tlhw``: tile, prompt, y, x).
 
-Example:
+Examples:
     >>> STAGE["foreground"].inputs, STAGE["sam"].model, STAGE["clip_text"].per
     (('isnet', 'sam'), 'sam', 'class')
     >>> [s.name for s in STAGES if s.kind == "derived"]
