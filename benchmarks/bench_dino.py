@@ -15,38 +15,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from common import print_rows, stored_mb, timed  # noqa: E402
 
-def cpu_seconds() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
-
-
-def timed(fn, repeats: int) -> tuple[float, float]:
-    """(best wall seconds after one untimed call, CPU use in cores over the repeats)."""
-    fn()
-    best, wall0, cpu0 = float("inf"), time.perf_counter(), cpu_seconds()
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, (cpu_seconds() - cpu0) / max(time.perf_counter() - wall0, 1e-9)
-
-
-def stored_mb(stage: str, arrays: dict) -> float:
-    from zsad.stores import StageStore
-    with tempfile.TemporaryDirectory() as tmp:
-        StageStore(str(Path(tmp) / "s.zarr")).write_unit(f"{stage}/0123456789abcdef/d/c/test/x", arrays, source="x")
-        return sum(f.stat().st_size for f in Path(tmp).rglob("*") if f.is_file()) / 1e6
+KEY = "{}/0123456789abcdef/d/c/test/x"
 
 
 def token_rows(quick: bool, repeats: int) -> tuple[list[tuple[str, str]], np.ndarray]:
@@ -61,13 +40,13 @@ def token_rows(quick: bool, repeats: int) -> tuple[list[tuple[str, str]], np.nda
     tokens, cls = enc.encode_whole([image], layers)
     rows = [(f"MuSc {musc_arch}/{musc_size}: token stage (s per image; CPU use {use:.1f} cores)", f"{secs:.2f}"),
             (f"MuSc {musc_arch}/{musc_size}: musc_tokens unit (MB stored per image)",
-             f"{stored_mb('musc_tokens', {TOKENS: tokens[0], CLASS_TOKEN: cls[0]}):.1f}")]
+             f"{stored_mb(KEY.format('musc_tokens'), {TOKENS: tokens[0], CLASS_TOKEN: cls[0]}):.1f}")]
     ad = build_dino(ModelSpec("dino", ad_arch))
     secs, use = timed(lambda: ad.encode_patches(image, edge), repeats)
     patches, grid = ad.encode_patches(image, edge)
-    test_mb = stored_mb("dino_tokens", {DINO_TOKENS: patches[None]})
+    test_mb = stored_mb(KEY.format("dino_tokens"), {DINO_TOKENS: patches[None]})
     rotated = patches[None] + np.random.default_rng(2).normal(0, 0.1, (8, *patches.shape)).astype(np.float32)
-    ref_mb = stored_mb("dino_tokens", {DINO_TOKENS: rotated})  # 8 distinct token sets (identical ones compress)
+    ref_mb = stored_mb(KEY.format("dino_tokens"), {DINO_TOKENS: rotated})  # 8 distinct token sets (identical ones compress)
     rows += [(f"AnomalyDINO {ad_arch}/{edge}: token stage (s per image, grid {grid[0]} x {grid[1]}; CPU use "
               f"{use:.1f} cores)", f"{secs:.2f}"),
              (f"AnomalyDINO {ad_arch}/{edge}: dino_tokens unit (MB stored: a test image; a reference, 8 rotations)",
@@ -107,10 +86,7 @@ def main() -> None:
     repeats = 1 if args.quick else 2
     rows, patches = token_rows(args.quick, repeats)
     rows += scoring_rows(patches, repeats)
-    width = max(len(r[0]) for r in rows)
-    print(f"| {'what'.ljust(width)} | value |\n|{'-' * (width + 2)}|---|")
-    for k, v in rows:
-        print(f"| {k.ljust(width)} | {v} |")
+    print_rows(rows)
 
 
 if __name__ == "__main__":

@@ -24,13 +24,15 @@ import argparse
 import os
 import resource
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import print_rows, stored_mb, timed  # noqa: E402
 
 ARCHS = {  # name -> (open_clip arch, pretrained tag, image size, layers, MuSc's ms per image on an RTX 3090)
     "ViT-L-14-336/518": ("ViT-L-14-336", "openai", 518, (5, 11, 17, 23), 955.3),
@@ -38,30 +40,6 @@ ARCHS = {  # name -> (open_clip arch, pretrained tag, image size, layers, MuSc's
     "tiny/96": ("tiny", "random", 96, (0, 1), None),  # the GPU check's dry run: code paths, not costs
 }
 R_LIST = (1, 3, 5)
-
-
-def cpu_seconds() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
-
-
-def timed(fn, repeats: int = 2) -> tuple[float, float]:
-    """(best wall seconds, CPU utilisation of the repeats in cores)."""
-    fn()
-    best, wall0, cpu0 = float("inf"), time.perf_counter(), cpu_seconds()
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, (cpu_seconds() - cpu0) / max(time.perf_counter() - wall0, 1e-9)
-
-
-def stored_mb(key: str, arrays: dict) -> float:
-    from zsad.stores import StageStore
-    with tempfile.TemporaryDirectory() as tmp:
-        st = StageStore(str(Path(tmp) / "s.zarr"))
-        st.write_unit(key, arrays, source="x")
-        return sum(f.stat().st_size for f in Path(tmp).rglob("*") if f.is_file()) / 1e6
 
 
 def token_rows(name: str, device: str, repeats: int) -> tuple[list[tuple[str, str]], np.ndarray]:
@@ -196,10 +174,7 @@ def main() -> None:
             rows.append(cpu_row(name, tokens, args.device, args.compare_cpu))
     if not args.memory:
         rows.append(old_mutual_row(50))
-    width = max(len(r[0]) for r in rows)
-    print(f"| {'what'.ljust(width)} | value |\n|{'-' * (width + 2)}|---|")
-    for k, v in rows:
-        print(f"| {k.ljust(width)} | {v} |")
+    print_rows(rows)
 
 
 if __name__ == "__main__":
