@@ -1,0 +1,66 @@
+"""Documentation generated from the code's declarations (``scripts/render_docs.py`` calls these):
+the stage graph from ``zsad.stages.STAGES``, the detector table from ``zsad.detectors.DETECTORS``,
+the command table from ``zsad.flows.commands.COMMANDS``. Change a declaration and the rendered
+page changes with it; ``--check`` in the suite fails until the page is re-rendered."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+
+def stages() -> str:
+    """A Mermaid flowchart of the stages: each stage one node (version, per image or class, opt-in
+    switch), an arrow from each input; precompute stages in one box, derived and record stages in others."""
+    from zsad.stages import STAGES
+    groups = {"precompute": "precompute (models; zsad precompute)", "derived": "derived (from the store only)",
+              "record": "records"}
+    lines = ["```mermaid", "flowchart LR"]
+    for kind, title in groups.items():
+        lines.append(f'  subgraph {kind}["{title}"]')
+        for s in (s for s in STAGES if s.kind == kind):
+            extra = ", per class" if s.per == "class" else ""
+            extra += f", --{s.opt_in}" if s.opt_in and kind == "precompute" else ""
+            lines.append(f'    {s.name}["{s.name} v{s.version}{extra}"]')
+        lines.append("  end")
+    lines += [f"  {i} --> {s.name}" for s in STAGES for i in s.inputs]
+    return "\n".join(lines + ["```"])
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def detectors() -> str:
+    """One row per detector: its fields class, scoring kind, the stages its default variant reads,
+    whether it scores images together or against a batch, references, opt-in stage, unit attributes
+    and where its published rows come from."""
+    from zsad.detectors import DETECTORS
+    from render_docs import markdown_table
+    rows = []
+    for d in DETECTORS:
+        fields = d.fields() if d.fields is not None else None
+        rows.append([f"`{d.name}`", f"`{d.fields.__name__}`" if d.fields else "`AggregateConfig`'s", f"`{d.scoring}`",
+                     ", ".join(d.reads(fields)), _yes(d.together), _yes(d.against_batch), _yes(d.takes_reference),
+                     f"`{d.opt_in}`" if d.opt_in else "-", ", ".join(d.unit_attrs), d.cite or "-"])
+    return markdown_table(["detector (`mode=`)", "variant fields", "scoring", "reads (default variant)", "together",
+                           "against a batch", "references", "opt-in stage", "unit attributes", "published rows"], rows)
+
+
+def _flag(flag: str | tuple[str, ...]) -> str:
+    first = flag[0] if isinstance(flag, tuple) else flag
+    return first if first.startswith("-") else first.upper()
+
+
+def commands() -> str:
+    """One row per command: its request class, help, and every option it takes."""
+    from zsad.flows.commands import COMMANDS
+    from zsad.flows.request_fields import cli_fields
+    from render_docs import markdown_table
+    rows = []
+    for name, c in COMMANDS.items():
+        flags = [_flag(f.metadata["cli"]["flag"] or f.name) for f in cli_fields(c.request)]
+        rows.append([f"`zsad {name}`", c.help, f"`{c.request.__name__}`", " ".join(f"`{f}`" for f in flags) or "-"])
+    return markdown_table(["command", "what it does", "request", "options"], rows)
+
+
+GENERATORS: dict[str, Callable[[], str]] = {"stages": stages, "detectors": detectors, "commands": commands}

@@ -1,0 +1,159 @@
+"""Render the documentation's generated blocks: benchmark figures from their results files, and
+the pictures and tables that are read from the code's own declarations.
+
+    .venv/bin/python scripts/render_docs.py           # rewrite the blocks in README.md and docs/
+    .venv/bin/python scripts/render_docs.py --check   # exit 1 naming every block that differs
+
+A block is an HTML comment pair (invisible on GitHub and in the site) around generated text::
+
+    <!-- figures: bench_dino -->                      every table of benchmarks/results/bench_dino.json
+    <!-- figures: bench_dino table=2 rows="^AnomalyDINO" -->   its 2nd table, rows whose first cell matches
+    ...
+    <!-- /figures -->
+
+    <!-- figure: bench_dino row="DINOv2-L" col="value" -->3.88 ...<!-- /figure -->   one cell, inline
+
+    <!-- generated: stages -->  ...  <!-- /generated -->   (stages, detectors: see GENERATORS)
+
+A table's provenance (script, command, date, revision, machine, CPU use) is printed under it.
+A figure is only ever what a benchmark printed (``benchmarks/record.py`` keeps it): a number in
+a block cannot contradict its results file, and ``tests/test_docs.py`` runs ``--check``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+BLOCK = re.compile(r"<!-- (figures|figure|generated): (.*?) -->(.*?)<!-- /\1 -->", re.S)
+OPTIONS = {"figures": {"table", "rows"}, "figure": {"table", "row", "col"}, "generated": set()}
+
+
+class BlockError(ValueError):
+    """A block names a results file, table, row or column that does not exist."""
+
+
+def results(name: str) -> dict:
+    """The results file ``benchmarks/results/<name>.json``."""
+    path = RESULTS / f"{name}.json"
+    if not path.is_file():
+        raise BlockError(f"no results file {path.relative_to(ROOT)}; record it with "
+                         f".venv/bin/python benchmarks/record.py {name.split('-')[0]}.py [options]")
+    return json.loads(path.read_text())
+
+
+def provenance(res: dict) -> str:
+    """One italic line: how, when, where and at which revision the figures were obtained."""
+    m = res["machine"]
+    where = f"{m['cores']} cores ({m['cpu']})" + (f", torch {m['torch']}" if "torch" in m else "")
+    if res.get("source") == "transcribed":
+        return f"*Transcribed, not recorded here: {res['note']}* `{res['command']}`"
+    dirty = " with uncommitted changes" if res.get("uncommitted_changes") else ""
+    return (f"*`{res['command']}` · {res['date']} · revision `{res['revision']}`{dirty} · {where} · "
+            f"CPU use {res['cpu_use']:.0%} · `benchmarks/results/{res['benchmark']}.json`*")
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table with a plain ``|---|`` rule.
+
+    >>> print(markdown_table(["a", "b"], [["1", "2"]]))
+    | a | b |
+    |---|---|
+    | 1 | 2 |
+    """
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def _table(res: dict, number: str | None) -> dict:
+    tables = res["tables"]
+    index = int(number or 1) - 1
+    if not 0 <= index < len(tables):
+        raise BlockError(f"{res['benchmark']} has {len(tables)} tables, asked for table={number}")
+    return tables[index]
+
+
+def render_figures(name: str, *, table: str | None = None, rows: str | None = None) -> str:
+    """Tables of one results file (all, or ``table``), rows filtered by the regex ``rows``, and the provenance."""
+    res = results(name)
+    chosen = [_table(res, table)] if table else res["tables"]
+    parts = []
+    for t in chosen:
+        kept = [r for r in t["rows"] if rows is None or re.search(rows, r[0])]
+        if not kept:
+            raise BlockError(f"{name}: no row of table {table or ''} matches rows={rows!r}")
+        parts.append(markdown_table(t["header"], kept))
+    return "\n" + "\n\n".join(parts + [provenance(res)]) + "\n"
+
+
+def render_figure(name: str, *, row: str, col: str = "value", table: str | None = None) -> str:
+    """One cell: the row whose first cell starts with ``row`` (exactly one), the column headed ``col``."""
+    t = _table(results(name), table)
+    hits = [r for r in t["rows"] if r[0].startswith(row)]
+    if len(hits) != 1:
+        raise BlockError(f"{name}: row={row!r} matches {len(hits)} rows of {len(t['rows'])}; make it unique")
+    if col not in t["header"]:
+        raise BlockError(f"{name}: no column {col!r}; columns are {t['header']}")
+    return hits[0][t["header"].index(col)]
+
+
+def render_block(kind: str, spec: str) -> str:
+    """The text a block of ``kind`` with ``spec`` (``name key="value" ...``) holds."""
+    from docs_generated import GENERATORS
+    words = shlex.split(spec)
+    if not words:
+        raise BlockError(f"<!-- {kind}: --> names nothing")
+    name, options = words[0], dict(w.split("=", 1) for w in words[1:] if "=" in w)
+    unknown = set(options) - OPTIONS[kind]
+    if unknown or len(options) != len(words) - 1:
+        raise BlockError(f"<!-- {kind}: {spec} -->: options are {sorted(OPTIONS[kind])} as key=\"value\"")
+    if kind == "generated":
+        if name not in GENERATORS:
+            raise BlockError(f"no generator {name!r}; there are {sorted(GENERATORS)}")
+        return "\n" + GENERATORS[name]().strip() + "\n"
+    return render_figures(name, **options) if kind == "figures" else render_figure(name, **options)
+
+
+def render_text(text: str, where: str) -> str:
+    """``text`` with every block's content rendered afresh; a bad block raises naming ``where``."""
+    def one(m: re.Match) -> str:
+        try:
+            body = render_block(m.group(1), m.group(2))
+        except BlockError as e:
+            raise BlockError(f"{where}: {e}") from None
+        return f"<!-- {m.group(1)}: {m.group(2)} -->{body}<!-- /{m.group(1)} -->"
+    return BLOCK.sub(one, text)
+
+
+def pages() -> list[Path]:
+    """The files whose blocks are rendered: the README and every page of the site."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def main(argv: list[str]) -> int:
+    check = argv == ["--check"]
+    if argv and not check:
+        raise SystemExit(__doc__)
+    sys.path.insert(0, str(Path(__file__).parent))
+    stale = []
+    for path in pages():
+        text = path.read_text()
+        new = render_text(text, str(path.relative_to(ROOT)))
+        if new != text:
+            stale.append(str(path.relative_to(ROOT)))
+            if not check:
+                path.write_text(new)
+    if check and stale:
+        print("generated blocks out of date (run .venv/bin/python scripts/render_docs.py): " + ", ".join(stale))
+        return 1
+    print(("up to date: " if check else "rendered: ") + f"{len(pages())} files, {len(stale)} changed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
