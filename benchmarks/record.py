@@ -105,6 +105,12 @@ def record(script: str, args: list[str], *, name: str) -> dict:
             "stdout": out, "tables": parse_tables(out)}
 
 
+def transcribed(name: str, *, text: str, command: str, note: str, date: str, revision: str) -> dict:
+    """A results record for output printed elsewhere (``text``: the tables as printed), saying so."""
+    return {"benchmark": name, "source": "transcribed", "note": note, "command": command, "date": date,
+            "revision": revision, "machine": {}, "stdout": text, "tables": parse_tables(text)}
+
+
 def main(argv: list[str]) -> int:
     name = None
     if argv[:1] == ["--as"]:

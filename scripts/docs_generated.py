@@ -63,4 +63,18 @@ def commands() -> str:
     return markdown_table(["command", "what it does", "request", "options"], rows)
 
 
-GENERATORS: dict[str, Callable[[], str]] = {"stages": stages, "detectors": detectors, "commands": commands}
+def published() -> str:
+    """The published rows ``zsad evaluate`` prints beside a run, as each detector declares them."""
+    from zsad.detectors import DATA_SETS, DETECTORS
+    from render_docs import markdown_table
+    sets = sorted(DATA_SETS, key=lambda k: DATA_SETS[k])  # MVTec AD, VisA
+    rows = []
+    for d in (d for d in DETECTORS if d.published):
+        for cfg in dict.fromkeys(c for k in sets for c in d.published.get(k, {})):
+            cells = [" / ".join(f"{v:.2f}" for v in d.published[k][cfg]) if cfg in d.published.get(k, {}) else "-"
+                     for k in sets]
+            rows.append([f"`{d.name}`", f"`{cfg}`", d.published_fields, *cells, d.cite])
+    return markdown_table(["detector", "config", "figures", *[DATA_SETS[k] for k in sets], "source"], rows)
+
+
+GENERATORS: dict[str, Callable[[], str]] = {"stages": stages, "detectors": detectors, "commands": commands, "published": published}

@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 BLOCK = re.compile(r"<!-- (figures|figure|generated): (.*?) -->(.*?)<!-- /\1 -->", re.S)
-OPTIONS = {"figures": {"table", "rows"}, "figure": {"table", "row", "col"}, "generated": set()}
+OPTIONS = {"figures": {"table", "rows", "lines"}, "figure": {"table", "row", "col"}, "generated": set()}
 
 
 class BlockError(ValueError):
@@ -49,10 +49,11 @@ def results(name: str) -> dict:
 
 def provenance(res: dict) -> str:
     """One italic line: how, when, where and at which revision the figures were obtained."""
+    if res.get("source") == "transcribed":
+        return (f"*Transcribed (printed by `{res['command']}` on {res['date']} at revision `{res['revision']}`; "
+                f"not re-recorded since): {res['note']} · `benchmarks/results/{res['benchmark']}.json`*")
     m = res["machine"]
     where = f"{m['cores']} cores ({m['cpu']})" + (f", torch {m['torch']}" if "torch" in m else "")
-    if res.get("source") == "transcribed":
-        return f"*Transcribed, not recorded here: {res['note']}* `{res['command']}`"
     dirty = " with uncommitted changes" if res.get("uncommitted_changes") else ""
     return (f"*`{res['command']}` · {res['date']} · revision `{res['revision']}`{dirty} · {where} · "
             f"CPU use {res['cpu_use']:.0%} · `benchmarks/results/{res['benchmark']}.json`*")
@@ -78,9 +79,15 @@ def _table(res: dict, number: str | None) -> dict:
     return tables[index]
 
 
-def render_figures(name: str, *, table: str | None = None, rows: str | None = None) -> str:
-    """Tables of one results file (all, or ``table``), rows filtered by the regex ``rows``, and the provenance."""
+def render_figures(name: str, *, table: str | None = None, rows: str | None = None, lines: str | None = None) -> str:
+    """Tables of one results file (all, or ``table``), rows filtered by the regex ``rows``, and the provenance;
+    with ``lines`` (a regex), the printed lines it matches instead, as printed."""
     res = results(name)
+    if lines is not None:
+        kept = [line for line in res["stdout"].splitlines() if re.search(lines, line)]
+        if not kept:
+            raise BlockError(f"{name}: no printed line matches lines={lines!r}")
+        return "\n```text\n" + "\n".join(kept) + "\n```\n\n" + provenance(res) + "\n"
     chosen = [_table(res, table)] if table else res["tables"]
     parts = []
     for t in chosen:
@@ -92,9 +99,10 @@ def render_figures(name: str, *, table: str | None = None, rows: str | None = No
 
 
 def render_figure(name: str, *, row: str, col: str = "value", table: str | None = None) -> str:
-    """One cell: the row whose first cell starts with ``row`` (exactly one), the column headed ``col``."""
+    """One cell: the row whose first cell is ``row``, else the one row whose first cell starts with it;
+    the column headed ``col``."""
     t = _table(results(name), table)
-    hits = [r for r in t["rows"] if r[0].startswith(row)]
+    hits = [r for r in t["rows"] if r[0] == row] or [r for r in t["rows"] if r[0].startswith(row)]
     if len(hits) != 1:
         raise BlockError(f"{name}: row={row!r} matches {len(hits)} rows of {len(t['rows'])}; make it unique")
     if col not in t["header"]:
@@ -119,13 +127,15 @@ def render_block(kind: str, spec: str) -> str:
     return render_figures(name, **options) if kind == "figures" else render_figure(name, **options)
 
 
-def render_text(text: str, where: str) -> str:
-    """``text`` with every block's content rendered afresh; a bad block raises naming ``where``."""
+def render_text(text: str, where: str, errors: list[str]) -> str:
+    """``text`` with every block's content rendered afresh; a bad block keeps its text and adds
+    its error, naming ``where``, to ``errors``."""
     def one(m: re.Match) -> str:
         try:
             body = render_block(m.group(1), m.group(2))
         except BlockError as e:
-            raise BlockError(f"{where}: {e}") from None
+            errors.append(f"{where}: {e}")
+            return m.group(0)
         return f"<!-- {m.group(1)}: {m.group(2)} -->{body}<!-- /{m.group(1)} -->"
     return BLOCK.sub(one, text)
 
@@ -140,19 +150,21 @@ def main(argv: list[str]) -> int:
     if argv and not check:
         raise SystemExit(__doc__)
     sys.path.insert(0, str(Path(__file__).parent))
-    stale = []
+    stale, errors = [], []
     for path in pages():
         text = path.read_text()
-        new = render_text(text, str(path.relative_to(ROOT)))
+        new = render_text(text, str(path.relative_to(ROOT)), errors)
         if new != text:
             stale.append(str(path.relative_to(ROOT)))
             if not check:
                 path.write_text(new)
+    for e in errors:
+        print(f"error: {e}")
     if check and stale:
         print("generated blocks out of date (run .venv/bin/python scripts/render_docs.py): " + ", ".join(stale))
-        return 1
-    print(("up to date: " if check else "rendered: ") + f"{len(pages())} files, {len(stale)} changed")
-    return 0
+    print(("checked: " if check else "rendered: ") + f"{len(pages())} files, {len(stale)} "
+          f"{'stale' if check else 'changed'}, {len(errors)} blocks in error")
+    return 1 if errors or (check and stale) else 0
 
 
 if __name__ == "__main__":

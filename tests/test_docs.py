@@ -87,3 +87,69 @@ def test_version_is_the_metadata_version():
 
 def test_the_changelog_has_the_current_version():
     assert f"## [{version('zsad')}]" in (ROOT / "CHANGELOG.md").read_text()
+
+
+# --- figures rendered from results files, pictures and tables from declarations -------------------
+
+def _render_docs():
+    import importlib.util
+    sys.path.insert(0, str(ROOT / "scripts"))
+    spec = importlib.util.spec_from_file_location("render_docs", ROOT / "scripts" / "render_docs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_generated_block_equals_its_results_file_or_declaration():
+    rd = _render_docs()
+    errors, stale = [], []
+    for path in rd.pages():
+        text = path.read_text()
+        if rd.render_text(text, path.name, errors) != text:
+            stale.append(path.name)
+    assert not errors, errors
+    assert not stale, f"run .venv/bin/python scripts/render_docs.py: stale blocks in {stale}"
+
+
+def test_a_typed_figure_in_a_block_is_caught_and_a_bad_block_names_its_fault():
+    rd = _render_docs()
+    page = (ROOT / "docs" / "methods" / "sam.md").read_text()
+    m = re.search(r'(<!-- figure: bench_sam row="old" col="SAM s/image" -->)([^<]*)(<!-- /figure -->)', page)
+    assert m, "the SAM page cites bench_sam's old SAM s/image"
+    typed = page.replace(m.group(0), m.group(1) + "99.9" + m.group(3))
+    errors = []
+    assert rd.render_text(typed, "sam.md", errors) == page and not errors  # re-rendered from the file
+    for block, fault in [('<!-- figure: bench_sam row="nope" col="SAM s/image" -->1<!-- /figure -->', "matches 0 rows"),
+                         ('<!-- figure: bench_sam row="old" col="nope" -->1<!-- /figure -->', "no column 'nope'"),
+                         ("<!-- figures: bench_nothing -->\n<!-- /figures -->", "record.py bench_nothing.py"),
+                         ("<!-- generated: nothing -->\n<!-- /generated -->", "no generator 'nothing'"),
+                         ("<!-- figures: bench_sam colour=red -->\n<!-- /figures -->", "options are")]:
+        errors = []
+        assert rd.render_text(block, "x.md", errors) == block
+        assert len(errors) == 1 and fault in errors[0] and errors[0].startswith("x.md: "), errors
+
+
+MEASURED = re.compile(r"\**~?\d[\d.,]*\s?(s|ms|MB|GB|min|h|x|%|s/image|images/s)\**")
+
+
+def test_no_measured_figure_is_typed_in_a_table_outside_a_generated_block():
+    rd = _render_docs()
+    for path in rd.pages():
+        text = rd.BLOCK.sub("", path.read_text())
+        cells = [c.strip() for line in text.splitlines() if line.startswith("|") for c in line.strip("|").split("|")]
+        typed = [c for c in cells if MEASURED.fullmatch(c)]
+        assert not typed, f"{path.relative_to(ROOT)}: measured figures typed by hand: {typed[:5]}; render them " \
+                          "from a results file (docs/performance.md says how)"
+
+
+def test_the_recorder_and_the_renderer_parse_and_write_tables_as_printed():
+    import doctest
+    rd = _render_docs()
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import record
+    for module in (record, rd):
+        assert doctest.testmod(module).failed == 0
+    out = "x\n| a | b |\n|---|--:|\n| 1 | 2.5 |\n"
+    rec = record.transcribed("bench_x", text=out, command="c", note="n", date="d", revision="r")
+    assert rec["tables"] == [{"header": ["a", "b"], "rows": [["1", "2.5"]]}]
+    assert rd.markdown_table(rec["tables"][0]["header"], rec["tables"][0]["rows"]) in out.replace("--:", "---")
