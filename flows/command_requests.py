@@ -1,10 +1,9 @@
 """One frozen request per command: its fields are the command's parameters, declared once
-(how a field is declared: ``zsad.flows.request_fields``).
-
-The command line is generated from the fields (flag, help, default, the core's own choices);
-the Prefect flow takes the request as its one parameter (``prefect.yaml``: a mapping). Checks
-of a field or a pair of fields are in ``__post_init__``: a bad request fails before any work,
-whichever way it came. A field without an ``option`` is not on the command line.
+(how a field is declared: ``zsad.flows.request_fields``). The command line is generated from
+the fields (flag, help, default, the core's own choices);
+the Prefect flow takes the request as its one parameter (``prefect.yaml``: a mapping). Checks of
+a field or a pair of fields are in ``__post_init__``: a bad request fails before any work, whichever
+way it came. A field without an ``option`` is not on the command line.
 
 Example:
     >>> r = AggregateRequest(store="s.zarr", classes=["pcb1"])
@@ -280,6 +279,7 @@ class WeightsRequest(Request):
     action: str = option(dataclasses.MISSING, "action", "list or fetch", choices=WEIGHTS_ACTIONS)
     key: str | None = option(None, "--key", "fetch: which file (see `zsad weights list`)")
     dest: str | None = option(None, "--dest", "fetch: the folder to put it in")
+    config: str | None = option(None, "--config", "list: only the files this config's models need")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,9 +13,25 @@ from zsad.weights import KNOWN_WEIGHTS, WeightsError, candidate_paths, search_di
 from .command_requests import WeightsRequest
 
 
-def list_weights() -> list[dict[str, Any]]:
+def config_keys(config: str) -> list[str]:
+    """The weights keys of every model a pipeline config builds (random-weight models need none)."""
+    from zsad.weights import weights_key
+
+    from .configs import load_pipeline_config
+    cfg = load_pipeline_config(config)
+    specs = [cfg.isnet, cfg.sam, cfg.clip, cfg.clipseg] + [c.backbone for c in (cfg.musc, cfg.anomalydino) if c]
+    return list(dict.fromkeys(weights_key(s) for s in specs if not s.is_random))
+
+
+def list_weights(config: str | None = None) -> list[dict[str, Any]]:
+    """Every known weights file (or those ``config`` needs): where it is looked for, whether it is there."""
+    keys = config_keys(config) if config else list(KNOWN_WEIGHTS)
+    unknown = [k for k in keys if k not in KNOWN_WEIGHTS]
+    if unknown:
+        raise WeightsError(f"config {config!r} needs weights zsad has no entry for: {unknown}; give their paths as "
+                           f"'weights' in a JSON config")
     rows = []
-    for wf in KNOWN_WEIGHTS.values():
+    for wf in (KNOWN_WEIGHTS[k] for k in keys):
         found = next((p for p in candidate_paths(wf) if p.is_file()), None)
         rows.append({"key": wf.key, "file": wf.filename, "sha256": wf.sha256 or (f"{wf.sha256_prefix}..." if
                      wf.sha256_prefix else "not published"), "found": str(found) if found else None,
@@ -61,7 +77,7 @@ def fetch(key: str, dest: str | None = None) -> Path:
 def run_weights(request: WeightsRequest) -> Any:
     """``zsad weights list|fetch``."""
     if request.action == "list":
-        return list_weights()
+        return list_weights(request.config)
     if not request.key:
         raise ValueError("weights fetch needs --key (see `zsad weights list`)")
     return {"fetched": str(fetch(request.key, request.dest))}

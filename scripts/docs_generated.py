@@ -26,6 +26,42 @@ def stages() -> str:
     return "\n".join(lines + ["```"])
 
 
+LAYERS = {"flows": "flows/ (commands, Prefect flows, CLI)", "serve": "serve/ (the line service)",
+          "tasks": "tasks/ (thin stage tasks)", "stores": "stores/ (the Zarr store)", "core": "zsad/ (the core)"}
+
+
+def _layer_of(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] != "zsad":
+        return None
+    return parts[1] if len(parts) > 1 and parts[1] in LAYERS else "core"
+
+
+def layers() -> str:
+    """A Mermaid graph of the imports between the layers, read from the source (``ast``): an arrow
+    from each layer to each layer its modules import, labelled with how many modules do."""
+    import ast
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    edges: dict[tuple[str, str], int] = {}
+    for layer in LAYERS:
+        folder = root / ("zsad" if layer == "core" else layer)
+        files = [f for f in folder.rglob("*.py") if layer != "core" or f.parent == folder or
+                 f.relative_to(folder).parts[0] not in LAYERS]
+        for f in files:
+            targets = set()
+            for node in ast.walk(ast.parse(f.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    targets.add(_layer_of(node.module))
+                elif isinstance(node, ast.Import):
+                    targets |= {_layer_of(a.name) for a in node.names}
+            for t in targets - {None, layer}:
+                edges[(layer, t)] = edges.get((layer, t), 0) + 1
+    lines = ["```mermaid", "flowchart TD"] + [f'  {k}["{v}"]' for k, v in LAYERS.items()]
+    lines += [f"  {a} -->|{n}| {b}" for (a, b), n in sorted(edges.items())]
+    return "\n".join(lines + ["```"])
+
+
 def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
 
@@ -77,4 +113,4 @@ def published() -> str:
     return markdown_table(["detector", "config", "figures", *[DATA_SETS[k] for k in sets], "source"], rows)
 
 
-GENERATORS: dict[str, Callable[[], str]] = {"stages": stages, "detectors": detectors, "commands": commands, "published": published}
+GENERATORS: dict[str, Callable[[], str]] = {"layers": layers, "stages": stages, "detectors": detectors, "commands": commands, "published": published}

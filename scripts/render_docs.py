@@ -140,6 +140,15 @@ def render_text(text: str, where: str, errors: list[str]) -> str:
     return BLOCK.sub(one, text)
 
 
+def site_index(readme: str) -> str:
+    """The site's home page: the README with its links made relative to ``docs/``.
+
+    >>> site_index("[a](docs/guide/x.md) [b](CHANGELOG.md) `docs/`")
+    '[a](guide/x.md) [b](changelog.md) `docs/`'
+    """
+    return re.sub(r"\]\(docs/", "](", readme).replace("](CHANGELOG.md)", "](changelog.md)")
+
+
 def pages() -> list[Path]:
     """The files whose blocks are rendered: the README and every page of the site."""
     return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -151,6 +160,11 @@ def main(argv: list[str]) -> int:
         raise SystemExit(__doc__)
     sys.path.insert(0, str(Path(__file__).parent))
     stale, errors = [], []
+    index, readme = ROOT / "docs" / "index.md", (ROOT / "README.md").read_text()
+    if index.read_text() != site_index(readme):
+        stale.append("docs/index.md (the README's copy)")
+        if not check:
+            index.write_text(site_index(readme))
     for path in pages():
         text = path.read_text()
         new = render_text(text, str(path.relative_to(ROOT)), errors)

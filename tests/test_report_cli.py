@@ -233,6 +233,14 @@ def test_cli_weights_list_and_bad_config(capsys, tmp_path, monkeypatch):
     assert all(str(tmp_path) in r["looked_in"] for r in rows)
     assert main(["aggregate", "--store", str(tmp_path / "s.zarr"), "--config", "nope.json"]) == 2
     assert "dino-tiny nor an existing JSON file" in capsys.readouterr().err
+    assert main(["weights", "list", "--config", "musc-dinov2-l518"]) == 0  # what one config's models need
+    assert [r["key"] for r in json.loads(capsys.readouterr().out)] == [
+        "isnet/isnet/general-use", "sam/vit_h/sa-1b", "clip/ViT-B-16-plus-240/laion400m_e32", "clipseg/rd64-refined/CIDAS",
+        "dino/dinov2_vitl14/lvd142m"]
+    assert main(["weights", "list", "--config", "tiny"]) == 0  # random weights need no file
+    assert json.loads(capsys.readouterr().out) == []
+    assert main(["weights", "list", "--config", "nope"]) == 2
+    assert "nor an existing JSON file" in capsys.readouterr().err
 
 
 def test_weights_fetch_checks_sha256(tmp_path, monkeypatch):
