@@ -71,10 +71,13 @@ def machine() -> dict:
     return info
 
 
+CODE = ("zsad", "flows", "tasks", "stores", "serve", "benchmarks", ":!benchmarks/results", "pyproject.toml")
+
+
 def revision() -> tuple[str, bool]:
-    """(the commit checked out, whether tracked files differ from it)."""
+    """(the commit checked out, whether its code differs from it: edits to the docs do not count)."""
     head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE], cwd=ROOT,
                            capture_output=True, text=True)
     return head.stdout.strip() or "unknown", bool(dirty.stdout.strip())
 
