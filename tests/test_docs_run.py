@@ -1,8 +1,8 @@
-"""The examples of the README, Getting started and the user guide run: every shell or Python
-block carries a marker saying either that it runs here (``<!-- example: runs -->``: executed
-against a fresh demo store) or what it needs that the suite does not have
-(``<!-- example: needs weights, data -->``; such blocks are checked for syntax here and for
-naming only commands and options that exist in ``tests/test_docs_examples.py``)."""
+"""The examples of the README and the documentation run: every shell or Python block carries a
+marker saying either that it runs here (``<!-- example: runs -->``: executed against a fresh demo
+store) or what it needs that the suite does not have (``<!-- example: needs weights, data -->``;
+such blocks are checked for syntax here and for naming only commands and options that exist in
+``tests/test_docs_examples.py``)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "README.md", ROOT / "docs" / "getting-started.md", *sorted((ROOT / "docs" / "guide").glob("*.md"))]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 FENCE = re.compile(r"(?:<!-- example: ([^>]*?) -->\n)?```(bash|sh|shell|python)\n(.*?)```", re.S)
 NEEDS = {"weights", "data", "gpu", "server", "cluster", "object storage", "prefect server", "install", "a camera folder"}
 
