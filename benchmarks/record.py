@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/record.py --as bench_models-sam16 bench_models.py --sam-points 16
 
 writes ``benchmarks/results/<name>.json`` (name: the script's stem, or ``--as``): the command,
-the date (UTC), the machine (cores, CPU model, Python, torch, numpy), the revision and whether the
+the date it started (UTC), the machine (cores, CPU model, Python, torch, numpy), the revision and whether the
 working tree had uncommitted changes, wall and CPU seconds of the run (CPU use = CPU seconds /
 wall / cores), its exit status, everything it printed, and the Markdown tables in that output
 parsed into header and rows. The script's own output is stored as it came: nothing is typed in.
@@ -88,6 +88,7 @@ def record(script: str, args: list[str], *, name: str) -> dict:
     if not path.is_file():
         raise SystemExit(f"record: no benchmark {path}; expected a file name such as bench_dino.py")
     rev, dirty = revision()
+    started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, str(path), *args], cwd=ROOT, stdout=subprocess.PIPE, text=True)
@@ -102,7 +103,7 @@ def record(script: str, args: list[str], *, name: str) -> dict:
     out = "".join(lines)
     return {"benchmark": name, "source": "recorded",
             "command": " ".join([".venv/bin/python", f"benchmarks/{script}", *args]),
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "revision": rev,
+            "date": started, "revision": rev,
             "uncommitted_changes": dirty, "machine": machine(), "wall_s": round(wall, 1),
             "cpu_use": round(cpu / max(wall, 1e-9) / (os.cpu_count() or 1), 3), "exit": code,
             "stdout": out, "tables": parse_tables(out)}
