@@ -5,6 +5,7 @@ is the metadata's version."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -153,3 +154,22 @@ def test_the_recorder_and_the_renderer_parse_and_write_tables_as_printed():
     rec = record.transcribed("bench_x", text=out, command="c", note="n", date="d", revision="r")
     assert rec["tables"] == [{"header": ["a", "b"], "rows": [["1", "2.5"]]}]
     assert rd.markdown_table(rec["tables"][0]["header"], rec["tables"][0]["rows"]) in out.replace("--:", "---")
+
+
+def test_every_results_file_says_how_it_was_made_and_is_shown_somewhere():
+    rd = _render_docs()
+    used = {m.group(2).split()[0] for p in rd.pages() for m in rd.BLOCK.finditer(p.read_text())
+            if m.group(1) != "generated"}
+    files = sorted((ROOT / "benchmarks" / "results").glob("*.json"))
+    assert files
+    for path in files:
+        res = json.loads(path.read_text())
+        assert res["benchmark"] == path.stem and res["tables"] or res.get("stdout"), path.name
+        assert res["source"] in ("recorded", "transcribed") and res["command"] and res["date"] and res["revision"]
+        script = res["command"].split()[1]
+        assert (ROOT / script).is_file(), f"{path.name}: {script} does not exist"
+        if res["source"] == "transcribed":
+            assert len(res["note"]) > 20, f"{path.name}: a transcribed file says where it came from"
+        else:
+            assert {"cores", "cpu", "python"} <= set(res["machine"]) and res["exit"] == 0
+        assert path.stem in used, f"{path.name} is rendered nowhere"
