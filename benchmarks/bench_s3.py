@@ -14,7 +14,7 @@ Prints requests per image by method (HEAD/GET/PUT/LIST/DELETE), their ratio, and
 time of the same steps on a local store (old and new: local stores must not get slower). The
 machine's core count and the steps' CPU utilisation are printed too.
 
-    .venv/bin/python benchmarks/bench_s3.py [--sizes 32,128] [--old-rev 4658435] [--skip-old]
+    .venv/bin/python benchmarks/bench_s3.py [--sizes 32,128] [--old-rev a1ea2a7] [--skip-old]
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve()
+sys.path.insert(0, str(HERE.parent))
+from oldrev import checkout as old_checkout, environment  # noqa: E402
 STEPS = ("cold precompute", "warm precompute", "aggregate: first variant", "aggregate: second variant",
          "aggregate: first variant again")
 
@@ -59,8 +61,10 @@ def step(name: str, data: str, store: str) -> None:
 def run_step(name: str, data: Path, store: str, src: Path, env: dict[str, str]) -> tuple[float, float]:
     """(wall, CPU seconds) of ``step`` in a fresh process running the code at ``src``."""
     r0, t = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
-    script = HERE if src == HERE.parents[1] else src / "benchmarks" / "bench_s3_step.py"
-    res = subprocess.run([sys.executable, str(script), "--step", name,
+    old = src != HERE.parents[1]
+    script = src / "benchmarks" / "bench_s3_step.py" if old else HERE
+    python = environment(src) if old else Path(sys.executable)  # the old tree's own imports, not this checkout's
+    res = subprocess.run([str(python), str(script), "--step", name,
                           "--data", str(data), "--store", store], env={**env, "PYTHONPATH": str(src)},
                          cwd=str(src), capture_output=True, text=True)
     if res.returncode != 0:
@@ -73,7 +77,6 @@ def checkout(work: Path, rev: str | None) -> Path:
     """This checkout (``rev`` None) or the code at ``rev`` with this file as its step runner."""
     if rev is None:
         return HERE.parents[1]
-    from oldrev import checkout as old_checkout
     return old_checkout(work, rev, HERE, "bench_s3_step.py")
 
 
@@ -107,7 +110,7 @@ def synthetic(work: Path, images: int) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="32,128", help="images (2 classes); old code and local times at the first")
-    ap.add_argument("--old-rev", default="4658435")
+    ap.add_argument("--old-rev", default="a1ea2a7", help="the code to compare with (a revision with the one-name install)")
     ap.add_argument("--skip-old", action="store_true")
     ap.add_argument("--work", default=None)
     ap.add_argument("--quick", action="store_true", help="4 images, this code only: under a minute")
