@@ -71,14 +71,15 @@ def machine() -> dict:
     return info
 
 
-CODE = ("zsad", "flows", "tasks", "stores", "serve", "benchmarks", ":!benchmarks/results", "pyproject.toml")
+CODE = ("zsad", "flows", "tasks", "stores", "serve", "pyproject.toml", "benchmarks/common.py", "benchmarks/oldrev.py")
 
 
-def revision() -> tuple[str, bool]:
-    """(the commit checked out, whether its code differs from it: edits to the docs do not count)."""
+def revision(script: str) -> tuple[str, bool]:
+    """(the commit checked out, whether the code ``script`` runs differs from it: the packages, the
+    script and its helpers; edits to the docs or to other benchmarks do not count)."""
     head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE], cwd=ROOT,
-                           capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE,
+                            f"benchmarks/{script}"], cwd=ROOT, capture_output=True, text=True)
     return head.stdout.strip() or "unknown", bool(dirty.stdout.strip())
 
 
@@ -87,7 +88,7 @@ def record(script: str, args: list[str], *, name: str) -> dict:
     path = ROOT / "benchmarks" / script
     if not path.is_file():
         raise SystemExit(f"record: no benchmark {path}; expected a file name such as bench_dino.py")
-    rev, dirty = revision()
+    rev, dirty = revision(script)
     started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
