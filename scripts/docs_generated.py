@@ -62,6 +62,18 @@ def layers() -> str:
     return "\n".join(lines + ["```"])
 
 
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table with a plain ``|---|`` rule.
+
+    >>> print(markdown_table(["a", "b"], [["1", "2"]]))
+    | a | b |
+    |---|---|
+    | 1 | 2 |
+    """
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
 def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
 
@@ -71,7 +83,6 @@ def detectors() -> str:
     whether it scores images together or against a batch, references, opt-in stage, unit attributes
     and where its published rows come from."""
     from zsad.detectors import DETECTORS
-    from render_docs import markdown_table
     rows = []
     for d in DETECTORS:
         fields = d.fields() if d.fields is not None else None
@@ -91,7 +102,6 @@ def commands() -> str:
     """One row per command: its request class, help, and every option it takes."""
     from zsad.flows.commands import COMMANDS
     from zsad.flows.request_fields import cli_fields
-    from render_docs import markdown_table
     rows = []
     for name, c in COMMANDS.items():
         flags = [_flag(f.metadata["cli"]["flag"] or f.name) for f in cli_fields(c.request)]
@@ -102,7 +112,6 @@ def commands() -> str:
 def published() -> str:
     """The published rows ``zsad evaluate`` prints beside a run, as each detector declares them."""
     from zsad.detectors import DATA_SETS, DETECTORS
-    from render_docs import markdown_table
     sets = sorted(DATA_SETS, key=lambda k: DATA_SETS[k])  # MVTec AD, VisA
     rows = []
     for d in (d for d in DETECTORS if d.published):

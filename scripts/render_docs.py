@@ -13,7 +13,8 @@ A block is an HTML comment pair (invisible on GitHub and in the site) around gen
 
     <!-- figure: bench_dino row="DINOv2-L" col="value" -->3.88 ...<!-- /figure -->   one cell, inline
 
-    <!-- generated: stages -->  ...  <!-- /generated -->   (stages, detectors: see GENERATORS)
+    <!-- generated: stages -->  ...  <!-- /generated -->   (layers, stages, detectors, commands, published:
+                                                           docs_generated.GENERATORS)
 
 A table's provenance (script, command, date, revision, machine, CPU use) is printed under it.
 A figure is only ever what a benchmark printed (``benchmarks/record.py`` keeps it): a number in
@@ -22,6 +23,8 @@ a block cannot contradict its results file, and ``tests/test_docs.py`` runs ``--
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import re
 import shlex
@@ -59,16 +62,13 @@ def provenance(res: dict) -> str:
             f"CPU use {res['cpu_use']:.0%} · `benchmarks/results/{res['benchmark']}.json`*")
 
 
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    """A Markdown table with a plain ``|---|`` rule.
-
-    >>> print(markdown_table(["a", "b"], [["1", "2"]]))
-    | a | b |
-    |---|---|
-    | 1 | 2 |
-    """
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+@functools.cache
+def generated():
+    """``scripts/docs_generated.py``, loaded by its path (nothing is added to ``sys.path``)."""
+    spec = importlib.util.spec_from_file_location("zsad_docs_generated", Path(__file__).with_name("docs_generated.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _table(res: dict, number: str | None) -> dict:
@@ -94,7 +94,7 @@ def render_figures(name: str, *, table: str | None = None, rows: str | None = No
         kept = [r for r in t["rows"] if rows is None or re.search(rows, r[0])]
         if not kept:
             raise BlockError(f"{name}: no row of table {table or ''} matches rows={rows!r}")
-        parts.append(markdown_table(t["header"], kept))
+        parts.append(generated().markdown_table(t["header"], kept))
     return "\n" + "\n\n".join(parts + [provenance(res)]) + "\n"
 
 
@@ -112,7 +112,7 @@ def render_figure(name: str, *, row: str, col: str = "value", table: str | None 
 
 def render_block(kind: str, spec: str) -> str:
     """The text a block of ``kind`` with ``spec`` (``name key="value" ...``) holds."""
-    from docs_generated import GENERATORS
+    generators = generated().GENERATORS
     words = shlex.split(spec)
     if not words:
         raise BlockError(f"<!-- {kind}: --> names nothing")
@@ -121,9 +121,9 @@ def render_block(kind: str, spec: str) -> str:
     if unknown or len(options) != len(words) - 1:
         raise BlockError(f"<!-- {kind}: {spec} -->: options are {sorted(OPTIONS[kind])} as key=\"value\"")
     if kind == "generated":
-        if name not in GENERATORS:
-            raise BlockError(f"no generator {name!r}; there are {sorted(GENERATORS)}")
-        return "\n" + GENERATORS[name]().strip() + "\n"
+        if name not in generators:
+            raise BlockError(f"no generator {name!r}; there are {sorted(generators)}")
+        return "\n" + generators[name]().strip() + "\n"
     return render_figures(name, **options) if kind == "figures" else render_figure(name, **options)
 
 
@@ -158,7 +158,6 @@ def main(argv: list[str]) -> int:
     check = argv == ["--check"]
     if argv and not check:
         raise SystemExit(__doc__)
-    sys.path.insert(0, str(Path(__file__).parent))
     stale, errors = [], []
     index, readme = ROOT / "docs" / "index.md", (ROOT / "README.md").read_text()
     if index.read_text() != site_index(readme):

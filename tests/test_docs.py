@@ -92,13 +92,18 @@ def test_the_changelog_has_the_current_version():
 
 # --- figures rendered from results files, pictures and tables from declarations -------------------
 
-def _render_docs():
+def _load(path: Path):
+    """A script loaded by its path: nothing joins ``sys.path`` (a ``benchmarks/results`` folder on it
+    would shadow ``zsad.flows.results``'s name)."""
     import importlib.util
-    sys.path.insert(0, str(ROOT / "scripts"))
-    spec = importlib.util.spec_from_file_location("render_docs", ROOT / "scripts" / "render_docs.py")
+    spec = importlib.util.spec_from_file_location(f"zsad_docs_test_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _render_docs():
+    return _load(ROOT / "scripts" / "render_docs.py")
 
 
 def test_every_generated_block_equals_its_results_file_or_declaration():
@@ -146,14 +151,14 @@ def test_no_measured_figure_is_typed_in_a_table_outside_a_generated_block():
 def test_the_recorder_and_the_renderer_parse_and_write_tables_as_printed():
     import doctest
     rd = _render_docs()
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import record
-    for module in (record, rd):
+    record = _load(ROOT / "benchmarks" / "record.py")
+    for module in (record, rd, rd.generated()):
         assert doctest.testmod(module).failed == 0
     out = "x\n| a | b |\n|---|--:|\n| 1 | 2.5 |\n"
     rec = record.transcribed("bench_x", text=out, command="c", note="n", date="d", revision="r")
     assert rec["tables"] == [{"header": ["a", "b"], "rows": [["1", "2.5"]]}]
-    assert rd.markdown_table(rec["tables"][0]["header"], rec["tables"][0]["rows"]) in out.replace("--:", "---")
+    assert rd.generated().markdown_table(rec["tables"][0]["header"], rec["tables"][0]["rows"]) in \
+        out.replace("--:", "---")
 
 
 def test_every_results_file_says_how_it_was_made_and_is_shown_somewhere():
