@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/record.py bench_dino.py [its options ...]
     .venv/bin/python benchmarks/record.py --as bench_models-sam16 bench_models.py --sam-points 16
 
-writes ``benchmarks/results/<name>.json`` (name: the script's stem, or ``--as``): the command,
+writes ``benchmarks/recorded/<name>.json`` (name: the script's stem, or ``--as``): the command,
 the date it started (UTC), the machine (cores, CPU model, Python, torch, numpy), the revision and whether the
 working tree had uncommitted changes, wall and CPU seconds of the run (CPU use = CPU seconds /
 wall / cores), its exit status, everything it printed, and the Markdown tables in that output
@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = ROOT / "benchmarks" / "recorded"
 NAME = re.compile(r"[a-z][a-z0-9_]*(-[a-z0-9_]+)*")
 
 

@@ -6,7 +6,7 @@ the pictures and tables that are read from the code's own declarations.
 
 A block is an HTML comment pair (invisible on GitHub and in the site) around generated text::
 
-    <!-- figures: bench_dino -->                      every table of benchmarks/results/bench_dino.json
+    <!-- figures: bench_dino -->                      every table of benchmarks/recorded/bench_dino.json
     <!-- figures: bench_dino table=2 rows="^AnomalyDINO" -->   its 2nd table, rows whose first cell matches
     ...
     <!-- /figures -->
@@ -32,7 +32,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = ROOT / "benchmarks" / "recorded"
 BLOCK = re.compile(r"<!-- (figures|figure|generated): (.*?) -->(.*?)<!-- /\1 -->", re.S)
 OPTIONS = {"figures": {"table", "rows", "lines"}, "figure": {"table", "row", "col"}, "generated": set()}
 
@@ -42,7 +42,7 @@ class BlockError(ValueError):
 
 
 def results(name: str) -> dict:
-    """The results file ``benchmarks/results/<name>.json``."""
+    """The results file ``benchmarks/recorded/<name>.json``."""
     path = RESULTS / f"{name}.json"
     if not path.is_file():
         raise BlockError(f"no results file {path.relative_to(ROOT)}; record it with "
@@ -54,12 +54,12 @@ def provenance(res: dict) -> str:
     """One italic line: how, when, where and at which revision the figures were obtained."""
     if res.get("source") == "transcribed":
         return (f"*Transcribed (printed by `{res['command']}` on {res['date']} at revision `{res['revision']}`; "
-                f"not re-recorded since): {res['note']} · `benchmarks/results/{res['benchmark']}.json`*")
+                f"not re-recorded since): {res['note']} · `benchmarks/recorded/{res['benchmark']}.json`*")
     m = res["machine"]
     where = f"{m['cores']} cores ({m['cpu']})" + (f", torch {m['torch']}" if "torch" in m else "")
     dirty = " with uncommitted changes" if res.get("uncommitted_changes") else ""
     return (f"*`{res['command']}` · {res['date']} · revision `{res['revision']}`{dirty} · {where} · "
-            f"CPU use {res['cpu_use']:.0%} · `benchmarks/results/{res['benchmark']}.json`*")
+            f"CPU use {res['cpu_use']:.0%} · `benchmarks/recorded/{res['benchmark']}.json`*")
 
 
 @functools.cache

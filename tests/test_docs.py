@@ -93,8 +93,7 @@ def test_the_changelog_has_the_current_version():
 # --- figures rendered from results files, pictures and tables from declarations -------------------
 
 def _load(path: Path):
-    """A script loaded by its path: nothing joins ``sys.path`` (a ``benchmarks/results`` folder on it
-    would shadow ``zsad.flows.results``'s name)."""
+    """A script loaded by its path: its folder does not join ``sys.path``."""
     import importlib.util
     spec = importlib.util.spec_from_file_location(f"zsad_docs_test_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
@@ -165,7 +164,7 @@ def test_every_results_file_says_how_it_was_made_and_is_shown_somewhere():
     rd = _render_docs()
     used = {m.group(2).split()[0] for p in rd.pages() for m in rd.BLOCK.finditer(p.read_text())
             if m.group(1) != "generated"}
-    files = sorted((ROOT / "benchmarks" / "results").glob("*.json"))
+    files = sorted((ROOT / "benchmarks" / "recorded").glob("*.json"))
     assert files
     for path in files:
         res = json.loads(path.read_text())
