@@ -15,11 +15,12 @@ from .command_requests import WeightsRequest
 
 def config_keys(config: str) -> list[str]:
     """The weights keys of every model a pipeline config builds (random-weight models need none)."""
+    from zsad.tasks.plan import MODEL_SPECS
     from zsad.weights import weights_key
 
     from .configs import load_pipeline_config
     cfg = load_pipeline_config(config)
-    specs = [cfg.isnet, cfg.sam, cfg.clip, cfg.clipseg] + [c.backbone for c in (cfg.musc, cfg.anomalydino) if c]
+    specs = [spec for of_config in MODEL_SPECS.values() if (spec := of_config(cfg)) is not None]
     return list(dict.fromkeys(weights_key(s) for s in specs if not s.is_random))
 
 
