@@ -49,6 +49,7 @@ class Inspector:
         self.limits = ImageLimits.from_env()
         self.sinks = Sinks.of(request)
         self.models_ready = False
+        self.swept = open_store(request.store).sweep_temps()  # what a writer killed mid-unit left
 
     def warm(self, class_name: str = "object") -> float:
         """Load every model of the config by scoring one synthetic image into a throw-away store

@@ -391,3 +391,21 @@ def test_fuzzed_fields_and_file_names_never_5xx_never_write_outside_and_keep_key
     assert {p for p in outside_after - outside_before if not p.is_relative_to(root / "out")} == set()
     for unit_dir in (root / "s.zarr").glob("image/*/*/*/*/*"):  # stage/hash/dataset/class/split/image id
         Unit.parse("/".join(unit_dir.relative_to(root / "s.zarr").parts[2:]))
+
+
+def test_a_restarted_service_sweeps_what_a_writer_killed_mid_unit_left(store, tmp_path):
+    """``kill -9`` mid-write leaves a temp folder named after its writer; the next ``serve`` or
+    ``watch`` removes it before serving (a live writer's is kept)."""
+    import os
+    import subprocess
+    import sys
+    from zsad.stores.temps import _HOST
+    crashed = copy_store(store, tmp_path / "crashed.zarr")
+    split = next(p for p in Path(crashed).glob("*/*/*/pill/test") if p.is_dir())
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (split / f".tmp-x-{_HOST}-{dead.pid}-deadbeef").mkdir()
+    (split / f".tmp-y-{_HOST}-{os.getpid()}-cafecafe").mkdir()
+    inspector = Inspector(_request(crashed, tmp_path / "out"))
+    assert inspector.swept == 1
+    assert [p.name for p in split.glob(".tmp-*")] == [f".tmp-y-{_HOST}-{os.getpid()}-cafecafe"]
