@@ -2,6 +2,10 @@
 
     .venv/bin/python benchmarks/record.py bench_dino.py [its options ...]
     .venv/bin/python benchmarks/record.py --as bench_models-sam16 bench_models.py --sam-points 16
+    .venv/bin/python benchmarks/record.py scripts/check_install_beside.sh 2.9.1 0.24.1 3.6.29
+
+(a bare name is a Python script in ``benchmarks/``; a path from the repository root may also be a
+bash script, such as the install check)
 
 writes ``benchmarks/recorded/<name>.json`` (name: the script's stem, or ``--as``): the command,
 the date it started (UTC), the machine (cores, CPU model, Python, torch, numpy), the revision and whether the
@@ -74,25 +78,37 @@ def machine() -> dict:
 CODE = ("zsad", "flows", "tasks", "stores", "serve", "pyproject.toml", "benchmarks/common.py", "benchmarks/oldrev.py")
 
 
+def script_path(script: str) -> str:
+    """The script's path from the repository root: ``benchmarks/<name>`` for a bare name.
+
+    >>> script_path("bench_dino.py"), script_path("scripts/check_install_beside.sh")
+    ('benchmarks/bench_dino.py', 'scripts/check_install_beside.sh')
+    """
+    return script if "/" in script else f"benchmarks/{script}"
+
+
 def revision(script: str) -> tuple[str, bool]:
     """(the commit checked out, whether the code ``script`` runs differs from it: the packages, the
     script and its helpers; edits to the docs or to other benchmarks do not count)."""
     head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE,
-                            f"benchmarks/{script}"], cwd=ROOT, capture_output=True, text=True)
+                            script_path(script)], cwd=ROOT, capture_output=True, text=True)
     return head.stdout.strip() or "unknown", bool(dirty.stdout.strip())
 
 
 def record(script: str, args: list[str], *, name: str) -> dict:
-    """Run ``benchmarks/<script> args``, echo its output, and return the results record."""
-    path = ROOT / "benchmarks" / script
-    if not path.is_file():
-        raise SystemExit(f"record: no benchmark {path}; expected a file name such as bench_dino.py")
+    """Run the script (``script_path``) with ``args``, echo its output, and return the results record."""
+    rel = script_path(script)
+    path = ROOT / rel
+    if not path.is_file() or path.suffix not in (".py", ".sh"):
+        raise SystemExit(f"record: no benchmark {path}; expected a file name such as bench_dino.py "
+                         "or a path such as scripts/check_install_beside.sh")
+    runner = [sys.executable] if path.suffix == ".py" else ["bash"]
     rev, dirty = revision(script)
     started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, str(path), *args], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([*runner, str(path), *args], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     lines = []
     for line in proc.stdout:
         sys.stdout.write(line)
@@ -103,7 +119,7 @@ def record(script: str, args: list[str], *, name: str) -> dict:
     cpu = ru.ru_utime + ru.ru_stime - children0.ru_utime - children0.ru_stime
     out = "".join(lines)
     return {"benchmark": name, "source": "recorded",
-            "command": " ".join([".venv/bin/python", f"benchmarks/{script}", *args]),
+            "command": " ".join([".venv/bin/python" if path.suffix == ".py" else "bash", rel, *args]),
             "date": started, "revision": rev,
             "uncommitted_changes": dirty, "machine": machine(), "wall_s": round(wall, 1),
             "cpu_use": round(cpu / max(wall, 1e-9) / (os.cpu_count() or 1), 3), "exit": code,

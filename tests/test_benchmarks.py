@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-HELPERS = {"oldrev.py", "common.py", "record.py"}  # imported or wrapping, not benchmarks  # imported by the scripts, not run
+HELPERS = {"oldrev.py", "common.py", "record.py"}  # imported by the scripts or wrapping them, not benchmarks
 SCRIPTS = sorted(p.name for p in (ROOT / "benchmarks").glob("*.py") if p.name not in HELPERS)
 
 
