@@ -23,21 +23,24 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import cpu_seconds  # noqa: E402
 
 
-def timed(fn):
-    c0, t0 = os.times(), time.perf_counter()
+def run_once(fn):
+    """(``fn()``'s output, wall seconds, CPU use in cores) of one call."""
+    c0, t0 = cpu_seconds(), time.perf_counter()
     out = fn()
-    c1, wall = os.times(), time.perf_counter() - t0
-    return out, wall, (c1.user - c0.user + c1.system - c0.system) / wall
+    wall = time.perf_counter() - t0
+    return out, wall, (cpu_seconds() - c0) / wall
 
 
 def best_of(repeats: int, old_fn, new_fn):
     """Old and new interleaved ``repeats`` times: each side's (output, best wall seconds, CPU use of that run)."""
     old = new = (None, float("inf"), 0.0)
     for _ in range(repeats):
-        old = min(old, timed(old_fn), key=lambda r: r[1])
-        new = min(new, timed(new_fn), key=lambda r: r[1])
+        old = min(old, run_once(old_fn), key=lambda r: r[1])
+        new = min(new, run_once(new_fn), key=lambda r: r[1])
     return old, new
 
 
