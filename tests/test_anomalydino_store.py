@@ -171,3 +171,20 @@ def test_musc_runs_on_dinov2_tokens_from_the_same_cache(dino_store, tmp_path):
 def _tests(cls, store=None):
     st, plan = StageStore(store or DINO_STORE[0]), _plan()
     return st.list_units("image", plan.hashes["image"], "synthetic", [cls], split="test")
+
+
+def test_few_shot_predict_on_a_store_without_normal_images_names_the_fix(synthetic_root, tmp_path):
+    """AnomalyDINO few-shot on a store holding no normal images of the class: the error says what
+    it needs and both ways to give it (the CLI prints it and exits 2)."""
+    import shutil
+    from pathlib import Path
+
+    from zsad.flows.command_requests import PredictRequest
+    from zsad.flows.predict import run_predict
+    folder = tmp_path / "line"
+    folder.mkdir()
+    shutil.copy(sorted((Path(synthetic_root) / "pill" / "test").rglob("*.png"))[0], folder / "a.png")
+    request = PredictRequest(paths=(str(folder),), class_name="pill", store=str(tmp_path / "s.zarr"), config=CONFIG,
+                             variant="mode=anomalydino", threshold="none", out=str(tmp_path / "out"))
+    with pytest.raises(ValueError, match=r"needs train images 0\.\.0 by file name; 0 exist.*--reference DIR"):
+        run_predict(request)
