@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Install zsad's built wheel into a fresh environment that already holds an older torch/torchvision
 # pair and an older Prefect 3.x, then show what pip kept, added and changed, and that zsad imports
-# and runs its CLI there (and the demo, where that torchvision imports beside that torch).
+# and runs its CLI there; where that torchvision imports beside that torch, runs the demo there and
+# compares its store unit by unit with the same demo on this project's own environment.
 # Usage: scripts/check_install_beside.sh [TORCH [TORCHVISION [PREFECT [WORK_DIR]]]]
 #   default 2.13.0 0.28.0 3.6.29 and a new temp folder; 2.9.1 0.24.1 is a pair that runs on a CPU here
 #   (2.13.0 is a CPU build this machine holds, and PyPI's torchvision 0.28.0 does not import beside it).
 #   Downloads 1 to 4 GB. Record it for the docs: benchmarks/record.py scripts/check_install_beside.sh ...
 set -euo pipefail
-export LC_ALL=C  # one sort order for sort, join and comm
+export LC_ALL=C  # one sort order
 cd "$(dirname "$0")/.."
+ROOT=$(pwd)
 TORCH=${1:-2.13.0} VISION=${2:-0.28.0} PREFECT=${3:-3.6.29}
 WORK=${4:-$(mktemp -d)}
 PY=${PYTHON:-python3.11}
@@ -50,7 +52,12 @@ cd "$WORK"
 "$WORK/venv/bin/zsad" --version
 echo "== the demo on this torch:"
 if "$P" -c "import torchvision" >/dev/null 2>&1; then
-  "$WORK/venv/bin/zsad" demo --out "$WORK/demo" --image-size 64 2>&1 | tail -n 12
+  "$WORK/venv/bin/zsad" demo --out "$WORK/demo" --image-size 64 2>&1 | tail -n 1
+  if [ -x "$ROOT/.venv/bin/zsad" ]; then
+    echo "== the same demo on this project's environment (torch $("$ROOT/.venv/bin/python" -c 'import torch; print(torch.__version__)')), unit by unit:"
+    "$ROOT/.venv/bin/zsad" demo --out "$WORK/demo-here" --image-size 64 >/dev/null 2>&1
+    "$ROOT/.venv/bin/python" "$ROOT/scripts/compare_stores.py" "$WORK/demo/store.zarr" "$WORK/demo-here/store.zarr" || true
+  fi
 else
   echo "  not run: torchvision $VISION does not import beside torch $TORCH here ($("$P" -c "import torchvision" 2>&1 | tail -n 1))"
 fi
