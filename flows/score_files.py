@@ -6,7 +6,6 @@ precompute and aggregation of exactly those files (``score_files``), a scored fi
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -105,9 +104,12 @@ def resolve_variant(text: str, reference: str | None, name: str, pipeline_config
 
 def one_variant(variant: str, reference: str | None = None, name: str = "predict") -> AggregateConfig:
     """The one variant ``predict`` scores. With ``reference`` (a folder of normal images of the
-    class) it is few-shot against exactly those images (all of them): they are cached as data set
-    ``{name}-ref-{digest of their paths, sizes and times}`` (``zsad.flows.references``), so other
-    references make another variant (with its own thresholds)."""
+    class) the folder is cached as data set ``{name}-ref-{digest of their paths, sizes and times}``
+    (``zsad.flows.references``), so other references make another variant (with its own
+    thresholds), and the variant draws its references from it: a detector that takes references
+    by its fields' ``with_reference`` (WinCLIP+ few-shot: all of the folder's images; AnomalyDINO:
+    its ``shots`` by sorted file name, as the official code draws from ``train/good``); a
+    zero-shot variant becomes WinCLIP+ few-shot against the whole folder."""
     axes = parse_axes(variant)  # the values are checked; the grid is not built before it is known to be one
     many = {k: len(v) for k, v in axes.items() if len(v) > 1}
     if many:
@@ -119,8 +121,8 @@ def one_variant(variant: str, reference: str | None = None, name: str = "predict
     if agg.detector.together:
         raise ValueError(f"--reference gives few-shot references; a {agg.mode} variant compares the images scored "
                          "with each other and takes none: drop --reference or use mode=few-shot")
-    patch = agg.patch if isinstance(agg.patch, FewShot) else FewShot()
-    return agg.with_patch(dataclasses.replace(patch, reference=reference_name(reference, name), shots=0))
+    patch = agg.patch if agg.detector.takes_reference else FewShot()
+    return agg.with_patch(patch.with_reference(reference_name(reference, name)))
 
 
 def score_files(request: FilesRequest, paths: tuple[str, ...], agg: AggregateConfig) -> Scored:

@@ -53,10 +53,11 @@ def masked(variant: AnomalyDino | AnomalyDinoBatched, unit: Unit, tokens_pc: np.
 
 
 def references(run: AggregateRun, few: AnomalyDino, units: list[Unit], cls: str) -> list[Unit]:
-    """The official draw: the class's train images sorted by file name, ``[seed * k : (seed + 1) * k]``;
-    a clear error when the token stage holds fewer."""
+    """The official draw: the class's train images (of data set ``few.reference``, else the scored
+    one) sorted by file name, ``[seed * k : (seed + 1) * k]``; a clear error when the token stage
+    holds fewer."""
     store, h = run.store, run.plan.hashes
-    dataset = units[0].dataset
+    dataset = few.reference or units[0].dataset
     train = store.list_units("image", h["image"], dataset, [cls], split="train")
     named = sorted((PurePath(str(store.read_attrs(unit_key("image", h["image"], u))["path"])).name, u)
                    for u in train)

@@ -25,6 +25,7 @@ pytestmark = pytest.mark.slow  # a tiny precompute of its own
 
 CONFIG = "dino-tiny"  # AnomalyDINO's tokens of a random tiny DINOv2 at smaller edge 56, first 4 references
 DINO_STORE: list[str] = []  # the module's store, once made
+DINO_ROOT: list[str] = []  # and its data set's folder
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def dino_store(tmp_path_factory):
         out = run_precompute(PrecomputeRequest(store=store, progress=False, name="synthetic", config=CONFIG,
                                                split=split), samples=read_dataset("synthetic", root, split=split))
         assert not out.failed, out.failed
-    DINO_STORE[:] = [store]
+    DINO_STORE[:], DINO_ROOT[:] = [store], [str(root)]
     return store
 
 
@@ -188,3 +189,26 @@ def test_few_shot_predict_on_a_store_without_normal_images_names_the_fix(synthet
                              variant="mode=anomalydino", threshold="none", out=str(tmp_path / "out"))
     with pytest.raises(ValueError, match=r"needs train images 0\.\.0 by file name; 0 exist.*--reference DIR"):
         run_predict(request)
+
+
+def test_few_shot_predict_with_a_reference_folder_is_anomalydino_against_that_folder(dino_store, tmp_path):
+    """``predict --variant mode=anomalydino --reference DIR`` scores AnomalyDINO (not another
+    few-shot detector) with its ``shots`` references drawn from DIR by sorted file name: with
+    the class's ``train/good`` as DIR, each image's score is the brute force's."""
+    from pathlib import Path
+
+    from conftest import copy_store
+    from zsad.flows.command_requests import PredictRequest
+    from zsad.flows.predict import run_predict
+    store = copy_store(dino_store, tmp_path / "s.zarr")
+    root = Path(DINO_ROOT[0]) / "pill"
+    out = run_predict(PredictRequest(paths=(str(root / "test"),), class_name="pill", store=store, config=CONFIG,
+                                     variant="mode=anomalydino", reference=str(root / "train" / "good"),
+                                     threshold="none", out=str(tmp_path / "out"), echo=False))
+    st, plan = StageStore(store), _plan()
+    expected = {st.read_attrs(unit_key("image", plan.hashes["image"], u))["path"]: v
+                for u, v in brute_scores(st, plan, "pill", 1, 0, True).items()}
+    rows = out["rows"]
+    assert len(rows) == len(expected) and all(r["variant"].startswith("anomalydino1@predict-ref-") for r in rows)
+    for row in rows:
+        assert row["sample_score"] == pytest.approx(expected[row["path"]], abs=2e-6), row["path"]

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 MASKINGS = ("official", "on", "off")  # the per-class table of the official code, every class, none
@@ -35,6 +36,8 @@ class AnomalyDino:
     Attributes:
         shots: reference images per class: the class's sorted ``train/good`` file names
             ``[shot_seed * shots : (shot_seed + 1) * shots]`` (the official draw).
+        reference: the data set whose train split they are drawn from ("" = the data set
+            scored; ``predict --reference DIR`` caches DIR as one and names it here).
         neighbours: nearest reference patches averaged (the official ``k_neighbors``: 1).
         rotation: the references' 8 rotations join the memory (the official "agnostic" default).
         masking: ``official`` (the per-class table), ``on`` or ``off``.
@@ -42,6 +45,7 @@ class AnomalyDino:
 
     shots: int = 1
     shot_seed: int = 0
+    reference: str = ""
     neighbours: int = 1
     rotation: bool = True
     masking: str = field(default="official", metadata={"choices": MASKINGS})
@@ -52,11 +56,19 @@ class AnomalyDino:
         _whole("AnomalyDino", "neighbours", self.neighbours, 1)
         if not isinstance(self.rotation, bool):
             raise ValueError(f"AnomalyDino.rotation must be true or false, got {self.rotation!r}")
+        if not isinstance(self.reference, str):
+            raise TypeError(f"AnomalyDino.reference must be a data set name (str), got {self.reference!r}")
         _check_masking("AnomalyDino", self.masking)
 
+    def with_reference(self, name: str) -> "AnomalyDino":
+        """These fields drawing their ``shots`` references from data set ``name``'s train split."""
+        return dataclasses.replace(self, reference=name)
+
     def label(self) -> str:
+        """``anomalydino1/rot/mask-official/k1`` (``s{seed}``, ``@reference`` when set)."""
         seed = f"s{self.shot_seed}" if self.shot_seed else ""
-        return (f"anomalydino{self.shots}{seed}/{'rot' if self.rotation else 'norot'}/mask-{self.masking}/"
+        ref = f"@{self.reference}" if self.reference else ""
+        return (f"anomalydino{self.shots}{seed}{ref}/{'rot' if self.rotation else 'norot'}/mask-{self.masking}/"
                 f"k{self.neighbours}")
 
 

@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +68,10 @@ class FewShot:
             raise ValueError(f"FewShot.shot_seed must be a whole number, got {self.shot_seed!r}")
         if not isinstance(self.reference, str):
             raise TypeError(f"FewShot.reference must be a data set name (str), got {self.reference!r}")
+
+    def with_reference(self, name: str) -> "FewShot":
+        """These fields against every image of data set ``name``'s train split (``shots=0``)."""
+        return dataclasses.replace(self, reference=name, shots=0)
 
     def label(self) -> str:
         """This part of a variant's label: ``few-shot4/mean/r1`` (``@reference``, ``s{seed}`` when set)."""
