@@ -78,6 +78,9 @@ def machine() -> dict:
 CODE = ("zsad", "flows", "tasks", "stores", "serve", "pyproject.toml", "benchmarks/common.py", "benchmarks/oldrev.py")
 
 
+RUNNERS = {".py": ([sys.executable], ".venv/bin/python"), ".sh": (["bash"], "bash")}  # suffix -> (argv, as recorded)
+
+
 def script_path(script: str) -> str:
     """The script's path from the repository root: ``benchmarks/<name>`` for a bare name.
 
@@ -100,10 +103,10 @@ def record(script: str, args: list[str], *, name: str) -> dict:
     """Run the script (``script_path``) with ``args``, echo its output, and return the results record."""
     rel = script_path(script)
     path = ROOT / rel
-    if not path.is_file() or path.suffix not in (".py", ".sh"):
+    if not path.is_file() or path.suffix not in RUNNERS:
         raise SystemExit(f"record: no benchmark {path}; expected a file name such as bench_dino.py "
                          "or a path such as scripts/check_install_beside.sh")
-    runner = [sys.executable] if path.suffix == ".py" else ["bash"]
+    runner, shown = RUNNERS[path.suffix]
     rev, dirty = revision(script)
     started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -119,7 +122,7 @@ def record(script: str, args: list[str], *, name: str) -> dict:
     cpu = ru.ru_utime + ru.ru_stime - children0.ru_utime - children0.ru_stime
     out = "".join(lines)
     return {"benchmark": name, "source": "recorded",
-            "command": " ".join([".venv/bin/python" if path.suffix == ".py" else "bash", rel, *args]),
+            "command": " ".join([shown, rel, *args]),
             "date": started, "revision": rev,
             "uncommitted_changes": dirty, "machine": machine(), "wall_s": round(wall, 1),
             "cpu_use": round(cpu / max(wall, 1e-9) / (os.cpu_count() or 1), 3), "exit": code,

@@ -8,7 +8,6 @@
 #   (2.13.0 is a CPU build this machine holds, and PyPI's torchvision 0.28.0 does not import beside it).
 #   Downloads 1 to 4 GB. Record it for the docs: benchmarks/record.py scripts/check_install_beside.sh ...
 set -euo pipefail
-export LC_ALL=C  # one sort order
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 TORCH=${1:-2.13.0} VISION=${2:-0.28.0} PREFECT=${3:-3.6.29}
@@ -24,22 +23,21 @@ pipq() {  # pip without the notices about a machine's extra local indexes; pip's
 }
 pipq install -q --upgrade pip
 pipq install -q "torch==$TORCH" "torchvision==$VISION" "prefect==$PREFECT"
-"$P" -m pip freeze | sort > "$WORK/before.txt"
+"$P" -m pip freeze > "$WORK/before.txt"
 .venv/bin/python -m pip wheel -q --no-deps --wheel-dir "$WORK/dist" . >/dev/null 2>&1
 pipq install -q "$WORK"/dist/zsad-*.whl
-"$P" -m pip freeze | sort > "$WORK/after.txt"
+"$P" -m pip freeze > "$WORK/after.txt"
 echo "== python: $("$P" --version), zsad wheel: $(basename "$WORK"/dist/zsad-*.whl)"
-echo "== kept (before the wheel -> after):"
-for pkg in torch torchvision prefect; do
-  b=$(grep -i "^$pkg==" "$WORK/before.txt" || true); a=$(grep -i "^$pkg==" "$WORK/after.txt" || true)
-  echo "  $b -> $a"
-  [ "$b" = "$a" ] || { echo "REPLACED: $pkg"; exit 1; }
-done
 "$P" - "$WORK/before.txt" "$WORK/after.txt" <<'PY'
 import sys
 def pins(path):
     return dict(line.strip().split("==", 1) for line in open(path) if "==" in line)
 before, after = pins(sys.argv[1]), pins(sys.argv[2])
+print("== kept (before the wheel -> after):")
+for pkg in ("torch", "torchvision", "prefect"):
+    print(f"  {pkg}=={before.get(pkg)} -> {pkg}=={after.get(pkg)}")
+    if before.get(pkg) != after.get(pkg):
+        sys.exit(f"REPLACED: {pkg}")
 changed = sorted(k for k in before.keys() & after.keys() if before[k] != after[k])
 print("== changed by the wheel:" + "".join(f"\n  {k}: {before[k]} -> {after[k]}" for k in changed))
 print(f"== added by the wheel: {len(after.keys() - before.keys())} packages; removed: {len(before.keys() - after.keys())}")

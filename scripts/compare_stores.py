@@ -1,6 +1,7 @@
-"""Compare two zsad stores unit by unit: per stage, how many complete units both hold, how many
-are bit-identical (every array equal, NaN equal to NaN; attributes not compared: they hold
-paths and times), and the largest absolute difference of the others.
+"""Compare two zsad stores unit by unit (``StageStore.unit_keys``: per image, per class and per
+stage): per stage, how many complete units both hold, how many are bit-identical (every array
+equal, NaN equal to NaN; attributes not compared: they hold paths and times), and the largest
+absolute difference of the others.
 
     .venv/bin/python scripts/compare_stores.py A.zarr B.zarr
 
@@ -18,20 +19,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from zsad.stores import StageStore  # noqa: E402
-
-UNIT_DEPTH = 5  # stage / hash / dataset / class / split / unit
-
-
-def units(st: StageStore, key: str, depth: int = UNIT_DEPTH):
-    """Complete unit keys under ``key``, ``depth`` levels down."""
-    for child in st.children(key):
-        sub = f"{key}/{child}"
-        if depth == 1:
-            if st.is_complete(sub):
-                yield sub
-        else:
-            yield from units(st, sub, depth - 1)
-
 
 def difference(a: dict, b: dict) -> float:
     """0.0 when every array of two units is equal (NaN equal to NaN), else the largest absolute
@@ -64,16 +51,14 @@ def main(argv: list[str]) -> int:
         raise SystemExit(__doc__)
     a, b = StageStore(argv[0]), StageStore(argv[1])
     print("| stage | units in both | bit-identical | largest difference | only in one |\n|---|---:|---:|---:|---:|")
+    keys_a, keys_b = set(a.unit_keys()), set(b.unit_keys())
     bad = 0
-    for stage in sorted(set(a.children("")) | set(b.children(""))):
-        keys_a = set(units(a, stage)) if stage in a.children("") else set()
-        keys_b = set(units(b, stage)) if stage in b.children("") else set()
-        if not keys_a | keys_b:
-            continue
-        both = sorted(keys_a & keys_b)
+    for stage in sorted({k.split("/", 1)[0] for k in keys_a | keys_b}):
+        in_a, in_b = {k for k in keys_a if k.startswith(f"{stage}/")}, {k for k in keys_b if k.startswith(f"{stage}/")}
+        both = sorted(in_a & in_b)
         diffs = [difference(a.read_unit(k)[0], b.read_unit(k)[0]) for k in both]
         same = sum(d == 0.0 for d in diffs)
-        only = len(keys_a ^ keys_b)
+        only = len(in_a ^ in_b)
         bad += len(both) - same + only
         print(f"| {stage} | {len(both)} | {same} | {max(diffs, default=0.0):.3g} | {only} |")
     return 1 if bad else 0

@@ -44,6 +44,18 @@ class Hierarchy:
                 except KeyError:  # a folder without group metadata: not a stage group
                     continue
 
+    def unit_keys(self) -> Iterator[str]:
+        """The key of every complete unit (per image, per class or per stage), walking each stage
+        group down to the image level; folders without the completeness marker are passed over."""
+        for stage, h, _ in self.stages():
+            stack = [f"{stage}/{h}"]
+            while stack:
+                key = stack.pop()
+                if self.is_complete(key):
+                    yield key
+                elif key.count("/") < 6:  # stage/hash/dataset/class/split/image: the deepest unit
+                    stack += [f"{key}/{c}" for c in self.children(key)]
+
     def write_record(self, key: str, attrs: dict[str, Any]) -> None:
         """A small group holding only attributes (index records): atomic rename on a local disk,
         one object written elsewhere; not a unit, not counted in ``writes``."""

@@ -17,7 +17,15 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 from typing import Iterator, Sequence
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (a writer killed mid-unit, for the temp-folder sweeps)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
 
 
 def kill_group(proc: subprocess.Popen) -> None:

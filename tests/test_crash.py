@@ -34,16 +34,6 @@ def _precompute(root, store, cwd, kill_at_units: int | None = None) -> None:
     # leaving ``spawned``: kill -9 of the run and whatever it started
 
 
-def _units(st: StageStore):
-    """Every unit key of the store: groups whose attributes carry the completeness marker."""
-    for stage, h, _ in st.stages():
-        stack = [f"{stage}/{h}"]
-        while stack:
-            key = stack.pop()
-            if st.is_complete(key):
-                yield key
-            else:
-                stack += [f"{key}/{c}" for c in st.children(key)]
 
 
 def test_kill_minus_9_then_rerun_equals_an_uninterrupted_run(synthetic_root, precomputed_store, tmp_path):
@@ -51,11 +41,11 @@ def test_kill_minus_9_then_rerun_equals_an_uninterrupted_run(synthetic_root, pre
     partial = []
     for at in (24, 44):  # of 56 per-image units: the rerun resumes and is killed again, later
         _precompute(synthetic_root, crashed, tmp_path, kill_at_units=at)
-        partial.append(len(list(_units(StageStore(crashed)))) if Path(crashed).exists() else 0)
+        partial.append(len(list(StageStore(crashed).unit_keys())) if Path(crashed).exists() else 0)
     assert any(0 < n < 8 * 7 + 2 for n in partial), partial  # a kill did land mid-run
     _precompute(synthetic_root, crashed, tmp_path)
     a, b = StageStore(reference), StageStore(crashed)
-    keys_a, keys_b = sorted(_units(a)), sorted(_units(b))
+    keys_a, keys_b = sorted(a.unit_keys()), sorted(b.unit_keys())
     assert keys_a == keys_b and len(keys_a) == 8 * 7 + 2
     for key in keys_a:
         (arr_a, attrs_a), (arr_b, attrs_b) = a.read_unit(key), b.read_unit(key)

@@ -397,14 +397,12 @@ def test_a_restarted_service_sweeps_what_a_writer_killed_mid_unit_left(store, tm
     """``kill -9`` mid-write leaves a temp folder named after its writer; the next ``serve`` or
     ``watch`` removes it before serving (a live writer's is kept)."""
     import os
-    import subprocess
-    import sys
+
+    from procs import dead_pid
     from zsad.stores.temps import _HOST
     crashed = copy_store(store, tmp_path / "crashed.zarr")
     split = next(p for p in Path(crashed).glob("*/*/*/pill/test") if p.is_dir())
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    (split / f".tmp-x-{_HOST}-{dead.pid}-deadbeef").mkdir()
+    (split / f".tmp-x-{_HOST}-{dead_pid()}-deadbeef").mkdir()
     (split / f".tmp-y-{_HOST}-{os.getpid()}-cafecafe").mkdir()
     inspector = Inspector(_request(crashed, tmp_path / "out"))
     assert inspector.swept == 1

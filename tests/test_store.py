@@ -98,15 +98,13 @@ def test_read_of_missing_unit_is_a_clear_error(tmp_path):
 
 def test_temp_folders_of_dead_writers_are_swept_and_live_ones_kept(tmp_path):
     import os
-    import subprocess
-    import sys
+
+    from procs import dead_pid
     from zsad.stores.temps import _HOST
     st = StageStore(tmp_path / "s.zarr")
     st.write_unit("tiles/abc/ds/cls/test/img", {"x": (np.zeros(3), ("t",))})
     split = tmp_path / "s.zarr" / "tiles" / "abc" / "ds" / "cls" / "test"
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    (split / f".tmp-img2-{_HOST}-{dead.pid}-deadbeef").mkdir()           # its writer was killed
+    (split / f".tmp-img2-{_HOST}-{dead_pid()}-deadbeef").mkdir()           # its writer was killed
     (split / f".tmp-img3-{_HOST}-{os.getpid()}-cafecafe").mkdir()        # a writer still running
     (split / ".tmp-img4-abcd1234").mkdir()                               # old format, recent: kept
     assert st.sweep_temps() == 1

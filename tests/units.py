@@ -12,15 +12,9 @@ from zsad.stores import StageStore
 def complete_units(store: str) -> set[str]:
     """Every unit that reads as complete, each read whole (arrays and all) to prove it."""
     st, found = StageStore(store), set()
-    for stage, h, _ in st.stages():
-        stack = [f"{stage}/{h}"]
-        while stack:
-            key = stack.pop()
-            if st.is_complete(key):
-                st.read_unit(key)
-                found.add(key)
-            elif key.count("/") < 6:
-                stack += [f"{key}/{c}" for c in st.children(key)]
+    for key in st.unit_keys():
+        st.read_unit(key)
+        found.add(key)
     return found
 
 
